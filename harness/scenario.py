@@ -1,0 +1,264 @@
+"""Scenario: the YAML a user writes, as one pydantic model tree (extra keys forbidden, units in names)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ScenarioError
+
+_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Autoscaling(_Model):
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas Serve keeps running.")
+    max_replicas: int = Field(1, ge=1, description="Most replicas Serve may start.")
+    initial_replicas: int | None = Field(None, ge=0, description="Replicas at deploy time (default: min_replicas).")
+    target_ongoing_requests: float = Field(
+        8, gt=0, description="Ongoing requests per replica that Serve's autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(3.0, ge=0, description="How long demand must stay high before scaling up.")
+    downscale_delay_s: float = Field(30.0, ge=0, description="How long demand must stay low before scaling down.")
+    look_back_period_s: float = Field(5.0, gt=0, description="Window over which Serve averages ongoing requests.")
+
+    @model_validator(mode="after")
+    def _order(self) -> "Autoscaling":
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
+        if self.initial_replicas is not None and not (
+            self.min_replicas <= self.initial_replicas <= self.max_replicas
+        ):
+            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
+        return self
+
+
+class SimEngine(_Model):
+    """Knobs of the simulated vLLM-like engine (continuous batching over a paged KV cache)."""
+
+    ttft_ms: float = Field(40.0, ge=0, description="Fixed time to first token before prefill cost, per request.")
+    prefill_ms_per_token: float = Field(0.05, ge=0, description="Extra prefill time per prompt token.")
+    itl_ms: float = Field(8.0, ge=0, description="Decode step time with a batch of one (inter-token latency).")
+    itl_ms_per_seq: float = Field(0.05, ge=0, description="Extra decode step time per running sequence in the batch.")
+    jitter_frac: float = Field(0.05, ge=0, le=1, description="Seeded multiplicative jitter on step times (0.05 = ±5%).")
+    max_num_seqs: int = Field(32, ge=1, description="Most sequences decoded together (vLLM max_num_seqs).")
+    kv_blocks: int = Field(512, ge=1, description="KV-cache blocks per replica.")
+    block_size: int = Field(16, ge=1, description="Tokens per KV-cache block.")
+    slowdown_factor: float = Field(1.0, gt=0, description="Multiplies every step time: inject a regression on purpose.")
+    error_rate: float = Field(0.0, ge=0, le=1, description="Fraction of requests answered with HTTP 500 (fault injection).")
+    seed: int = Field(0, description="Seed for jitter and error injection.")
+
+
+class VllmEngine(_Model):
+    """Real vLLM through Ray Serve LLM (ray.serve.llm). Filled in by the vLLM deployment path."""
+
+    model_source: str = Field(..., description="Hugging Face id or local directory of the model weights.")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine arguments.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline-parallel stages per replica.")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. A100 or L4; none on CPU.")
+    device: Literal["cpu", "gpu"] = Field("gpu", description="Where the engine runs: gpu (production) or cpu.")
+    stream_batching_interval_ms: float = Field(
+        0.0, ge=0, description="Ray Serve LLM stream batching; 0 sends every token as produced (true TTFT/ITL)."
+    )
+    runtime_env_vars: dict[str, str] = Field(default_factory=dict, description="Env vars for the engine replicas.")
+
+
+class Target(_Model):
+    engine: Literal["sim", "vllm", "external"] = Field(..., description="What serves the load: sim | vllm | external.")
+    model: str = Field(..., min_length=1, description="Served model id (the `model` field of each request).")
+    url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint (engine: external).")
+    app_name: str = Field("llm", pattern=_NAME_RE, description="Ray Serve application name.")
+    route_prefix: str = Field("/", description="Route prefix of the Serve application.")
+    api_key_env: str | None = Field(
+        None, description="Name of the env var holding the API key (sent as a Bearer token; never recorded)."
+    )
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Serve autoscaling config.")
+    replica_cpus: float = Field(0.5, ge=0, description="Logical CPUs each replica reserves in Ray.")
+    sim: SimEngine | None = Field(None, description="Simulated-engine knobs (engine: sim).")
+    vllm: VllmEngine | None = Field(None, description="vLLM settings (engine: vllm).")
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> "Target":
+        if self.engine == "external" and not self.url:
+            raise ValueError("engine 'external' needs `url` (an OpenAI-compatible base URL)")
+        if self.engine == "sim" and self.sim is None:
+            self.sim = SimEngine()
+        if self.engine == "vllm" and self.vllm is None:
+            raise ValueError("engine 'vllm' needs a `vllm:` section with at least `model_source`")
+        if self.url and self.engine != "external":
+            raise ValueError("`url` is only for engine 'external' (sim and vllm are deployed by the harness)")
+        return self
+
+
+class TokenDist(_Model):
+    mean: float = Field(..., gt=0, description="Mean length in tokens.")
+    stddev: float = Field(0.0, ge=0, description="Standard deviation in tokens (normal, clipped to [min, max]).")
+    min: int = Field(1, ge=1, description="Shortest length in tokens.")
+    max: int | None = Field(None, ge=1, description="Longest length in tokens.")
+
+
+class Workload(_Model):
+    api: Literal["chat", "completions"] = Field("chat", description="OpenAI endpoint: chat or completions.")
+    stream: bool = Field(True, description="Stream tokens (SSE); needed for TTFT and ITL.")
+    prompt_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=128), description="Prompt length.")
+    output_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens).")
+    ignore_eos: bool = Field(True, description="Ask the server to produce exactly max_tokens (vLLM ignore_eos).")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
+    request_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout; a timed out request is an error.")
+    seed: int = Field(0, description="Seed for prompt and length sampling.")
+
+
+class Stage(_Model):
+    name: str | None = Field(None, description="Stage label in reports (default: stage<i>).")
+    duration_s: float = Field(..., gt=0, description="How long this stage lasts.")
+    users: int = Field(..., ge=0, description="Concurrent users (closed loop: each waits for its reply).")
+    spawn_rate: float = Field(1.0, gt=0, description="Users started (or stopped) per second to reach `users`.")
+
+
+class Load(_Model):
+    warmup_s: float = Field(0.0, ge=0, description="Leading seconds whose samples are excluded from statistics.")
+    stages: list[Stage] = Field(..., min_length=1, description="Load shape: consecutive stages.")
+    max_requests: int | None = Field(None, gt=0, description="Stop after this many requests (bound on the run).")
+    think_time_s: float = Field(0.0, ge=0, description="Pause between a user's requests.")
+    workers: int = Field(0, ge=0, description="Locust worker processes (0: a single local process).")
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.stages)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Load":
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than the stages ({self.duration_s} s)")
+        for i, s in enumerate(self.stages):
+            if s.name is None:
+                s.name = f"stage{i}"
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+
+class Scenario(_Model):
+    name: str = Field(..., pattern=_NAME_RE, description="Scenario name (used in run ids and history).")
+    description: str = Field("", description="What this scenario checks, in a sentence.")
+    target: Target = Field(..., description="What is deployed (or reached) and served.")
+    workload: Workload = Field(default_factory=Workload, description="What each request looks like.")
+    load: Load = Field(..., description="How much load, over how long.")
+    slos: list[str] = Field(default_factory=list, description="SLOs like `ttft.p95 <= 500ms`; all must pass.")
+    scrape: "ScrapeSettings" = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
+
+    @field_validator("slos")
+    @classmethod
+    def _slos_parse(cls, v: list[str]) -> list[str]:
+        from harness.slo.parse import parse_slo  # late: slo imports nothing from here
+
+        errs = []
+        for i, s in enumerate(v):
+            try:
+                parse_slo(s)
+            except ValueError as e:
+                errs.append(f"[{i}] {e}")
+        if errs:
+            raise ValueError("; ".join(errs))
+        return v
+
+
+class ScrapeSettings(_Model):
+    step_s: float = Field(1.0, gt=0, description="Resolution of range queries.")
+    settle_timeout_s: float = Field(30.0, ge=0, description="Longest wait for server counters to stop moving.")
+    settle_quiet_s: float = Field(3.0, ge=0, description="Counters must be unchanged this long to count as settled.")
+
+
+Scenario.model_rebuild()
+
+
+# ---------- loading and error formatting ----------
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(source: str, err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see `harness scenarios show` for the fields)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"{source}: {_loc(loc)}: {msg}")
+    return lines
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"{source}: the file must hold a mapping (name:, target:, load:, ...), got {type(data).__name__}",
+            fix="see scenarios/smoke.yaml for the layout",
+        )
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(f"{source}: invalid scenario", problems=format_validation_error(source, e)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    if not p.exists():
+        near = resolve_name(str(path))
+        hint = f"did you mean {near}?" if near else "give a path to a .yaml file, or a name from `harness scenarios list`"
+        raise ScenarioError(f"{p}: scenario file not found", fix=hint)
+    if p.is_dir():
+        raise ScenarioError(f"{p}: is a directory, not a scenario file", fix="give the path of a .yaml file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{p}: cannot read the file ({e.__class__.__name__}: {e})", fix="check permissions and encoding (UTF-8)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ScenarioError(f"{p}: {where}YAML syntax error: {problem}", fix="fix the YAML syntax at that line") from None
+    return parse_scenario(data, str(p))
+
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def list_scenarios(root: Path = SCENARIO_DIR) -> list[Path]:
+    return sorted(p for p in root.rglob("*.yaml")) if root.exists() else []
+
+
+def resolve_name(name: str) -> Path | None:
+    """`smoke` → scenarios/smoke.yaml when such a shipped scenario exists."""
+    stem = re.sub(r"\.ya?ml$", "", Path(name).name)
+    for p in list_scenarios():
+        if p.stem == stem:
+            return p
+    return None
+
+
+def resolve_scenario_path(arg: str) -> Path:
+    p = Path(arg)
+    if p.exists():
+        return p
+    return resolve_name(arg) or p
