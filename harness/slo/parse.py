@@ -9,7 +9,7 @@ from harness.slo.signals import SIGNALS, Signal
 
 OPS = ("<=", ">=", "<", ">")
 _RE = re.compile(
-    r"^\s*(?P<signal>[a-z_]+)(?:\.(?P<stat>[a-z0-9.]+?))?\s*(?P<op><=|>=|<|>|==)\s*"
+    r"^\s*(?P<signal>[a-z][a-z0-9_]*)(?:\.(?P<stat>[a-z0-9.]+?))?\s*(?P<op><=|>=|<|>|==)\s*"
     r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
 )
 _UNITS_FOR = {"time": ("ms", "s"), "ratio": ("%", None), "count": (None,), "rate": (None,)}
