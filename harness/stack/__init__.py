@@ -1,0 +1,122 @@
+"""Stack stage: find or start Ray and Prometheus. `Stack` is what the later stages need to reach them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.errors import StackError
+from harness.stack.net import LOOPBACK, free_port, http_get
+from harness.stack.prometheus import LocalPrometheus, start_prometheus, stop_prometheus, wait_for_ray_targets
+from harness.stack.ray_head import LOCAL_RAY_ENV, LocalRay, ray_alive, start_ray, stop_ray
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("HARNESS_STATE_DIR", Path.home() / ".cache" / "harness"))
+
+
+@dataclass
+class Stack:
+    ray_address: str
+    prometheus_url: str
+    serve_port: int = 8000
+    endpoint_url: str | None = None  # where load goes; None: http://127.0.0.1:<serve_port>
+    sd_file: str | None = None
+    local: bool = False  # started by the harness (and so stopped by it)
+    state_dir: str | None = None
+    ray: dict | None = None
+    prometheus: dict | None = None
+    timings_s: dict = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return (self.endpoint_url or f"http://{LOOPBACK}:{self.serve_port}").rstrip("/")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> Stack:
+    """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP."""
+    os.environ.update(LOCAL_RAY_ENV)  # our own driver must also resolve the node as 127.0.0.1
+    state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    ray = start_ray(state_dir, num_cpus=num_cpus)
+    t_ray = time.monotonic()
+    try:
+        prom = start_prometheus(state_dir, ray.sd_file)
+        stack = Stack(
+            ray_address=ray.address, prometheus_url=prom.url, serve_port=free_port(), sd_file=str(ray.sd_file),
+            local=True, state_dir=str(state_dir), ray=ray.to_dict(), prometheus=prom.to_dict(),
+        )
+        # Ray lists all three targets (metrics agent, autoscaler, dashboard) within ~12 s of start.
+        wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)
+    except BaseException:
+        stop_ray(ray)
+        if "prom" in locals():
+            stop_prometheus(prom)
+        raise
+    stack.timings_s = {"ray_start_s": round(t_ray - t0, 2), "targets_up_s": round(time.monotonic() - t_ray, 2)}
+    (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
+    return stack
+
+
+def stop_local_stack(stack: Stack) -> None:
+    if not stack.local:
+        return
+    if stack.prometheus:
+        stop_prometheus(LocalPrometheus(**stack.prometheus))
+    if stack.ray:
+        stop_ray(LocalRay(**stack.ray))
+        shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)
+
+
+def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = None, timeout_s: float = 10.0) -> Stack:
+    """Use an existing Ray and Prometheus; check Prometheus answers (Ray is checked when deploying)."""
+    url = prometheus_url.rstrip("/")
+    try:
+        status, _ = http_get(f"{url}/-/ready", timeout_s)
+    except OSError as e:
+        raise StackError(
+            f"Prometheus at {url} is not reachable ({e.__class__.__name__}: {e})",
+            fix="check --prometheus-url (scheme, host, port) and that Prometheus is running",
+        ) from None
+    if status != 200:
+        raise StackError(f"Prometheus at {url} answered /-/ready with HTTP {status}", fix="wait until it is ready, or check the URL")
+    return Stack(ray_address=ray_address, prometheus_url=url, endpoint_url=endpoint_url)
+
+
+# ---------- a long-lived stack for repeated runs (`harness up` / `harness down`) ----------
+
+
+def _pointer() -> Path:
+    return state_root() / "current-stack.json"
+
+
+def save_current(stack: Stack) -> Path:
+    p = _pointer()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(stack.to_dict(), indent=2))
+    return p
+
+
+def load_current() -> Stack | None:
+    p = _pointer()
+    if not p.exists():
+        return None
+    try:
+        stack = Stack(**json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if stack.ray and not ray_alive(LocalRay(**stack.ray)):
+        return None  # left behind by a stack that died: ignore it
+    return stack
+
+
+def clear_current() -> None:
+    _pointer().unlink(missing_ok=True)
