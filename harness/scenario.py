@@ -57,10 +57,18 @@ class SimEngine(_Model):
 
 
 class VllmEngine(_Model):
-    """Real vLLM through Ray Serve LLM (ray.serve.llm). Filled in by the vLLM deployment path."""
+    """Real vLLM through Ray Serve LLM (ray.serve.llm): turned into an LLMConfig by serve_apps/vllm_app.py."""
 
-    model_source: str = Field(..., description="Hugging Face id or local directory of the model weights.")
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine arguments.")
+    model_source: str = Field(
+        ...,
+        description="Hugging Face id, local directory of the model, or `tiny`: the harness's own tiny Llama "
+        "(random weights, built on first use in $HARNESS_MODEL_DIR or ~/.cache/harness/models/tiny-llama).",
+    )
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra vLLM engine arguments (AsyncEngineArgs names); keys that have their own field here "
+        "are refused.",
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
     pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline-parallel stages per replica.")
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. A100 or L4; none on CPU.")
@@ -69,6 +77,46 @@ class VllmEngine(_Model):
         0.0, ge=0, description="Ray Serve LLM stream batching; 0 sends every token as produced (true TTFT/ITL)."
     )
     runtime_env_vars: dict[str, str] = Field(default_factory=dict, description="Env vars for the engine replicas.")
+    max_model_len: int | None = Field(
+        None, ge=16, description="Longest context (prompt + output) in tokens (vLLM max_model_len; default: model's)."
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Most sequences the engine batches together (vLLM max_num_seqs)."
+    )
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(
+        None, description="Weight/activation dtype (vLLM dtype; default auto)."
+    )
+    enable_prefix_caching: bool | None = Field(
+        None, description="Reuse KV blocks of shared prompt prefixes (vLLM enable_prefix_caching; default: vLLM's)."
+    )
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Fraction of GPU memory vLLM may use (device gpu only; default 0.9)."
+    )
+    cpu_kvcache_space_gib: int | None = Field(
+        None, ge=1, description="KV-cache size in GiB on CPU (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1)."
+    )
+    max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Serve's cap on requests in flight per replica (default: Ray Serve LLM's, unbounded)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "VllmEngine":
+        own = {"max_model_len", "max_num_seqs", "dtype", "enable_prefix_caching", "gpu_memory_utilization",
+               "tensor_parallel_size", "pipeline_parallel_size"}
+        clash = sorted(own & self.engine_kwargs.keys())
+        if clash:
+            raise ValueError(f"engine_kwargs: set {', '.join(clash)} with the field(s) of the same name under `vllm:`")
+        reserved = sorted({"model", "served_model_name"} & self.engine_kwargs.keys())
+        if reserved:
+            raise ValueError(f"engine_kwargs: {', '.join(reserved)} come from `model_source` and `target.model`")
+        if self.device == "cpu":
+            if self.accelerator_type:
+                raise ValueError("accelerator_type is for device gpu; remove it for device cpu")
+            if self.gpu_memory_utilization is not None:
+                raise ValueError("gpu_memory_utilization is for device gpu; on cpu use cpu_kvcache_space_gib")
+        elif self.cpu_kvcache_space_gib is not None:
+            raise ValueError("cpu_kvcache_space_gib is for device cpu; on gpu use gpu_memory_utilization")
+        return self
 
 
 class Target(_Model):
