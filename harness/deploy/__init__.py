@@ -1,0 +1,160 @@
+"""Deploy stage: build the Serve app for the scenario's engine, run it on Ray, wait until it answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from harness.errors import DeployError, StackError
+from harness.scenario import Scenario, Target
+from harness.stack import Stack
+from harness.stack.net import LOOPBACK, http_get
+
+# vLLM needs minutes on CPU to load and warm up; the sim engine needs seconds.
+DEPLOY_TIMEOUT_S = {"sim": 120.0, "vllm": 900.0, "external": 30.0}
+
+
+@dataclass
+class Deployment:
+    engine: str
+    app_name: str | None
+    base_url: str
+    model: str
+    deploy_s: float
+    details: dict = field(default_factory=dict)  # engine provenance (placement, engine args, batching)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def api_headers(target: Target) -> dict[str, str]:
+    if not target.api_key_env:
+        return {}
+    key = os.environ.get(target.api_key_env)
+    if not key:
+        raise StackError(
+            f"target.api_key_env names {target.api_key_env!r}, but that environment variable is not set",
+            fix=f"export {target.api_key_env}=<key> (the key is sent as a Bearer token and never recorded)",
+        )
+    return {"Authorization": f"Bearer {key}"}
+
+
+def connect_ray(address: str) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address.startswith(("127.", "localhost")):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        ray.init(address=address, namespace="harness", log_to_driver=False, logging_level=logging.WARNING,
+                 configure_logging=False)
+    except Exception as e:  # Ray raises ConnectionError, RuntimeError, TimeoutError... depending on version
+        raise StackError(
+            f"cannot connect to Ray at {address} ({e.__class__.__name__}: {str(e).splitlines()[0][:300]})",
+            fix="check --ray-address (host:port of the GCS, or ray://host:10001 for Ray Client) and that the cluster is up",
+        ) from None
+
+
+def build_serve_app(target: Target):
+    if target.engine == "sim":
+        from serve_apps.sim.app import build_app
+
+        return build_app({
+            "model": target.model, "sim": target.sim.model_dump(), "autoscaling": target.autoscaling.model_dump(),
+            "replica_cpus": target.replica_cpus,
+        }), {"sim": target.sim.model_dump()}
+    if target.engine == "vllm":
+        from serve_apps.vllm_app import build_app, describe_deployment
+
+        return build_app(target), describe_deployment(target)
+    raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
+
+
+def wait_healthy(base_url: str, model: str, headers: dict, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            status, body = http_get(f"{base_url}/v1/models", 5.0, headers)
+            if status == 200:
+                ids = [m.get("id") for m in json.loads(body).get("data", [])]
+                if model in ids:
+                    return
+                last = f"model {model!r} not served (served: {ids})"
+            else:
+                last = f"HTTP {status}"
+        except (OSError, ValueError) as e:
+            last = f"{e.__class__.__name__}: {e}"
+        time.sleep(1.0)
+    raise DeployError(
+        f"{base_url}/v1/models did not list model {model!r} within {timeout_s:.0f} s (last: {last})",
+        fix="check the endpoint URL and target.model; for deployed apps see the Serve logs in Ray's session dir",
+    )
+
+
+def _wait_app_running(name: str, timeout_s: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    status = "unknown"
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(name)
+        status = app.status if app else "NOT_STARTED"
+        if status == "RUNNING":
+            return
+        if status == "DEPLOY_FAILED":
+            raise DeployError(f"Serve application {name!r} failed to deploy: {app.message[:2000]}",
+                              fix="see the replica logs under Ray's session dir (logs/serve/)")
+        time.sleep(1.0)
+    raise DeployError(f"Serve application {name!r} is still {status} after {timeout_s:.0f} s",
+                      fix="raise the deploy timeout, or check Ray's resources (`ray status`) and the Serve logs")
+
+
+def deploy(scenario: Scenario, stack: Stack) -> Deployment:
+    target = scenario.target
+    headers = api_headers(target)
+    t0 = time.monotonic()
+    timeout = DEPLOY_TIMEOUT_S[target.engine]
+    if target.engine == "external":
+        base = target.url.rstrip("/").removesuffix("/v1")
+        wait_healthy(base, target.model, headers, timeout)
+        return Deployment("external", None, base, target.model, round(time.monotonic() - t0, 2))
+
+    from ray import serve
+    from ray.serve import api as serve_api
+
+    connect_ray(stack.ray_address)
+    http = {"host": LOOPBACK, "port": stack.serve_port} if stack.local else None
+    serve.start(http_options=http) if http else serve.start()
+    app, details = build_serve_app(target)
+    run = getattr(serve_api, "_run", None)
+    if run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
+        run(app, _blocking=False, name=target.app_name, route_prefix=target.route_prefix)
+    else:
+        serve.run(app, name=target.app_name, route_prefix=target.route_prefix)
+    _wait_app_running(target.app_name, timeout)
+    base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
+    wait_healthy(base, target.model, headers, 60.0)
+    return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details)
+
+
+def undeploy(dep: Deployment) -> None:
+    if not dep.app_name:
+        return
+    try:
+        from ray import serve
+
+        serve.delete(dep.app_name, _blocking=True)
+    except Exception:
+        pass  # best effort: a local stack is torn down anyway
+
+
+def disconnect() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

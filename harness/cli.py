@@ -1,0 +1,166 @@
+"""Typer CLI. Each command loads input, calls one core function, maps known errors to a message and exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from harness.errors import EXIT_BAD_INPUT, HarnessError, ScenarioError
+from harness.terminal import RichUI, console, print_verdict
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy, load and gate LLM serving on Ray Serve + vLLM.")
+scenarios_app = typer.Typer(no_args_is_help=True, help="List, validate and show scenarios.")
+app.add_typer(scenarios_app, name="scenarios")
+
+
+def _fail(e: HarnessError) -> None:
+    sys.stderr.write(f"error: {e.render()}\n")
+    raise typer.Exit(e.exit_code)
+
+
+@app.command()
+def run(
+    scenario: str = typer.Argument(..., help="Scenario file, or the name of a shipped scenario (e.g. smoke)."),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the new run folder."),
+    ray_address: Optional[str] = typer.Option(None, help="Existing Ray cluster (host:port or ray://host:10001); nothing is started."),
+    prometheus_url: Optional[str] = typer.Option(None, help="Existing Prometheus that scrapes Ray's discovered targets."),
+    endpoint_url: Optional[str] = typer.Option(None, help="Where Serve's HTTP proxy answers (default http://127.0.0.1:8000 for an existing cluster)."),
+    keep_up: bool = typer.Option(False, "--keep-up", help="Leave the local Ray and Prometheus running (see `harness down`)."),
+    label: List[str] = typer.Option([], "--label", help="key=value recorded with the run (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line and the run folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout (progress goes to stderr)."),
+) -> None:
+    """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
+    from harness.pipeline import RunOptions, run as run_pipeline
+    from harness.scenario import load_scenario, resolve_scenario_path
+
+    try:
+        path = resolve_scenario_path(scenario)
+        sc = load_scenario(path)
+        labels = dict(_kv(l) for l in label)
+        if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
+            raise HarnessError("--ray-address and --prometheus-url go together (or give neither for a local stack)",
+                               fix="pass both to use an existing cluster, or neither to start one locally")
+        ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
+        out = run_pipeline(sc, RunOptions(results_dir=results_dir, ray_address=ray_address, prometheus_url=prometheus_url,
+                                          endpoint_url=endpoint_url, keep_up=keep_up, scenario_file=str(path), labels=labels), ui)
+    except HarnessError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(out.summary, indent=2))
+    else:
+        print_verdict(out.summary, out.run_dir, quiet=quiet)
+    raise typer.Exit(out.exit_code)
+
+
+def _kv(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        raise HarnessError(f"--label {s!r}: expected key=value")
+    k, v = s.split("=", 1)
+    return k, v
+
+
+@app.command()
+def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few).")) -> None:
+    """Start a local Ray head and Prometheus on 127.0.0.1 for repeated runs."""
+    from harness import stack
+
+    try:
+        cur = stack.load_current()
+        if cur:
+            console.print(f"already up: Ray {cur.ray_address}, Prometheus {cur.prometheus_url}")
+            return
+        s = stack.start_local_stack(num_cpus=num_cpus)
+        stack.save_current(s)
+    except HarnessError as e:
+        _fail(e)
+    console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve http://127.0.0.1:{s.serve_port}\n"
+                  f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local Ray and Prometheus started by `harness up` (or kept with --keep-up)."""
+    from harness import stack
+
+    cur = stack.load_current()
+    if not cur:
+        console.print("nothing to stop: no local stack is recorded as running")
+        stack.clear_current()
+        return
+    stack.stop_local_stack(cur)
+    stack.clear_current()
+    console.print(f"stopped Ray {cur.ray_address} and Prometheus {cur.prometheus_url}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>).")) -> None:
+    """Re-render every report of a run folder from its record."""
+    from harness.record import read_run
+    from harness.report import write_reports
+
+    if not (run_dir / "run.json").exists():
+        _fail(HarnessError(f"{run_dir}: no run.json here", fix="give a folder created by `harness run`"))
+    try:
+        run_rec, summary = read_run(run_dir)
+    except (ValueError, OSError) as e:
+        _fail(HarnessError(f"{run_dir}: cannot read the record: {e}"))
+    if run_rec.get("status") == "running":
+        console.print(f"[yellow]{run_dir}: the run never finished (status running): the record is partial[/]")
+    written = write_reports(run_dir, run_rec, summary)
+    console.print(f"wrote {', '.join(written)} in {run_dir}")
+
+
+@scenarios_app.command("list")
+def scenarios_list() -> None:
+    """List the shipped scenarios with their descriptions."""
+    from harness.scenario import SCENARIO_DIR, list_scenarios, load_scenario
+
+    for p in list_scenarios():
+        try:
+            desc = load_scenario(p).description
+        except ScenarioError as e:
+            desc = f"[invalid: {e.problems[0] if e.problems else e.message}]"
+        console.print(f"[bold]{p.relative_to(SCENARIO_DIR)}[/]  {desc}", highlight=False)
+
+
+@scenarios_app.command("validate")
+def scenarios_validate(files: List[Path] = typer.Argument(..., help="Scenario files to check.")) -> None:
+    """Check scenario files; print every problem as FILE: path: what is wrong (exit 2 if any)."""
+    from harness.scenario import load_scenario
+
+    bad = 0
+    for f in files:
+        try:
+            load_scenario(f)
+            console.print(f"{f}: ok", highlight=False)
+        except ScenarioError as e:
+            bad += 1
+            for line in e.problems or [e.message]:
+                sys.stderr.write(line + "\n")
+            if e.fix and not e.problems:
+                sys.stderr.write(f"  fix: {e.fix}\n")
+    if bad:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@scenarios_app.command("show")
+def scenarios_show(scenario: str = typer.Argument(..., help="Scenario file or shipped name.")) -> None:
+    """Print a scenario with every default filled in (as the run will use it)."""
+    import yaml
+
+    from harness.scenario import load_scenario, resolve_scenario_path
+
+    try:
+        sc = load_scenario(resolve_scenario_path(scenario))
+    except ScenarioError as e:
+        _fail(e)
+    print(yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False), end="")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""The whole run, in the order data flows: scenario → stack → deploy → load → scrape → evaluate → record → report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness import deploy as deploy_stage
+from harness import stack as stack_stage
+from harness.errors import EXIT_INTERRUPTED, EXIT_PASS, EXIT_SLO_FAILED
+from harness.load.runner import run_load
+from harness.metrics.scrape import Window, scrape
+from harness.record import Recorder
+from harness.record.environment import environment
+from harness.record.summary import build_summary, reconcile
+from harness.runctx import RunContext, UI
+from harness.scenario import Scenario
+from harness.slo.evaluate import client_stats, evaluate
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path = Path("results")
+    ray_address: str | None = None
+    prometheus_url: str | None = None
+    endpoint_url: str | None = None
+    keep_up: bool = False
+    keep_app: bool = False
+    scenario_file: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    exit_code: int
+    summary: dict | None
+
+
+def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
+    rec = Recorder.create(opts.results_dir, scenario.name, scenario=scenario.model_dump(mode="json"),
+                          scenario_file=opts.scenario_file, labels=opts.labels)
+    ui.run_dir(rec.dir)
+    with RunContext(rec, ui) as ctx:
+        stack = ctx.stage("stack", lambda: open_stack(opts), on_done=lambda s: {"stack": s.to_dict()})
+        ctx.cleanup(lambda: close_stack(stack, opts))
+        dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack), on_done=lambda d: {"deployment": d.to_dict()})
+        if not opts.keep_app:
+            ctx.cleanup(lambda: deploy_stage.undeploy(dep))
+        rec.record.environment = environment()
+        load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, api_key=deploy_stage.api_headers(scenario.target).get("Authorization", "").removeprefix("Bearer ") or None,
+                                                  on_progress=ui.progress, stop_event=ctx.stop_event),
+                         on_done=lambda l: {"load": l.to_record()})
+        window = Window(load.started_at, load.warmup_end, load.ended_at)
+        scraped = None if load.interrupted else ctx.stage(
+            "scrape", lambda: scrape(stack.prometheus_url, window, model=scenario.target.model, app=dep.app_name,
+                                     step_s=scenario.scrape.step_s, scrape_interval_s=2.0,
+                                     settle_timeout_s=scenario.scrape.settle_timeout_s, settle_quiet_s=scenario.scrape.settle_quiet_s),
+            on_done=lambda s: {"scrape": s.to_dict()})
+        ctx.stage("evaluate", lambda: summarize(scenario, rec, load, scraped, window))
+        # report: RunContext renders every report from the final record on exit, whatever the status
+    code = EXIT_INTERRUPTED if ctx.status == "interrupted" else (EXIT_PASS if ctx.summary_verdict == "pass" else EXIT_SLO_FAILED)
+    return RunOutcome(rec.dir, ctx.exit_code if ctx.exit_code is not None else code, ctx.summary)
+
+
+def open_stack(opts: RunOptions) -> stack_stage.Stack:
+    if opts.ray_address or opts.prometheus_url:
+        return stack_stage.attach(opts.ray_address or "", opts.prometheus_url or "", opts.endpoint_url)
+    current = stack_stage.load_current()  # a stack from `harness up`
+    return current or stack_stage.start_local_stack()
+
+
+def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
+    deploy_stage.disconnect()
+    current = stack_stage.load_current()
+    if stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir):
+        stack_stage.stop_local_stack(stack)
+    elif stack.local and opts.keep_up:
+        stack_stage.save_current(stack)
+
+
+def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window):
+    samples = pd.read_parquet(load.samples_path)
+    client = client_stats(samples, max(window.end - window.stats_start, 0.0))
+    server = scraped.stats if scraped else {}
+    series = scraped.resolved if scraped else {}
+    recon, warnings = reconcile(client, server, load.locust_requests, load.requests)
+    warnings = (scraped.errors if scraped else ["server metrics were not scraped (run interrupted)"]) + warnings
+    verdicts = evaluate(scenario.slos, client, server, series)
+    status = "interrupted" if load.interrupted else "completed"
+    summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
+                            client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
+    rec.write_summary(summary)
+    if scraped and scraped.rows:
+        pd.DataFrame(scraped.rows).to_parquet(rec.dir / "series.parquet", index=False)
+    return summary

