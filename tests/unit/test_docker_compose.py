@@ -342,3 +342,20 @@ def test_docker_compose_config_accepts_the_file():
     env.pop("GRAFANA_ADMIN_PASSWORD")
     bad = subprocess.run([*cli, "-f", str(COMPOSE), "config", "-q"], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in bad.stderr
+
+
+def test_one_shot_init_is_adopted_so_up_wait_succeeds(raw):
+    """`docker compose up --wait` treats an exited container as a failure unless a running service depends on it
+    with condition service_completed_successfully."""
+    services = raw["services"]
+    one_shots = {n for n, s in services.items() if s.get("restart") == "no"}
+    assert one_shots == {"ray-metrics-init"}
+    for name in one_shots:
+        adopters = [n for n, s in services.items()
+                    if isinstance(s.get("depends_on"), dict)
+                    and s["depends_on"].get(name, {}).get("condition") == "service_completed_successfully"]
+        assert adopters, f"{name} is not adopted by any long-running service"
+
+
+def test_model_cache_volume_survives_per_run_project_names(resolved):
+    assert resolved["volumes"]["hf_cache"]["name"] == "harness_hf_cache"
