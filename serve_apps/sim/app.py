@@ -199,8 +199,12 @@ class SimLLM:
         self.created = int(time.time())
         self._ids = itertools.count()
         self._model_json = json.dumps(model)
+        # series should exist from startup, like vLLM's; if the constructor runs without a loop,
+        # the first health check or request starts the flusher instead
+        self.metrics.start()
 
     async def check_health(self) -> None:
+        self.metrics.start()
         task = self.engine._task
         if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
             raise RuntimeError(f"sim engine scheduler died: {task.exception()!r}")
@@ -280,7 +284,7 @@ class SimLLM:
                              "model": self.model, "choices": [choice], "usage": self._usage(p, n)})
 
     async def _sse(self, req: SimRequest, p: ParsedRequest, chat: bool) -> AsyncIterator[str]:
-        # chunks are assembled from pre-serialised pieces: one string concat per token
+        # events are assembled from pre-serialised pieces: no json.dumps per token
         created = int(time.time())
         if chat:
             obj, rid = "chat.completion.chunk", "chatcmpl-" + req.request_id
@@ -295,16 +299,20 @@ class SimLLM:
         mid = close + ',"logprobs":null,"finish_reason":null}]}\n\n'
         last_tail = close + ',"logprobs":null,"finish_reason":"length"}]}\n\n'
         last = p.max_tokens - 1
+        vocab, nv = _VOCAB_JSON, len(_VOCAB_JSON)
         n = 0
-        async with aclosing(self.engine.stream(req)) as tokens:
-            async for i in tokens:
-                n += 1
-                yield (first if i == 0 else later) + _VOCAB_JSON[i % len(_VOCAB)] + (last_tail if i == last else mid)
+        async with aclosing(self.engine.stream_ranges(req)) as ranges:
+            async for start, stop in ranges:
+                # everything already produced goes out as one write (several SSE events)
+                yield "".join((first if i == 0 else later) + vocab[i % nv] + (last_tail if i == last else mid)
+                              for i in range(start, stop))
+                n = stop
+        end = "data: [DONE]\n\n"
         if p.include_usage:
             usage = {"id": rid, "object": obj, "created": created, "model": self.model, "choices": [],
                      "usage": self._usage(p, n)}
-            yield f"data: {json.dumps(usage, separators=(',', ':'))}\n\n"
-        yield "data: [DONE]\n\n"
+            end = f"data: {json.dumps(usage, separators=(',', ':'))}\n\n" + end
+        yield end
 
 
 def build_app(args: dict) -> Application:

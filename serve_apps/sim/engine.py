@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import math
 import random
 import time
 from collections import deque
-from typing import AsyncIterator, Iterable, Protocol
+from contextlib import aclosing
+from typing import AsyncIterator, Protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,26 +230,36 @@ class SimLLMEngine:
             self._wake.set()
         return req
 
-    async def stream(self, req: SimRequest) -> AsyncIterator[int]:
-        """Yield token indices 0..n-1 of `req` as they are produced; closing early aborts it."""
+    async def stream_ranges(self, req: SimRequest) -> AsyncIterator[tuple[int, int]]:
+        """Yield (start, stop) index ranges of tokens as they become available; closing early aborts.
+
+        A consumer that fell behind gets everything produced so far in one range, so it can write one
+        network message instead of many.
+        """
         sent = 0
         loop = asyncio.get_running_loop()
         try:
             while True:
                 n = req.generated
-                while sent < n:
-                    yield sent
-                    sent += 1
-                if req.state == FINISHED:
-                    if sent >= req.generated:
-                        return
+                if sent < n:
+                    yield sent, n
+                    sent = n
                     continue
+                if req.state == FINISHED:
+                    return
                 req.waiter = loop.create_future()
                 await req.waiter
         finally:
             req.waiter = None
             if req.state != FINISHED:
                 self.abort(req)
+
+    async def stream(self, req: SimRequest) -> AsyncIterator[int]:
+        """Yield token indices 0..n-1 of `req` as they are produced; closing early aborts it."""
+        async with aclosing(self.stream_ranges(req)) as ranges:
+            async for start, stop in ranges:
+                for i in range(start, stop):
+                    yield i
 
     async def generate(self, prompt_tokens: int, max_tokens: int) -> AsyncIterator[int]:
         req = self.submit(prompt_tokens, max_tokens)
@@ -456,11 +466,3 @@ class SimLLMEngine:
                               prompt_new, produced, preempted, itls)
                 )
 
-
-def percentile(values: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); small helper for tests and stats routes."""
-    v = sorted(values)
-    if not v:
-        return math.nan
-    k = max(0, min(len(v) - 1, math.ceil(q / 100.0 * len(v)) - 1))
-    return v[k]

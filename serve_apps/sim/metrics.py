@@ -5,7 +5,8 @@ Real vLLM (RayPrometheusStatLogger) appears in Prometheus as `ray_vllm_<name>` w
 counters are registered without the suffix. Names containing ':' are silently dropped by Ray 2.60's
 exporter (only a FutureWarning), hence the underscores.
 
-Cost: gauges are set once per step and only when changed; everything else (histogram observations,
+Cost: gauges are set once per step and only when changed (plus a refresh on every flush: Ray 2.60's
+agent drops a gauge series that was not re-set for two export intervals, so an idle engine would vanish); everything else (histogram observations,
 counter increments) is buffered by the scheduler and written to Ray by `flush()`, which a background
 task calls a few times per second -- Ray exports at most once a second anyway.
 """
@@ -96,9 +97,9 @@ class RayEngineMetrics:
         if len(self._finished) < _MAX_BUFFER:
             self._finished.append(req)
 
-    def set_gauges(self, running: int, waiting: int, kv_usage: float) -> None:
+    def set_gauges(self, running: int, waiting: int, kv_usage: float, force: bool = False) -> None:
         g = (running, waiting, kv_usage)
-        if g == self._last_gauges:
+        if g == self._last_gauges and not force:
             return
         self._last_gauges = g
         self.running.set(running)
@@ -108,6 +109,9 @@ class RayEngineMetrics:
     # ----- writing to Ray -----
 
     def flush(self) -> None:
+        # Ray's agent evicts a gauge not re-set within ~2 export intervals: refresh even when idle
+        if self._last_gauges is not None:
+            self.set_gauges(*self._last_gauges, force=True)
         if self._prompt:
             self.prompt_tokens.inc(self._prompt)
             self._prompt = 0
@@ -134,10 +138,15 @@ class RayEngineMetrics:
             if r.generated > 1:
                 self.tpot.observe((r.finished - r.first_token) / (r.generated - 1))
 
-    def start(self, interval_s: float = 0.25) -> None:
-        """Flush periodically on the running event loop (idempotent)."""
+    def start(self, interval_s: float = 0.25) -> bool:
+        """Flush periodically on the running event loop (idempotent). False if no loop is running."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._flush_loop(interval_s))
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return False
+            self._task = loop.create_task(self._flush_loop(interval_s))
+        return True
 
     async def _flush_loop(self, interval_s: float) -> None:
         while True:

@@ -62,9 +62,9 @@ def test_single_request_ground_truth_matches_model_and_client_view():
     assert 0.038 <= r.ttft_s <= 0.042 + SLACK_S
     assert 0.0095 <= statistics.median(r.itls_s) <= 0.0105 + SLACK_S / 3
     # ground truth is what the consumer saw (same loop, released in the same step)
-    assert abs(seen[0] - r.first_token) < 0.005
-    assert abs((seen[0] - t0) - r.ttft_s) < 0.005
-    assert r.queue_s is not None and r.queue_s < 0.005
+    assert abs(seen[0] - r.first_token) < 0.01
+    assert abs((seen[0] - t0) - r.ttft_s) < 0.01
+    assert r.queue_s is not None and r.queue_s < 0.01
 
 
 def test_absolute_deadlines_do_not_drift():
@@ -79,7 +79,8 @@ def test_absolute_deadlines_do_not_drift():
     e = run(main())
     (r,) = e.history
     span = r.token_times[-1] - r.token_times[0]
-    assert span == pytest.approx(199 * 0.005, rel=0.03)
+    # relative sleeps would add the loop's wake-up lag on every one of the 199 steps
+    assert span == pytest.approx(199 * 0.005, rel=0.05)
 
 
 def test_step_time_grows_with_batch_size():
