@@ -190,6 +190,7 @@ def _stream_chat(http_port: int, model: str, max_tokens: int) -> dict:
         "e2e_s": end - t0,
         "content_chunks": len(chunk_times),
         "itl_mean_s": sum(gaps) / len(gaps) if gaps else None,
+        "gaps_s": gaps,
         "usage": usage,
         "done": done,
         "text": text,
@@ -219,8 +220,11 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
     res = _stream_chat(info["http_port"], target.model, max_tokens)
     assert res["done"], res
     assert res["usage"] and res["usage"]["completion_tokens"] == max_tokens, res["usage"]
-    # stream_batching_interval_ms: 0 → Ray forwards every token as produced (50 ms default would merge them)
-    assert res["content_chunks"] >= max_tokens * 0.8, res
+    assert res["content_chunks"] >= max_tokens * 0.8, res  # a few byte-level tokens decode to no text
+    # stream_batching_interval_ms: 0 → Ray forwards every token as produced. With Ray's 50 ms default the same
+    # chunks arrive in bursts (measured here: mean gap < 0.01 ms, TTFT ~70 ms instead of ~35 ms).
+    spaced = sum(g >= 0.0005 for g in res["gaps_s"])
+    assert spaced >= 0.5 * len(res["gaps_s"]), f"tokens arrive in bursts: is stream batching on? {res['gaps_s']}"
 
     deadline = time.monotonic() + METRICS_TIMEOUT_S
     missing, text = list(REQUIRED_SERIES), ""
@@ -235,6 +239,8 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
     assert sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_count")) >= 2
     ttft_sum = sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_sum"))
     ttft_cnt = sum(_metric_values(text, "ray_vllm_time_to_first_token_seconds_count"))
+    itl_sum = sum(_metric_values(text, "ray_vllm_inter_token_latency_seconds_sum"))
+    itl_cnt = sum(_metric_values(text, "ray_vllm_inter_token_latency_seconds_count"))
 
     numbers = {
         "model_ready_s": round(info["model_ready_s"], 2),
@@ -245,7 +251,8 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
         "client_ttft_ms": round(res["ttft_s"] * 1000, 1),
         "client_itl_mean_ms": round(res["itl_mean_s"] * 1000, 2),
         "client_e2e_ms": round(res["e2e_s"] * 1000, 1),
-        "server_ttft_mean_ms": round(ttft_sum / ttft_cnt * 1000, 1),
+        "server_ttft_mean_ms": round(ttft_sum / ttft_cnt * 1000, 1),  # over both requests (first has warmup)
+        "server_itl_mean_ms": round(itl_sum / itl_cnt * 1000, 2) if itl_cnt else None,
         "content_chunks": res["content_chunks"],
         "stream_batching": stream_batching(target),
         "placement": describe_placement(target),
