@@ -1,0 +1,297 @@
+"""Load stage: run Locust as a subprocess against base_url and turn its sample files into samples.parquet.
+
+Locust never runs in this process (gevent monkey-patches the stdlib); we talk to it through files in
+run_dir/locust/ (config in, started_at/done counter out, `stop` to ask for a graceful stop) and signals.
+
+Layout written under run_dir:
+  locust/config.json            what the locustfile reads (no secrets: the API key travels in an env var)
+  locust/locust_stats.csv ...   Locust's own CSV outputs, locust.log, stdout.txt, stderr.txt
+  samples/samples-<pid>.jsonl   raw samples per Locust process (kept after the merge: they are the raw record)
+  samples.parquet               merged samples (see harness.load.samples.SCHEMA)
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import LoadError
+from harness.load.samples import SAMPLE_GLOB, Progress, SampleTail, merge_samples
+from harness.load.shape import stage_ends, stage_index
+from harness.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+STARTUP_TIMEOUT_S = 60.0  # locust import + (with workers) all workers connected
+STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL
+
+
+@dataclass
+class LoadResult:
+    started_at: float  # epoch seconds when the load shape started (t=0 of stages)
+    warmup_end: float  # started_at + warmup_s
+    ended_at: float  # epoch seconds when load stopped
+    samples_path: Path  # run_dir/samples.parquet
+    requests: int  # sample rows written
+    errors: int
+    locust_requests: int  # Locust's own request count (from its stats CSV), for reconciliation; -1 unknown
+    locust_failures: int
+    exit_code: int
+    interrupted: bool
+    message: str | None = None  # why the run ended abnormally (Locust died, wall-clock bound hit), else None
+
+
+def build_config(scenario: Scenario, run_dir: Path) -> dict[str, Any]:
+    w, ld = scenario.workload, scenario.load
+    return {
+        "model": scenario.target.model,
+        "workload": w.model_dump(mode="json"),
+        "stages": [s.model_dump(mode="json") for s in ld.stages],
+        "warmup_s": ld.warmup_s,
+        "max_requests": ld.max_requests,
+        "think_time_s": ld.think_time_s,
+        "drain_timeout_s": w.request_timeout_s + 15.0,
+        "locust_dir": str(run_dir / "locust"),
+        "samples_dir": str(run_dir / "samples"),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def locust_command(scenario: Scenario, base_url: str, locust_dir: Path) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", base_url,
+        "--csv", str(locust_dir / "locust"), "--only-summary",
+        "--logfile", str(locust_dir / "locust.log"), "--loglevel", "INFO",
+        # In-flight requests finish when users stop (stage ramp-down, drain), bounded by the request timeout.
+        "--stop-timeout", str(math.ceil(scenario.workload.request_timeout_s)),  # Locust wants whole seconds
+        # Request failures are data, not a Locust failure: a non-zero exit then means Locust itself broke.
+        "--exit-code-on-error", "0",
+    ]
+    n = scenario.load.workers
+    if n > 0:
+        port = _free_port()
+        cmd += [
+            "--processes", str(n), "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--master-host", "127.0.0.1", "--master-port", str(port), "--expect-workers-max-wait", "30",
+        ]
+    return cmd
+
+
+def _child_env(config_path: Path, api_key: str | None) -> dict[str, str]:
+    # LOCUST_* variables would silently override our command line; the harness package must be importable.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") and k != "HARNESS_LOAD_API_KEY"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["HARNESS_LOAD_CONFIG"] = str(config_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    if api_key:
+        env["HARNESS_LOAD_API_KEY"] = api_key
+    return env
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _why_dead(locust_dir: Path) -> str:
+    out = _tail(locust_dir / "stderr.txt") or _tail(locust_dir / "locust.log")
+    return out.strip() or "(no output)"
+
+
+def read_locust_totals(locust_dir: Path) -> tuple[int, int]:
+    """(requests, failures) from the Aggregated row of Locust's stats CSV; (-1, -1) if absent."""
+    p = locust_dir / "locust_stats.csv"
+    try:
+        with open(p, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("Name") == "Aggregated":
+                    return int(row["Request Count"]), int(row["Failure Count"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return -1, -1
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # our own session: master and its forked workers
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_load(
+    scenario: Scenario,
+    base_url: str,
+    run_dir: Path,
+    *,
+    api_key: str | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+    stop_event: threading.Event | None = None,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+) -> LoadResult:
+    """Drive the scenario's load shape against base_url (an OpenAI-compatible server; with or without /v1).
+
+    Blocks until Locust exits. Raises LoadError if Locust is missing or fails to start; a Locust that dies
+    mid-run yields a LoadResult with exit_code != 0 and `message` (samples written so far are still merged).
+    """
+    if importlib.util.find_spec("locust") is None:  # find_spec: no import, so no monkey-patching here
+        raise LoadError("Locust is not installed in this Python environment", fix=f"{sys.executable} -m pip install locust")
+    run_dir = Path(run_dir)
+    locust_dir, samples_dir = run_dir / "locust", run_dir / "samples"
+    locust_dir.mkdir(parents=True, exist_ok=True)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*samples_dir.glob(SAMPLE_GLOB), *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "tickets.cnt"))]:
+        stale.unlink(missing_ok=True)  # a reused run_dir must not mix in an earlier run's samples
+
+    if api_key is None and scenario.target.api_key_env:
+        api_key = os.environ.get(scenario.target.api_key_env)
+    config_path = locust_dir / "config.json"
+    config_path.write_text(json.dumps(build_config(scenario, run_dir), indent=2))
+
+    ld = scenario.load
+    stages = [s.model_dump() for s in ld.stages]
+    names, ends = [s["name"] for s in stages], stage_ends(stages)
+    total_s = ld.duration_s
+    # Hard bound: stages + drain (in-flight requests, stats catch-up) + slack; then SIGTERM, then SIGKILL.
+    wall_s = total_s + scenario.workload.request_timeout_s + 15.0 + 30.0
+
+    cmd = locust_command(scenario, base_url, locust_dir)
+    (locust_dir / "command.txt").write_text(" ".join(cmd) + "\n")
+    with open(locust_dir / "stdout.txt", "wb") as out, open(locust_dir / "stderr.txt", "wb") as err:
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=locust_dir, env=_child_env(config_path, api_key), stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError as e:
+            raise LoadError(f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`") from None
+
+    started_file = locust_dir / "started_at"
+    t_launch = time.monotonic()
+    tail, prog = SampleTail(samples_dir), Progress()
+    started_at: float | None = None
+    interrupted = False
+    message: str | None = None
+    stop_sent_at: float | None = None  # monotonic time of our first stop request
+    term_sent_at: float | None = None
+    last_progress = 0.0
+    progress_failed = False
+    try:
+        while proc.poll() is None:
+            now_m = time.monotonic()
+            if started_at is None:
+                if started_file.exists():
+                    started_at = float(started_file.read_text())
+                    deadline = now_m + wall_s
+                elif now_m - t_launch > startup_timeout_s:
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait()
+                    raise LoadError(
+                        f"Locust did not start the load within {startup_timeout_s:.0f} s",
+                        problems=[_why_dead(locust_dir)],
+                        fix=f"see {locust_dir}/locust.log; with load.workers > 0 check that local worker processes can connect",
+                    )
+            if stop_event is not None and stop_event.is_set() and stop_sent_at is None:
+                interrupted = True
+                stop_sent_at = now_m
+                (locust_dir / "stop").touch()  # graceful: the shape drains in-flight requests, then quits
+                if started_at is None:
+                    _signal_group(proc, signal.SIGTERM)
+                    term_sent_at = now_m
+            if stop_sent_at is not None and term_sent_at is None and now_m - stop_sent_at > scenario.workload.request_timeout_s + 10:
+                _signal_group(proc, signal.SIGTERM)
+                term_sent_at = now_m
+            if started_at is not None and term_sent_at is None and now_m > deadline:
+                message = f"Locust exceeded the wall-clock bound of {wall_s:.0f} s and was terminated"
+                _signal_group(proc, signal.SIGTERM)
+                term_sent_at = now_m
+            if term_sent_at is not None and now_m - term_sent_at > STOP_GRACE_S:
+                _signal_group(proc, signal.SIGKILL)
+            if on_progress is not None and started_at is not None and now_m - last_progress >= 1.0:
+                last_progress = now_m
+                prog.add(tail.poll())
+                now = time.time()
+                el = now - started_at
+                i = stage_index(ends, el)
+                snap = {
+                    "elapsed_s": round(el, 3),
+                    "total_s": total_s,
+                    "stage": names[i] if i is not None else "drain",
+                    "users": stages[i]["users"] if i is not None else 0,  # the shape's target
+                    **prog.snapshot(now),
+                }
+                try:
+                    on_progress(snap)
+                except Exception:  # a broken renderer must not kill the run
+                    if not progress_failed:
+                        log.exception("on_progress callback failed; continuing without it")
+                    progress_failed = True
+            time.sleep(0.2)
+    except BaseException:
+        # KeyboardInterrupt or our own LoadError: never leave Locust running behind us.
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        raise
+    ended_at = time.time()
+    rc = proc.returncode
+
+    if started_at is None:
+        if started_file.exists():
+            started_at = float(started_file.read_text())
+        elif interrupted:
+            started_at = ended_at
+        else:
+            raise LoadError(
+                f"Locust exited (code {rc}) before starting the load",
+                problems=[_why_dead(locust_dir)],
+                fix=f"see {locust_dir}/locust.log and stderr.txt",
+            )
+    if rc != 0 and message is None:
+        message = f"Locust exited with code {rc} during the run: {_why_dead(locust_dir).splitlines()[-1]}"
+    _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
+
+    samples_path = run_dir / "samples.parquet"
+    n, errs = merge_samples(
+        samples_dir, samples_path, started_at=started_at, warmup_s=ld.warmup_s, stage_names=names, stage_ends=ends
+    )
+    lreq, lfail = read_locust_totals(locust_dir)
+    return LoadResult(
+        started_at=started_at,
+        warmup_end=started_at + ld.warmup_s,
+        ended_at=ended_at,
+        samples_path=samples_path,
+        requests=n,
+        errors=errs,
+        locust_requests=lreq,
+        locust_failures=lfail,
+        exit_code=rc,
+        interrupted=interrupted,
+        message=message,
+    )
