@@ -31,6 +31,7 @@ class MockConfig:
     error_rate: float = 0.0  # fraction answered with HTTP 500
     seed: int = 0
     record_tokens: bool = True  # keep every send timestamp (off for long benchmarks: memory)
+    api_key: str | None = None  # when set, requests without `Authorization: Bearer <key>` get 401
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -46,6 +47,8 @@ def make_app(cfg: MockConfig) -> web.Application:
         t_recv = time.time()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        if cfg.api_key is not None and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+            return web.json_response({"error": {"message": "bad api key", "code": 401}}, status=401)
         body = await request.json()
         rid = next(seq)
         chat = request.path.endswith("/chat/completions")
@@ -149,10 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokens", type=int, default=0, help="chunks per answer (0: the request's max_tokens)")
     ap.add_argument("--error-rate", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--api-key", default=None, help="require this Bearer token")
     ap.add_argument("--no-record-tokens", action="store_true", help="keep only the first send time per request")
     a = ap.parse_args(argv)
     cfg = MockConfig(ttft_ms=a.ttft_ms, itl_ms=a.itl_ms, tokens=a.tokens, error_rate=a.error_rate, seed=a.seed,
-                     record_tokens=not a.no_record_tokens)
+                     record_tokens=not a.no_record_tokens, api_key=a.api_key)
     try:
         asyncio.run(_serve(cfg, a.host, a.port))
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from geventhttpclient.url import URL
 from locust import LoadTestShape, User, constant, events, task
 from locust.runners import WorkerRunner
 
+from harness.load.counter import AppendCounter
 from harness.load.shape import stage_ends, stage_tick
 from harness.load.stream import StreamState, build_sample
 from harness.load.workload import build_body, endpoint_path, make_prompt, sample_length, user_rng
@@ -63,32 +64,9 @@ class _SampleWriter:
             self._f.flush()
 
 
-class _AppendCounter:
-    """A cross-process counter: O_APPEND writes are atomic and leave the fd offset right after *our* byte,
-    so the offset is a unique, gap-free ticket number across all local worker processes (one syscall)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._pid = 0
-
-    def bump(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._pid = os.getpid()
-        os.write(self._fd, b".")
-        return os.lseek(self._fd, 0, os.SEEK_CUR)
-
-    def value(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-
 _writer = _SampleWriter()
-_done = _AppendCounter(_LOCUST_DIR / "done.cnt")
-_tickets = _AppendCounter(_LOCUST_DIR / "tickets.cnt")
+_done = AppendCounter(_LOCUST_DIR / "done.cnt")
+_tickets = AppendCounter(_LOCUST_DIR / "tickets.cnt")
 _user_seq = itertools.count()
 
 

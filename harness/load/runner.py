@@ -4,6 +4,7 @@ Locust never runs in this process (gevent monkey-patches the stdlib); we talk to
 run_dir/locust/ (config in, started_at/done counter out, `stop` to ask for a graceful stop) and signals.
 
 Layout written under run_dir:
+  locust/locust.pid             the Locust master's pid (its session also holds the local workers)
   locust/config.json            what the locustfile reads (no secrets: the API key travels in an env var)
   locust/locust_stats.csv ...   Locust's own CSV outputs, locust.log, stdout.txt, stderr.txt
   samples/samples-<pid>.jsonl   raw samples per Locust process (kept after the merge: they are the raw record)
@@ -187,6 +188,7 @@ def run_load(
             )
         except OSError as e:
             raise LoadError(f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`") from None
+    (locust_dir / "locust.pid").write_text(f"{proc.pid}\n")
 
     started_file = locust_dir / "started_at"
     t_launch = time.monotonic()
@@ -274,8 +276,10 @@ def run_load(
                 fix=f"see {locust_dir}/locust.log and stderr.txt",
             )
     if rc != 0 and message is None:
-        message = f"Locust exited with code {rc} during the run: {_why_dead(locust_dir).splitlines()[-1]}"
-    _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+        message = f"Locust {how} during the run; samples written until then were kept (see {locust_dir}/locust.log, stderr.txt)"
+    if rc != 0:
+        _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
 
     samples_path = run_dir / "samples.parquet"
     n, errs = merge_samples(
