@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +53,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         rec.record.environment = environment()
         load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, api_key=deploy_stage.api_headers(scenario.target).get("Authorization", "").removeprefix("Bearer ") or None,
                                                   on_progress=ui.progress, stop_event=ctx.stop_event),
-                         on_done=lambda l: {"load": l.to_record()})
+                         on_done=lambda l: {"load": asdict(l)})
         window = Window(load.started_at, load.warmup_end, load.ended_at)
         scraped = None if load.interrupted else ctx.stage(
             "scrape", lambda: scrape(stack.prometheus_url, window, model=scenario.target.model, app=dep.app_name,
@@ -89,6 +89,8 @@ def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window):
     series = scraped.resolved if scraped else {}
     recon, warnings = reconcile(client, server, load.locust_requests, load.requests)
     warnings = (scraped.errors if scraped else ["server metrics were not scraped (run interrupted)"]) + warnings
+    if load.message:
+        warnings.insert(0, f"load: {load.message}")
     verdicts = evaluate(scenario.slos, client, server, series)
     status = "interrupted" if load.interrupted else "completed"
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,

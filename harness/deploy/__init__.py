@@ -42,13 +42,19 @@ def api_headers(target: Target) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def connect_ray(address: str) -> None:
+def connect_ray(address: str, env: dict[str, str] | None = None) -> None:
+    # Ray reads some of these (loopback cluster mode) at import time: set them before `import ray`.
+    os.environ.update(env or {})
     import ray
+    from ray._private import ray_constants
+
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False  # in case ray was imported before the env was set
 
     if ray.is_initialized():
         return
-    if address.startswith(("127.", "localhost")):
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not address.startswith("ray://"):
+        _check_reachable(address)
     try:
         ray.init(address=address, namespace="harness", log_to_driver=False, logging_level=logging.WARNING,
                  configure_logging=False)
@@ -56,6 +62,21 @@ def connect_ray(address: str) -> None:
         raise StackError(
             f"cannot connect to Ray at {address} ({e.__class__.__name__}: {str(e).splitlines()[0][:300]})",
             fix="check --ray-address (host:port of the GCS, or ray://host:10001 for Ray Client) and that the cluster is up",
+        ) from None
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a dead address: ray.init retries an unreachable GCS for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or LOOPBACK, int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as e:
+        raise StackError(
+            f"Ray's GCS at {address} is not reachable ({e.__class__.__name__}: {e})",
+            fix="check --ray-address (host:port of the head's GCS, default port 6379) and that the cluster is up",
         ) from None
 
 
@@ -124,10 +145,10 @@ def deploy(scenario: Scenario, stack: Stack) -> Deployment:
         wait_healthy(base, target.model, headers, timeout)
         return Deployment("external", None, base, target.model, round(time.monotonic() - t0, 2))
 
+    connect_ray(stack.ray_address, stack.ray_env)
     from ray import serve
     from ray.serve import api as serve_api
 
-    connect_ray(stack.ray_address)
     http = {"host": LOOPBACK, "port": stack.serve_port} if stack.local else None
     serve.start(http_options=http) if http else serve.start()
     app, details = build_serve_app(target)

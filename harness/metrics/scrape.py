@@ -81,15 +81,18 @@ def _selector(sig: MetricSignal, metric: str, model: str, app: str | None, sessi
     return f"{name}{{{','.join(labels)}}}"
 
 
-def current_session(prom: Prom, at: float) -> str | None:
+def current_session(prom: Prom, at: float, errors: list[str]) -> str | None:
     """Ray's SessionName whose series were fresh at `at`: keeps a restarted cluster's series apart."""
+    q = "max by (SessionName) (timestamp({__name__=~\"ray_cluster_active_nodes|ray_serve_num_router_requests_total\"}))"
     try:
-        res = prom.instant("max by (SessionName) (timestamp(ray_cluster_active_nodes))", at)
-    except Exception:
+        res = [r for r in prom.instant(q, at) if r["metric"].get("SessionName")]
+    except Exception as e:
+        errors.append(f"could not determine Ray's SessionName: {e}")
         return None
     if not res:
+        errors.append("no Ray series carry a SessionName: series of several Ray sessions may be mixed")
         return None
-    return max(res, key=lambda r: float(r["value"][1]))["metric"].get("SessionName")
+    return max(res, key=lambda r: float(r["value"][1]))["metric"]["SessionName"]
 
 
 def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 1.0) -> tuple[float, bool]:
@@ -126,7 +129,7 @@ def scrape(
     prom = Prom(prom_url)
     errors: list[str] = []
     resolved = resolve(prom.names(), signals)
-    session = current_session(prom, time.time())
+    session = current_session(prom, time.time(), errors)
     if app is None:  # external endpoint: nothing of ours runs in Serve
         resolved = {k: (v if CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
 

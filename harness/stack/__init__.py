@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.errors import StackError
 from harness.stack.net import LOOPBACK, free_port, http_get
 from harness.stack.prometheus import LocalPrometheus, start_prometheus, stop_prometheus, wait_for_ray_targets
-from harness.stack.ray_head import LOCAL_RAY_ENV, LocalRay, ray_alive, start_ray, stop_ray
+from harness.stack.ray_head import LocalRay, ray_alive, start_ray, stop_ray
 
 
 def state_root() -> Path:
@@ -31,6 +31,7 @@ class Stack:
     ray: dict | None = None
     prometheus: dict | None = None
     timings_s: dict = field(default_factory=dict)
+    ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
 
     @property
     def base_url(self) -> str:
@@ -42,7 +43,6 @@ class Stack:
 
 def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> Stack:
     """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP."""
-    os.environ.update(LOCAL_RAY_ENV)  # our own driver must also resolve the node as 127.0.0.1
     state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     state_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -52,7 +52,7 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
         prom = start_prometheus(state_dir, ray.sd_file)
         stack = Stack(
             ray_address=ray.address, prometheus_url=prom.url, serve_port=free_port(), sd_file=str(ray.sd_file),
-            local=True, state_dir=str(state_dir), ray=ray.to_dict(), prometheus=prom.to_dict(),
+            local=True, state_dir=str(state_dir), ray=ray.to_dict(), prometheus=prom.to_dict(), ray_env=ray.driver_env,
         )
         # Ray lists all three targets (metrics agent, autoscaler, dashboard) within ~12 s of start.
         wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,7 @@ class LocalRay:
     autoscaler_metrics_port: int
     dashboard_metrics_port: int
     num_cpus: int
+    auth_token_path: str = ""
     pgid: int | None = None
 
     @property
@@ -45,6 +47,11 @@ class LocalRay:
     def sd_file(self) -> Path:
         # Ray keeps this symlink pointing at the current session's discovery file.
         return Path(self.temp_dir) / SD_FILENAME
+
+    @property
+    def driver_env(self) -> dict[str, str]:
+        """Env a driver needs to join this cluster: loopback resolution and our auth token."""
+        return {**LOCAL_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.auth_token_path}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,10 +79,16 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0) ->
         f"--metrics-export-port={ray.metrics_port}", f"--ray-client-server-port={ray.client_port}",
         f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
     ]
+    # Token auth on, with a token of our own: Ray 2.60 otherwise picks ~/.ray/auth_token up or not
+    # depending on who created it first, and drivers then fail with InvalidAuthToken.
+    token = state_dir / "ray_auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    ray.auth_token_path = str(token)
     log = (state_dir / "ray-start.log").open("w")
     # Free ports instead of the fixed 44217/44227 so two stacks on one machine do not collide.
     env = {
-        **os.environ, **LOCAL_RAY_ENV,
+        **os.environ, **ray.driver_env,
         "AUTOSCALER_METRIC_PORT": str(ray.autoscaler_metrics_port),
         "DASHBOARD_METRIC_PORT": str(ray.dashboard_metrics_port),
     }
