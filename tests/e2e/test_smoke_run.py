@@ -1,0 +1,110 @@
+"""The walking skeleton for real: local Ray + Prometheus, sim engine on Serve, Locust, scrape, verdict."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def harness(*args, env, timeout=600):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    state = tmp_path_factory.mktemp("state")
+    return {**os.environ, "HARNESS_STATE_DIR": str(state)}
+
+
+def only_run_dir(results: Path) -> Path:
+    dirs = [d for d in results.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_smoke_end_to_end_on_a_fresh_local_stack(env, tmp_path):
+    r = harness("run", "scenarios/smoke.yaml", "--results-dir", str(tmp_path), env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    for f in ("run.json", "summary.json", "samples.parquet", "series.parquet", "report.md", "junit.xml"):
+        assert (run_dir / f).exists(), f
+    assert "PASS ttft.p95 <= 1s" in r.stdout and "verdict: PASS" in r.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert summary["verdict"] == "pass" and run["status"] == "completed"
+    # server signals came through Prometheus from Ray's discovered targets, with real data
+    series = summary["server_series"]
+    assert series["kv_cache_usage"] == "ray_vllm_kv_cache_usage_perc"
+    assert series["replicas"] == "ray_serve_deployment_replica_healthy"
+    assert summary["server"]["kv_cache_usage"]["max"] > 0
+    assert summary["server"]["replicas"]["max"] >= 1
+    assert summary["server"]["server_ttft"]["count"] > 0
+    assert summary["server"]["generation_tokens"]["total"] > 0
+    assert run["scrape"]["session"].startswith("session_")
+    # every request is one sample, and the count matches Locust's own
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    assert len(samples) == run["load"]["locust_requests"] == run["load"]["requests"] > 50
+    assert summary["client"]["requests"] == int((~samples["warmup"]).sum())
+    assert {"light", "busier"} <= set(samples["stage"])
+    # the local stack is gone again: nothing listens on the Prometheus port the run used
+    from harness.stack.net import port_in_use
+
+    assert not port_in_use(run["stack"]["prometheus"]["port"])
+    assert not port_in_use(int(run["stack"]["ray_address"].rsplit(":", 1)[1]))
+
+
+@pytest.fixture(scope="module")
+def up_stack(env):
+    r = harness("up", env=env, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    yield env
+    r = harness("down", env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+IMPOSSIBLE = """
+name: impossible
+description: SLOs no engine can meet; the gate must say which failed.
+target: {engine: sim, model: sim-imp, sim: {ttft_ms: 30, itl_ms: 5}}
+workload: {prompt_tokens: {mean: 32}, output_tokens: {mean: 8}}
+load: {warmup_s: 2, stages: [{duration_s: 10, users: 2, spawn_rate: 2}]}
+slos:
+  - ttft.p50 <= 1ms
+  - error_rate <= 1%
+  - kv_cache_usage.max < 0.9
+"""
+
+
+def test_impossible_slo_exits_1_and_names_it(up_stack, tmp_path):
+    sc = tmp_path / "impossible.yaml"
+    sc.write_text(IMPOSSIBLE)
+    r = harness("run", str(sc), "--results-dir", str(tmp_path / "res"), env=up_stack)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "FAIL ttft.p50 <= 1ms" in r.stdout and "PASS error_rate <= 1%" in r.stdout
+    run_dir = only_run_dir(tmp_path / "res")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    failed = [s["slo"] for s in summary["slos"] if not s["passed"]]
+    assert failed == ["ttft.p50 <= 1ms"]
+    junit = (run_dir / "junit.xml").read_text()
+    assert 'failures="1"' in junit and "ttft.p50 &lt;= 1ms: observed" in junit
+
+
+def test_reports_rerender_from_record(up_stack, tmp_path):
+    # reuse the up stack: a second run works against the same Ray/Prometheus, then `harness report` re-renders
+    sc = tmp_path / "imp.yaml"
+    sc.write_text(IMPOSSIBLE.replace("ttft.p50 <= 1ms", "ttft.p50 <= 10s"))
+    r = harness("run", str(sc), "--results-dir", str(tmp_path / "res"), "--json", env=up_stack)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert json.loads(r.stdout)["verdict"] == "pass"
+    run_dir = only_run_dir(tmp_path / "res")
+    (run_dir / "report.md").unlink()
+    r = harness("report", str(run_dir), env=up_stack)
+    assert r.returncode == 0 and (run_dir / "report.md").read_text().startswith("# impossible")
