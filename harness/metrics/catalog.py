@@ -20,6 +20,7 @@ class MetricSignal:
     scale: float = 1.0  # to canonical units: seconds → ms for latency histograms
     scope: Literal["model", "app", "cluster"] = "model"  # which labels select our deployment
     zero_if_absent: bool = False  # counters that only appear after their first increment
+    hold_s: float = 0.0  # gauges exported only when set (per health check): hold each series' last value this long
 
 
 def _vllm(name: str) -> tuple[str, ...]:
@@ -44,7 +45,7 @@ CATALOG: dict[str, MetricSignal] = {
         MetricSignal("engine_requests", "counter", _vllm("request_success_total"), zero_if_absent=True),
         MetricSignal("prefix_cache_queries", "counter", _vllm("prefix_cache_queries_total"), zero_if_absent=True),
         MetricSignal("prefix_cache_hits", "counter", _vllm("prefix_cache_hits_total"), zero_if_absent=True),
-        MetricSignal("replicas", "gauge", ("ray_serve_deployment_replica_healthy",), scope="app"),
+        MetricSignal("replicas", "gauge", ("ray_serve_deployment_replica_healthy",), scope="app", hold_s=15.0),
         MetricSignal("desired_replicas", "gauge", ("ray_serve_autoscaling_desired_replicas",), scope="app"),
         MetricSignal("target_replicas", "gauge", ("ray_serve_autoscaling_target_replicas",), scope="app"),
         MetricSignal("replica_starts", "counter", ("ray_serve_deployment_replica_starts_total",), scope="app", zero_if_absent=True),

@@ -152,6 +152,8 @@ def scrape(
             continue
         sig = CATALOG[name]
         sel = _selector(sig, metric, model, app, session)
+        if sig.kind == "gauge" and sig.hold_s:  # Ray 2.60 exports the per-replica healthy gauge only at health checks
+            sel = f"last_over_time({sel}[{sig.hold_s:g}s])"
         try:
             res = prom.range(sel, window.start - 2 * scrape_interval_s, end, step_s)
         except Exception as e:
