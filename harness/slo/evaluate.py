@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from harness.slo.parse import SLO, parse_slo
+from harness.metrics.mathx import gauge_stats
+from harness.slo import autoscaling as autoscaling_mod
+from harness.slo.parse import SLO, STEADY, parse_slo
 from harness.slo.signals import SIGNALS
 
 PCTS = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99.9": 99.9}
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
+# goodput criteria (scenario `goodput:` keys) → the per-request sample column they bound
+GOODPUT_COLUMNS = {"ttft_ms": "ttft_ms", "tpot_ms": "tpot_ms", "e2e_ms": "e2e_ms", "itl_max_ms": "itl_max_ms"}
 
 
 def dist_stats(values) -> dict[str, float] | None:
@@ -52,25 +57,50 @@ def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
     }
 
 
-def observed_value(slo: SLO, client: dict, server: dict) -> float | None:
+def goodput_stats(samples: pd.DataFrame, criteria: dict[str, float], duration_s: float) -> dict:
+    """Requests that succeeded AND met every criterion (`ttft_ms`, `tpot_ms`, `e2e_ms`, `itl_max_ms`: upper
+    bounds, as `vllm bench serve --goodput`): rate per second, attainment (share of all post-warmup requests)."""
+    df = samples[~samples["warmup"]] if "warmup" in samples else samples
+    good = df["ok"].astype(bool) if len(df) else pd.Series([], dtype=bool)
+    for key, limit in criteria.items():
+        if limit is None or not len(df):
+            continue
+        col = df[GOODPUT_COLUMNS[key]].astype(float)
+        good &= col.notna() & (col <= float(limit))
+    n_good, n = int(good.sum()) if len(df) else 0, int(len(df))
+    return {"criteria": {k: v for k, v in criteria.items() if v is not None}, "total": float(n_good),
+            "rate": n_good / max(duration_s, 1e-9), "attainment": (n_good / n) if n else None, "requests": n}
+
+
+def _stat(d: dict | None, stat: str) -> float | None:
+    if not d:
+        return None
+    v = d.get(stat)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def observed_value(slo: SLO, client: dict, server: dict, derived: dict | None = None) -> float | None:
     """Look up the statistic an SLO names. None means no data (which never passes)."""
     s = slo.signal
     if s in ("ttft", "itl", "tpot", "e2e"):
-        d = client.get(f"{s}_ms")
-        return None if d is None else d.get(slo.stat)
+        return _stat(client.get(f"{s}_ms"), slo.stat)
     if s == "error_rate":
         return client.get("error_rate")
     if s == "requests":
         return float(client["requests"]) if slo.stat == "total" else client.get("requests_per_s")
+    if s == "errors":
+        n = client.get("errors")
+        dur = client.get("duration_s") or 0.0
+        return None if n is None else (float(n) if slo.stat == "total" else n / max(dur, 1e-9))
     if s == "throughput":
         return client.get("output_tokens_per_s")
     if s == "request_rate":
         return client.get("requests_per_s")
-    d = server.get(s)
-    if not d:
-        return None
-    v = d.get(slo.stat)
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+    if s == "goodput":
+        return _stat(client.get("goodput"), slo.stat)
+    if SIGNALS[s].source == "autoscaling" or (derived and s in derived and s not in server):
+        return _stat((derived or {}).get(s), slo.stat)
+    return _stat(server.get(s), slo.stat)
 
 
 @dataclass
@@ -85,6 +115,7 @@ class Verdict:
     source: str
     unit: str
     reason: str
+    scope: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,17 +124,130 @@ class Verdict:
 _UNIT = {"time": "ms", "ratio": "fraction", "count": "", "rate": "per_s"}
 
 
-def evaluate(slos: list[str], client: dict, server: dict, server_series: dict[str, str | None] | None = None) -> list[Verdict]:
+@dataclass
+class EvalContext:
+    """Everything beyond the whole-run stats that verdicts may need (all optional)."""
+
+    autoscaling: dict | None = None  # autoscaling.analyze() output
+    scoped: dict[str, dict] = field(default_factory=dict)  # scope → {"client": stats, "server": stats, "windows_s": ...}
+    max_replicas: int | None = None  # scenario cap, to explain replica SLOs that cannot pass
+
+
+def _source(slo: SLO, server_series: dict, ctx: EvalContext) -> str:
+    if slo.source == "client":
+        src = "client samples"
+    elif slo.source == "autoscaling":
+        w = (ctx.autoscaling or {}).get("wanted_series") or "desired"
+        src = f"prometheus: replicas vs {w}, aligned with the load stages"
+    else:
+        src = f"prometheus: {server_series.get(slo.signal) or 'no series'}"
+    return src + (f" @{slo.scope}" if slo.scope else "")
+
+
+def _no_data_reason(slo: SLO, ctx: EvalContext) -> str:
+    if slo.source == "autoscaling" or slo.signal == "replica_starts":
+        if ctx.autoscaling is None:
+            return "no data (no replica series in Prometheus: autoscaling cannot be judged)"
+        note = ctx.autoscaling.get("notes", {}).get(slo.signal)
+        return f"no data: {note}" if note else "no data"
+    if slo.signal == "goodput":
+        return "no data (no post-warmup requests)"
+    if slo.scope:
+        return f"no data in scope @{slo.scope}"
+    return "no data" + (" (no matching series in Prometheus)" if slo.source == "server" else "")
+
+
+def _fail_reason(slo: SLO, obs: float, ctx: EvalContext) -> str:
+    reason = f"observed {obs:.4g} is not {slo.op} {slo.threshold:.4g}"
+    if slo.signal in ("replicas", "desired_replicas", "target_replicas") and slo.op in (">", ">=") \
+            and ctx.max_replicas is not None and slo.threshold > ctx.max_replicas - (0 if slo.op == ">=" else 1):
+        reason += (f": the scenario caps target.autoscaling.max_replicas at {ctx.max_replicas}, so this SLO cannot "
+                   f"pass; raise max_replicas or lower the SLO")
+    return reason
+
+
+def evaluate(slos: list[str], client: dict, server: dict, server_series: dict[str, str | None] | None = None,
+             ctx: EvalContext | None = None) -> list[Verdict]:
+    ctx = ctx or EvalContext()
+    derived = (ctx.autoscaling or {}).get("stats", {})
     out = []
     for text in slos:
         slo = parse_slo(text)
-        kind = SIGNALS[slo.signal].kind
-        obs = observed_value(slo, client, server)
-        source = "client samples" if slo.source == "client" else f"prometheus: {(server_series or {}).get(slo.signal) or 'no series'}"
+        kind = SIGNALS[slo.signal].kind_of(slo.stat)
+        if slo.scope:
+            sc = ctx.scoped.get(slo.scope) or {}
+            obs = observed_value(slo, sc.get("client") or {}, sc.get("server") or {}) if sc else None
+        else:
+            obs = observed_value(slo, client, server, derived)
         if obs is None:
-            passed, reason = False, "no data" + (" (no matching series in Prometheus)" if slo.source == "server" else "")
+            passed, reason = False, _no_data_reason(slo, ctx)
         else:
             passed = _OPS[slo.op](obs, slo.threshold)
-            reason = "" if passed else f"observed {obs:.4g} is not {slo.op} {slo.threshold:.4g}"
-        out.append(Verdict(slo.text, slo.signal, slo.stat, slo.op, slo.threshold, obs, passed, source, _UNIT[kind], reason))
+            reason = "" if passed else _fail_reason(slo, obs, ctx)
+        out.append(Verdict(slo.text, slo.signal, slo.stat, slo.op, slo.threshold, obs, passed,
+                           _source(slo, server_series or {}, ctx), _UNIT[kind], reason, slo.scope))
     return out
+
+
+# ---------- scopes: one stage, or the steady part of the run ----------
+
+
+def scope_windows(scope: str, windows: Sequence[autoscaling_mod.StageWindow], warmup_end: float) -> list[tuple[float, float]]:
+    if scope == STEADY:
+        return autoscaling_mod.steady_windows(windows, warmup_end)
+    return [(max(w.start, warmup_end), w.end) for w in windows if w.name == scope and max(w.start, warmup_end) < w.end]
+
+
+def _in_windows(t: pd.Series, spans: list[tuple[float, float]]) -> pd.Series:
+    m = pd.Series(False, index=t.index)
+    for a, b in spans:
+        m |= (t >= a) & (t < b)
+    return m
+
+
+def scoped_stats(scope: str, samples: pd.DataFrame, rows: pd.DataFrame | None, windows, warmup_end: float,
+                 goodput: dict | None = None) -> dict:
+    """Client and server-gauge stats restricted to the scope's time spans (requests by start time)."""
+    spans = scope_windows(scope, windows, warmup_end)
+    dur = sum(b - a for a, b in spans)
+    sub = samples[_in_windows(samples["t_start_s"], spans)] if len(samples) else samples
+    sub = sub.assign(warmup=False) if "warmup" in sub else sub
+    client = client_stats(sub, dur)
+    if goodput:
+        client["goodput"] = goodput_stats(sub, goodput, dur)
+    server: dict[str, dict[str, float]] = {}
+    if rows is not None and len(rows):
+        for name in rows["signal"].unique():
+            sig = SIGNALS.get(name)
+            if sig is None or sig.source != "server" or not sig.scopable:
+                continue
+            r = rows[(rows["signal"] == name) & _in_windows(rows["t"], spans)]
+            st = gauge_stats(list(zip(r["t"].astype(float), r["value"].astype(float))))
+            if st:
+                server[name] = st
+    return {"client": client, "server": server,
+            "spans_s": [(round(a, 3), round(b, 3)) for a, b in spans], "duration_s": dur}
+
+
+def evaluate_run(scenario: dict, samples: pd.DataFrame, rows: pd.DataFrame | None, client: dict, server: dict,
+                 server_series: dict, *, load_start: float, warmup_end: float, load_end: float) -> tuple[list[Verdict], dict]:
+    """Verdicts for the whole record, plus what the summary carries beyond them (goodput, autoscaling, scopes).
+
+    `scenario`: the resolved scenario as a dict; `rows`: the scraped series (signal, t, value) or None."""
+    stages = scenario["load"]["stages"]
+    windows = autoscaling_mod.stage_windows(stages, load_start)
+    criteria = {k: v for k, v in (scenario.get("goodput") or {}).items() if v is not None}
+    if criteria:
+        client["goodput"] = goodput_stats(samples, criteria, client.get("duration_s") or 0.0)
+    auto = autoscaling_mod.analyze(rows, stages, load_start, warmup_end, load_end) if rows is not None and len(rows) else None
+    scopes = sorted({s.scope for s in map(parse_slo, scenario.get("slos", [])) if s.scope})
+    scoped = {sc: scoped_stats(sc, samples, rows, windows, warmup_end, criteria or None) for sc in scopes}
+    ctx = EvalContext(autoscaling=auto, scoped=scoped,
+                      max_replicas=(scenario.get("target", {}).get("autoscaling") or {}).get("max_replicas"))
+    verdicts = evaluate(scenario.get("slos", []), client, server, server_series, ctx)
+    extra: dict[str, Any] = {}
+    if auto is not None:
+        extra["autoscaling"] = auto
+    if scoped:
+        extra["scopes"] = scoped
+    return verdicts, extra

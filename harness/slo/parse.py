@@ -1,18 +1,31 @@
-"""SLO strings → SLO objects. Grammar: `<signal>[.<stat>] <op> <value>[unit]`; ops < <= > >=; units ms, s, %."""
+"""SLO strings → SLO objects.
+
+Grammar: `<signal>[.<stat>] <op> <value>[unit] [@<scope>]`
+  op     < <= > >= (and == for counts, e.g. `flaps.total == 0`)
+  unit   ms or s for times, % (or a plain fraction) for ratios, none for counts and rates
+  scope  optional: `@steady` (the steady part of every stage: after warmup and after the stage's user ramp)
+         or `@<stage name>` (one stage of `load.stages`); without it, the whole run after warmup.
+Examples: `ttft.p95 <= 500ms`, `ttft.p95 <= 500ms @steady`, `e2e.p99 <= 3s @step`, `goodput.attainment >= 95%`.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
-from harness.slo.signals import SIGNALS, Signal
+from harness.slo.signals import EQ_OK_KINDS, SIGNALS, Signal
 
-OPS = ("<=", ">=", "<", ">")
+OPS = ("<=", ">=", "<", ">", "==")
+STEADY = "steady"
 _RE = re.compile(
-    r"^\s*(?P<signal>[a-z][a-z0-9_]*)(?:\.(?P<stat>[a-z0-9.]+?))?\s*(?P<op><=|>=|<|>|==)\s*"
-    r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
+    r"^\s*(?P<signal>[a-z][a-z0-9_]*)(?:\.(?P<stat>[a-z0-9.]+?))?\s*(?P<op><=|>=|==|!=|=<|=>|<|>|=)\s*"
+    r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?"
+    r"(?:\s*@\s*(?P<scope>[A-Za-z0-9][A-Za-z0-9_.-]*))?\s*$"
 )
 _UNITS_FOR = {"time": ("ms", "s"), "ratio": ("%", None), "count": (None,), "rate": (None,)}
+_SYNTAX = ("expected '<signal>[.<stat>] <op> <value>[unit] [@scope]' with op one of < <= > >= (== for counts), "
+           "unit ms, s or % and an optional scope @steady or @<stage name> (e.g. 'ttft.p95 <= 500ms @steady')")
 
 
 @dataclass(frozen=True)
@@ -23,47 +36,84 @@ class SLO:
     op: str
     threshold: float  # canonical units: ms for time, fraction for ratio
     source: str
+    kind: str = "count"
+    scope: str | None = None  # None: whole run after warmup; "steady"; or a stage name
 
     @property
     def key(self) -> str:
-        return f"{self.signal}.{self.stat}"
+        return f"{self.signal}.{self.stat}" + (f"@{self.scope}" if self.scope else "")
 
 
 def _valid_list() -> str:
     return ", ".join(sorted(SIGNALS))
 
 
-def parse_slo(text: str) -> SLO:
+def describe_signals() -> str:
+    """One line per signal: name, stats, source, meaning (for errors and docs)."""
+    return "\n".join(f"  {s.name}.{{{','.join(s.stats)}}}  [{s.source}] {s.description}" for s in SIGNALS.values())
+
+
+def parse_slo(text: str, stage_names: Sequence[str] | None = None) -> SLO:
+    """Parse one SLO; with `stage_names`, a `@scope` must be `steady` or one of them. Errors are ValueError
+    whose message says what is valid."""
     if not isinstance(text, str):
         raise ValueError(f"an SLO must be a string like 'ttft.p95 <= 500ms', got {type(text).__name__}")
     m = _RE.match(text)
     if not m:
-        raise ValueError(
-            f"cannot parse SLO {text!r}: expected '<signal>[.<stat>] <op> <value>[unit]' "
-            "with op one of < <= > >= and unit ms, s or % (e.g. 'ttft.p95 <= 500ms')"
-        )
-    name, stat, op, num, unit = m["signal"], m["stat"], m["op"], float(m["num"]), m["unit"]
+        raise ValueError(f"cannot parse SLO {text!r}: {_SYNTAX}")
+    name, stat, op, num, unit, scope = m["signal"], m["stat"], m["op"], float(m["num"]), m["unit"], m["scope"]
+    if op in ("!=", "=<", "=>", "="):
+        better = {"=<": "<=", "=>": ">=", "=": "=="}.get(op)
+        raise ValueError(f"operator {op!r} is not supported in {text!r}; use one of < <= > >= (== for counts)"
+                         + (f" — did you mean {better!r}?" if better else ""))
     sig: Signal | None = SIGNALS.get(name)
     if sig is None:
         raise ValueError(f"unknown signal {name!r} in {text!r}; valid signals: {_valid_list()}")
-    if op == "==":
-        raise ValueError(f"operator '==' is not supported in {text!r}; use <=, >=, < or >")
     if stat is None:
         if sig.default_stat is None:
             raise ValueError(f"{text!r}: signal {name!r} needs a stat, one of {', '.join(sig.stats)} (e.g. {name}.{sig.stats[0]})")
         stat = sig.default_stat
     if stat not in sig.stats:
         raise ValueError(f"{text!r}: stat {stat!r} is not valid for {name!r}; valid: {', '.join(sig.stats)}")
-    allowed = _UNITS_FOR[sig.kind]
+    kind = sig.kind_of(stat)
+    if op == "==" and kind not in EQ_OK_KINDS:
+        raise ValueError(f"{text!r}: '==' is only for counts (e.g. 'flaps.total == 0'); "
+                         f"{name}.{stat} is a {kind}: use <=, >=, < or >")
+    allowed = _UNITS_FOR[kind]
     if unit not in allowed:
         shown = ", ".join(u or "no unit" for u in allowed)
-        raise ValueError(f"{text!r}: unit {unit or 'none'!r} does not fit {name!r} ({sig.kind}); use {shown}")
-    if sig.kind == "time":
+        raise ValueError(f"{text!r}: unit {unit or 'none'!r} does not fit {name}.{stat} ({kind}); use {shown}")
+    if kind == "time":
         value = num * 1000.0 if unit == "s" else num
-    elif sig.kind == "ratio":
+    elif kind == "ratio":
         value = num / 100.0 if unit == "%" else num
         if not 0 <= value <= 1:
             raise ValueError(f"{text!r}: a ratio must lie in 0..1 (or 0..100%)")
     else:
         value = num
-    return SLO(text=text.strip(), signal=name, stat=stat, op=op, threshold=value, source=sig.source)
+    if scope is not None:
+        if not sig.scopable:
+            scopable = ", ".join(s.name for s in SIGNALS.values() if s.scopable)
+            raise ValueError(f"{text!r}: signal {name!r} covers the whole run and takes no @scope; "
+                             f"signals that take one: {scopable}")
+        if stage_names is not None and scope != STEADY and scope not in stage_names:
+            raise ValueError(f"{text!r}: unknown scope '@{scope}'; valid: @{STEADY}, "
+                             + ", ".join(f"@{s}" for s in stage_names))
+    return SLO(text=text.strip(), signal=name, stat=stat, op=op, threshold=value, source=sig.source, kind=kind,
+               scope=scope)
+
+
+def check_slos(slos: Sequence[str], stage_names: Sequence[str], has_goodput: bool) -> list[str]:
+    """Meaning checks that need the rest of the scenario: scopes name a stage (or steady), goodput SLOs have
+    criteria. One message per problem, prefixed `slos[i]:`."""
+    errs = []
+    for i, text in enumerate(slos):
+        try:
+            s = parse_slo(text, stage_names)
+        except ValueError as e:
+            errs.append(f"slos[{i}]: {e}")
+            continue
+        if s.signal == "goodput" and not has_goodput:
+            errs.append(f"slos[{i}]: {text!r} needs per-request criteria: add e.g. `goodput: {{ttft_ms: 300, tpot_ms: 50}}` "
+                        "to the scenario (keys ttft_ms, tpot_ms, e2e_ms, itl_max_ms)")
+    return errs
