@@ -18,7 +18,7 @@ from harness.record.environment import environment
 from harness.record.summary import build_summary, reconcile
 from harness.runctx import RunContext, UI
 from harness.scenario import Scenario
-from harness.slo.evaluate import client_stats, evaluate
+from harness.slo.evaluate import client_stats, evaluate_run
 
 
 @dataclass
@@ -91,10 +91,14 @@ def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window):
     warnings = (scraped.errors if scraped else ["server metrics were not scraped (run interrupted)"]) + warnings
     if load.message:
         warnings.insert(0, f"load: {load.message}")
-    verdicts = evaluate(scenario.slos, client, server, series)
+    rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
+    verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, server, series,
+                                   load_start=window.start, warmup_end=window.stats_start, load_end=window.end)
     status = "interrupted" if load.interrupted else "completed"
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
                             client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
+    for k, v in extra.items():  # autoscaling analysis, scoped stats
+        setattr(summary, k, v)
     rec.write_summary(summary)
     if scraped and scraped.rows:
         pd.DataFrame(scraped.rows).to_parquet(rec.dir / "series.parquet", index=False)

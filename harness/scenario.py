@@ -198,6 +198,21 @@ class Load(_Model):
         return self
 
 
+class Goodput(_Model):
+    """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded and met every bound set."""
+
+    ttft_ms: float | None = Field(None, gt=0, description="Longest time to first token of a good request.")
+    tpot_ms: float | None = Field(None, gt=0, description="Longest mean time per output token of a good request.")
+    e2e_ms: float | None = Field(None, gt=0, description="Longest end-to-end latency of a good request.")
+    itl_max_ms: float | None = Field(None, gt=0, description="Longest single inter-token gap of a good request.")
+
+    @model_validator(mode="after")
+    def _some(self) -> "Goodput":
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("set at least one of ttft_ms, tpot_ms, e2e_ms, itl_max_ms")
+        return self
+
+
 class Scenario(_Model):
     name: str = Field(..., pattern=_NAME_RE, description="Scenario name (used in run ids and history).")
     description: str = Field("", description="What this scenario checks, in a sentence.")
@@ -205,7 +220,19 @@ class Scenario(_Model):
     workload: Workload = Field(default_factory=Workload, description="What each request looks like.")
     load: Load = Field(..., description="How much load, over how long.")
     slos: list[str] = Field(default_factory=list, description="SLOs like `ttft.p95 <= 500ms`; all must pass.")
+    goodput: Goodput | None = Field(
+        None, description="Criteria of a good request; gives the SLO signals goodput.rate (req/s) and goodput.attainment (%)."
+    )
     scrape: "ScrapeSettings" = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
+
+    @model_validator(mode="after")
+    def _slo_meaning(self) -> "Scenario":
+        from harness.slo.parse import check_slos  # late: slo imports nothing from here
+
+        errs = check_slos(self.slos, [s.name for s in self.load.stages], self.goodput is not None)
+        if errs:
+            raise ValueError("; ".join(errs))
+        return self
 
     @field_validator("slos")
     @classmethod
