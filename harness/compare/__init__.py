@@ -1,0 +1,229 @@
+"""`harness compare`: runs side by side, with significance from raw samples and a regression gate.
+
+`compare_runs([base, new, ...])` returns a plain dict (JSON-ready) that the renderers in harness/report/
+(compare_md, compare_html) and the terminal table show; its `exit_code` is 1 when a `--fail-on` rule fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.compare import fingerprints, stats
+from harness.compare.rules import DEFAULT_RULES, Rule, parse_rules
+from harness.compare.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, diff_intervals, mann_whitney_p
+from harness.errors import EXIT_PASS, EXIT_SLO_FAILED, HarnessError
+
+COMPARE_SCHEMA_VERSION = 1
+__all__ = ["compare_runs", "load_run", "RunData", "DEFAULT_RULES", "IncomparableError"]
+
+
+class IncomparableError(HarnessError):
+    """The runs measure different things (scenario name, load or workload differ)."""
+
+
+@dataclass
+class RunData:
+    dir: Path
+    run: dict
+    summary: dict
+    samples: pd.DataFrame | None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.get("run_id") or self.dir.name
+
+    @property
+    def label(self) -> str:
+        labels = self.run.get("labels") or {}
+        return " ".join(f"{k}={v}" for k, v in labels.items()) or self.run_id
+
+    def window(self) -> tuple[float | None, float | None]:
+        load, tl = self.run.get("load") or {}, self.run.get("timeline") or {}
+        return (load.get("warmup_end") or tl.get("warmup_end_at"), load.get("ended_at") or tl.get("load_ended_at"))
+
+
+def load_run(path: Path) -> RunData:
+    """A run folder, upgraded to the current schema (run.json, summary.json, samples.parquet)."""
+    from harness.record import read_run
+    from harness.record.legacy import upgrade_samples
+
+    path = Path(path)
+    if not (path / "run.json").exists():
+        raise HarnessError(f"{path}: no run.json here", fix="give run folders created by `harness run` (results/<run-id>)")
+    try:
+        run, summary = read_run(path)
+    except (ValueError, OSError) as e:
+        raise HarnessError(f"{path}: cannot read the record: {e}") from None
+    if summary is None:
+        raise HarnessError(f"{path}: no summary.json (the run stopped before evaluation: status {run.get('status')!r})",
+                           fix="compare runs that reached the evaluate stage")
+    samples = None
+    if (path / "samples.parquet").exists():
+        try:
+            samples = upgrade_samples(pd.read_parquet(path / "samples.parquet"))
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"{path / 'samples.parquet'}: cannot read: {e}") from None
+    return RunData(path, run, summary, samples)
+
+
+def _run_info(r: RunData) -> dict:
+    return {
+        "run_id": r.run_id, "dir": str(r.dir), "label": r.label, "labels": r.run.get("labels") or {},
+        "scenario": r.summary.get("scenario"), "status": r.summary.get("status"), "verdict": r.summary.get("verdict"),
+        "environment": fingerprints.describe(r.run), "software": fingerprints.software(r.run),
+        "hardware": fingerprints.hardware(r.run), "created_at": (r.run.get("timeline") or {}).get("created_at"),
+        "requests": (r.summary.get("client") or {}).get("requests"), "has_samples": r.samples is not None,
+    }
+
+
+def _values(r: RunData, signal: str) -> stats.Values | None:
+    if r.samples is None or not len(r.samples):
+        return None
+    if signal in ("throughput", "request_rate"):
+        bins = stats.rate_bins(r.samples, *r.window(), what="tokens" if signal == "throughput" else "requests")
+        return None if bins is None else stats.Values(bins, np.arange(bins.size), bins.size)
+    return stats.signal_values(r.samples, signal)
+
+
+def _observed(m: stats.Metric, r: RunData) -> float | None:
+    """The summary's value; for a client distribution an older summary lacks, computed from the samples."""
+    v = stats.observed(m, r.summary)
+    if v is None and m.source == "client" and m.signal in stats.DIST_SIGNALS and r.samples is not None:
+        vals = stats.signal_values(r.samples, m.signal)
+        if vals is not None:
+            a = vals.values
+            v = float({"mean": np.mean, "max": np.max, "min": np.min}[m.stat](a) if m.stat in ("mean", "max", "min")
+                      else np.percentile(a, float(m.stat[1:])))
+    return v
+
+
+def _assess(m: stats.Metric, change: float | None, significant: bool | None) -> str:
+    if change is None:
+        return "no data"
+    if significant is None:
+        return "untested"
+    if not significant:
+        return "within noise"
+    if not m.worse:
+        return "changed"
+    return "worse" if (change > 0) == (m.worse == "up") else "better"
+
+
+def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, resamples: int, confidence: float) -> dict:
+    metrics = stats.client_metrics() + stats.server_metrics([base.summary, new.summary])
+    extra = {r.metric for r in rules} - {m.key for m in metrics}
+    for key in sorted(extra):  # a rule may name a client percentile not shown by default (e.g. ttft.p99.9)
+        sig, _, st = key.partition(".")
+        if sig in stats.DIST_SIGNALS and st in ("p99.9", "max", "min"):
+            metrics.append(stats.Metric(key, sig, st, "ms", "up", "client"))
+    rule_for = {r.metric: r for r in rules}
+    by_signal: dict[str, list[stats.Metric]] = {}
+    for m in metrics:
+        by_signal.setdefault(m.signal, []).append(m)
+    rows = []
+    for signal, ms in by_signal.items():
+        intervals, p_mwu = {}, None
+        if ms[0].source == "client":
+            vb, vn = _values(base, signal), _values(new, signal)
+            testable = [m.stat for m in ms if m.stat not in ("max", "min")]
+            if vb is not None and vn is not None and testable:
+                intervals = diff_intervals(vb, vn, ["value" if s == "value" else s for s in testable],
+                                           seed=seed, resamples=resamples, confidence=confidence)
+            if signal in stats.DIST_SIGNALS and base.samples is not None and new.samples is not None:
+                p_mwu = mann_whitney_p(stats.per_request(base.samples, signal), stats.per_request(new.samples, signal))
+        for m in ms:
+            b, n = _observed(m, base), _observed(m, new)
+            change = None if b is None or n is None else n - b
+            rel = None if change is None or not b else change / abs(b)
+            ci = intervals.get(m.stat)
+            significant = None if ci is None or change is None else ci.significant
+            rule = rule_for.get(m.key)
+            beyond = bool(rule and rule.beyond(b, n))
+            if rule and beyond:
+                bad_and_sure = significant is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
+            else:
+                bad_and_sure = False
+            rows.append({
+                "key": m.key, "signal": m.signal, "stat": m.stat, "unit": m.unit, "source": m.source, "worse": m.worse,
+                "base": b, "new": n, "change": change, "rel_change": rel,
+                "ci": None if ci is None else [ci.low, ci.high], "resamples": None if ci is None else ci.resamples,
+                "significant": significant, "p_mwu": p_mwu if m.stat != "value" else None,
+                "assessment": _assess(m, change, significant), "rule": rule.text if rule else None,
+                "beyond_threshold": beyond, "regression": bad_and_sure,
+            })
+    problems, warnings = fingerprints.check(base.run, new.run)
+    for r in (base, new):
+        if r.samples is None:
+            warnings.append(f"{r.run_id}: no samples.parquet — changes are not tested for significance; "
+                            "rules gate on the threshold alone")
+    present = {row["key"] for row in rows if row["change"] is not None}
+    for rule in rules:
+        if rule.metric not in present:
+            warnings.append(f"--fail-on {rule.text}: no data for {rule.metric} in both runs (not gated)")
+    regressions = [_regression_text(row) for row in rows if row["regression"]]
+    return {"base": base.run_id, "new": new.run_id, "rows": rows, "problems": problems, "warnings": warnings,
+            "notes": fingerprints.series_notes(base.summary, new.summary), "regressions": regressions}
+
+
+def _regression_text(row: dict) -> str:
+    rel = f"{row['rel_change'] * 100:+.1f}%" if row["rel_change"] is not None else f"{row['change']:+.4g}"
+    if row["signal"] == "error_rate":
+        rel = f"{row['change'] * 100:+.2f} pp"
+    sig = (f"significant: {row['resamples']}-resample 95% CI of the change [{row['ci'][0]:+.4g}, {row['ci'][1]:+.4g}]"
+           if row["ci"] else "no significance test for this metric: gated on the change alone")
+    return f"{row['key']} {rel} ({row['base']:.4g} → {row['new']:.4g}) beyond {row['rule'].partition(':')[2]}; {sig}"
+
+
+def _check_rules(rules: list[Rule]) -> None:
+    from harness.metrics.catalog import CATALOG
+    from harness.slo.signals import SIGNALS
+
+    known = set(stats.DIST_SIGNALS) | set(stats.SCALARS) | set(CATALOG) | set(SIGNALS)
+    for r in rules:
+        sig = r.metric.split(".")[0]
+        if sig not in known:
+            raise HarnessError(f"--fail-on {r.text}: unknown signal {sig!r}",
+                               fix=f"use one of {', '.join(sorted(known))} (e.g. ttft.p95:+10%)")
+
+
+def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: bool = False,
+                 seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> dict:
+    """Compare every run after the first against the first. Raises IncomparableError (unless force)."""
+    if len(paths) < 2:
+        raise HarnessError("compare needs at least two run folders", fix="harness compare BASE NEW [MORE...]")
+    rules = parse_rules(fail_on)
+    _check_rules(rules)
+    runs = [load_run(p) for p in paths]
+    pairs = [compare_pair(runs[0], r, rules, seed=seed, resamples=resamples, confidence=confidence) for r in runs[1:]]
+    problems = [f"{p['new']}: {x}" for p in pairs for x in p["problems"]]
+    if problems and not force:
+        raise IncomparableError("the runs are not comparable", problems=problems,
+                                fix="compare runs of the same scenario, load and workload, or pass --force")
+    if force:
+        for p in pairs:
+            p["warnings"] = [f"(forced) {x}" for x in p["problems"]] + p["warnings"]
+    cdf = {}
+    for sig in stats.DIST_SIGNALS:
+        curves = []
+        for r in runs:
+            v = stats.signal_values(r.samples, sig) if r.samples is not None and len(r.samples) else None
+            if v is not None and v.values.size:
+                curves.append({"run_id": r.run_id, "label": r.label, **stats.cdf_points(v.values)})
+        if curves:
+            cdf[sig] = curves
+    regressed = any(p["regressions"] for p in pairs)
+    return {
+        "schema_version": COMPARE_SCHEMA_VERSION,
+        "runs": [_run_info(r) for r in runs],
+        "comparisons": pairs,
+        "rules": [r.to_dict() for r in rules],
+        "settings": {"seed": seed, "resamples": resamples, "confidence": confidence, "forced": force,
+                     "method": "cluster bootstrap over requests: CI of new - base; significant when the CI excludes 0"},
+        "cdf": cdf,
+        "verdict": "regression" if regressed else "ok",
+        "exit_code": EXIT_SLO_FAILED if regressed else EXIT_PASS,
+    }

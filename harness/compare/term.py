@@ -1,0 +1,36 @@
+"""Terminal table for a comparison (rich): client rows, key server rows, anything a rule names or flags."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.report.compare_md import KEY_SERVER, fmt_change, fmt_ci, fmt_obs, fmt_p, title, verdict_cell
+
+
+def print_comparison(result: dict, console: Console) -> None:
+    if not console.is_terminal and console.width < 140:  # CI logs and pipes: no wrapping of the table
+        console = Console(width=140, highlight=False, file=console.file)
+    runs = {r["run_id"]: r for r in result["runs"]}
+    for i, r in enumerate(result["runs"]):
+        labels = " ".join(f"{k}={v}" for k, v in r["labels"].items())
+        console.print(f"{'base' if i == 0 else f'new {i}'}: {r['run_id']} {labels}  [dim]{r['environment']}[/]")
+    for c in result["comparisons"]:
+        t = Table(title=f"{runs[c['new']]['label']} vs {runs[c['base']]['label']}", title_justify="left")
+        for col, j in (("metric", "left"), ("base", "right"), ("new", "right"), ("change", "right"),
+                       ("95% CI of change", "right"), ("MWU p", "right"), ("gate", "left"), ("", "left")):
+            t.add_column(col, justify=j)
+        for r in c["rows"]:
+            if r["source"] == "server" and r["key"] not in KEY_SERVER and not r["rule"]:
+                continue
+            style = "red" if r["regression"] else ("yellow" if r["assessment"] == "worse" else None)
+            t.add_row(r["key"], fmt_obs(r, "base"), fmt_obs(r, "new"), fmt_change(r), fmt_ci(r), fmt_p(r["p_mwu"]),
+                      (r["rule"] or "").partition(":")[2], verdict_cell(r), style=style)
+        console.print(t)
+        for n in c["notes"]:
+            console.print(f"[dim]naming era: {n}[/]")
+        for w in c["warnings"]:
+            console.print(f"[yellow]warning:[/] {w}")
+        for x in c["regressions"]:
+            console.print(f"[red]regression:[/] {x}")
+    console.print(f"[bold]{title(result)}[/] (exit {result['exit_code']})")

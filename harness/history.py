@@ -1,0 +1,124 @@
+"""`harness history`: key statistics and verdicts across stored runs, flagging the first run where one moved.
+
+A statistic "moved" at run i when it differs from the median of the previous `window` runs by more than
+both `rel_threshold` (relative) and `mad_sigmas` robust standard deviations (1.4826 x MAD) of those runs:
+a jump beyond the run-to-run noise seen so far. Needs `min_history` earlier runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+METRICS = {  # key -> (how to read it from summary.json, unit, worse direction)
+    "ttft.p95": (("client", "ttft_ms", "p95"), "ms", "up"),
+    "itl.p95": (("client", "itl_ms", "p95"), "ms", "up"),
+    "e2e.p95": (("client", "e2e_ms", "p95"), "ms", "up"),
+    "ttft.p50": (("client", "ttft_ms", "p50"), "ms", "up"),
+    "error_rate": (("client", "error_rate"), "fraction", "up"),
+    "throughput": (("client", "output_tokens_per_s"), "tokens/s", "down"),
+}
+
+
+def _get(d: dict, path: tuple) -> float | None:
+    for k in path:
+        d = (d or {}).get(k) if isinstance(d, dict) else None
+    return None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d)
+
+
+def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) -> list[dict]:
+    """Runs with a summary, oldest first (by creation time). Unreadable folders are skipped, not fatal."""
+    from harness.record import read_run
+
+    if not results_dir.is_dir():
+        raise HarnessError(f"{results_dir}: no such folder", fix="pass --results-dir where `harness run` wrote its runs")
+    out = []
+    for d in sorted(p for p in results_dir.iterdir() if (p / "run.json").is_file()):
+        try:
+            run, summary = read_run(d)
+        except (ValueError, OSError, HarnessError):
+            continue
+        if summary is None or (scenario and summary.get("scenario") != scenario):
+            continue
+        created = (run.get("timeline") or {}).get("created_at") or (d / "run.json").stat().st_mtime
+        labels = run.get("labels") or {}
+        out.append({
+            "run_id": run.get("run_id") or d.name, "dir": str(d), "scenario": summary.get("scenario"),
+            "created_at": created, "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(created)),
+            "verdict": summary.get("verdict"), "status": summary.get("status"), "labels": labels,
+            "label": " ".join(f"{k}={v}" for k, v in labels.items()) or (run.get("environment") or {}).get("ray") or d.name[-4:],
+            "ray": (run.get("environment") or {}).get("ray"),
+            "stats": {k: _get(summary, path) for k, (path, _, _) in METRICS.items()},
+        })
+    out.sort(key=lambda r: r["created_at"])
+    return out[-limit:]
+
+
+def change_points(values: list[float | None], *, window: int = 5, min_history: int = 3, rel_threshold: float = 0.10,
+                  mad_sigmas: float = 3.0, abs_floor: float = 0.0) -> list[tuple[int, float, float]]:
+    """(index, value, baseline median) of every run that moved beyond noise vs its previous `window` runs."""
+    out = []
+    for i, v in enumerate(values):
+        prev = [x for x in values[max(0, i - window):i] if x is not None]
+        if v is None or len(prev) < min_history:
+            continue
+        med = float(np.median(prev))
+        mad = 1.4826 * float(np.median(np.abs(np.asarray(prev) - med)))
+        jump = abs(v - med)
+        if jump > max(rel_threshold * abs(med), mad_sigmas * mad, abs_floor):
+            out.append((i, v, med))
+    return out
+
+
+def history(results_dir: Path, scenario: str | None = None, **detect) -> dict:
+    runs = collect(results_dir, scenario)
+    if not runs:
+        raise HarnessError(f"{results_dir}: no completed runs" + (f" of scenario {scenario!r}" if scenario else ""),
+                           fix="run `harness run SCENARIO --results-dir DIR` first, or check --scenario")
+    scenarios = []
+    for name in sorted({r["scenario"] for r in runs}):
+        rs = [r for r in runs if r["scenario"] == name]
+        flags = []
+        for m, (_, unit, worse) in METRICS.items():
+            floor = 0.005 if m == "error_rate" else 0.0  # error rate: half a percentage point at least
+            cps = change_points([r["stats"][m] for r in rs], abs_floor=floor, **detect)
+            if cps:
+                i, v, med = cps[0]
+                direction = "up" if v > med else "down"
+                what = "worse" if direction == worse else "better"
+                rel = f" ({(v - med) / abs(med) * 100:+.0f}%)" if med else ""
+                flags.append({"metric": m, "index": i, "run_id": rs[i]["run_id"], "value": v, "baseline": med,
+                              "direction": direction, "assessment": what, "later": len(cps) - 1,
+                              "message": f"{m} moved {direction} ({what}) at {rs[i]['run_id']} [{rs[i]['label']}]: "
+                                         f"{v:.4g} vs median {med:.4g} of the previous runs{rel}"})
+        scenarios.append({"scenario": name, "runs": rs, "flags": flags})
+    return {"results_dir": str(results_dir), "metrics": list(METRICS), "units": {k: u for k, (_, u, _) in METRICS.items()},
+            "scenarios": scenarios, "detector": {"window": 5, "min_history": 3, "rel_threshold": 0.10, "mad_sigmas": 3.0, **detect}}
+
+
+def print_history(hist: dict, console) -> None:
+    from rich.table import Table
+
+    for sc in hist["scenarios"]:
+        flagged = {(f["index"], f["metric"]) for f in sc["flags"]}
+        t = Table(title=f"{sc['scenario']}: {len(sc['runs'])} runs", title_justify="left")
+        for col in ["when", "run", "labels", "verdict"] + hist["metrics"]:
+            t.add_column(col, justify="left" if col in ("when", "run", "labels", "verdict") else "right")
+        for i, r in enumerate(sc["runs"]):
+            cells = []
+            for m in hist["metrics"]:
+                v = r["stats"][m]
+                s = "—" if v is None else (f"{v * 100:.2f}%" if m == "error_rate" else f"{v:.4g}")
+                cells.append(f"[red]{s} ◀[/]" if (i, m) in flagged else s)
+            verdict = r["verdict"] if r["verdict"] == "pass" else f"[red]{r['verdict']}[/]"
+            t.add_row(r["when"], r["run_id"], " ".join(f"{k}={v}" for k, v in r["labels"].items()), verdict, *cells)
+        console.print(t)
+        for f in sc["flags"]:
+            console.print(f"[{'red' if f['assessment'] == 'worse' else 'green'}]moved:[/] {f['message']}")
+        if not sc["flags"]:
+            console.print("no statistic moved beyond noise")

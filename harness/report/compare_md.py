@@ -1,0 +1,95 @@
+"""compare.md: a pure function of the comparison (harness.compare.compare_runs output)."""
+
+from __future__ import annotations
+
+from harness.report.fmt import fmt_value
+
+# rows the terminal shows for server signals (Markdown and HTML show all)
+KEY_SERVER = ("server_ttft.p95", "server_itl.p95", "server_e2e.p95", "kv_cache_usage.max", "queue_waiting.max",
+              "replicas.max", "preemptions.total")
+MARK = {"worse": "▲ worse", "better": "▼ better", "within noise": "≈", "changed": "changed", "untested": "n/a",
+        "no data": "no data"}
+
+
+def fmt_change(row: dict) -> str:
+    ch, unit = row.get("change"), row.get("unit")
+    if ch is None:
+        return "—"
+    if unit == "fraction" and row["signal"] == "error_rate":
+        return f"{ch * 100:+.2f} pp"
+    if unit == "ms":
+        s = f"{ch:+.1f} ms" if abs(ch) < 1000 else f"{ch / 1000:+.2f} s"
+    elif unit == "per_s":
+        s = f"{ch:+.1f}/s"
+    else:
+        s = f"{ch:+.4g}"
+    return s + (f" ({row['rel_change'] * 100:+.1f}%)" if row.get("rel_change") is not None else "")
+
+
+def fmt_ci(row: dict) -> str:
+    ci = row.get("ci")
+    if not ci:
+        return "—"
+    if row["signal"] == "error_rate":
+        return f"[{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}] pp"
+    return f"[{ci[0]:+.3g}, {ci[1]:+.3g}]"
+
+
+def fmt_p(p: float | None) -> str:
+    return "—" if p is None else ("<1e-4" if p < 1e-4 else f"{p:.3g}")
+
+
+def fmt_obs(row: dict, key: str) -> str:
+    return fmt_value(row.get(key), row.get("unit") or "")
+
+
+def verdict_cell(row: dict) -> str:
+    if row.get("regression"):
+        return "❌ REGRESSION"
+    return MARK.get(row.get("assessment", ""), row.get("assessment", ""))
+
+
+def title(result: dict) -> str:
+    sc = result["runs"][0].get("scenario")
+    return f"{sc}: {'REGRESSION' if result['exit_code'] else 'no regression'}"
+
+
+def _table(rows: list[dict]) -> list[str]:
+    out = ["| metric | base | new | change | 95% CI of change | MWU p | rule | |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| `{r['key']}` | {fmt_obs(r, 'base')} | {fmt_obs(r, 'new')} | {fmt_change(r)} | {fmt_ci(r)} | "
+                   f"{fmt_p(r.get('p_mwu'))} | {r.get('rule') or ''} | {verdict_cell(r)} |")
+    return out
+
+
+def render_compare_markdown(result: dict) -> str:
+    runs = {r["run_id"]: r for r in result["runs"]}
+    lines = [f"# Comparison — {title(result)}", "",
+             "| | run | labels | environment | verdict | requests |", "|---|---|---|---|---|---|"]
+    for i, r in enumerate(result["runs"]):
+        labels = ", ".join(f"{k}={v}" for k, v in r["labels"].items()) or "—"
+        lines.append(f"| {'base' if i == 0 else f'new {i}'} | `{r['run_id']}` | {labels} | {r['environment']} | "
+                     f"{(r.get('verdict') or '?').upper()} | {r.get('requests')} |")
+    rules = ", ".join(f"`{r['text']}`" for r in result["rules"]) or "none (not gated)"
+    st = result["settings"]
+    lines += ["", f"Gate (fires when beyond the threshold AND significant): {rules}.", ""]
+    for c in result["comparisons"]:
+        base, new = runs[c["base"]], runs[c["new"]]
+        lines += [f"## {new['label']} vs {base['label']}", ""]
+        if c["regressions"]:
+            lines += ["**Regressions:**", ""] + [f"- {x}" for x in c["regressions"]] + [""]
+        else:
+            lines += ["No regression.", ""]
+        client = [r for r in c["rows"] if r["source"] == "client"]
+        server = [r for r in c["rows"] if r["source"] == "server"]
+        lines += ["### Client (raw samples)", ""] + _table(client)
+        if server:
+            lines += ["", "### Server (Prometheus, by logical signal; no significance test)", ""] + _table(server)
+        if c["notes"]:
+            lines += ["", "Series naming differs (compared by logical signal):", ""] + [f"- {n}" for n in c["notes"]]
+        if c["warnings"]:
+            lines += ["", "### Warnings", ""] + [f"- {w}" for w in c["warnings"]]
+        lines.append("")
+    lines += ["---", f"Method: {st['method']}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
+              f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational)."]
+    return "\n".join(lines) + "\n"
