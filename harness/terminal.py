@@ -74,5 +74,6 @@ def print_verdict(summary: dict | None, run_dir: Path, quiet: bool = False) -> N
             console.print(f"[yellow]warning:[/] {w}")
     for s in summary["slos"]:
         obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
-        sys.stdout.write(f"{'PASS' if s['passed'] else 'FAIL'} {s['slo']} (observed {obs})\n")
+        why = f": {s['reason']}" if not s["passed"] and s.get("reason") else ""
+        sys.stdout.write(f"{'PASS' if s['passed'] else 'FAIL'} {s['slo']} (observed {obs}){why}\n")
     sys.stdout.write(f"verdict: {summary['verdict'].upper()} ({summary['status']})  {run_dir}\n")

@@ -1,19 +1,47 @@
-"""Report stage: render every output from the record. Renderers are pure; this module only writes files."""
+"""Report stage: render every output from the record. Renderers are pure; this module only reads the record's
+data files (samples.parquet, series.parquet) and writes the outputs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from harness.record.store import write_text
+from harness.report.html import render_html
 from harness.report.junit import render_junit
 from harness.report.markdown import render_markdown
 
-RENDERERS = {"report.md": render_markdown, "junit.xml": render_junit}
+SAMPLES_FILE = "samples.parquet"
+SERIES_FILE = "series.parquet"
+
+
+def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path, columns=columns) if path.exists() else None
+    except Exception:  # noqa: BLE001 — a damaged data file must not stop the text reports
+        return None
+
+
+def load_data(run_dir: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(samples, series) of a run folder, None where missing; samples without prompt-side columns."""
+    return _read(run_dir / SAMPLES_FILE), _read(run_dir / SERIES_FILE)
+
+
+def render_all(run: dict, summary: dict | None, samples: pd.DataFrame | None = None,
+               series: pd.DataFrame | None = None) -> dict[str, str]:
+    """Every report as {file name: text} (pure)."""
+    return {
+        "report.md": render_markdown(run, summary),
+        "junit.xml": render_junit(run, summary),
+        "report.html": render_html(run, summary, samples, series),
+    }
 
 
 def write_reports(run_dir: Path, run: dict, summary: dict | None) -> list[str]:
+    samples, series = load_data(run_dir)
     written = []
-    for name, render in RENDERERS.items():
-        write_text(run_dir / name, render(run, summary))
+    for name, text in render_all(run, summary, samples, series).items():
+        write_text(run_dir / name, text)
         written.append(name)
     return written

@@ -19,7 +19,7 @@ def fmt_value(v: float | None, unit: str) -> str:
     if unit == "ms":
         return fmt_ms(v)
     if unit == "fraction":
-        return f"{v * 100:.2f}%" if v < 0.1 else f"{v:.3g}"
+        return f"{v * 100:.2f}%" if v < 0.1 else f"{v * 100:.1f}%"
     if unit == "per_s":
         return f"{v:.1f}/s"
     return f"{v:.4g}"

@@ -21,11 +21,14 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     ]
     if sc.get("description"):
         lines += [f"> {sc['description']}", ""]
-    lines += ["## SLOs", "", "| | SLO | observed | threshold | source |", "|---|---|---|---|---|"]
+    lines += ["## SLOs", "", "| | SLO | observed | threshold | source | why |", "|---|---|---|---|---|---|"]
     for s in sorted(summary["slos"], key=lambda s: s["passed"]):  # failed first
         mark = "✅" if s["passed"] else "❌"
         obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
-        lines.append(f"| {mark} | `{s['slo']}` | {obs} | {fmt_value(s['threshold'], s['unit'])} | {s['source']} |")
+        why = (s.get("reason") or "").replace("|", "\\|")
+        lines.append(f"| {mark} | `{s['slo']}` | {obs} | {s['op']} {fmt_value(s['threshold'], s['unit'])} | {s['source']} | {why} |")
+    if summary.get("autoscaling"):
+        lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary["autoscaling"])
     c = summary.get("client", {})
     lines += ["", "## Client (raw samples, warmup excluded)", "",
               "| metric | p50 | p90 | p95 | p99 | max | mean |", "|---|---|---|---|---|---|---|"]
@@ -37,9 +40,14 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         "",
         f"Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}"
         + (f": {', '.join(f'{k} {v}' for k, v in c.get('errors_by_class', {}).items())}" if c.get("errors_by_class") else "")
-        + f"), {fmt_value(c.get('requests_per_s'), 'per_s')} req/s, "
-        f"{fmt_value(c.get('output_tokens_per_s'), 'per_s')} output tok/s over {c.get('duration_s', 0):.1f} s.",
+        + f"), {c.get('requests_per_s') or 0:.1f} req/s, "
+        f"{c.get('output_tokens_per_s') or 0:.1f} output tok/s over {c.get('duration_s', 0):.1f} s.",
     ]
+    g = c.get("goodput")
+    if g:
+        crit = ", ".join(f"{k} ≤ {v:g}" for k, v in g.get("criteria", {}).items())
+        att = "—" if g.get("attainment") is None else f"{100 * g['attainment']:.1f}%"
+        lines += ["", f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} ({g['total']:.0f} of {g['requests']} requests)."]
     srv = summary.get("server", {})
     if srv:
         lines += ["", "## Server (Prometheus, through Ray's discovered targets)", "", "| signal | series | stats |", "|---|---|---|"]
@@ -66,3 +74,29 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in dur.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def autoscaling_lines(a: dict) -> list[str]:
+    """The scale-up/down story: replicas against the load steps, time to reach the wanted count, churn, flaps."""
+    out = [f"Replicas {a['replicas_min']:g}–{a['replicas_max']:g} during the load"
+           + (f"; the autoscaler asked for up to {a['wanted_max']:g} (`{a.get('wanted_series')}`)" if a.get("wanted_max") is not None else "")
+           + (f"; {a['replica_starts']:g} replica starts, churn {a['churn_per_min']:.2f}/min" if a.get("replica_starts") is not None else "")
+           + f"; {a.get('flaps', 0)} flap(s)" + (f" at {', '.join(f'{t:.0f} s' for t in a.get('flap_at_s', []))}" if a.get("flaps") else "")
+           + ".", ""]
+    evs = [("up", e) for e in a.get("scale_ups", [])] + [("down", e) for e in a.get("scale_downs", [])]
+    if evs:
+        out += ["| step | at | users | replicas | time to reach |", "|---|---|---|---|---|"]
+        for d, e in evs:
+            took = f"{e['time_s']:.1f} s" if e["reached"] else f"not reached in {e['stage_s']:g} s (best {e['best']:g})"
+            out.append(f"| scale-{d} (`{e['stage']}`) | {e['at_s']:.0f} s | {e['users_from']} → {e['users_to']} | "
+                       f"{e['replicas_from']:g} → {e['wanted']:g} | {took} |")
+        out.append("")
+    if a.get("stages"):
+        out += ["| stage | users | replicas min–max | autoscaler asked max |", "|---|---|---|---|"]
+        for st in a["stages"]:
+            rng = "—" if st["replicas_min"] is None else f"{st['replicas_min']:g}–{st['replicas_max']:g}"
+            w = "—" if st["wanted_max"] is None else f"{st['wanted_max']:g}"
+            out.append(f"| `{st['stage']}` ({st['start_s']:.0f}–{st['end_s']:.0f} s) | {st['users']} | {rng} | {w} |")
+        out.append("")
+    out += [f"- {k}: {v}" for k, v in (a.get("notes") or {}).items()]
+    return out
