@@ -8,6 +8,9 @@ Files (all under the run dir, shared by master and local workers):
   locust/started_at            epoch seconds of shape t=0 (written by the master on its first tick)
   locust/done.cnt              one byte appended per finished request: the master's completion count
   locust/tickets.cnt           one byte appended per started request when max_requests is set (global ticket)
+  locust/dropped.cnt           one byte per open-loop arrival never sent (queued at max_concurrency past the end)
+  locust/probe-<pid>.json      scheduling-lag percentiles of each Locust process (harness.load.probe)
+  locust/pool.json             prepared prompts (datasets, shared prefixes), when the workload has a pool
   locust/stop                  created by the runner to ask for a graceful stop
 """
 
@@ -16,21 +19,27 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.lock import BoundedSemaphore
+from gevent.pool import Group
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 from geventhttpclient.url import URL
 from locust import LoadTestShape, User, constant, events, task
 from locust.runners import WorkerRunner
+from locust.user.task import LOCUST_STATE_STOPPING
 
+from harness.load.arrivals import arrival_offsets
 from harness.load.counter import AppendCounter
-from harness.load.shape import stage_ends, stage_tick
+from harness.load.probe import LagProbe
+from harness.load.shape import open_tick, stage_ends, stage_tick
 from harness.load.stream import StreamState, build_sample
-from harness.load.workload import build_body, endpoint_path, make_prompt, sample_length, user_rng
+from harness.load.workload import RequestSource, build_body, endpoint_path, user_rng
 
 CFG: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_CONFIG"]).read_text())
 _API_KEY = os.environ.get("HARNESS_LOAD_API_KEY")  # never logged, never written
@@ -38,7 +47,12 @@ _LOCUST_DIR = Path(CFG["locust_dir"])
 _SAMPLES_DIR = Path(CFG["samples_dir"])
 _W = CFG["workload"]
 _MAX_REQ: int | None = CFG["max_requests"]
+_OPEN: dict[str, Any] | None = CFG.get("open_loop")  # None: closed loop
+_POOL = json.loads(Path(CFG["pool_path"]).read_text()) if CFG.get("pool_path") else None
+_SOURCE = RequestSource(_W, CFG.get("vocab"), _POOL)
+_STOP_FILE = _LOCUST_DIR / "stop"
 _perf = time.perf_counter
+_probe = LagProbe(_LOCUST_DIR)
 
 
 class _SampleWriter:
@@ -67,25 +81,31 @@ class _SampleWriter:
 _writer = _SampleWriter()
 _done = AppendCounter(_LOCUST_DIR / "done.cnt")
 _tickets = AppendCounter(_LOCUST_DIR / "tickets.cnt")
+_dropped = AppendCounter(_LOCUST_DIR / "dropped.cnt")  # open-loop arrivals still queued at the cap when stages ended
+_OPEN_END_S = sum(float(s["duration_s"]) for s in CFG["stages"])
 _user_seq = itertools.count()
 
 
 @events.test_stop.add_listener
 def _on_test_stop(**_: Any) -> None:
     _writer.flush()
+    _probe.write()
 
 
 @events.quitting.add_listener
 def _on_quitting(**_: Any) -> None:
     _writer.flush()
+    _probe.write()
 
 
-class LLMUser(User):
-    """Closed-loop user: one streaming request at a time over its own keep-alive connection."""
+class _LLMBase(User):
+    """Shared: connection handling, the request hot path, sample writing. Subclasses decide *when* to send."""
 
+    abstract = True
     wait_time = constant(CFG["think_time_s"])
 
     def on_start(self) -> None:
+        _probe.start()
         runner = self.environment.runner
         self.worker_index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
         self.rng = user_rng(int(_W["seed"]), self.worker_index, next(_user_seq))
@@ -95,28 +115,39 @@ class LLMUser(User):
         if _API_KEY:
             self.headers["Authorization"] = f"Bearer {_API_KEY}"
         self.url = url
-        self.http = self._client()
+        self._free: list[HTTPClient] = []  # idle keep-alive connections (one per concurrent request)
 
     def _client(self) -> HTTPClient:
         t = float(_W["request_timeout_s"])
         return HTTPClient.from_url(self.url, concurrency=1, connection_timeout=t, network_timeout=t)
 
     def on_stop(self) -> None:
-        self.http.close()
+        for c in self._free:
+            c.close()
+        self._free.clear()
 
-    @task
-    def generate(self) -> None:
-        if _MAX_REQ is not None and _tickets.bump() > _MAX_REQ:
-            gevent.sleep(1.0)  # budget spent: idle until the shape drains and stops the test
-            return
-        rng = self.rng
-        n_prompt = sample_length(rng, _W["prompt_tokens"])
-        max_tokens = sample_length(rng, _W["output_tokens"])
+    def run_session(self, session: Any, rng: Any, sched: tuple[float, float] | None = None) -> None:
+        """Send every turn of a session in order (one turn for single prompts). `sched` (perf, epoch) is when
+        the session's first request was due (open loop)."""
+        while True:
+            if _STOP_FILE.exists():
+                return
+            turn = session.next_turn()
+            if turn is None:
+                return
+            messages, max_tokens, prompt_len, idx = turn
+            if idx > 0 and CFG["think_time_s"]:
+                gevent.sleep(CFG["think_time_s"])  # the user reads the answer before the next turn
+            session.reply(self.send(messages, max_tokens, prompt_len, idx, sched if idx == 0 else None))
+
+    def send(self, messages: list, max_tokens: int, prompt_len: int, turn: int, sched: tuple[float, float] | None) -> int:
+        """One request; writes its sample; returns the output tokens received."""
         stream = bool(_W["stream"])
         body = build_body(
-            api=_W["api"], model=CFG["model"], prompt=make_prompt(rng, n_prompt), max_tokens=max_tokens,
+            api=_W["api"], model=CFG["model"], messages=messages, max_tokens=max_tokens,
             stream=stream, ignore_eos=bool(_W["ignore_eos"]), temperature=float(_W["temperature"]),
         )
+        http = self._free.pop() if self._free else self._client()
         st = StreamState()
         status, error, nbytes, usage = 0, None, 0, None
         broken = False  # connection state unknown: drop it rather than reuse it
@@ -125,7 +156,7 @@ class LLMUser(User):
         timeout = gevent.Timeout(float(_W["request_timeout_s"]))
         timeout.start()
         try:
-            resp = self.http.request("POST", self.path, body=body, headers=self.headers)
+            resp = http.request("POST", self.path, body=body, headers=self.headers)
             status = resp.status_code
             if status != 200:
                 nbytes = len(resp.read())
@@ -168,11 +199,14 @@ class LLMUser(User):
             timeout.close()
         p_end = _perf()
         if broken:
-            self.http.close()
-            self.http = self._client()
+            http.close()
+        else:
+            self._free.append(http)
         row = build_sample(
             t_start=t_start, p_start=p0, p_end=p_end, token_times=st.token_times, usage=usage, status=status,
-            error=error, prompt_words=n_prompt, max_tokens=max_tokens, worker=os.getpid(),
+            error=error, prompt_words=prompt_len, max_tokens=max_tokens, worker=os.getpid(),
+            sched_s=sched[1] if sched else None,
+            lateness_ms=round((p0 - sched[0]) * 1000.0, 4) if sched else None, turn=turn,
         )
         _writer.write(row)
         _done.bump()
@@ -181,6 +215,85 @@ class LLMUser(User):
             request_type="POST", name=_W["api"], response_time=row["e2e_ms"], response_length=nbytes,
             exception=RuntimeError(error) if error else None, context={}, response=None, url=self.path,
         )
+        return int(row["output_tokens"] or 0)
+
+
+class LLMUser(_LLMBase):
+    """Closed-loop user: one streaming request at a time over its own keep-alive connection; multi-turn
+    sessions continue across tasks (think_time_s between turns)."""
+
+    abstract = _OPEN is not None
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.session = None
+
+    @task
+    def generate(self) -> None:
+        if _MAX_REQ is not None and _tickets.bump() > _MAX_REQ:
+            gevent.sleep(1.0)  # budget spent: idle until the shape drains and stops the test
+            return
+        turn = self.session.next_turn() if self.session is not None else None
+        if turn is None:
+            self.session = _SOURCE.session(self.rng)
+            turn = self.session.next_turn()
+        messages, max_tokens, prompt_len, idx = turn
+        self.session.reply(self.send(messages, max_tokens, prompt_len, idx, None))
+
+
+class ArrivalUser(_LLMBase):
+    """Open loop: one per Locust process; sends on the arrival schedule (this process's share of the rate)
+    whatever the completions, each arrival on its own greenlet and connection, optionally capped."""
+
+    abstract = _OPEN is None
+
+    def on_start(self) -> None:
+        super().on_start()
+        self._ran = False
+
+    @task
+    def arrive(self) -> None:
+        if self._ran:
+            gevent.sleep(1.0)  # the schedule ran once: idle until the shape stops the test
+            return
+        self._ran = True
+        n_proc = max(1, int(CFG["workers"]))
+        idx = self.worker_index % n_proc
+        offsets = arrival_offsets(
+            _OPEN["stages"], process=_OPEN["process"], burstiness=float(_OPEN["burstiness"]),
+            seed=int(_W["seed"]) * 1000 + idx, share=1.0 / n_proc, phase=idx / n_proc,
+        )
+        cap = _OPEN.get("max_concurrency")
+        sem = BoundedSemaphore(max(1, -(-int(cap) // n_proc))) if cap else None
+        group = Group()
+        # Align with the shape's t=0 when it is known (local processes share the run dir).
+        try:
+            e0 = float((_LOCUST_DIR / "started_at").read_text())
+        except (OSError, ValueError):
+            e0 = time.time()
+        p0 = _perf() - (time.time() - e0)
+        for off in offsets:
+            if self._state == LOCUST_STATE_STOPPING or _STOP_FILE.exists():
+                break
+            if _MAX_REQ is not None and _tickets.bump() > _MAX_REQ:
+                break
+            delay = p0 + off - _perf()
+            if delay > 0:
+                gevent.sleep(delay)
+            group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S)
+        group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
+
+    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float) -> None:
+        rng = random.Random(f"harness-arrival:{_W['seed']}:{os.getpid()}:{sched[1]!r}")
+        session = _SOURCE.session(rng)
+        if sem is None:
+            self.run_session(session, rng, sched)
+            return
+        with sem:
+            if _perf() > end_perf:  # still queued behind the cap when the stages ended: never sent
+                _dropped.bump()
+                return
+            self.run_session(session, rng, sched)
 
 
 class StagesShape(LoadTestShape):
@@ -205,7 +318,8 @@ class StagesShape(LoadTestShape):
             tmp.write_text(repr(time.time() - t))
             tmp.replace(_LOCUST_DIR / "started_at")
         if self._drain_since is None:
-            cur = stage_tick(self.stages, t, self.ends)
+            _probe.start()  # the master's own scheduling lag
+            cur = open_tick(self.ends, t, max(1, int(CFG["workers"]))) if _OPEN else stage_tick(self.stages, t, self.ends)
             stop = (_LOCUST_DIR / "stop").exists() or (_MAX_REQ is not None and _done.value() >= _MAX_REQ)
             if cur is not None and not stop:
                 return cur

@@ -25,11 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import LoadError
+from harness.load.monitor import GeneratorMonitor, generator_report
+from harness.load.prepare import Prepared, prepare_workload
 from harness.load.samples import SAMPLE_GLOB, Progress, SampleTail, merge_samples
 from harness.load.shape import stage_ends, stage_index
 from harness.scenario import Scenario
@@ -56,11 +58,28 @@ class LoadResult:
     exit_code: int
     interrupted: bool
     message: str | None = None  # why the run ended abnormally (Locust died, wall-clock bound hit), else None
+    stats_end: float = 0.0  # epoch seconds where statistics end: the cooldown's start (else ended_at)
+    workload: dict = field(default_factory=dict)  # what was sent: kind, prompt_length_unit, tokenizer, dataset ...
+    generator: dict = field(default_factory=dict)  # the load generator's own health: CPU, scheduling lag, lateness
+    warnings: list = field(default_factory=list)  # e.g. the generator was the bottleneck: its timings are suspect
 
 
-def build_config(scenario: Scenario, run_dir: Path) -> dict[str, Any]:
+def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = None) -> dict[str, Any]:
     w, ld = scenario.workload, scenario.load
+    pool_path = None
+    if prepared is not None and prepared.pool:
+        pool_path = run_dir / "locust" / "pool.json"
+        pool_path.write_text(json.dumps(prepared.pool, separators=(",", ":")))
+    open_loop = None
+    if ld.arrival is not None:
+        open_loop = {**ld.arrival.model_dump(mode="json"),
+                     "stages": [{"duration_s": s.duration_s, "rate_rps": s.rate_rps, "ramp_to_rps": s.ramp_to_rps}
+                                for s in ld.stages]}
     return {
+        "open_loop": open_loop,
+        "workers": ld.workers,
+        "pool_path": str(pool_path) if pool_path else None,
+        "vocab": prepared.vocab if prepared is not None else None,
         "model": scenario.target.model,
         "workload": w.model_dump(mode="json"),
         "stages": [s.model_dump(mode="json") for s in ld.stages],
@@ -163,13 +182,15 @@ def run_load(
     locust_dir, samples_dir = run_dir / "locust", run_dir / "samples"
     locust_dir.mkdir(parents=True, exist_ok=True)
     samples_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*samples_dir.glob(SAMPLE_GLOB), *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "tickets.cnt"))]:
+    for stale in [*samples_dir.glob(SAMPLE_GLOB), *locust_dir.glob("probe-*.json"),
+                  *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "tickets.cnt", "dropped.cnt"))]:
         stale.unlink(missing_ok=True)  # a reused run_dir must not mix in an earlier run's samples
+    prepared = prepare_workload(scenario)
 
     if api_key is None and scenario.target.api_key_env:
         api_key = os.environ.get(scenario.target.api_key_env)
     config_path = locust_dir / "config.json"
-    config_path.write_text(json.dumps(build_config(scenario, run_dir), indent=2))
+    config_path.write_text(json.dumps(build_config(scenario, run_dir, prepared), indent=2))
 
     ld = scenario.load
     stages = [s.model_dump() for s in ld.stages]
@@ -189,6 +210,7 @@ def run_load(
         except OSError as e:
             raise LoadError(f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`") from None
     (locust_dir / "locust.pid").write_text(f"{proc.pid}\n")
+    monitor = GeneratorMonitor(proc.pid)
 
     started_file = locust_dir / "started_at"
     t_launch = time.monotonic()
@@ -231,6 +253,8 @@ def run_load(
                 term_sent_at = now_m
             if term_sent_at is not None and now_m - term_sent_at > STOP_GRACE_S:
                 _signal_group(proc, signal.SIGKILL)
+            if started_at is not None:
+                monitor.poll()  # CPU of the Locust processes, at most once a second
             if on_progress is not None and started_at is not None and now_m - last_progress >= 1.0:
                 last_progress = now_m
                 prog.add(tail.poll())
@@ -283,9 +307,13 @@ def run_load(
 
     samples_path = run_dir / "samples.parquet"
     n, errs = merge_samples(
-        samples_dir, samples_path, started_at=started_at, warmup_s=ld.warmup_s, stage_names=names, stage_ends=ends
+        samples_dir, samples_path, started_at=started_at, warmup_s=ld.warmup_s, stage_names=names, stage_ends=ends,
+        cooldown_s=ld.cooldown_s,
     )
     lreq, lfail = read_locust_totals(locust_dir)
+    generator, warnings = generator_report(monitor, locust_dir, samples_path,
+                                           capped=bool(ld.arrival and ld.arrival.max_concurrency))
+    stats_end = min(ended_at, started_at + total_s - ld.cooldown_s) if ld.cooldown_s else ended_at
     return LoadResult(
         started_at=started_at,
         warmup_end=started_at + ld.warmup_s,
@@ -298,4 +326,8 @@ def run_load(
         exit_code=rc,
         interrupted=interrupted,
         message=message,
+        stats_end=stats_end,
+        workload=prepared.info,
+        generator=generator,
+        warnings=warnings,
     )

@@ -38,6 +38,10 @@ SCHEMA = pa.schema(
         ("stage", pa.string()),
         ("warmup", pa.bool_()),
         ("worker", pa.int64()),
+        ("sched_s", pa.float64()),
+        ("lateness_ms", pa.float64()),
+        ("turn", pa.int32()),
+        ("cooldown", pa.bool_()),
     ]
 )
 
@@ -128,7 +132,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def derive(
-    r: dict[str, Any], *, started_at: float, warmup_end: float, names: Sequence[str], ends: Sequence[float]
+    r: dict[str, Any], *, started_at: float, warmup_end: float, names: Sequence[str], ends: Sequence[float],
+    cooldown_start: float = math.inf,
 ) -> dict[str, Any]:
     """Final parquet row from a raw JSONL sample."""
     itl = r.get("itl_ms") or []
@@ -156,6 +161,10 @@ def derive(
         "stage": stage_label(names, ends, r["t_start_s"] - started_at),
         "warmup": r["t_start_s"] < warmup_end,
         "worker": r.get("worker"),
+        "sched_s": r.get("sched_s"),
+        "lateness_ms": r.get("lateness_ms"),
+        "turn": r.get("turn") or 0,
+        "cooldown": r["t_start_s"] >= cooldown_start,
     }
 
 
@@ -168,18 +177,21 @@ def merge_samples(
     stage_names: Sequence[str],
     stage_ends: Sequence[float],
     batch_rows: int = 20_000,
+    cooldown_s: float = 0.0,
 ) -> tuple[int, int]:
     """Stream every samples-*.jsonl into one Parquet file in bounded memory (row groups of `batch_rows`).
     Rows are grouped by worker file, each in completion order (sort on t_start_s when order matters).
     Returns (rows, errors)."""
     warmup_end = started_at + warmup_s
+    cooldown_start = started_at + stage_ends[-1] - cooldown_s if cooldown_s > 0 and stage_ends else math.inf
     tmp = out_path.with_suffix(".parquet.tmp")
     n = errs = 0
     with pq.ParquetWriter(tmp, SCHEMA) as w:
         batch: list[dict[str, Any]] = []
         for p in sorted(samples_dir.glob(SAMPLE_GLOB)):
             for r in read_jsonl(p):
-                d = derive(r, started_at=started_at, warmup_end=warmup_end, names=stage_names, ends=stage_ends)
+                d = derive(r, started_at=started_at, warmup_end=warmup_end, names=stage_names, ends=stage_ends,
+                           cooldown_start=cooldown_start)
                 batch.append(d)
                 n += 1
                 errs += not d["ok"]

@@ -30,3 +30,8 @@ def stage_label(names: Sequence[str], ends: Sequence[float], t: float) -> str:
     requests started during the drain after the last stage to the last one."""
     i = stage_index(ends, t)
     return names[-1] if i is None else names[i]
+
+
+def open_tick(ends: Sequence[float], t: float, users: int) -> tuple[int, float] | None:
+    """Open loop: one arrival-scheduling user per Locust process while the stages run, else None."""
+    return (users, 1000.0) if stage_index(ends, t) is not None else None

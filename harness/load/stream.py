@@ -78,6 +78,9 @@ def build_sample(
     prompt_words: int,
     max_tokens: int,
     worker: int,
+    sched_s: float | None = None,
+    lateness_ms: float | None = None,
+    turn: int = 0,
 ) -> dict[str, Any]:
     """One JSONL sample from perf_counter timestamps. Derived columns (tpot, itl stats, stage, warmup)
     are computed at merge time, off the load generator's hot path."""
@@ -97,4 +100,7 @@ def build_sample(
         "status": status,
         "error": error,
         "worker": worker,
+        "sched_s": sched_s,  # open loop: when the request was due (epoch s); None in closed loop
+        "lateness_ms": lateness_ms,  # open loop: actual send - scheduled send (generator or concurrency-cap delay)
+        "turn": turn,  # index of the turn within its session (0: first or only)
     }

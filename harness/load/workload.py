@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, Sequence
 
 # ~200 short, frequent words: each is a single BPE token (with leading space) in common tokenizers.
 VOCAB: tuple[str, ...] = tuple(
@@ -46,9 +46,71 @@ def sample_length(rng: random.Random, dist: dict[str, Any]) -> int:
     return min(int(hi), n) if hi is not None else n
 
 
-def make_prompt(rng: random.Random, n_words: int) -> str:
-    """`n_words` random vocabulary words; random from the first word on, so prompts share no prefix cache blocks."""
-    return " ".join(rng.choices(VOCAB, k=max(1, n_words)))
+def make_prompt(rng: random.Random, n_words: int, vocab: Sequence[str] = VOCAB) -> str:
+    """`n_words` random vocabulary words; random from the first word on, so prompts share no prefix cache blocks.
+    With a vocabulary of words that are one token each (harness.load.prepare), the prompt is exactly n tokens."""
+    return " ".join(rng.choices(vocab, k=max(1, n_words)))
+
+
+class Session:
+    """One conversation: turns are produced one at a time; `reply(n)` appends the answer of the last turn.
+    A single-prompt request is a session of one turn. `prompt_len` counts every message sent in that turn."""
+
+    __slots__ = ("_turns", "_i", "_rng", "_vocab", "_w", "_history", "_hist_len", "_pending")
+
+    def __init__(self, turns: list[dict[str, Any]] | int, rng: random.Random, vocab: Sequence[str], w: dict[str, Any]):
+        self._turns, self._i, self._rng, self._vocab, self._w = turns, 0, rng, vocab, w
+        self._history: list[dict[str, str]] = []
+        self._hist_len = 0
+        self._pending: dict[str, Any] | None = None
+
+    def next_turn(self) -> tuple[list[dict[str, str]], int, int, int] | None:
+        """(messages, max_tokens, prompt_len, turn index) of the next turn, or None when the session is over."""
+        n_turns = self._turns if isinstance(self._turns, int) else len(self._turns)
+        if self._i >= n_turns:
+            return None
+        if isinstance(self._turns, int):  # synthetic
+            n = sample_length(self._rng, self._w["prompt_tokens"])
+            t = {"user": make_prompt(self._rng, n, self._vocab), "prompt_len": n,
+                 "max_tokens": sample_length(self._rng, self._w["output_tokens"]), "assistant": None}
+        else:
+            t = self._turns[self._i]
+        self._pending = t
+        msgs = [*self._history, {"role": "user", "content": t["user"]}]
+        turn = self._i
+        self._i += 1
+        return msgs, int(t["max_tokens"]), self._hist_len + int(t["prompt_len"]), turn
+
+    def reply(self, n_tokens: int) -> None:
+        """Record the answer of the turn just sent: the dataset's answer if it has one, else n_tokens words."""
+        t = self._pending
+        if t is None:
+            return
+        self._pending = None
+        if self._i >= (self._turns if isinstance(self._turns, int) else len(self._turns)):
+            return  # last turn: no history needed
+        answer = t.get("assistant")
+        a_len = int(t.get("assistant_len") or 0)
+        if answer is None:
+            a_len = max(1, n_tokens)
+            answer = make_prompt(self._rng, a_len, self._vocab)
+        self._history += [{"role": "user", "content": t["user"]}, {"role": "assistant", "content": answer}]
+        self._hist_len += int(t["prompt_len"]) + a_len
+
+
+class RequestSource:
+    """Where prompts come from: synthetic (optionally multi-turn) or a prepared pool (dataset, shared prefix).
+    Pool items are {"turns": [{"user", "assistant", "assistant_len", "prompt_len", "max_tokens"}, ...]}."""
+
+    def __init__(self, w: dict[str, Any], vocab: Sequence[str] | None = None, pool: list[dict[str, Any]] | None = None):
+        self.w = w
+        self.vocab = tuple(vocab) if vocab else VOCAB
+        self.pool = pool
+
+    def session(self, rng: random.Random) -> Session:
+        if self.pool:
+            return Session(rng.choice(self.pool)["turns"], rng, self.vocab, self.w)
+        return Session(int(self.w.get("session_turns") or 1), rng, self.vocab, self.w)
 
 
 def endpoint_path(base_path: str, api: str) -> str:
@@ -60,13 +122,15 @@ def endpoint_path(base_path: str, api: str) -> str:
 
 
 def build_body(
-    *, api: str, model: str, prompt: str, max_tokens: int, stream: bool, ignore_eos: bool, temperature: float
+    *, api: str, model: str, prompt: str = "", max_tokens: int, stream: bool, ignore_eos: bool, temperature: float,
+    messages: list[dict[str, str]] | None = None,
 ) -> bytes:
+    """`messages` (a conversation) wins over `prompt`; for the completions API they are joined with newlines."""
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature, "stream": stream}
     if api == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
+        body["messages"] = messages if messages is not None else [{"role": "user", "content": prompt}]
     else:
-        body["prompt"] = prompt
+        body["prompt"] = "\n".join(m["content"] for m in messages) if messages is not None else prompt
     if stream:
         body["stream_options"] = {"include_usage": True}
     if ignore_eos:

@@ -1,0 +1,250 @@
+"""Workload preparation, in the harness process before Locust starts: tokenizer, datasets, shared-prefix pools.
+
+Everything that can fail on bad input fails here (a HarnessError naming the file, line and fix), never inside
+the Locust subprocess. The result travels to Locust as files in the run dir (`locust/pool.json`) and config keys.
+
+Prompt lengths are *token-exact* when a tokenizer is available: synthetic prompts are then built only from
+words that encode as exactly one token (with their leading space) and the count is verified on samples;
+dataset prompts and answers are counted with it. Otherwise lengths are word counts (≈ tokens for common
+English words with byte-level BPE). `info["prompt_length_unit"]` records which.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessError
+from harness.load.workload import VOCAB, make_prompt, sample_length
+from harness.scenario import Scenario
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIN_VOCAB = 32  # fewer single-token words than this: the tokenizer is too odd, fall back to words
+
+
+@dataclass
+class Prepared:
+    vocab: list[str] | None = None  # single-token words (token-exact synthetic prompts); None: default VOCAB
+    pool: list[dict[str, Any]] | None = None  # RequestSource pool items
+    info: dict[str, Any] = field(default_factory=dict)  # recorded in run.json (load.workload)
+
+
+# ---------- tokenizer ----------
+
+
+def tokenizer_path(scenario: Scenario) -> Path | None:
+    """The tokenizer.json to use, or None. An explicit `workload.tokenizer` that is missing is an error."""
+    w, t = scenario.workload, scenario.target
+    if w.tokenizer:
+        p = Path(w.tokenizer).expanduser()
+        f = p / "tokenizer.json" if p.is_dir() else p
+        if not f.is_file():
+            raise HarnessError(f"workload.tokenizer: {w.tokenizer}: no tokenizer.json there",
+                               fix="point it at a tokenizer.json file or a model directory holding one, or remove it")
+        return f
+    if t.engine == "vllm" and t.vllm is not None:
+        if t.vllm.model_source == "tiny":
+            from harness.model.tiny import default_model_dir
+
+            d = default_model_dir()
+        else:
+            d = Path(t.vllm.model_source).expanduser()
+        f = d / "tokenizer.json"
+        return f if f.is_file() else None
+    return None
+
+
+def load_tokenizer(path: Path | None) -> tuple[Callable[[str], int] | None, str]:
+    """(count_tokens, note). count_tokens is None when no tokenizer can be used."""
+    if path is None:
+        return None, "no local tokenizer for the served model: lengths are word counts"
+    try:
+        from tokenizers import Tokenizer  # lazy: optional dependency
+    except ImportError:
+        return None, f"`tokenizers` is not installed, so {path} was not used: lengths are word counts"
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # a corrupt file: say so, measure with words
+        return None, f"cannot load {path} ({e.__class__.__name__}: {e}): lengths are word counts"
+    return (lambda text: len(tok.encode(text, add_special_tokens=False).ids)), f"tokenizer {path}"
+
+
+def single_token_vocab(count: Callable[[str], int], rng_seed: int = 0) -> list[str] | None:
+    """Words that are one token both alone and after a space; None if too few or prompts don't add up."""
+    words = [w for w in VOCAB if count(w) == 1 and count(" " + w) == 1]
+    if len(words) < MIN_VOCAB:
+        return None
+    rng = random.Random(rng_seed)
+    for n in (1, 7, 64, 301):  # verify additivity on a few prompts
+        if count(make_prompt(rng, n, words)) != n:
+            return None
+    return words
+
+
+# ---------- datasets ----------
+
+
+def resolve_dataset(path: str) -> Path:
+    p = Path(path).expanduser()
+    for cand in (p, REPO_ROOT / p) if not p.is_absolute() else (p,):
+        if cand.is_file():
+            return cand
+    raise HarnessError(f"workload.dataset.path: {path}: file not found",
+                       fix=f"give an absolute path, one relative to the current directory, or a shipped one "
+                           f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in sorted((REPO_ROOT / 'datasets').glob('*.jsonl')))})")
+
+
+_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+         "system": "system"}
+
+
+def _sharegpt_turns(obj: Any, count: Callable[[str], int], multi_turn: bool) -> list[dict[str, Any]]:
+    convs = obj.get("conversations") if isinstance(obj, dict) else None
+    if convs is None and isinstance(obj, dict):
+        convs = obj.get("messages")
+    if not isinstance(convs, list) or not convs:
+        raise ValueError("expected {\"conversations\": [{\"from\": \"human\", \"value\": ...}, {\"from\": \"gpt\", ...}]}")
+    msgs = []
+    for j, m in enumerate(convs):
+        if not isinstance(m, dict):
+            raise ValueError(f"conversations[{j}] is not an object")
+        role = _ROLE.get(str(m.get("from", m.get("role", ""))).lower())
+        text = m.get("value", m.get("content"))
+        if role is None or not isinstance(text, str):
+            raise ValueError(f"conversations[{j}]: needs from: human|gpt and a string value")
+        if role != "system":
+            msgs.append((role, text))
+    turns = []
+    for j, (role, text) in enumerate(msgs):
+        if role != "user":
+            continue
+        answer = msgs[j + 1][1] if j + 1 < len(msgs) and msgs[j + 1][0] == "assistant" else None
+        if answer is None:
+            continue  # a question without an answer gives no output length
+        a_len = max(1, count(answer))
+        turns.append({"user": text, "prompt_len": count(text), "assistant": answer, "assistant_len": a_len,
+                      "max_tokens": a_len})
+        if not multi_turn:
+            break
+    if not turns:
+        raise ValueError("no human turn followed by a gpt answer")
+    return turns
+
+
+def _prompt_turns(obj: Any, count: Callable[[str], int], w: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+        raise ValueError("expected {\"prompt\": \"...\", \"output_tokens\": N}")
+    out = obj.get("output_tokens", obj.get("max_tokens"))
+    if out is None:
+        out = sample_length(rng, w["output_tokens"])
+    if not isinstance(out, int) or isinstance(out, bool) or out < 1:
+        raise ValueError(f"output_tokens must be a positive integer, got {out!r}")
+    return [{"user": obj["prompt"], "prompt_len": count(obj["prompt"]), "assistant": None, "max_tokens": out}]
+
+
+def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    ds = scenario.workload.dataset
+    assert ds is not None
+    path = resolve_dataset(ds.path)
+    w = scenario.workload.model_dump(mode="json")
+    rng = random.Random(f"harness-dataset:{scenario.workload.seed}")
+    pool, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if ds.max_items is not None and len(pool) >= ds.max_items:
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                turns = (_sharegpt_turns(obj, count, ds.multi_turn) if ds.format == "sharegpt"
+                         else _prompt_turns(obj, count, w, rng))
+            except ValueError as e:  # JSONDecodeError is a ValueError
+                problems.append(f"{path}:{i}: {e}")
+                if len(problems) >= 10:
+                    break
+                continue
+            pool.append({"turns": turns})
+    if problems:
+        raise HarnessError(f"{path}: invalid {ds.format} dataset", problems=problems,
+                           fix=f"fix those lines (format {ds.format}: see datasets/README.md)")
+    if not pool:
+        raise HarnessError(f"{path}: the dataset has no usable lines", fix="add at least one line")
+    turns = [t for it in pool for t in it["turns"]]
+    info = {"dataset": str(path), "format": ds.format, "items": len(pool), "turns": len(turns),
+            "multi_turn": ds.multi_turn,
+            "mean_prompt_len": round(sum(t["prompt_len"] for t in turns) / len(turns), 1),
+            "mean_output_tokens": round(sum(t["max_tokens"] for t in turns) / len(turns), 1)}
+    return pool, info
+
+
+# ---------- shared prefix ----------
+
+
+def shared_prefix_pool(scenario: Scenario, vocab: list[str] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    sp = scenario.workload.shared_prefix
+    assert sp is not None
+    w = scenario.workload.model_dump(mode="json")
+    v = vocab or list(VOCAB)
+    rng = random.Random(f"harness-prefix:{scenario.workload.seed}")
+    pool = []
+    for i in range(sp.num_prefixes):
+        prefix = make_prompt(rng, sp.prefix_tokens, v)
+        for j in range(sp.suffixes_per_prefix):
+            n = sample_length(rng, w["prompt_tokens"])
+            pool.append({"prefix": i, "turns": [{
+                "user": f"{prefix} {make_prompt(rng, n, v)}", "prompt_len": sp.prefix_tokens + n, "assistant": None,
+                "max_tokens": sample_length(rng, w["output_tokens"])}]})
+    info = {"num_prefixes": sp.num_prefixes, "prefix_tokens": sp.prefix_tokens,
+            "suffixes_per_prefix": sp.suffixes_per_prefix, "prompts": len(pool),
+            "prefix_cache": "hit rate from the server's prefix_cache_hits/queries counters (engines without a "
+                            "prefix cache, such as the sim engine, export none: no data)"}
+    return pool, info
+
+
+# ---------- entry point ----------
+
+
+def prepare_workload(scenario: Scenario) -> Prepared:
+    w = scenario.workload
+    count, note = load_tokenizer(tokenizer_path(scenario))
+    out = Prepared()
+    unit = "words"
+    if count is not None:
+        vocab = single_token_vocab(count, w.seed)
+        if vocab is None and w.dataset is None:
+            note += " (too few single-token words for exact synthetic prompts: lengths are word counts)"
+        else:
+            unit = "tokens"
+            out.vocab = vocab
+    counter = count if unit == "tokens" and count is not None else (lambda s: len(s.split()))
+    kind = "synthetic"
+    extra: dict[str, Any] = {}
+    if w.dataset is not None:
+        kind = "dataset"
+        out.pool, extra = load_dataset(scenario, counter)
+    elif w.shared_prefix is not None:
+        kind = "shared_prefix"
+        out.pool, extra = shared_prefix_pool(scenario, out.vocab)
+    elif w.session_turns > 1:
+        kind = "multi_turn"
+        extra = {"session_turns": w.session_turns}
+    out.info = {"kind": kind, "prompt_length_unit": unit, "tokenizer": note, **extra}
+    return out
+
+
+def workload_server_stats(info: dict[str, Any], server: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Server stats the workload calls for: the prefix-cache hit rate (hits / queries over the run), and a note
+    when a shared-prefix workload gets no prefix-cache data (engines without one, e.g. the sim engine)."""
+    hits, queries = (server.get(k, {}).get("total") for k in ("prefix_cache_hits", "prefix_cache_queries"))
+    out = dict(server)
+    notes: list[str] = []
+    if hits is not None and queries:
+        out["prefix_cache_hit_rate"] = {"value": hits / queries, "hits": hits, "queries": queries}
+    elif info.get("kind") == "shared_prefix":
+        notes.append("prefix-cache hit rate: no data (the engine exports no prefix-cache counters; the sim engine "
+                     "does not model a prefix cache)")
+    return out, notes
