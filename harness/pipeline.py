@@ -11,6 +11,7 @@ import pandas as pd
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
 from harness.errors import EXIT_INTERRUPTED, EXIT_PASS, EXIT_SLO_FAILED
+from harness.load.prepare import workload_server_stats
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape
 from harness.record import Recorder
@@ -54,7 +55,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, api_key=deploy_stage.api_headers(scenario.target).get("Authorization", "").removeprefix("Bearer ") or None,
                                                   on_progress=ui.progress, stop_event=ctx.stop_event),
                          on_done=lambda l: {"load": asdict(l)})
-        window = Window(load.started_at, load.warmup_end, load.ended_at)
+        window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
         scraped = None if load.interrupted else ctx.stage(
             "scrape", lambda: scrape(stack.prometheus_url, window, model=scenario.target.model, app=dep.app_name,
                                      step_s=scenario.scrape.step_s, scrape_interval_s=2.0,
@@ -91,6 +92,8 @@ def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window):
     warnings = (scraped.errors if scraped else ["server metrics were not scraped (run interrupted)"]) + warnings
     if load.message:
         warnings.insert(0, f"load: {load.message}")
+    server, notes = workload_server_stats(getattr(load, "workload", {}), server)  # e.g. prefix-cache hit rate
+    warnings += [f"load: {w}" for w in [*getattr(load, "warnings", []), *notes]]
     rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
     verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, server, series,
                                    load_start=window.start, warmup_end=window.stats_start, load_end=window.end)

@@ -165,13 +165,80 @@ class Workload(_Model):
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout; a timed out request is an error.")
     seed: int = Field(0, description="Seed for prompt and length sampling.")
+    tokenizer: str | None = Field(
+        None, description="tokenizer.json, or a model directory holding one: synthetic prompts then have exact token "
+        "counts (needs the `tokenizers` package). Default: the served model's directory when target.vllm.model_source "
+        "is local; otherwise prompt lengths are word-approximate. The record says which.",
+    )
+    dataset: Dataset | None = Field(None, description="Replay prompts from a JSONL dataset instead of synthetic ones.")
+    shared_prefix: SharedPrefix | None = Field(
+        None, description="Synthetic prompts that share a few long prefixes (exercises the server's prefix cache)."
+    )
+    session_turns: int = Field(
+        1, ge=1, description="Synthetic multi-turn sessions: turns per session; each turn resends the whole history."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Workload":
+        if self.dataset is not None and self.shared_prefix is not None:
+            raise ValueError("set either `dataset` or `shared_prefix`, not both")
+        if self.dataset is not None and self.session_turns > 1:
+            raise ValueError("session_turns is for synthetic prompts; for a dataset set dataset.multi_turn: true")
+        return self
+
+
+class Dataset(_Model):
+    """A JSONL file: one JSON object per line."""
+
+    path: str = Field(..., min_length=1, description="JSONL file: absolute, relative to the current directory, or a "
+                      "shipped one (e.g. datasets/sharegpt-mini.jsonl).")
+    format: Literal["sharegpt", "prompts"] = Field(
+        ..., description="sharegpt: {conversations: [{from: human|gpt, value}, ...]}; "
+        "prompts: {prompt, output_tokens} (output_tokens optional: workload.output_tokens).",
+    )
+    multi_turn: bool = Field(
+        False, description="sharegpt: replay each conversation turn by turn as one session (history grows; the "
+        "dataset's answers are the history); false: first human turn only.",
+    )
+    max_items: int | None = Field(None, ge=1, description="Use only the first N lines.")
+
+
+class SharedPrefix(_Model):
+    """num_prefixes × suffixes_per_prefix distinct prompts: prefix + suffix (suffix length: workload.prompt_tokens)."""
+
+    num_prefixes: int = Field(..., ge=1, description="Distinct shared prefixes.")
+    prefix_tokens: int = Field(..., ge=1, description="Length of each prefix in tokens.")
+    suffixes_per_prefix: int = Field(..., ge=1, description="Distinct suffixes per prefix.")
 
 
 class Stage(_Model):
     name: str | None = Field(None, description="Stage label in reports (default: stage<i>).")
     duration_s: float = Field(..., gt=0, description="How long this stage lasts.")
-    users: int = Field(..., ge=0, description="Concurrent users (closed loop: each waits for its reply).")
+    users: int | None = Field(None, ge=0, description="Concurrent users (closed loop: each waits for its reply).")
     spawn_rate: float = Field(1.0, gt=0, description="Users started (or stopped) per second to reach `users`.")
+    rate_rps: float | None = Field(
+        None, ge=0, description="Open loop (load.arrival set): arrivals per second in this stage (default: "
+        "load.arrival.rate_rps). With session_turns/multi_turn an arrival starts a session.",
+    )
+    ramp_to_rps: float | None = Field(
+        None, ge=0, description="Open loop: ramp the rate linearly from rate_rps to this by the stage's end."
+    )
+
+
+class Arrival(_Model):
+    """Open-loop arrivals: requests are sent on schedule, whether or not earlier ones have completed."""
+
+    process: Literal["poisson", "gamma", "constant"] = Field(
+        "poisson", description="Inter-arrival times: poisson (exponential), gamma (see burstiness), constant."
+    )
+    rate_rps: float | None = Field(None, gt=0, description="Arrivals per second for stages without rate_rps.")
+    burstiness: float = Field(
+        1.0, gt=0, description="gamma: shape of the inter-arrival distribution; 1 = Poisson, < 1 burstier, > 1 more "
+        "regular (coefficient of variation 1/sqrt(burstiness)).",
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Most requests in flight; later arrivals wait for a slot (their lateness is recorded)."
+    )
 
 
 class Load(_Model):
@@ -180,15 +247,34 @@ class Load(_Model):
     max_requests: int | None = Field(None, gt=0, description="Stop after this many requests (bound on the run).")
     think_time_s: float = Field(0.0, ge=0, description="Pause between a user's requests.")
     workers: int = Field(0, ge=0, description="Locust worker processes (0: a single local process).")
+    arrival: Arrival | None = Field(
+        None, description="Open-loop arrivals at stage rates (rate_rps); absent: closed loop with stage users."
+    )
+    cooldown_s: float = Field(0.0, ge=0, description="Trailing seconds whose samples are excluded from statistics.")
 
     @property
     def duration_s(self) -> float:
         return sum(s.duration_s for s in self.stages)
 
+    @property
+    def open_loop(self) -> bool:
+        return self.arrival is not None
+
     @model_validator(mode="after")
     def _bounds(self) -> "Load":
-        if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than the stages ({self.duration_s} s)")
+        if self.warmup_s + self.cooldown_s >= self.duration_s:
+            what = f"warmup_s + cooldown_s ({self.warmup_s + self.cooldown_s})" if self.cooldown_s else f"warmup_s ({self.warmup_s})"
+            raise ValueError(f"{what} must be shorter than the stages ({self.duration_s} s)")
+        for i, s in enumerate(self.stages):
+            if self.arrival is None and (s.users is None or s.rate_rps is not None or s.ramp_to_rps is not None):
+                raise ValueError(f"stages[{i}]: closed loop needs `users` (for open loop with rate_rps set `load.arrival`)")
+            if self.arrival is not None:
+                if s.users is not None:
+                    raise ValueError(f"stages[{i}]: open loop (load.arrival) uses rate_rps, not users")
+                if s.rate_rps is None:
+                    if self.arrival.rate_rps is None:
+                        raise ValueError(f"stages[{i}]: needs rate_rps (or set load.arrival.rate_rps)")
+                    s.rate_rps = self.arrival.rate_rps
         for i, s in enumerate(self.stages):
             if s.name is None:
                 s.name = f"stage{i}"

@@ -31,9 +31,18 @@ def dist_stats(values) -> dict[str, float] | None:
     return out
 
 
+def measured(samples: pd.DataFrame) -> pd.DataFrame:
+    """Samples that count: not in the warmup, not in the cooldown (load.cooldown_s)."""
+    keep = pd.Series(True, index=samples.index)
+    for col in ("warmup", "cooldown"):
+        if col in samples:
+            keep &= ~samples[col].fillna(False).astype(bool)
+    return samples[keep]
+
+
 def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
     """Statistics over the post-warmup samples. `duration_s`: the measured (post-warmup) window length."""
-    df = samples[~samples["warmup"]] if "warmup" in samples else samples
+    df = measured(samples)
     ok = df[df["ok"]] if len(df) else df
     n, n_err = int(len(df)), int((~df["ok"]).sum()) if len(df) else 0
     itl = np.concatenate([np.asarray(x, dtype=float) for x in ok["itl_ms"] if x is not None and len(x)]) if len(ok) else np.array([])
@@ -60,7 +69,7 @@ def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
 def goodput_stats(samples: pd.DataFrame, criteria: dict[str, float], duration_s: float) -> dict:
     """Requests that succeeded AND met every criterion (`ttft_ms`, `tpot_ms`, `e2e_ms`, `itl_max_ms`: upper
     bounds, as `vllm bench serve --goodput`): rate per second, attainment (share of all post-warmup requests)."""
-    df = samples[~samples["warmup"]] if "warmup" in samples else samples
+    df = measured(samples)
     good = df["ok"].astype(bool) if len(df) else pd.Series([], dtype=bool)
     for key, limit in criteria.items():
         if limit is None or not len(df):
