@@ -7,6 +7,7 @@ import math
 import os
 import re
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,57 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # readers never see a half-written file
-
-
 def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    """Atomic and durable: a temp file in the same folder, fsync, rename over the target, fsync the folder.
+    Readers (and a machine that loses power) see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(_clean(data), indent=2, default=str) + "\n")
+
+
+def owner_info() -> dict:
+    """Who writes a run folder: lets a reader tell a live run from one whose process died."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def run_state(run: dict) -> tuple[str, str]:
+    """(state, explanation) of a run.json: its status, or `abandoned` for a `running` record nobody writes any more."""
+    status = run.get("status") or "unknown"
+    if status != "running":
+        return status, ""
+    owner = run.get("owner") or {}
+    pid, host = owner.get("pid"), owner.get("host")
+    if not pid or host != socket.gethostname():
+        return "running", f"status is running (written by pid {pid} on {host}); cannot check that process from here"
+    if _alive(int(pid)):
+        return "running", f"the run is still in progress (pid {pid})"
+    return "abandoned", (f"status is running but its process (pid {pid}) is gone: the run died before finishing "
+                         "(killed, out of memory, power loss); the files here are what it measured until then")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def new_run_dir(results_dir: Path, scenario_name: str) -> Path:
@@ -58,6 +100,9 @@ def new_run_dir(results_dir: Path, scenario_name: str) -> Path:
             return d
         except FileExistsError:
             continue
+        except OSError as e:  # e.g. read-only file system, or no permission despite os.access (ACLs, root squash)
+            raise HarnessError(f"cannot create a run folder in {results_dir}: {e.strerror}",
+                               fix="pass --results-dir to a writable folder") from None
     raise HarnessError(f"could not create a new run folder in {results_dir}")
 
 
@@ -66,7 +111,7 @@ def load_json(path: Path) -> dict:
 
 
 def upgrade(record: dict) -> dict:
-    """Bring an older run.json/summary.json up to SCHEMA_VERSION (no older versions exist yet)."""
+    """Bring an older run.json/summary.json up to SCHEMA_VERSION (layouts: harness/record/legacy.py)."""
     v = record.get("schema_version", 0)
     if v > SCHEMA_VERSION:
         raise HarnessError(
@@ -74,5 +119,7 @@ def upgrade(record: dict) -> dict:
             fix="upgrade the harness (pip install -U harness)",
         )
     if v < 1:
-        record = {**record, "schema_version": 1}
+        from harness.record.legacy import upgrade_v0
+
+        record = upgrade_v0(record)
     return record
