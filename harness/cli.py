@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from harness.errors import EXIT_BAD_INPUT, HarnessError, ScenarioError
+from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError, ScenarioError
 from harness.terminal import RichUI, console, print_verdict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy, load and gate LLM serving on Ray Serve + vLLM.")
@@ -53,6 +53,9 @@ def run(
                                           endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels), ui)
     except HarnessError as e:
         _fail(e)
+    except KeyboardInterrupt:  # before the run folder exists, or while a stage could not record it
+        sys.stderr.write("interrupted\n")
+        raise typer.Exit(EXIT_INTERRUPTED)
     if as_json:
         print(json.dumps(out.summary, indent=2))
     else:
@@ -108,13 +111,24 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-
 
     if not (run_dir / "run.json").exists():
         _fail(HarnessError(f"{run_dir}: no run.json here", fix="give a folder created by `harness run`"))
+    from harness.record.store import run_state
+
     try:
         run_rec, summary = read_run(run_dir)
+    except HarnessError as e:
+        _fail(e)
     except (ValueError, OSError) as e:
-        _fail(HarnessError(f"{run_dir}: cannot read the record: {e}"))
-    if run_rec.get("status") == "running":
-        console.print(f"[yellow]{run_dir}: the run never finished (status running): the record is partial[/]")
-    written = write_reports(run_dir, run_rec, summary)
+        _fail(HarnessError(f"{run_dir}: cannot read the record: {e}",
+                           fix="run.json/summary.json must be the JSON files `harness run` wrote; re-run the scenario"))
+    state, why = run_state(run_rec)
+    if state in ("running", "abandoned"):
+        console.print(f"[yellow]{run_dir}: {state}: {why}; the record is partial[/]")
+    elif state in ("interrupted", "failed"):
+        console.print(f"[yellow]{run_dir}: the run {state}: {run_rec.get('error') or 'see run.json'}[/]")
+    try:
+        written = write_reports(run_dir, run_rec, summary)
+    except OSError as e:
+        _fail(HarnessError(f"{run_dir}: cannot write the reports: {e}", fix="check that the folder is writable"))
     console.print(f"wrote {', '.join(written)} in {run_dir}")
 
 

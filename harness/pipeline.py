@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
-from harness.errors import EXIT_INTERRUPTED, EXIT_PASS, EXIT_SLO_FAILED
+from harness.faults import recovery_series, recovery_signal, start_faults
 from harness.load.prepare import workload_server_stats
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape
@@ -45,13 +45,15 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
     rec = Recorder.create(opts.results_dir, scenario.name, scenario=scenario.model_dump(mode="json"),
                           scenario_file=opts.scenario_file, labels=opts.labels)
     ui.run_dir(rec.dir)
-    with RunContext(rec, ui) as ctx:
+    with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
         stack = ctx.stage("stack", lambda: open_stack(opts), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
         dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack), on_done=lambda d: {"deployment": d.to_dict()})
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         rec.record.environment = environment()
+        faults = start_faults(scenario, dep.app_name, rec.dir)  # scenario `faults:`, on a thread beside the load
+        ctx.cleanup(faults.stop)
         load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, api_key=deploy_stage.api_headers(scenario.target).get("Authorization", "").removeprefix("Bearer ") or None,
                                                   on_progress=ui.progress, stop_event=ctx.stop_event),
                          on_done=lambda l: {"load": asdict(l)})
@@ -60,11 +62,10 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
             "scrape", lambda: scrape(stack.prometheus_url, window, model=scenario.target.model, app=dep.app_name,
                                      step_s=scenario.scrape.step_s, scrape_interval_s=2.0,
                                      settle_timeout_s=scenario.scrape.settle_timeout_s, settle_quiet_s=scenario.scrape.settle_quiet_s),
-            on_done=lambda s: {"scrape": s.to_dict()})
-        ctx.stage("evaluate", lambda: summarize(scenario, rec, load, scraped, window))
+            on_done=lambda s: {"scrape": s.to_dict()}, optional=True)  # Prometheus lost: client verdicts still count
+        ctx.stage("evaluate", lambda: summarize(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape")))
         # report: RunContext renders every report from the final record on exit, whatever the status
-    code = EXIT_INTERRUPTED if ctx.status == "interrupted" else (EXIT_PASS if ctx.summary_verdict == "pass" else EXIT_SLO_FAILED)
-    return RunOutcome(rec.dir, ctx.exit_code if ctx.exit_code is not None else code, ctx.summary)
+    return RunOutcome(rec.dir, ctx.exit_code, ctx.summary)
 
 
 def open_stack(opts: RunOptions) -> stack_stage.Stack:
@@ -83,25 +84,29 @@ def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
         stack_stage.save_current(stack)
 
 
-def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window):
+def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window, faults=None, scrape_error: str | None = None):
     samples = pd.read_parquet(load.samples_path)
     client = client_stats(samples, max(window.end - window.stats_start, 0.0))
     server = scraped.stats if scraped else {}
     series = scraped.resolved if scraped else {}
     recon, warnings = reconcile(client, server, load.locust_requests, load.requests)
-    warnings = (scraped.errors if scraped else ["server metrics were not scraped (run interrupted)"]) + warnings
+    why = f"scrape failed: {scrape_error}" if scrape_error else "run interrupted"
+    warnings = (scraped.errors if scraped else [f"server metrics were not scraped ({why}): server SLOs have no data"]) + warnings
+    fault_results = faults.finish(samples, load) if faults is not None else []  # [] without `faults:`
     if load.message:
         warnings.insert(0, f"load: {load.message}")
     server, notes = workload_server_stats(getattr(load, "workload", {}), server)  # e.g. prefix-cache hit rate
     warnings += [f"load: {w}" for w in [*getattr(load, "warnings", []), *notes]]
     rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
-    verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, server, series,
+    verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, {**server, **recovery_signal(fault_results)}, {**series, **recovery_series(fault_results)},
                                    load_start=window.start, warmup_end=window.stats_start, load_end=window.end)
-    status = "interrupted" if load.interrupted else "completed"
+    status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
                             client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
     for k, v in extra.items():  # autoscaling analysis, scoped stats
         setattr(summary, k, v)
+    if fault_results:
+        summary.faults = rec.record.faults = fault_results
     rec.write_summary(summary)
     if scraped and scraped.rows:
         pd.DataFrame(scraped.rows).to_parquet(rec.dir / "series.parquet", index=False)

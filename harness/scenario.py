@@ -299,6 +299,35 @@ class Goodput(_Model):
         return self
 
 
+class Fault(_Model):
+    """One fault the harness injects during the load (see harness/faults.py)."""
+
+    at_s: float = Field(..., ge=0, description="When, in seconds after the load starts (t=0 of the stages).")
+    action: Literal["kill_replica"] = Field(..., description="kill_replica: ray.kill one or more replica actors.")
+    deployment: str | None = Field(
+        None, min_length=1, description="Serve deployment whose replicas are killed (default: the app's only one)."
+    )
+    count: int = Field(1, ge=1, description="How many replicas to kill at once.")
+    recovery_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for the replica count to come back (else: no recovery, an SLO fails)."
+    )
+
+
+class Goodput(_Model):
+    """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded and met every bound set."""
+
+    ttft_ms: float | None = Field(None, gt=0, description="Longest time to first token of a good request.")
+    tpot_ms: float | None = Field(None, gt=0, description="Longest mean time per output token of a good request.")
+    e2e_ms: float | None = Field(None, gt=0, description="Longest end-to-end latency of a good request.")
+    itl_max_ms: float | None = Field(None, gt=0, description="Longest single inter-token gap of a good request.")
+
+    @model_validator(mode="after")
+    def _some(self) -> "Goodput":
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("set at least one of ttft_ms, tpot_ms, e2e_ms, itl_max_ms")
+        return self
+
+
 class Scenario(_Model):
     name: str = Field(..., pattern=_NAME_RE, description="Scenario name (used in run ids and history).")
     description: str = Field("", description="What this scenario checks, in a sentence.")
@@ -310,6 +339,18 @@ class Scenario(_Model):
         None, description="Criteria of a good request; gives the SLO signals goodput.rate (req/s) and goodput.attainment (%)."
     )
     scrape: "ScrapeSettings" = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
+    faults: list[Fault] = Field(
+        default_factory=list, description="Faults injected during the load, e.g. {at_s: 20, action: kill_replica}."
+    )
+
+    @model_validator(mode="after")
+    def _faults_in_load(self) -> "Scenario":
+        for i, f in enumerate(self.faults):
+            if f.at_s >= self.load.duration_s:
+                raise ValueError(f"faults[{i}].at_s ({f.at_s}) must fall inside the load ({self.load.duration_s} s)")
+            if self.target.engine == "external":
+                raise ValueError(f"faults[{i}]: kill_replica needs a deployed app (engine sim or vllm), not external")
+        return self
 
     @model_validator(mode="after")
     def _slo_meaning(self) -> "Scenario":

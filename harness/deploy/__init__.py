@@ -42,7 +42,7 @@ def api_headers(target: Target) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def connect_ray(address: str, env: dict[str, str] | None = None) -> None:
+def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
     # Ray reads some of these (loopback cluster mode) at import time: set them before `import ray`.
     os.environ.update(env or {})
     import ray
@@ -55,14 +55,36 @@ def connect_ray(address: str, env: dict[str, str] | None = None) -> None:
         return
     if not address.startswith("ray://"):
         _check_reachable(address)
-    try:
-        ray.init(address=address, namespace="harness", log_to_driver=False, logging_level=logging.WARNING,
-                 configure_logging=False)
-    except Exception as e:  # Ray raises ConnectionError, RuntimeError, TimeoutError... depending on version
-        raise StackError(
-            f"cannot connect to Ray at {address} ({e.__class__.__name__}: {str(e).splitlines()[0][:300]})",
-            fix="check --ray-address (host:port of the GCS, or ray://host:10001 for Ray Client) and that the cluster is up",
-        ) from None
+    _init_with_deadline(ray, address, timeout_s if timeout_s is not None else CONNECT_TIMEOUT_S)
+
+
+# ray.init retries for minutes on a port that accepts TCP but is not a GCS (or a GCS that never answers).
+CONNECT_TIMEOUT_S = float(os.environ.get("HARNESS_RAY_CONNECT_TIMEOUT_S", "30"))
+
+
+def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
+    import threading
+
+    box: dict = {}
+
+    def init() -> None:
+        try:
+            ray.init(address=address, namespace="harness", log_to_driver=False, logging_level=logging.WARNING,
+                     configure_logging=False)
+        except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=init, name="ray-init", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    fix = "check --ray-address (host:port of the GCS, or ray://host:10001 for Ray Client) and that the cluster is up"
+    if t.is_alive():  # the thread is left behind (daemon); the run stops here with a clear message
+        raise StackError(f"cannot connect to Ray at {address}: no answer from a Ray GCS within {timeout_s:.0f} s "
+                         "(something listens on that port, but it does not act like Ray)", fix=fix)
+    e = box.get("error")
+    if e is not None:  # Ray raises ConnectionError, RuntimeError, TimeoutError... depending on version
+        raise StackError(f"cannot connect to Ray at {address} ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]})",
+                         fix=fix) from None
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

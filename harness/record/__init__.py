@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from harness.record.schema import RunRecord, Summary
-from harness.record.store import RUN_FILE, SUMMARY_FILE, load_json, new_run_dir, upgrade, write_json
+from harness.record.store import RUN_FILE, SUMMARY_FILE, load_json, new_run_dir, owner_info, upgrade, write_json
 
 
 class Recorder:
@@ -19,7 +19,7 @@ class Recorder:
     @classmethod
     def create(cls, results_dir: Path, scenario_name: str, **fields) -> "Recorder":
         d = new_run_dir(results_dir, scenario_name)
-        rec = RunRecord(run_id=d.name, **fields)
+        rec = RunRecord(run_id=d.name, owner=owner_info(), **fields)
         rec.timeline.created_at = time.time()
         r = cls(d, rec)
         r.save()

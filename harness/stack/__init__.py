@@ -43,8 +43,17 @@ class Stack:
 
 def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> Stack:
     """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP."""
+    if not shutil.which("prometheus"):  # before starting Ray: fail in a second, not after Ray's ~15 s start
+        from harness.stack.prometheus import INSTALL_HINT
+
+        raise StackError("the `prometheus` binary was not found on PATH (needed for the local stack)",
+                         fix=f"{INSTALL_HINT}; or pass --ray-address and --prometheus-url of an existing stack")
     state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
+                         fix="set HARNESS_STATE_DIR to a writable folder") from None
     t0 = time.monotonic()
     ray = start_ray(state_dir, num_cpus=num_cpus)
     t_ray = time.monotonic()
@@ -81,7 +90,7 @@ def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = Non
     url = prometheus_url.rstrip("/")
     try:
         status, _ = http_get(f"{url}/-/ready", timeout_s)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: not a URL (e.g. no http:// scheme)
         raise StackError(
             f"Prometheus at {url} is not reachable ({e.__class__.__name__}: {e})",
             fix="check --prometheus-url (scheme, host, port) and that Prometheus is running",
