@@ -104,6 +104,24 @@ def down() -> None:
 
 
 @app.command()
+def verify(
+    ray_address: Optional[str] = typer.Option(None, help="Ray to check is reachable (with --prometheus-url)."),
+    prometheus_url: Optional[str] = typer.Option(None, help="Prometheus that scrapes Ray (default: the `harness up` stack)."),
+    discovery_file: Optional[str] = typer.Option(None, help="Ray's prom_metrics_service_discovery.json, when readable here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check the metrics path: discovery file, Prometheus's ray targets, key series, Ray's Grafana dashboards (exit 0 healthy, 1 not, 2 bad input)."""
+    from harness.verify import inputs, render_text, verify as run_verify
+
+    try:
+        rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file))
+    except HarnessError as e:
+        _fail(e)
+    print(json.dumps(rep.to_dict(), indent=2) if as_json else render_text(rep))
+    raise typer.Exit(rep.exit_code)
+
+
+@app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>).")) -> None:
     """Re-render every report of a run folder from its record."""
     from harness.record import read_run

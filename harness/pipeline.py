@@ -89,7 +89,7 @@ def summarize(scenario: Scenario, rec: Recorder, load, scraped, window: Window, 
     client = client_stats(samples, max(window.end - window.stats_start, 0.0))
     server = scraped.stats if scraped else {}
     series = scraped.resolved if scraped else {}
-    recon, warnings = reconcile(client, server, load.locust_requests, load.requests)
+    recon, warnings = reconcile(client, server, load.locust_requests, load.requests, scraped.histograms if scraped else None)
     why = f"scrape failed: {scrape_error}" if scrape_error else "run interrupted"
     warnings = (scraped.errors if scraped else [f"server metrics were not scraped ({why}): server SLOs have no data"]) + warnings
     fault_results = faults.finish(samples, load) if faults is not None else []  # [] without `faults:`

@@ -31,6 +31,26 @@ def counter_increase(points: Points, window_start: float, born_grace_s: float) -
     return total
 
 
+def increase_since(points: Points, start: float) -> float:
+    """Counter increase from `start` to the last point: v(last) - v(start), resets handled.
+
+    v(start) is the last sample at or before `start` (what an instant query at `start` returns), so the
+    points must reach back before `start`. A series with no sample at or before `start` was born inside the
+    window (Ray exports a counter only after its first increment) and counts from zero. Unlike PromQL's
+    increase(), nothing is extrapolated and a born-in-window series keeps its first increments.
+    """
+    pts = sorted((t, v) for t, v in points if not math.isnan(v))
+    prev = 0.0
+    total = 0.0
+    for t, v in pts:
+        if t <= start:
+            prev = v
+            continue
+        total += v - prev if v >= prev else v
+        prev = v
+    return total
+
+
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
     """Prometheus-style quantile from cumulative bucket counts {le: count}, linear within a bucket."""
     if not buckets:
@@ -95,3 +115,40 @@ def gauge_stats(points: Points) -> dict[str, float]:
         "max": s[-1], "min": s[0], "mean": sum(s) / len(s), "p50": percentile(s, 0.5),
         "p95": percentile(s, 0.95), "last": vals[-1], "samples": float(len(vals)),
     }
+
+
+def bridge_gaps(points: Points, hold_s: float, step_s: float, end: float | None = None) -> list[tuple[float, float]]:
+    """Carry a sparse gauge series' value across gaps up to `hold_s` long, on the `step_s` grid.
+
+    Ray drops a gauge that was not set for ~2 export intervals, so Prometheus marks it stale between
+    health checks (Serve's per-replica healthy gauge shows up every ~10 s). Interior gaps ≤ hold_s are
+    filled with the earlier value. The tail is extended to `end` only when the last point lies within
+    hold_s of it (the series may still be alive, we just have not seen its next export); a series that
+    ended earlier really disappeared and is not extended. Unlike PromQL's last_over_time(x[hold]), this never
+    adds values after a series' true end.
+    """
+    pts = [(t, v) for t, v in points if not math.isnan(v)]
+    if not pts or hold_s <= 0 or step_s <= 0:
+        return pts
+    out: list[tuple[float, float]] = []
+    for (t, v), nxt in zip(pts, pts[1:] + [None]):
+        out.append((t, v))
+        stop = nxt[0] if nxt is not None else (end if end is not None and end - t <= hold_s else None)
+        if stop is None or stop - t > hold_s:
+            continue
+        limit = stop - 1e-9 if nxt is not None else stop + 1e-9  # interior: up to the next point; tail: up to end
+        k = 1
+        while t + k * step_s < limit and k < 100_000:
+            out.append((t + k * step_s, v))
+            k += 1
+    return out
+
+
+def bucket_around(les: Sequence[float], value: float) -> tuple[float, float]:
+    """The histogram bucket (lower, upper bound) a value falls into; upper is inf beyond the last bound."""
+    lo = 0.0
+    for le in sorted(les):
+        if value <= le:
+            return lo, le
+        lo = le
+    return lo, math.inf

@@ -6,9 +6,9 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-from harness.metrics.catalog import CATALOG, DEFAULT_SIGNALS, MetricSignal, resolve, series_name
+from harness.metrics.catalog import CATALOG, DEFAULT_SIGNALS, DERIVED, MetricSignal, base_signals, resolve, series_name
 from harness.metrics.mathx import (
-    aggregate_instants, counter_increase, gauge_stats, histogram_quantile, sum_by_le,
+    aggregate_instants, bridge_gaps, gauge_stats, histogram_quantile, increase_since, sum_by_le,
 )
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
@@ -21,13 +21,22 @@ class Window:
     end: float  # load end
 
 
+# Ray 2.60's exporter rebuilds a histogram's _sum from bucket midpoints, not from the observed values.
+LOOKBACK_S = 30.0  # how far before the load range queries reach, to see which counters already existed
+
+MEAN_NOTE = "approximate: from _sum/_count, and Ray computes a histogram's _sum from bucket midpoints"
+
+
 @dataclass
 class ScrapeResult:
     resolved: dict[str, str | None]  # signal → series that answered (None: no series in this Prometheus)
     session: str | None
-    settle_s: float
+    settle_s: float  # how long we waited for the final counters to stop moving
     settled: bool
     stats: dict[str, dict[str, float]]  # signal → {stat: value} in canonical units
+    lag_s: float | None = None  # load end → last observed change of the final counters (upper bound, poll resolution)
+    histograms: dict[str, dict] = field(default_factory=dict)  # signal → {"le": [...], "counts": [...]} post-warmup, canonical units
+    notes: dict[str, str] = field(default_factory=dict)  # "signal.stat" → caveat (e.g. approximate means)
     rows: list[dict] = field(default_factory=list)  # tidy time series: signal, t, value
     errors: list[str] = field(default_factory=list)
 
@@ -82,8 +91,12 @@ def _selector(sig: MetricSignal, metric: str, model: str, app: str | None, sessi
 
 
 def current_session(prom: Prom, at: float, errors: list[str]) -> str | None:
-    """Ray's SessionName whose series were fresh at `at`: keeps a restarted cluster's series apart."""
-    q = "max by (SessionName) (timestamp({__name__=~\"ray_cluster_active_nodes|ray_serve_num_router_requests_total\"}))"
+    """Ray's SessionName whose series were fresh at `at`: keeps a restarted cluster's series apart.
+
+    Reads raw samples of the last 5 minutes: Ray exports these gauges in bursts, so an instant query can land
+    in a staleness gap.
+    """
+    q = "{__name__=~\"ray_cluster_active_nodes|ray_serve_num_router_requests_total\"}[5m]"
     try:
         res = [r for r in prom.instant(q, at) if r["metric"].get("SessionName")]
     except Exception as e:
@@ -92,26 +105,34 @@ def current_session(prom: Prom, at: float, errors: list[str]) -> str | None:
     if not res:
         errors.append("no Ray series carry a SessionName: series of several Ray sessions may be mixed")
         return None
-    return max(res, key=lambda r: float(r["value"][1]))["metric"]["SessionName"]
+    return max(res, key=lambda r: max(float(t) for t, _ in r["values"]))["metric"]["SessionName"]
 
 
-def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 1.0) -> tuple[float, bool]:
-    """Wait until the final counters stop moving (bounded). Returns (seconds waited, settled?)."""
+@dataclass
+class Settle:
+    waited_s: float
+    settled: bool
+    last_change_at: float | None  # epoch seconds of the last change seen (the first poll if nothing moved)
+
+
+def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 1.0) -> Settle:
+    """Wait until the final counters stop moving (bounded by timeout_s) instead of a fixed sleep."""
     t0 = time.monotonic()
-    last, since = None, t0
-    while True:
+    last, since, changed_at = None, t0, None
+    for _ in range(int(timeout_s / max(poll_s, 0.05)) + 2):
         now = time.monotonic()
         try:
             vals = tuple(prom.scalar(f"sum({q})") for q in queries)
         except Exception:
             vals = None
         if vals != last:
-            last, since = vals, now
+            last, since, changed_at = vals, now, time.time()
         elif vals is not None and now - since >= quiet_s:
-            return round(now - t0, 2), True
+            return Settle(round(now - t0, 2), True, changed_at)
         if now - t0 >= timeout_s:
-            return round(now - t0, 2), False
+            break
         time.sleep(poll_s)
+    return Settle(round(time.monotonic() - t0, 2), False, changed_at)
 
 
 def _points(res: dict) -> list[tuple[float, float]]:
@@ -128,72 +149,120 @@ def scrape(
 ) -> ScrapeResult:
     prom = Prom(prom_url)
     errors: list[str] = []
-    resolved = resolve(prom.names(), signals)
+    names = prom.names()
+    resolved = resolve(names, signals)
     session = current_session(prom, time.time(), errors)
     if app is None:  # external endpoint: nothing of ours runs in Serve
-        resolved = {k: (v if CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
+        resolved = {k: (v if k in DERIVED or CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
+    parts = resolve(names, base_signals(signals)) | {k: v for k, v in resolved.items() if k in CATALOG}
 
     settle_on = [
-        _selector(CATALOG[s], resolved[s], model, app, session)
-        for s in ("serve_requests", "generation_tokens", "engine_requests") if resolved.get(s)
+        _selector(CATALOG[s], parts[s], model, app, session)
+        for s in ("serve_requests", "generation_tokens", "engine_requests") if parts.get(s)
     ]
-    settle_s, settled = settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s) if settle_on else (0.0, False)
+    st = settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s) if settle_on else Settle(0.0, False, None)
     end = time.time()
-    if not settled and settle_on:
-        errors.append(f"server counters still moving after {settle_s:.0f} s; server totals may be short")
+    if not st.settled and settle_on:
+        errors.append(f"server counters still moving after {st.waited_s:.0f} s; server totals may be short")
+    lag = None if st.last_change_at is None else round(max(st.last_change_at - window.end, 0.0), 2)
 
-    # born_grace: a series present at the window start shows up within one scrape interval of it
-    grace = 1.5 * scrape_interval_s
-    stats: dict[str, dict[str, float]] = {}
-    rows: list[dict] = []
-    for name in signals:
-        metric = resolved.get(name)
+    out = ScrapeResult(resolved=resolved, session=session, settle_s=st.waited_s, settled=st.settled, stats={}, lag_s=lag, errors=errors)
+    # Range queries reach LOOKBACK_S before the load: a counter with no sample there was born during the run
+    for name in base_signals(signals):
+        metric = parts.get(name)
         if metric is None:
             continue
         sig = CATALOG[name]
         sel = _selector(sig, metric, model, app, session)
-        if sig.kind == "gauge" and sig.hold_s:  # Ray 2.60 exports the per-replica healthy gauge only at health checks
-            sel = f"last_over_time({sel}[{sig.hold_s:g}s])"
         try:
-            res = prom.range(sel, window.start - 2 * scrape_interval_s, end, step_s)
+            res = prom.range(sel, window.start - LOOKBACK_S, end, step_s)
         except Exception as e:
             errors.append(f"{name}: query {sel} failed: {e}")
             continue
         if not res and not sig.zero_if_absent:
             continue
+        series = [_points(r) for r in res]
         if sig.kind == "gauge":
-            agg = aggregate_instants([_points(r) for r in res], sig.agg)
-            rows += [{"signal": name, "t": t, "value": v * sig.scale} for t, v in agg]
-            st = gauge_stats([(t, v * sig.scale) for t, v in _inside(agg, window.stats_start, window.end)])
-            if st:
-                stats[name] = st
+            _gauge(out, name, sig, series, window, end, step_s)
         elif sig.kind == "counter":
-            inc = sum(counter_increase(_inside(_points(r), window.stats_start, end), window.stats_start, grace) for r in res)
-            stats[name] = {"total": inc, "rate": inc / max(window.end - window.stats_start, 1e-9)}
-            cum = aggregate_instants([_points(r) for r in res], "sum")
-            rows += [{"signal": name, "t": t, "value": v} for t, v in cum]
-        else:  # histogram: per-bucket increase over the stats window, summed by le
-            per = [(r["metric"], counter_increase(_inside(_points(r), window.stats_start, end), window.stats_start, grace)) for r in res]
-            buckets = sum_by_le(per)
-            count = buckets.get(math.inf, 0.0)
-            st = {k: v * sig.scale for k, q in QUANTILES.items() if (v := histogram_quantile(q, buckets)) is not None}
-            if count > 0:
-                st["count"] = count
-                mean = _histogram_mean(prom, sig, metric, model, app, session, window, end, grace)
-                if mean is not None:
-                    st["mean"] = mean * sig.scale
-                stats[name] = st
-    return ScrapeResult(resolved=resolved, session=session, settle_s=settle_s, settled=settled, stats=stats, rows=rows, errors=errors)
+            _counter(out, name, sig, series, window, end)
+        else:
+            _histogram(out, prom, name, sig, metric, res, window, end, model, app, session)
+    for name in signals:
+        if name in DERIVED:
+            _derived(out, name, window)
+    out.stats = {k: v for k, v in out.stats.items() if k in signals}
+    return out
 
 
-def _histogram_mean(prom: Prom, sig, metric, model, app, session, window: Window, end: float, grace: float) -> float | None:
+def _gauge(out: ScrapeResult, name, sig: MetricSignal, series, window: Window, end: float, step_s: float) -> None:
+    if sig.hold_s:  # sparse per-replica gauges: bridge short staleness gaps, never past a series' true end
+        series = [bridge_gaps(pts, sig.hold_s, step_s, end) for pts in series]
+    agg = [(t, v * sig.scale) for t, v in aggregate_instants(series, sig.agg)]
+    out.rows += [{"signal": name, "t": t, "value": v} for t, v in agg]
+    st = gauge_stats(_inside(agg, window.stats_start, window.end))
+    if st:
+        out.stats[name] = st
+
+
+def _counter(out: ScrapeResult, name, sig: MetricSignal, series, window: Window, end: float) -> None:
+    """`total`: post-warmup increase; `total_run`: from load start (same span as all client samples)."""
+    inc = sum(increase_since(_inside(p, -math.inf, end), window.stats_start) for p in series)
+    run = sum(increase_since(_inside(p, -math.inf, end), window.start) for p in series)
+    out.stats[name] = {"total": inc, "total_run": run, "rate": inc / max(window.end - window.stats_start, 1e-9)}
+    cum = aggregate_instants(series, "sum")
+    out.rows += [{"signal": name, "t": t, "value": v} for t, v in cum]
+
+
+def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, res, window: Window, end, model, app, session) -> None:
+    """Per-bucket increase over the stats window, summed by le, then Prometheus-style interpolation."""
+    per = [(r["metric"], increase_since(_inside(_points(r), -math.inf, end), window.stats_start)) for r in res]
+    per_run = [(r["metric"], increase_since(_inside(_points(r), -math.inf, end), window.start)) for r in res]
+    buckets = sum_by_le(per)
+    count = buckets.get(math.inf, 0.0)
+    st = {k: v * sig.scale for k, q in QUANTILES.items() if (v := histogram_quantile(q, buckets)) is not None}
+    if count <= 0:
+        return
+    st["count"] = count
+    st["count_run"] = sum_by_le(per_run).get(math.inf, 0.0)
+    mean = _histogram_mean(prom, sig, metric, model, app, session, window, end)
+    if mean is not None:
+        st["mean"] = mean * sig.scale
+        out.notes[f"{name}.mean"] = MEAN_NOTE
+    out.stats[name] = st
+    les = sorted(buckets)
+    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les]}
+
+
+def _derived(out: ScrapeResult, name: str, window: Window) -> None:
+    d = DERIVED[name]
+    num, den = out.stats.get(d.num), out.stats.get(d.den)
+    if not num or not den:
+        return
+    if d.how == "counter_ratio":
+        st = {}
+        for k, key in (("value", "total"), ("value_run", "total_run")):
+            if den.get(key):
+                st[k] = num[key] / den[key]
+        if st:
+            out.stats[name] = st  # no queries in the window → no data, never 0
+        return
+    nums = {r["t"]: r["value"] for r in out.rows if r["signal"] == d.num}
+    ratio = [(r["t"], nums[r["t"]] / r["value"]) for r in out.rows if r["signal"] == d.den and r["value"] and r["t"] in nums]
+    out.rows += [{"signal": name, "t": t, "value": v} for t, v in ratio]
+    st = gauge_stats(_inside(ratio, window.stats_start, window.end))
+    if st:
+        out.stats[name] = st
+
+
+def _histogram_mean(prom: Prom, sig, metric, model, app, session, window: Window, end: float) -> float | None:
     parts = {}
     for suffix in ("sum", "count"):
         hs = MetricSignal(sig.name, "gauge", (), scope=sig.scope)
         sel = _selector(hs, f"{metric}_{suffix}", model, app, session)
         try:
-            res = prom.range(sel, window.start, end, 1.0)
+            res = prom.range(sel, window.start - LOOKBACK_S, end, 1.0)
         except Exception:
             return None
-        parts[suffix] = sum(counter_increase(_inside(_points(r), window.stats_start, end), window.stats_start, grace) for r in res)
+        parts[suffix] = sum(increase_since(_points(r), window.stats_start) for r in res)
     return parts["sum"] / parts["count"] if parts.get("count") else None

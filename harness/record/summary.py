@@ -5,34 +5,77 @@ from __future__ import annotations
 from harness.record.schema import SLOResult, Summary
 from harness.slo.evaluate import Verdict
 
-# Server histograms have coarse buckets; within this relative gap, client and server agree.
-_TTFT_TOLERANCE = 0.5
+# Whole-run request counts: client samples vs server counters after the counters settled. Requests the
+# server never saw (connection refused, client timeout before routing) account for a few.
+_COUNT_SLACK = 2
+_COUNT_REL = 0.01
+_TTFT_QS = ("p50", "p90", "p95", "p99")
 
 
-def reconcile(client: dict, server: dict, locust_requests: int | None, sample_rows: int | None) -> tuple[dict, list[str]]:
+def reconcile(
+    client: dict, server: dict, locust_requests: int | None, sample_rows: int | None,
+    histograms: dict[str, dict] | None = None,
+) -> tuple[dict, list[str]]:
+    """Client vs server side by side, with the difference and a warning beyond what bucket resolution explains.
+
+    Counts: all client samples (warmup included) against the server counters' increase from load start
+    (`total_run`): the same span, so they should match exactly once the counters settled. The post-warmup
+    pair is shown too, but its server side is cut at a scrape boundary (±rate × scrape interval), so it
+    is informational. TTFT: the client's percentile against the server histogram's; they agree when the
+    gap is within the width of the histogram bucket that holds the client value (the server cannot place
+    a quantile more precisely than its bucket).
+    """
     rec: dict = {}
     warnings: list[str] = []
     if locust_requests is not None and sample_rows is not None:
         rec["samples_vs_locust"] = {"samples": sample_rows, "locust": locust_requests, "diff": sample_rows - locust_requests}
         if sample_rows != locust_requests:
             warnings.append(f"samples ({sample_rows}) differ from Locust's count ({locust_requests})")
-    n = client.get("requests") or 0
-    for sig in ("serve_requests", "engine_requests"):
-        if sig in server and "total" in server[sig]:
-            srv = server[sig]["total"]
-            rec[f"client_requests_vs_{sig}"] = {"client": n, "server": round(srv, 1), "diff": round(srv - n, 1)}
-            # in-flight requests at the window edges account for a few; more means lost or double counting
-            if n and abs(srv - n) > max(5, 0.05 * n):
-                warnings.append(f"client counted {n} requests after warmup, server {sig} {srv:.0f}")
-    c_ttft, s_ttft = client.get("ttft_ms"), server.get("server_ttft")
-    if c_ttft and s_ttft:
-        for q in ("p50", "p95"):
-            if q in s_ttft and q in c_ttft:
-                d = c_ttft[q] - s_ttft[q]
-                rec[f"ttft_{q}_ms"] = {"client": round(c_ttft[q], 2), "server": round(s_ttft[q], 2), "client_minus_server": round(d, 2)}
-                if s_ttft[q] > 0 and abs(d) / s_ttft[q] > _TTFT_TOLERANCE and abs(d) > 20:
-                    warnings.append(f"client TTFT {q} {c_ttft[q]:.1f} ms vs server {s_ttft[q]:.1f} ms: beyond bucket resolution")
+    _counts(client, server, rec, warnings)
+    _ttft(client, server, (histograms or {}).get("server_ttft"), rec, warnings)
     return rec, warnings
+
+
+def _counts(client: dict, server: dict, rec: dict, warnings: list[str]) -> None:
+    n = int(client.get("requests") or 0)
+    n_all = n + int(client.get("warmup_requests") or 0)
+    for sig, what in (("serve_requests", "Serve router requests"), ("engine_requests", "engine finished requests")):
+        st = server.get(sig) or {}
+        if "total_run" in st:
+            srv = st["total_run"]
+            ok = abs(srv - n_all) <= max(_COUNT_SLACK, _COUNT_REL * n_all)
+            rec[f"requests_whole_run_vs_{sig}"] = {"client": n_all, "server": round(srv, 1), "diff": round(srv - n_all, 1), "agree": ok}
+            if not ok:
+                warnings.append(f"client sent {n_all} requests from load start, server {what} counted {srv:.0f} "
+                                f"(diff {srv - n_all:+.0f}): lost requests, double counting, or counters that had not settled")
+        if "total" in st:  # informational: the server side is cut at a scrape boundary
+            rec[f"requests_after_warmup_vs_{sig}"] = {"client": n, "server": round(st["total"], 1), "diff": round(st["total"] - n, 1)}
+
+
+def _ttft(client: dict, server: dict, hist: dict | None, rec: dict, warnings: list[str]) -> None:
+    from harness.metrics.mathx import bucket_around
+
+    c_ttft, s_ttft = client.get("ttft_ms"), server.get("server_ttft")
+    if not c_ttft or not s_ttft:
+        return
+    les = [le for le in (hist or {}).get("le", []) if le != float("inf")]
+    bad = []
+    for q in _TTFT_QS:
+        if q not in s_ttft or q not in c_ttft:
+            continue
+        c, s = c_ttft[q], s_ttft[q]
+        entry = {"client": round(c, 2), "server": round(s, 2), "client_minus_server": round(c - s, 2)}
+        if les:
+            lo, hi = bucket_around(les, c)
+            entry["bucket_ms"] = [lo, hi]
+            entry["agree"] = hi != float("inf") and abs(c - s) <= hi - lo
+            if not entry["agree"]:
+                bad.append(f"{q} {c:.1f} vs {s:.1f} ms (bucket {lo:g}-{hi:g} ms)")
+        rec[f"ttft_{q}_ms"] = entry
+    if bad:
+        warnings.append("client and server TTFT disagree beyond the server histogram's bucket resolution: " + "; ".join(bad)
+                        + ". Client TTFT also includes the HTTP proxy, Serve's router and queueing before the engine;"
+                          " a large positive gap points there")
 
 
 def build_summary(
