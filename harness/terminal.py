@@ -47,6 +47,7 @@ class RichUI:
             f"  {p.get('elapsed_s', 0):5.0f}/{p.get('total_s', 0):.0f} s  stage {p.get('stage', '-')}  users {p.get('users', 0)}  "
             f"req {p.get('requests', 0)}  {p.get('rps', 0):.1f} req/s  errors {p.get('errors', 0)}  "
             f"TTFT p50 {p.get('ttft_p50_ms') or 0:.0f} ms p95 {p.get('ttft_p95_ms') or 0:.0f} ms"
+            + (f"  replicas {p['replicas']:g}" if p.get("replicas") is not None else "")  # when a poller provides it
         )
         if self._live is not None:
             self._live.update(line)

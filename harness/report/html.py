@@ -131,16 +131,25 @@ def _series_pts(series: pd.DataFrame | None, signal: str, t0: float) -> list[tup
     return list(zip(d["t"].to_numpy(float) - t0, d["value"].to_numpy(float)))
 
 
-def _users_pts(run: dict, summary: dict | None) -> list[tuple[float, float]]:
-    tl = ((summary or {}).get("autoscaling") or {}).get("timeline")
-    if tl:
-        return [(r["t_s"], r["users"]) for r in tl]
+def _time_range(run: dict) -> tuple[float, float] | None:
+    stages = (run.get("scenario", {}).get("load") or {}).get("stages", [])
+    total = sum(float(s.get("duration_s", 0)) for s in stages)
+    return (0.0, total + 5.0) if total > 0 else None
+
+
+def _users_pts(run: dict) -> list[tuple[float, float]]:
+    """The load shape exactly: linear ramps at spawn_rate between stages."""
     pts, t, prev = [(0.0, 0.0)], 0.0, 0
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
+        if s.get("users") is None:  # open loop: the offered rate (req/s), stepped or ramped within the stage
+            r0 = float(s.get("rate_rps") or 0)
+            pts += [(t, r0), (t + s["duration_s"], float(s["ramp_to_rps"] if s.get("ramp_to_rps") is not None else r0))]
+            t += s["duration_s"]
+            continue
         ramp = min(abs(s["users"] - prev) / max(float(s.get("spawn_rate") or 1), 1e-9), s["duration_s"])
         pts += [(t + ramp, s["users"]), (t + s["duration_s"], s["users"])]
         t, prev = t + s["duration_s"], s["users"]
-    return pts
+    return pts + [(t, 0.0)]
 
 
 def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) -> list[svg.Chart]:
@@ -149,7 +158,7 @@ def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) 
         return []
     stages = _stage_refs(run)
     auto = (summary or {}).get("autoscaling") or {}
-    users = _users_pts(run, summary)
+    users = _users_pts(run)
     asc = run.get("scenario", {}).get("target", {}).get("autoscaling") or {}
     per = float(asc.get("target_ongoing_requests") or 0)
     scale_refs = []
@@ -260,12 +269,17 @@ def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = 
         if summary.get("autoscaling"):
             body += ["<h2>Autoscaling</h2>", _autoscaling_html(summary["autoscaling"])]
     charts = server_charts(run, summary, series)
-    body += ["<h2>Load and replicas</h2>", '<div class="grid2">' + "".join(svg.render(c) for c in charts[:2]) + "</div>"]
     lat = latency_charts(run, summary, samples)
+    thr = throughput_chart(run, summary, samples)
+    xr = _time_range(run)
+    for c in charts + lat + thr:  # time charts share one x extent, so they line up
+        if c.x_label == "seconds since load start" and xr:
+            c.x_range = xr
+    body += ["<h2>Load and replicas</h2>", '<div class="grid2">' + "".join(svg.render(c) for c in charts[:2]) + "</div>"]
     if lat:
         body += ["<h2>Latency</h2>", '<div class="grid2">' + "".join(svg.render(c) for c in lat) + "</div>"]
     body += ["<h2>Throughput and engine</h2>", '<div class="grid2">'
-             + "".join(svg.render(c) for c in throughput_chart(run, summary, samples) + charts[2:]) + "</div>"]
+             + "".join(svg.render(c) for c in thr + charts[2:]) + "</div>"]
     if summary is not None:
         body += ["<h2>Client (raw samples, warmup excluded)</h2>", _client_table(summary.get("client", {}))]
         if summary.get("warnings"):

@@ -41,6 +41,7 @@ class Chart:
     refs: list[Ref] = field(default_factory=list)
     y_min: float | None = 0.0
     y_max: float | None = None
+    x_range: tuple[float, float] | None = None  # fixed x extent (time charts share one); points outside are dropped
     x_log: bool = False
     width: int = 760
     height: int = 280
@@ -70,7 +71,7 @@ def _bounds(chart: Chart) -> tuple[float, float, float, float]:
     ys = [y for s in chart.series for _, y in s.points] + [r.value for r in chart.refs if r.axis == "y"]
     xs = [x for x in xs if math.isfinite(x) and (x > 0 or not chart.x_log)]
     ys = [y for y in ys if math.isfinite(y)]
-    x0, x1 = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    x0, x1 = chart.x_range if chart.x_range else ((min(xs), max(xs)) if xs else (0.0, 1.0))
     y0 = chart.y_min if chart.y_min is not None else (min(ys) if ys else 0.0)
     y1 = chart.y_max if chart.y_max is not None else (max(ys) if ys else 1.0)
     if x1 <= x0:
@@ -115,7 +116,8 @@ def render(chart: Chart) -> str:
                f'transform="rotate(-90 14 {T + ph / 2})">{escape(chart.y_label)}</text>')
     for i, s in enumerate(chart.series):
         color = s.color or PALETTE[i % len(PALETTE)]
-        pts = [(sx(x), sy(y)) for x, y in s.points if math.isfinite(x) and math.isfinite(y) and (x > 0 or not chart.x_log)]
+        pts = [(sx(x), sy(y)) for x, y in s.points if math.isfinite(x) and math.isfinite(y) and (x > 0 or not chart.x_log)
+               and x0 <= x <= x1]
         if not pts:
             continue
         if s.style == "dots":
