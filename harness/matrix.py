@@ -122,7 +122,7 @@ def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, st
     for k, v in entry.labels.items():
         cmd += ["--label", f"{k}={v}"]
     env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env_dir),
-           "HARNESS_STATE_DIR": str(state_dir)}
+           "HARNESS_STATE_DIR": str(state_dir), "COLUMNS": "400"}  # COLUMNS: rich must not wrap the run folder line
     env.pop("PYTHONHOME", None)
     before = {p.name for p in results_dir.iterdir()} if results_dir.exists() else set()
     with open(log_path, "a") as log:

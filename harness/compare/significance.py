@@ -32,16 +32,19 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
-def _stat_from_weights(sorted_vals: np.ndarray, w: np.ndarray, stat: str) -> np.ndarray:
-    """Row-wise statistic of `sorted_vals` under integer weights w (resamples x values)."""
-    total = w.sum(axis=1)
+def _stat_from_weights(sorted_vals: np.ndarray, w: np.ndarray, stat: str, cw: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise statistic of `sorted_vals` under integer weights w (resamples x values); cw: cumsum of w."""
+    total = w.sum(axis=1) if cw is None else cw[:, -1]
     if stat in ("mean", "value"):
-        return (w * sorted_vals).sum(axis=1) / np.maximum(total, 1)
+        return (w @ sorted_vals) / np.maximum(total, 1)
     q = float(stat[1:]) / 100.0  # p95 -> 0.95; inverted-CDF percentile under the weights
-    cw = np.cumsum(w, axis=1)
-    target = np.maximum(np.ceil(q * total), 1)[:, None]
-    idx = np.minimum((cw < target).sum(axis=1), sorted_vals.size - 1)
-    return sorted_vals[idx]
+    cw = np.cumsum(w, axis=1) if cw is None else cw
+    target = np.maximum(np.ceil(q * total), 1)
+    # one searchsorted over all rows: shift each row above the previous one (rows are non-decreasing)
+    b, n = cw.shape
+    shift = np.arange(b, dtype=np.int64) * (int(cw[:, -1].max()) + 1)
+    idx = np.searchsorted((cw + shift[:, None]).ravel(), target + shift) - np.arange(b) * n
+    return sorted_vals[np.clip(idx, 0, n - 1)]
 
 
 def bootstrap_stats(v: Values, stats: list[str], resamples: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -56,8 +59,9 @@ def bootstrap_stats(v: Values, stats: list[str], resamples: int, rng: np.random.
         flat = (picks + (np.arange(b) * v.n_groups)[:, None]).ravel()
         counts = np.bincount(flat, minlength=b * v.n_groups).reshape(b, v.n_groups)
         w = counts[:, sg]
+        cw = np.cumsum(w, axis=1) if any(s.startswith("p") for s in stats) else None
         for s in stats:
-            out[s].append(_stat_from_weights(sv, w, s))
+            out[s].append(_stat_from_weights(sv, w, s, cw))
         done += b
     return {s: np.concatenate(a) for s, a in out.items()}
 
