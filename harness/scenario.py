@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,7 +16,7 @@ _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)  # `1e400` is inf, not a duration
 
 
 class Autoscaling(_Model):
@@ -422,6 +423,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(f"{source}: invalid scenario", problems=format_validation_error(source, e)) from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply to be a scenario", fix="see scenarios/smoke.yaml for the layout") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -438,6 +441,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: cannot read the file ({e.__class__.__name__}: {e})", fix="check permissions and encoding (UTF-8)") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ScenarioError(f"{p}: YAML nested too deeply", fix="a scenario is a few levels deep; see scenarios/smoke.yaml") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -460,6 +465,32 @@ def resolve_name(name: str) -> Path | None:
         if p.stem == stem:
             return p
     return None
+
+
+def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
+    """Fail before anything starts when a local file the scenario names is missing or unreadable."""
+    from harness.errors import HarnessError
+
+    ds = sc.workload.dataset
+    if ds is not None:
+        from harness.load.prepare import resolve_dataset
+
+        try:
+            with open(resolve_dataset(ds.path), "rb") as f:
+                f.read(1)
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+        except OSError as e:
+            raise ScenarioError(f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
+                                fix="check the file's permissions") from None
+    v = sc.target.vllm
+    if v is not None and v.model_source.startswith((".", "/", "~")):
+        p = Path(v.model_source).expanduser()
+        if not p.is_dir():
+            raise ScenarioError(f"{source}: target.vllm.model_source: {p}: model directory not found",
+                                fix="give a folder holding config.json and the weights, a Hugging Face id, or `tiny`")
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise ScenarioError(f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions")
 
 
 def resolve_scenario_path(arg: str) -> Path:
