@@ -21,7 +21,8 @@ def _t0(run: dict) -> float | None:
 def _stage_refs(run: dict) -> list[svg.Ref]:
     refs, t = [], 0.0
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
-        refs.append(svg.Ref("x", t, f"{s.get('name')} ({s.get('users')} users)", color="#888"))
+        level = f"{s['users']} users" if s.get("users") is not None else f"{s.get('rate_rps')} req/s"
+        refs.append(svg.Ref("x", t, f"{s.get('name')} ({level})", color="#888"))
         t += float(s.get("duration_s", 0))
     return refs
 
