@@ -72,7 +72,7 @@ class Prom:
 
         return self.api.custom_query_range(
             q, start_time=datetime.fromtimestamp(start, timezone.utc), end_time=datetime.fromtimestamp(end, timezone.utc),
-            step=f"{step_s:g}s",
+            step=f"{step_s:g}",  # plain seconds: Prometheus rejects "0.5s" as a duration
         )
 
 
@@ -151,7 +151,8 @@ def scrape(
     errors: list[str] = []
     names = prom.names()
     resolved = resolve(names, signals)
-    session = current_session(prom, time.time(), errors)
+    # plain `vllm serve` has no Ray series, hence no sessions to keep apart
+    session = current_session(prom, time.time(), errors) if any(n.startswith("ray_") for n in names) else None
     if app is None:  # external endpoint: nothing of ours runs in Serve
         resolved = {k: (v if k in DERIVED or CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
     parts = resolve(names, base_signals(signals)) | {k: v for k, v in resolved.items() if k in CATALOG}
@@ -188,11 +189,23 @@ def scrape(
             _counter(out, name, sig, series, window, end)
         else:
             _histogram(out, prom, name, sig, metric, res, window, end, model, app, session)
+    _absent_counters(out, parts)
     for name in signals:
         if name in DERIVED:
             _derived(out, name, window)
     out.stats = {k: v for k, v in out.stats.items() if k in signals}
     return out
+
+
+def _absent_counters(out: ScrapeResult, parts: dict[str, str | None]) -> None:
+    """Zero where zero is the truth: a counter without series while its source (engine / Serve app) exports others."""
+    for name, metric in parts.items():
+        sig = CATALOG[name]
+        if metric is None and sig.zero_if_absent and name not in out.stats and any(
+            parts.get(o) and CATALOG[o].scope == sig.scope and CATALOG[o].kind != "counter" for o in parts
+        ):
+            out.stats[name] = {"total": 0.0, "total_run": 0.0, "rate": 0.0}
+            out.notes[name] = "no series: 0 (counters appear only after their first increment; the source's other series exist)"
 
 
 def _gauge(out: ScrapeResult, name, sig: MetricSignal, series, window: Window, end: float, step_s: float) -> None:
