@@ -30,6 +30,8 @@ def _segments(stages: Sequence[dict[str, Any]], share: float) -> list[tuple[floa
 def _invert(seg: tuple[float, float, float, float], u: float) -> float:
     """τ in [0, d] with ∫_0^τ rate = u, for rate linear from r0 to r1 over d (assumes u <= the stage's area)."""
     _, d, r0, r1 = seg
+    if u <= 0.0:
+        return 0.0
     a = (r1 - r0) / (2.0 * d)
     if abs(a) < 1e-12:
         return u / r0

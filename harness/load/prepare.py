@@ -242,9 +242,9 @@ def workload_server_stats(info: dict[str, Any], server: dict[str, Any]) -> tuple
     hits, queries = (server.get(k, {}).get("total") for k in ("prefix_cache_hits", "prefix_cache_queries"))
     out = dict(server)
     notes: list[str] = []
-    if hits is not None and queries:
+    if hits is not None and queries and "prefix_cache_hit_rate" not in server:
         out["prefix_cache_hit_rate"] = {"value": hits / queries, "hits": hits, "queries": queries}
-    elif info.get("kind") == "shared_prefix":
+    elif info.get("kind") == "shared_prefix" and "prefix_cache_hit_rate" not in server:
         notes.append("prefix-cache hit rate: no data (the engine exports no prefix-cache counters; the sim engine "
                      "does not model a prefix cache)")
     return out, notes

@@ -38,7 +38,7 @@ def reconcile(
 
 def _counts(client: dict, server: dict, rec: dict, warnings: list[str]) -> None:
     n = int(client.get("requests") or 0)
-    n_all = n + int(client.get("warmup_requests") or 0)
+    n_all = n + int(client.get("warmup_requests") or 0) + int(client.get("cooldown_requests") or 0)
     for sig, what in (("serve_requests", "Serve router requests"), ("engine_requests", "engine finished requests")):
         st = server.get(sig) or {}
         if "total_run" in st:

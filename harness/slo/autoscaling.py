@@ -34,7 +34,9 @@ class StageWindow:
 def stage_windows(stages: Sequence[dict], load_start: float) -> list[StageWindow]:
     out, t, prev = [], load_start, 0
     for i, s in enumerate(stages):
-        d, users, rate = float(s["duration_s"]), int(s["users"]), float(s.get("spawn_rate") or 1.0)
+        d, users, rate = float(s["duration_s"]), s.get("users"), float(s.get("spawn_rate") or 1.0)
+        if users is None:  # open loop: the load level is the arrival rate, which steps at once
+            users, rate = float(s.get("rate_rps") or 0.0), math.inf
         ramp = abs(users - prev) / rate if rate > 0 else 0.0
         out.append(StageWindow(s.get("name") or f"stage{i}", t, t + d, users, prev, min(t + ramp, t + d)))
         t, prev = t + d, users

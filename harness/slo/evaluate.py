@@ -63,6 +63,7 @@ def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
         "requests_per_s": (n - n_err) / dur,
         "duration_s": duration_s,
         "warmup_requests": int(samples["warmup"].sum()) if "warmup" in samples else 0,
+        "cooldown_requests": int(samples["cooldown"].fillna(False).astype(bool).sum()) if "cooldown" in samples else 0,
     }
 
 
