@@ -243,8 +243,8 @@ def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, r
         st["mean"] = mean * sig.scale
         out.notes[f"{name}.mean"] = MEAN_NOTE
     out.stats[name] = st
-    les = sorted(buckets)
-    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les]}
+    les = sorted(le for le in buckets if not math.isinf(le))  # JSON has no inf: the +Inf bucket is `count`
+    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les], "count": count}
 
 
 def _derived(out: ScrapeResult, name: str, window: Window) -> None:

@@ -3,7 +3,7 @@
 from harness.record.summary import reconcile
 
 LES = [1, 5, 10, 20, 40, 60, 80, 100, 250, 500, 750, 1000, 2500]  # vLLM TTFT buckets in ms
-HIST = {"server_ttft": {"le": LES + [float("inf")], "counts": [0] * 14}}
+HIST = {"server_ttft": {"le": LES, "counts": [0] * 13, "count": 0}}
 
 
 def _client(p50, p95, n=100, warm=10):
