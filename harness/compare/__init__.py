@@ -18,6 +18,7 @@ from harness.compare.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, diff_i
 from harness.errors import EXIT_PASS, EXIT_SLO_FAILED, HarnessError
 
 COMPARE_SCHEMA_VERSION = 1
+MIN_TAIL = 5  # a percentile is only tested when each run has at least this many values beyond it
 __all__ = ["compare_runs", "load_run", "RunData", "DEFAULT_RULES", "IncomparableError"]
 
 
@@ -126,7 +127,7 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
         by_signal.setdefault(m.signal, []).append(m)
     rows = []
     for signal, ms in by_signal.items():
-        intervals, p_mwu = {}, None
+        intervals, p_mwu, vb, vn = {}, None, None, None
         if ms[0].source == "client":
             vb, vn = _values(base, signal), _values(new, signal)
             testable = [m.stat for m in ms if m.stat not in ("max", "min")]
@@ -141,9 +142,12 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
             rel = None if change is None or not b else change / abs(b)
             ci = intervals.get(m.stat)
             significant = None if ci is None or change is None else ci.significant
+            thin = ci is not None and m.stat.startswith("p") and min(vb.values.size, vn.values.size) * (1 - float(m.stat[1:]) / 100) < MIN_TAIL
+            if thin:  # e.g. p99 of 150 requests: 1-2 values decide it; a bootstrap cannot judge that tail
+                significant, ci = False, None
             rule = rule_for.get(m.key)
             beyond = bool(rule and rule.beyond(b, n))
-            if rule and beyond:
+            if rule and beyond and not thin:
                 bad_and_sure = significant is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
             else:
                 bad_and_sure = False
@@ -152,7 +156,7 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
                 "base": b, "new": n, "change": change, "rel_change": rel,
                 "ci": None if ci is None else [ci.low, ci.high], "resamples": None if ci is None else ci.resamples,
                 "significant": significant, "p_mwu": p_mwu if m.stat != "value" else None,
-                "assessment": _assess(m, change, significant), "rule": rule.text if rule else None,
+                "assessment": "too few samples" if thin else _assess(m, change, significant), "rule": rule.text if rule else None,
                 "beyond_threshold": beyond, "regression": bad_and_sure,
             })
     problems, warnings = fingerprints.check(base.run, new.run)
@@ -160,6 +164,10 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
         if r.samples is None:
             warnings.append(f"{r.run_id}: no samples.parquet — changes are not tested for significance; "
                             "rules gate on the threshold alone")
+    for row in rows:
+        if row["rule"] and row["assessment"] == "too few samples" and row["beyond_threshold"]:
+            warnings.append(f"{row['key']} moved beyond {row['rule']} but too few samples lie beyond that percentile "
+                            f"to judge it (need {MIN_TAIL} per run): not gated; run longer")
     present = {row["key"] for row in rows if row["change"] is not None}
     for rule in rules:
         if rule.metric not in present:

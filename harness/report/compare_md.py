@@ -8,7 +8,7 @@ from harness.report.fmt import fmt_value
 KEY_SERVER = ("server_ttft.p95", "server_itl.p95", "server_e2e.p95", "kv_cache_usage.max", "queue_waiting.max",
               "replicas.max", "preemptions.total")
 MARK = {"worse": "▲ worse", "better": "▼ better", "within noise": "≈", "changed": "changed", "untested": "n/a",
-        "no data": "no data"}
+        "no data": "no data", "too few samples": "too few samples"}
 
 
 def fmt_change(row: dict) -> str:
