@@ -98,3 +98,15 @@ def test_cli_model_tiny_calls_builder_and_maps_errors(monkeypatch, tmp_path):
     monkeypatch.setattr(tiny, "build_tiny_model", refuse)
     r = CliRunner().invoke(app, ["model", "tiny", str(tmp_path)])
     assert r.exit_code == 2 and "holds no harness tiny model" in r.output and "Traceback" not in r.output
+
+
+def test_textless_tokens_never_win_greedy_decoding(built):
+    # a random model loops on one token; if it has no text of its own the whole stream is empty (seen: ~8%)
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(built)
+    ids = tiny._textless_token_ids(tok)
+    assert set(tok.all_special_ids) <= set(ids) and len(ids) < len(tok) // 4
+    w = load_file(str(built / "model.safetensors"))["lm_head.weight"]
+    assert float(w[ids].abs().max()) == 0.0 and float(w.abs().sum()) > 0
