@@ -140,7 +140,20 @@ def vllm_version() -> dict[str, str | None]:
     return {"distribution": None, "version": None}
 
 
-def describe_deployment(target: Target) -> dict[str, Any]:
+def serve_deployments(app: "Application") -> dict[str, Any] | None:
+    """Names of the app's Serve deployments: the ingress and the engine (LLMServer) ones (best effort).
+
+    Serve metrics of an application sum over all of them; an engine-only view filters on `deployment`.
+    """
+    try:
+        ingress = app._bound_deployment
+        engines = [a._bound_deployment.name for a in ingress.init_kwargs.get("llm_deployments", [])]
+        return {"ingress": ingress.name, "engine": engines}
+    except AttributeError:  # Ray's private Application layout changed: provenance only, never fatal
+        return None
+
+
+def describe_deployment(target: Target, app: "Application | None" = None) -> dict[str, Any]:
     """Provenance for the run record: the LLMConfig as data, placement, stream batching and the vLLM version."""
     v = _vllm(target)
     cfg = llm_config_dict(target)
@@ -152,6 +165,8 @@ def describe_deployment(target: Target) -> dict[str, Any]:
         "placement": describe_placement(target),
         "stream_batching": stream_batching(target),
     }
+    if app is not None:
+        details["serve_deployments"] = serve_deployments(app)
     if v.model_source == TINY_SOURCE:
         from harness.model.tiny import MARKER
 

