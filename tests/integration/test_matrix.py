@@ -18,7 +18,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 SCENARIO = """\
-name: matrix-short
+name: vshort
 description: Short sim run for the version matrix test.
 target:
   engine: sim
@@ -42,7 +42,7 @@ slos:
 
 def test_matrix_two_ray_releases(tmp_path):
     versions = os.environ.get("HARNESS_MATRIX_RAY", "2.59.0,2.60.0").split(",")
-    sc = tmp_path / "matrix-short.yaml"
+    sc = tmp_path / "vshort.yaml"
     sc.write_text(SCENARIO)
     res = tmp_path / "results"
     env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state")}
@@ -53,7 +53,8 @@ def test_matrix_two_ray_releases(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3500)
     print(p.stdout[-6000:], p.stderr[-3000:], f"\nwall {time.monotonic() - t0:.0f} s")
     assert p.returncode in (0, 1), p.stderr
-    (mdir,) = res.glob("matrix-*")
+    (mdir,) = res.glob("matrix-vshort-*")
+    print((mdir / "compare.md").read_text()[:3000], (mdir / "matrix.json").read_text())
     m = json.loads((mdir / "matrix.json").read_text())
     assert [e["ray"] for e in m["entries"]] == versions
     for e in m["entries"]:
@@ -61,6 +62,8 @@ def test_matrix_two_ray_releases(tmp_path):
         run = json.loads((Path(e["run_dir"]) / "run.json").read_text())
         assert run["environment"]["ray"] == e["ray"]  # the run really used that release
         assert run["labels"]["ray"] == e["ray"]
+        summary = json.loads((Path(e["run_dir"]) / "summary.json").read_text())
+        assert summary["client"]["errors"] < summary["client"]["requests"] / 10, summary["client"]  # the app served
     cmp = json.loads((mdir / "compare.json").read_text())
     assert len(cmp["comparisons"]) == 1 and (mdir / "compare.md").exists() and "<svg" in (mdir / "compare.html").read_text()
     print(json.dumps({e["name"]: {"env_s": e["env_s"], "reused": e["env_reused"], "run_s": e["run_s"]} for e in m["entries"]}),

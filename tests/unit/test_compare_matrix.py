@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.matrix import MARKER, Entry, build_env, matrix, run_in_env
+from harness.matrix import MARKER, Entry, build_env, env_recipe, matrix, run_in_env
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "records" / "compare"
 BY_VERSION = {"2.59.0": "ray-2.59a", "2.59.1": "ray-2.59b", "2.60.0": "ray-2.60-slow"}
@@ -86,8 +86,10 @@ def test_build_env_reuses_a_finished_env(tmp_path):
     env = tmp_path / "ray-2.59.0"
     (env / "bin").mkdir(parents=True)
     (env / "bin" / "harness").write_text("")
-    (env / MARKER).write_text("{}")
+    (env / MARKER).write_text(json.dumps(env_recipe(Entry("2.59.0"))[0]))
     assert build_env(Entry("2.59.0"), env, tmp_path / "log") is True
+    pins = env_recipe(Entry("2.59.0"))[1]
+    assert "fastapi==" in pins and not any(l.startswith(("ray==", "harness==")) for l in pins.splitlines())
 
 
 def test_run_in_env_uses_the_venv_and_a_private_state_dir(tmp_path):
