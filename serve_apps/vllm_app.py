@@ -238,10 +238,11 @@ def import_serve_llm():
 def _quiet_driver_logs():
     """Serve LLM prints its deployment options at INFO, vLLM its platform probing: keep the harness terminal clean."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # read by vLLM when it configures its logger on import
-    loggers = [logging.getLogger(n) for n in ("ray.serve", "ray.llm", "vllm")]
+    levels = {"ray.serve": logging.WARNING, "ray.llm": logging.WARNING, "vllm": logging.ERROR}
+    loggers = [logging.getLogger(n) for n in levels]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        lg.setLevel(levels[lg.name])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
