@@ -198,3 +198,17 @@ def test_locust_dying_mid_run_is_reported(mock_server, tmp_path):
     res = run_load(_scenario(url, stages=[{"duration_s": 60, "users": 2, "spawn_rate": 10}]), url, tmp_path)
     assert res.exit_code == -signal.SIGKILL and "killed by signal 9" in res.message and not res.interrupted
     assert res.requests > 0  # what was flushed before the crash is still merged
+
+
+def test_open_loop_constant_rate_split_over_two_workers(mock_server, tmp_path):
+    url = mock_server("--ttft-ms", "5", "--itl-ms", "2")
+    sc = _scenario(url, workers=2, stages=[{"duration_s": 4, "rate_rps": 20}], arrival={"process": "constant"})
+    res = run_load(sc, url, tmp_path)
+    df = pq.read_table(res.samples_path).to_pandas()
+    # 2 processes × 10/s, phase-shifted: 80 arrivals in 4 s (+1 for the one at t=0 of each schedule at most)
+    assert 78 <= len(df) <= 82 and res.errors == 0
+    assert len(df) == res.locust_requests == len(_records(url)) and df.worker.nunique() == 2
+    assert df.sched_s.notna().all() and df.lateness_ms.notna().all()
+    assert res.generator["lateness_ms"]["count"] == len(df) and len(res.generator["processes"]) == 3  # master + 2
+    gaps = df.sort_values("sched_s").sched_s.diff().dropna()
+    assert abs(gaps.median() - 0.05) < 0.01  # the two schedules interleave
