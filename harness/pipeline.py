@@ -59,7 +59,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
                          on_done=lambda l: {"load": asdict(l)})
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
         scraped = None if load.interrupted else ctx.stage(
-            "scrape", lambda: scrape(stack.prometheus_url, window, model=scenario.target.model, app=dep.app_name,
+            "scrape", lambda: scrape(stack.prometheus_url, window, model=scenario.target.model, app=dep.app_name, deployments=dep.engine_deployments,
                                      step_s=scenario.scrape.step_s, scrape_interval_s=2.0,
                                      settle_timeout_s=scenario.scrape.settle_timeout_s, settle_quiet_s=scenario.scrape.settle_quiet_s),
             on_done=lambda s: {"scrape": s.to_dict()}, optional=True)  # Prometheus lost: client verdicts still count

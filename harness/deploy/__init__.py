@@ -25,6 +25,7 @@ class Deployment:
     model: str
     deploy_s: float
     details: dict = field(default_factory=dict)  # engine provenance (placement, engine args, batching)
+    engine_deployments: list[str] = field(default_factory=list)  # Serve deployments that run the engine
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +110,7 @@ def build_serve_app(target: Target):
         return build_app({
             "model": target.model, "sim": target.sim.model_dump(), "autoscaling": target.autoscaling.model_dump(),
             "replica_cpus": target.replica_cpus,
-        }), {"sim": target.sim.model_dump()}
+        }), {"sim": target.sim.model_dump(), "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]}}
     if target.engine == "vllm":
         from serve_apps.vllm_app import build_app, describe_deployment
 
@@ -189,7 +190,8 @@ def deploy(scenario: Scenario, stack: Stack) -> Deployment:
     _wait_app_running(target.app_name, timeout)
     base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
     wait_healthy(base, target.model, headers, 60.0)
-    return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details)
+    engines = list((details.get("serve_deployments") or {}).get("engine") or [])
+    return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines)
 
 
 def undeploy(dep: Deployment) -> None:

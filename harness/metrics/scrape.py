@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -76,18 +77,29 @@ class Prom:
         )
 
 
-def _selector(sig: MetricSignal, metric: str, model: str, app: str | None, session: str | None) -> str:
-    labels = []
-    if sig.scope == "model":
-        labels.append(f'model_name="{model}"')
-    elif sig.scope == "app" and app:
-        labels.append(f'application="{app}"')
-    if session and metric.startswith("ray_"):
-        labels.append(f'SessionName="{session}"')
-    name = series_name(sig, metric)
-    if ":" in name:  # colon names are valid PromQL identifiers, but quote them for safety with __name__
-        return f'{{__name__="{name}",{",".join(labels)}}}' if labels else f'{{__name__="{name}"}}'
-    return f"{name}{{{','.join(labels)}}}"
+@dataclass(frozen=True)
+class Scope:
+    """Which series are ours: the model (engine series), the Serve app and its engine deployments, Ray's session."""
+
+    model: str
+    app: str | None = None
+    session: str | None = None
+    deployments: tuple[str, ...] = ()
+
+    def selector(self, sig: MetricSignal, metric: str) -> str:
+        labels = []
+        if sig.scope == "model":
+            labels.append(f'model_name="{self.model}"')
+        elif sig.scope == "app" and self.app:
+            labels.append(f'application="{self.app}"')
+            if self.deployments:  # an LLM app has ingress + engine deployments: count the engine's only
+                labels.append('deployment=~"' + "|".join(re.escape(d) for d in self.deployments) + '"')
+        if self.session and metric.startswith("ray_"):
+            labels.append(f'SessionName="{self.session}"')
+        name = series_name(sig, metric)
+        if ":" in name:  # colon names are valid PromQL identifiers, but quote them for safety with __name__
+            return f'{{__name__="{name}",{",".join(labels)}}}' if labels else f'{{__name__="{name}"}}'
+        return f"{name}{{{','.join(labels)}}}"
 
 
 def current_session(prom: Prom, at: float, errors: list[str]) -> str | None:
@@ -145,7 +157,7 @@ def _inside(points, start: float, end: float):
 
 def scrape(
     prom_url: str, window: Window, *, model: str, app: str | None, step_s: float, scrape_interval_s: float,
-    settle_timeout_s: float, settle_quiet_s: float, signals=DEFAULT_SIGNALS,
+    settle_timeout_s: float, settle_quiet_s: float, signals=DEFAULT_SIGNALS, deployments: list[str] | None = None,
 ) -> ScrapeResult:
     prom = Prom(prom_url)
     errors: list[str] = []
@@ -153,12 +165,13 @@ def scrape(
     resolved = resolve(names, signals)
     # plain `vllm serve` has no Ray series, hence no sessions to keep apart
     session = current_session(prom, time.time(), errors) if any(n.startswith("ray_") for n in names) else None
+    scope = Scope(model, app, session, tuple(deployments or ()))
     if app is None:  # external endpoint: nothing of ours runs in Serve
         resolved = {k: (v if k in DERIVED or CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
     parts = resolve(names, base_signals(signals)) | {k: v for k, v in resolved.items() if k in CATALOG}
 
     settle_on = [
-        _selector(CATALOG[s], parts[s], model, app, session)
+        scope.selector(CATALOG[s], parts[s])
         for s in ("serve_requests", "generation_tokens", "engine_requests") if parts.get(s)
     ]
     st = settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s) if settle_on else Settle(0.0, False, None)
@@ -174,7 +187,7 @@ def scrape(
         if metric is None:
             continue
         sig = CATALOG[name]
-        sel = _selector(sig, metric, model, app, session)
+        sel = scope.selector(sig, metric)
         try:
             res = prom.range(sel, window.start - LOOKBACK_S, end, step_s)
         except Exception as e:
@@ -188,7 +201,7 @@ def scrape(
         elif sig.kind == "counter":
             _counter(out, name, sig, series, window, end)
         else:
-            _histogram(out, prom, name, sig, metric, res, window, end, model, app, session)
+            _histogram(out, prom, name, sig, metric, res, window, end, scope)
     _absent_counters(out, parts)
     for name in signals:
         if name in DERIVED:
@@ -227,7 +240,7 @@ def _counter(out: ScrapeResult, name, sig: MetricSignal, series, window: Window,
     out.rows += [{"signal": name, "t": t, "value": v} for t, v in cum]
 
 
-def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, res, window: Window, end, model, app, session) -> None:
+def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, res, window: Window, end, scope: Scope) -> None:
     """Per-bucket increase over the stats window, summed by le, then Prometheus-style interpolation."""
     per = [(r["metric"], increase_since(_inside(_points(r), -math.inf, end), window.stats_start)) for r in res]
     per_run = [(r["metric"], increase_since(_inside(_points(r), -math.inf, end), window.start)) for r in res]
@@ -238,7 +251,7 @@ def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, r
         return
     st["count"] = count
     st["count_run"] = sum_by_le(per_run).get(math.inf, 0.0)
-    mean = _histogram_mean(prom, sig, metric, model, app, session, window, end)
+    mean = _histogram_mean(prom, sig, metric, scope, window, end)
     if mean is not None:
         st["mean"] = mean * sig.scale
         out.notes[f"{name}.mean"] = MEAN_NOTE
@@ -268,11 +281,11 @@ def _derived(out: ScrapeResult, name: str, window: Window) -> None:
         out.stats[name] = st
 
 
-def _histogram_mean(prom: Prom, sig, metric, model, app, session, window: Window, end: float) -> float | None:
+def _histogram_mean(prom: Prom, sig, metric, scope: Scope, window: Window, end: float) -> float | None:
     parts = {}
     for suffix in ("sum", "count"):
         hs = MetricSignal(sig.name, "gauge", (), scope=sig.scope)
-        sel = _selector(hs, f"{metric}_{suffix}", model, app, session)
+        sel = scope.selector(hs, f"{metric}_{suffix}")
         try:
             res = prom.range(sel, window.start - LOOKBACK_S, end, 1.0)
         except Exception:
