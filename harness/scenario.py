@@ -285,21 +285,6 @@ class Load(_Model):
         return self
 
 
-class Goodput(_Model):
-    """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded and met every bound set."""
-
-    ttft_ms: float | None = Field(None, gt=0, description="Longest time to first token of a good request.")
-    tpot_ms: float | None = Field(None, gt=0, description="Longest mean time per output token of a good request.")
-    e2e_ms: float | None = Field(None, gt=0, description="Longest end-to-end latency of a good request.")
-    itl_max_ms: float | None = Field(None, gt=0, description="Longest single inter-token gap of a good request.")
-
-    @model_validator(mode="after")
-    def _some(self) -> "Goodput":
-        if all(v is None for v in self.model_dump().values()):
-            raise ValueError("set at least one of ttft_ms, tpot_ms, e2e_ms, itl_max_ms")
-        return self
-
-
 class Fault(_Model):
     """One fault the harness injects during the load (see harness/faults.py)."""
 
