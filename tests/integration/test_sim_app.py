@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = Path("/work/shared/reference/ray-2.60_vllm-0.32_engine-metrics-via-ray.prom")
+REFERENCE = REPO / "tests" / "fixtures" / "ray-2.60_vllm-0.32_engine-metrics-via-ray.prom"  # copy of shared/reference
 MODEL = "sim-test"
 SIM = {"ttft_ms": 30, "prefill_ms_per_token": 0.0, "itl_ms": 10, "itl_ms_per_seq": 0.0, "jitter_frac": 0.0,
        "max_num_seqs": 8, "kv_blocks": 64, "block_size": 16}
