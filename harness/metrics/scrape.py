@@ -156,7 +156,7 @@ def _inside(points, start: float, end: float):
 
 
 def scrape(
-    prom_url: str, window: Window, *, model: str, app: str | None, step_s: float, scrape_interval_s: float,
+    prom_url: str, window: Window, *, model: str, app: str | None, step_s: float,
     settle_timeout_s: float, settle_quiet_s: float, signals=DEFAULT_SIGNALS, deployments: list[str] | None = None,
 ) -> ScrapeResult:
     prom = Prom(prom_url)
@@ -292,3 +292,11 @@ def _histogram_mean(prom: Prom, sig, metric, scope: Scope, window: Window, end: 
             return None
         parts[suffix] = sum(increase_since(_points(r), window.stats_start) for r in res)
     return parts["sum"] / parts["count"] if parts.get("count") else None
+
+
+def scrape_run(prom_url: str, scenario, dep, window: Window) -> ScrapeResult:
+    """The scrape stage for one run: our model, our Serve app and its engine deployments, the scenario's settings."""
+    sc = scenario.scrape
+    return scrape(prom_url, window, model=scenario.target.model, app=dep.app_name, deployments=dep.engine_deployments,
+                  step_s=sc.step_s, settle_timeout_s=sc.settle_timeout_s,
+                  settle_quiet_s=sc.settle_quiet_s)

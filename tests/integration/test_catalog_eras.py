@@ -170,7 +170,7 @@ def eras(tmp_path_factory):
         time.sleep(window.end - time.time() + 1.0)
         results = {}
         for era, url in urls.items():
-            res = scrape(url, window, model=MODEL, app=None, step_s=0.5, scrape_interval_s=0.5,
+            res = scrape(url, window, model=MODEL, app=None, step_s=0.5,
                          settle_timeout_s=10, settle_quiet_s=1.5)
             results[era] = (url, res, evaluate(SLOS, {}, res.stats, res.resolved))
         yield window, results

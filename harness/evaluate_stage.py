@@ -1,0 +1,55 @@
+"""Evaluate stage with its records: client stats from the samples, server stats, SLO verdicts → summary.json.
+
+The statistics and verdicts are pure functions (harness/slo); this module only gathers their inputs from the
+stages before and writes the results into the run folder.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.faults import recovery_series, recovery_signal
+from harness.load.prepare import workload_server_stats
+from harness.metrics.scrape import ScrapeResult, Window
+from harness.record import Recorder
+from harness.record.schema import Summary
+from harness.record.summary import build_summary, reconcile
+from harness.scenario import Scenario
+from harness.slo.evaluate import client_stats, evaluate_run
+
+
+def record_scrape(rec: Recorder, scraped: ScrapeResult) -> dict:
+    """Scrape results into the record as soon as the stage ends: run.json section + series.parquet."""
+    if scraped.rows:
+        pd.DataFrame(scraped.rows).to_parquet(rec.dir / "series.parquet", index=False)
+    return {"scrape": scraped.to_dict()}
+
+
+def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResult | None, window: Window,
+                   faults=None, scrape_error: str | None = None) -> Summary:
+    samples = pd.read_parquet(load.samples_path)
+    client = client_stats(samples, max(window.end - window.stats_start, 0.0))
+    server = dict(scraped.stats) if scraped else {}
+    series = dict(scraped.resolved) if scraped else {}
+    recon, warnings = reconcile(client, server, load.locust_requests, load.requests, scraped.histograms if scraped else None)
+    why = f"scrape failed: {scrape_error}" if scrape_error else "run interrupted"
+    warnings = (scraped.errors if scraped else [f"server metrics were not scraped ({why}): server SLOs have no data"]) + warnings
+    if load.message:
+        warnings.insert(0, f"load: {load.message}")
+    server, notes = workload_server_stats(getattr(load, "workload", {}), server)  # e.g. prefix-cache hit rate
+    warnings += [f"load: {w}" for w in [*getattr(load, "warnings", []), *notes]]
+    fault_results = faults.finish(samples, load) if faults is not None else []  # [] without `faults:`
+    server.update(recovery_signal(fault_results))
+    series.update(recovery_series(fault_results))
+    rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
+    verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, server, series,
+                                   load_start=window.start, warmup_end=window.stats_start, load_end=window.end)
+    status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
+    summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
+                            client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
+    for k, v in extra.items():  # autoscaling analysis, scoped stats
+        setattr(summary, k, v)
+    if fault_results:
+        summary.faults = rec.record.faults = fault_results
+    rec.write_summary(summary)
+    return summary
