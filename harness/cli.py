@@ -85,8 +85,10 @@ def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LL
         stack.save_current(s)
     except HarnessError as e:
         _fail(e)
+    exports = " ".join(f"{k}={v}" for k, v in s.ray_env.items())
     console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve http://127.0.0.1:{s.serve_port}\n"
-                  f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.")
+                  f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.\n"
+                  f"Other Ray drivers join it with: export {exports}", soft_wrap=True)
 
 
 @app.command()

@@ -108,3 +108,27 @@ def test_reports_rerender_from_record(up_stack, tmp_path):
     (run_dir / "report.md").unlink()
     r = harness("report", str(run_dir), env=up_stack)
     assert r.returncode == 0 and (run_dir / "report.md").read_text().startswith("# impossible")
+
+
+def _prometheus_pids() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "prometheus"}
+
+
+def test_existing_cluster_is_used_and_nothing_is_started(up_stack, tmp_path):
+    stack = json.loads((Path(up_stack["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
+    sc = tmp_path / "attached.yaml"
+    sc.write_text(IMPOSSIBLE.replace("ttft.p50 <= 1ms", "ttft.p50 <= 10s").replace("name: impossible", "name: attached"))
+    # a fresh state dir: the harness cannot find the `up` stack by itself, only through the flags
+    env = {**up_stack, **stack["ray_env"], "HARNESS_STATE_DIR": str(tmp_path / "other-state")}
+    before = _prometheus_pids()
+    r = harness("run", str(sc), "--results-dir", str(tmp_path / "res"), "--ray-address", stack["ray_address"],
+                "--prometheus-url", stack["prometheus_url"], "--endpoint-url", f"http://127.0.0.1:{stack['serve_port']}",
+                env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert _prometheus_pids() == before
+    run = json.loads((only_run_dir(tmp_path / "res") / "run.json").read_text())
+    assert run["stack"]["local"] is False and run["stack"]["prometheus_url"] == stack["prometheus_url"]
+    summary = json.loads((only_run_dir(tmp_path / "res") / "summary.json").read_text())
+    assert summary["server"]["kv_cache_usage"]["max"] > 0  # scraped from the existing Prometheus
