@@ -125,6 +125,18 @@ def build_serve_app(target: Target):
     raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
 
 
+def serve_http_options(stack: Stack) -> dict | None:
+    """Where Serve's proxy should listen if this call starts Serve (a running Serve keeps its own options)."""
+    if stack.local:
+        return {"host": LOOPBACK, "port": stack.serve_port}
+    if stack.endpoint_url:  # attached: start Serve (if it is not up yet) where --endpoint-url points
+        from urllib.parse import urlparse
+
+        port = urlparse(stack.endpoint_url).port
+        return {"port": port} if port else None
+    return None
+
+
 def wait_healthy(base_url: str, model: str, headers: dict, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
@@ -179,8 +191,7 @@ def deploy(scenario: Scenario, stack: Stack) -> Deployment:
     from ray import serve
     from ray.serve import api as serve_api
 
-    http = {"host": LOOPBACK, "port": stack.serve_port} if stack.local else None
-    serve.start(http_options=http) if http else serve.start()
+    serve.start(http_options=serve_http_options(stack))
     app, details = build_serve_app(target)
     run = getattr(serve_api, "_run", None)
     if run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
