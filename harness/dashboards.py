@@ -17,8 +17,6 @@ RATE_WINDOW = "1m"
 # Default SLO lines drawn on panels (canonical units of the panel).
 THRESHOLDS = {"kv_cache_usage": 0.9, "server_ttft": 0.5, "server_itl": 0.05, "server_e2e": 10.0, "error_ratio": 0.01}
 
-GPU_UTIL = ("ray_node_gpus_utilization",)
-GPU_MEM = ("ray_node_gram_used",)
 
 
 def _sel(metric: str) -> str:
@@ -32,10 +30,12 @@ def _alts(names, fmt: str) -> str:
     return " or ".join(fmt.format(s=_sel(n)) for n in names)
 
 
-def gauge_expr(signal: str, by: str = "") -> str:
+def gauge_expr(signal: str, by: str = "", agg: str | None = None) -> str:
     sig = CATALOG[signal]
     grp = f" by ({by})" if by else ""
-    return _alts(sig.candidates, f"{sig.agg}{grp}({{s}})")
+    # Ray exports some gauges only in bursts (per health check): hold each series' last value across the gaps
+    inner = f"last_over_time({{s}}[{sig.hold_s:g}s])" if sig.hold_s else "{s}"
+    return _alts(sig.candidates, f"{agg or sig.agg}{grp}({inner})")
 
 
 def rate_expr(signal: str, by: str = "") -> str:
@@ -99,9 +99,9 @@ def build_dashboards() -> dict[str, dict]:
         ("Serve requests / s by deployment", [(rate_expr("serve_requests", "deployment"), "{{deployment}}")], "reqps"),
     ])
     gpu = _grid([
-        ("GPU utilisation by node", [(_alts(GPU_UTIL, "avg by (instance) ({s})"), "{{instance}}")], "percent",
+        ("GPU utilisation by node", [(gauge_expr("gpu_utilization", "instance", "avg"), "{{instance}}")], "percent",
          {"description": "Ray's node GPU metrics; empty on CPU-only clusters."}),
-        ("GPU memory used by node", [(_alts(GPU_MEM, "sum by (instance) ({s})"), "{{instance}}")], "decmbytes"),
+        ("GPU memory used by node (MiB)", [(gauge_expr("gpu_memory_used", "instance"), "{{instance}}")], "decmbytes"),
         ("Cluster nodes", [(gauge_expr("cluster_nodes"), "active nodes")], "short"),
     ])
     throughput = _grid([

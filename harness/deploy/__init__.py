@@ -43,17 +43,23 @@ def api_headers(target: Target) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
-    # Ray reads some of these (loopback cluster mode) at import time: set them before `import ray`.
-    os.environ.update(env or {})
-    import ray
-    from ray._private import ray_constants
+# Ray's core installs a C++ failure-signal handler that turns SIGTERM into an abort (exit -6): our own handler
+# must see SIGTERM to record the run as interrupted and stop what we started.
+_DRIVER_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
+_saved_env: dict[str, str | None] = {}
 
-    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
-        ray_constants.ENABLE_RAY_CLUSTER = False  # in case ray was imported before the env was set
+
+def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
+    # Ray reads some of these (loopback cluster mode) at import time, others when it initialises: set them before
+    # `import ray`, refresh what an earlier import froze, and restore the env on disconnect (tests share a process).
+    want = {**_DRIVER_ENV, **(env or {})}
+    _saved_env.update({k: os.environ.get(k) for k in want if k not in _saved_env})
+    os.environ.update(want)
+    import ray
 
     if ray.is_initialized():
         return
+    _refresh_ray_config()
     if not address.startswith("ray://"):
         _check_reachable(address)
     _init_with_deadline(ray, address, timeout_s if timeout_s is not None else CONNECT_TIMEOUT_S)
@@ -216,8 +222,30 @@ def undeploy(dep: Deployment) -> None:
         pass  # best effort: a local stack is torn down anyway
 
 
+def _refresh_ray_config() -> None:
+    """Make an already imported Ray see the current env: loopback mode, signal handler, auth mode and token."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1") != "0"
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = os.environ.get("RAY_DISABLE_FAILURE_SIGNAL_HANDLER") == "1"
+    try:  # private API; best effort — a fresh CLI process reads the env at import anyway
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        pass
+
+
 def disconnect() -> None:
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
+    for k, v in _saved_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _saved_env.clear()
+    _refresh_ray_config()
