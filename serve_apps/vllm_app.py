@@ -188,6 +188,8 @@ def _deployment_config(target: Target) -> dict[str, Any]:
         "upscale_delay_s": a.upscale_delay_s,
         "downscale_delay_s": a.downscale_delay_s,
         "look_back_period_s": a.look_back_period_s,
+        # as the sim app: report load every second (Ray's 10 s default exceeds our look-back and Ray warns)
+        "metrics_interval_s": min(1.0, a.look_back_period_s),
     }
     dc: dict[str, Any] = {
         "autoscaling_config": autoscaling,

@@ -37,7 +37,7 @@ def gpu_target(**vllm) -> Target:
         "engine": "vllm",
         "model": "m",
         "autoscaling": {"min_replicas": 1, "max_replicas": 4, "initial_replicas": 2, "target_ongoing_requests": 16,
-                        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15},
+                        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15, "metrics_interval_s": 1.0},
         "vllm": {**base, **vllm},
     })
 
