@@ -37,7 +37,7 @@ def gpu_target(**vllm) -> Target:
         "engine": "vllm",
         "model": "m",
         "autoscaling": {"min_replicas": 1, "max_replicas": 4, "initial_replicas": 2, "target_ongoing_requests": 16,
-                        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15, "metrics_interval_s": 1.0},
+                        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15},
         "vllm": {**base, **vllm},
     })
 
@@ -106,7 +106,7 @@ def test_autoscaling_and_stream_batching_mapping():
     d = llm_config_dict(gpu_target(stream_batching_interval_ms=5, max_ongoing_requests=48))
     assert d["deployment_config"]["autoscaling_config"] == {
         "min_replicas": 1, "max_replicas": 4, "initial_replicas": 2, "target_ongoing_requests": 16,
-        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15}
+        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15, "metrics_interval_s": 1.0}
     assert d["deployment_config"]["max_ongoing_requests"] == 48
     assert d["log_engine_metrics"] is True
     assert d["experimental_configs"] == {"stream_batching_interval_ms": 5}
