@@ -1,21 +1,7 @@
 """Catalog completeness: node/GPU/derived signals, every naming era, and resolution against reference exposition."""
 
-import re
-from pathlib import Path
-
 from harness.metrics.catalog import CATALOG, DERIVED, DEFAULT_SIGNALS, base_signals, resolve
-
-REF = Path(__file__).resolve().parent.parent / "fixtures"
-
-
-def names_in(*files: str) -> set[str]:
-    out = set()
-    for f in files:
-        for line in (REF / f).read_text().splitlines():
-            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", line)
-            if m and not line.startswith("#"):
-                out.add(m.group(1))
-    return out
+from test_catalog import names_in  # same exposition parser as the era tests
 
 
 def test_node_signals_resolve_on_ray_260_and_gpu_is_absent_on_cpu():
