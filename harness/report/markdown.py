@@ -58,11 +58,10 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     missing = [k for k, v in summary.get("server_series", {}).items() if v is None]
     if missing:
         lines += ["", f"No series in Prometheus for: {', '.join(sorted(missing))}."]
-    rec = summary.get("reconciliation") or {}
-    if rec:
-        lines += ["", "## Client vs server", ""]
-        for k, v in rec.items():
-            lines.append(f"- {k}: {v}")
+    rows = reconciliation_rows(summary.get("reconciliation") or {})
+    if rows:
+        lines += ["", "## Client vs server", "", "| check | client | server | difference | agrees |", "|---|---|---|---|---|"]
+        lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in rows]
     if summary.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     dur = run.get("stage_durations_s", {})
@@ -100,3 +99,26 @@ def autoscaling_lines(a: dict) -> list[str]:
         out.append("")
     out += [f"- {k}: {v}" for k, v in (a.get("notes") or {}).items()]
     return out
+
+
+def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
+    """(check, client, server, difference, agrees) per reconciliation entry; the server side of Locust's count is Locust."""
+    rows = []
+    for key, v in rec.items():
+        if not isinstance(v, dict):
+            continue
+        agrees = {True: "yes", False: "**no**"}.get(v.get("agree"), "—")
+        if key == "samples_vs_locust":
+            rows.append(("samples vs Locust's count", str(v.get("samples")), f"{v.get('locust')} (Locust)", f"{v.get('diff')}",
+                         "yes" if v.get("diff") == 0 else "**no**"))
+        elif key.startswith("requests_"):
+            label = key.replace("requests_", "requests ").replace("_vs_", " vs ").replace("_", " ")
+            rows.append((label, str(v.get("client")), f"{v.get('server'):g}", f"{v.get('diff'):+g}", agrees))
+        elif key.startswith("ttft_"):
+            b = v.get("bucket_ms")
+            where = f" (bucket {b[0]:g}–{b[1]:g} ms)" if b else ""
+            rows.append((f"TTFT {key.split('_')[1]} (ms)", f"{v.get('client'):.1f}", f"{v.get('server'):.1f}{where}",
+                         f"{v.get('client_minus_server'):+.1f}", agrees))
+        else:
+            rows.append((key, str(v.get("client", "")), str(v.get("server", "")), str(v.get("diff", "")), agrees))
+    return rows
