@@ -141,16 +141,31 @@ def vllm_version() -> dict[str, str | None]:
 
 
 def serve_deployments(app: "Application") -> dict[str, Any] | None:
-    """Names of the app's Serve deployments: the ingress and the engine (LLMServer) ones (best effort).
+    """Names of the app's Serve deployments: the ingress and the engine (LLMServer) ones it binds (best effort).
 
     Serve metrics of an application sum over all of them; an engine-only view filters on `deployment`.
+    Walks the bound arguments generically: Ray has held them as a list and, in 2.60, a dict keyed by model id.
     """
     try:
         ingress = app._bound_deployment
-        engines = [a._bound_deployment.name for a in ingress.init_kwargs.get("llm_deployments", [])]
-        return {"ingress": ingress.name, "engine": engines}
+        args = [*ingress.init_args, *ingress.init_kwargs.values()]
     except AttributeError:  # Ray's private Application layout changed: provenance only, never fatal
         return None
+    engines: list[str] = []
+
+    def walk(x: Any) -> None:
+        if hasattr(x, "_bound_deployment"):
+            engines.append(x._bound_deployment.name)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    for a in args:
+        walk(a)
+    return {"ingress": ingress.name, "engine": engines} if engines else None
 
 
 def describe_deployment(target: Target, app: "Application | None" = None) -> dict[str, Any]:

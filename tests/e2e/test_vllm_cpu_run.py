@@ -52,6 +52,11 @@ def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_pro
     sent = run["load"]["requests"]  # vLLM finished (about) every request the client sent
     assert abs(server["engine_requests"]["total_run"] - sent) <= max(2, 0.02 * sent), (server["engine_requests"], sent)
     assert summary["client"]["errors"] == 0
+    # Serve signals count the engine deployment only (the app also has an OpenAI ingress deployment)
+    engines = run["deployment"]["engine_deployments"]
+    assert engines and all(e.startswith("LLMServer") for e in engines), engines
+    assert server["replicas"]["max"] == 1
+    assert abs(server["serve_requests"]["total_run"] - sent) <= max(2, 0.02 * sent), (server["serve_requests"], sent)
 
     # provenance: vLLM version, placement, stream batching, the model built on first use
     details = run["deployment"]["details"]

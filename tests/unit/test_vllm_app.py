@@ -219,6 +219,7 @@ def test_serve_deployments_names_ingress_and_engine():
     from types import SimpleNamespace as NS
 
     engine = NS(_bound_deployment=NS(name="LLMServer:m"))
-    app = NS(_bound_deployment=NS(name="OpenAiIngress", init_kwargs={"llm_deployments": [engine]}))
-    assert vllm_app.serve_deployments(app) == {"ingress": "OpenAiIngress", "engine": ["LLMServer:m"]}
+    for bound in ([engine], {"m": engine}):  # a list in older Ray, a dict keyed by model id in 2.60
+        app = NS(_bound_deployment=NS(name="OpenAiIngress", init_args=(), init_kwargs={"llm_deployments": bound}))
+        assert vllm_app.serve_deployments(app) == {"ingress": "OpenAiIngress", "engine": ["LLMServer:m"]}
     assert vllm_app.serve_deployments(object()) is None
