@@ -93,7 +93,9 @@ class Scope:
         elif sig.scope == "app" and self.app:
             labels.append(f'application="{self.app}"')
             if self.deployments:  # an LLM app has ingress + engine deployments: count the engine's only
-                labels.append('deployment=~"' + "|".join(re.escape(d) for d in self.deployments) + '"')
+                # regex-escaped, then escaped again for the PromQL string literal ("\-" alone is a parse error)
+                alts = "|".join(re.escape(d).replace("\\", "\\\\") for d in self.deployments)
+                labels.append(f'deployment=~"{alts}"')
         if self.session and metric.startswith("ray_"):
             labels.append(f'SessionName="{self.session}"')
         name = series_name(sig, metric)
