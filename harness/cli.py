@@ -39,11 +39,12 @@ def run(
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
     from harness.pipeline import RunOptions, run as run_pipeline
-    from harness.scenario import check_inputs, load_scenario, resolve_scenario_path
+    from harness.scenario import absolute_inputs, check_inputs, load_scenario, resolve_scenario_path
 
     try:
         path = resolve_scenario_path(scenario)
-        sc = load_scenario(path)
+        sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
+        path = path.absolute()
         check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
         labels = dict(_kv(l) for l in label)
         if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":

@@ -37,7 +37,8 @@ class RunOutcome:
 
 
 def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
-    rec = Recorder.create(opts.results_dir, scenario.name, scenario=scenario.model_dump(mode="json"),
+    rec = Recorder.create(opts.results_dir.absolute(), scenario.name,  # the Locust child runs in another cwd
+                          scenario=scenario.model_dump(mode="json"),
                           scenario_file=opts.scenario_file, labels=opts.labels)
     ui.run_dir(rec.dir)
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:

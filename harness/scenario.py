@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ScenarioError
+from harness.paths import asset_dir
 
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -436,7 +437,7 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, str(p))
 
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = asset_dir("scenarios")
 
 
 def list_scenarios(root: Path = SCENARIO_DIR) -> list[Path]:
@@ -450,6 +451,33 @@ def resolve_name(name: str) -> Path | None:
         if p.stem == stem:
             return p
     return None
+
+
+def absolute_inputs(sc: Scenario, scenario_file: str | Path | None = None) -> Scenario:
+    """The scenario with every local file it names made absolute (children run in other working directories).
+
+    Relative paths are tried against the current directory, the scenario file's folder, then the shipped assets.
+    """
+    from harness.paths import resolve_input
+
+    base = Path(scenario_file).resolve().parent if scenario_file else None
+    data = sc.model_dump(mode="json", exclude_unset=True)
+    w = data.get("workload") or {}
+    ds = w.get("dataset")
+    if ds and ds.get("path"):
+        found = resolve_input(ds["path"], relative_to=base, asset="datasets")
+        if found is not None:
+            ds["path"] = str(found)
+    if w.get("tokenizer"):
+        found = resolve_input(w["tokenizer"], relative_to=base)
+        if found is not None:
+            w["tokenizer"] = str(found)
+    v = (data.get("target") or {}).get("vllm")
+    if v and str(v.get("model_source", "")).startswith((".", "~")):
+        found = resolve_input(v["model_source"], relative_to=base)
+        if found is not None:
+            v["model_source"] = str(found)
+    return Scenario.model_validate(data)
 
 
 def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:

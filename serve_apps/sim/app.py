@@ -17,7 +17,9 @@ is a 4-character piece of text. The simulated model never emits EOS: it always p
 tokens and finishes with "length" (so `ignore_eos` is accepted and is in effect always true).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI >= 0.137 resolves route annotations against the globals
+# of the function Serve's ingress generates, where the string "Request" means nothing, so it became a required
+# query parameter and every request got HTTP 422 (ray-project/ray#64475).
 
 import dataclasses
 import itertools
