@@ -56,6 +56,9 @@ class SimEngine(_Model):
     slowdown_factor: float = Field(1.0, gt=0, description="Multiplies every step time: inject a regression on purpose.")
     error_rate: float = Field(0.0, ge=0, le=1, description="Fraction of requests answered with HTTP 500 (fault injection).")
     seed: int = Field(0, description="Seed for jitter and error injection.")
+    startup_error: str | None = Field(
+        None, max_length=500, description="Fault injection: every replica raises this error in its constructor, so "
+        "the deploy fails (checks that the replica's exception reaches the user and its logs reach the run folder).")
 
 
 class VllmEngine(_Model):

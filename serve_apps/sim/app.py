@@ -195,6 +195,8 @@ class SimLLM:
     def __init__(self, model: str, sim: dict) -> None:
         self.model = model
         self.config = SimConfig.from_dict(sim)
+        if self.config.startup_error:
+            raise RuntimeError(f"sim startup_error: {self.config.startup_error}")
         self.replica_id = _replica_id()
         self.metrics = RayEngineMetrics(model, self.replica_id)
         self.engine = SimLLMEngine(self.config, observer=self.metrics)
