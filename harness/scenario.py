@@ -328,6 +328,12 @@ class Scenario(_Model):
     faults: list[Fault] = Field(
         default_factory=list, description="Faults injected during the load, e.g. {at_s: 20, action: kill_replica}."
     )
+    measure_only: bool = Field(
+        False, description="A run that only measures: no SLOs to judge (`slos:` must be empty). Its summary.json "
+        "says verdict `measured` (exit 0) when the load worked, `fail` (exit 1) when it did not (run not completed, "
+        "or more than half of the requests failed). Without it a scenario must have SLOs. Same as `harness run "
+        "--measure-only`.",
+    )
 
     @model_validator(mode="after")
     def _faults_in_load(self) -> "Scenario":
@@ -336,6 +342,13 @@ class Scenario(_Model):
                 raise ValueError(f"faults[{i}].at_s ({f.at_s}) must fall inside the load ({self.load.duration_s} s)")
             if self.target.engine == "external":
                 raise ValueError(f"faults[{i}]: kill_replica needs a deployed app (engine sim or vllm), not external")
+        return self
+
+    @model_validator(mode="after")
+    def _measure_only_has_no_slos(self) -> "Scenario":
+        if self.measure_only and self.slos:
+            raise ValueError(f"measure_only: true, but slos lists {len(self.slos)} SLO(s): remove one of the two "
+                             "(SLOs to gate on, or measure_only to only measure)")
         return self
 
     @model_validator(mode="after")
@@ -416,7 +429,13 @@ def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
     if not p.exists():
         near = resolve_name(str(path))
-        hint = f"did you mean {near}?" if near else "give a path to a .yaml file, or a name from `harness scenarios list`"
+        if near is None:
+            import difflib
+
+            close = difflib.get_close_matches(re.sub(r"\.ya?ml$", "", p.name), [q.stem for q in list_scenarios()], n=1)
+            near = resolve_name(close[0]) if close else None
+        hint = (f"did you mean the shipped scenario `{near.stem}` ({near})? give its name: harness run {near.stem}"
+                if near else "give a path to a .yaml file, or a name from `harness scenarios list`")
         raise ScenarioError(f"{p}: scenario file not found", fix=hint)
     if p.is_dir():
         raise ScenarioError(f"{p}: is a directory, not a scenario file", fix="give the path of a .yaml file")
@@ -478,8 +497,32 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             raise ScenarioError(f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions")
 
 
+def looks_like_path(arg: str) -> bool:
+    """A separator or a YAML suffix: the user named a file, and only that file will do."""
+    return "/" in arg or os.sep in arg or arg.endswith((".yaml", ".yml"))
+
+
 def resolve_scenario_path(arg: str) -> Path:
+    """An existing file; else a bare name of a shipped scenario (`smoke`). A missing *path* stays that path, so
+    load_scenario reports it (with the shipped scenario as a hint): never a silent substitute."""
     p = Path(arg)
-    if p.exists():
+    if p.exists() or looks_like_path(arg):
         return p
     return resolve_name(arg) or p
+
+
+def check_judgeable(sc: Scenario, source: str = "<scenario>", *, measure_only: bool = False, need_slos: bool = False) -> None:
+    """A run must have SLOs to judge, unless it asked to only measure (`--measure-only` or `measure_only: true`):
+    a gate that checks nothing would pass every release."""
+    if measure_only and sc.slos:
+        raise ScenarioError(f"{source}: --measure-only, but the scenario has {len(sc.slos)} SLO(s) to judge",
+                            fix="drop --measure-only to gate on the SLOs, or remove `slos:` to only measure")
+    if need_slos and not sc.slos:
+        raise ScenarioError(f"{source}: slos: empty; this command searches for the load that meets the SLOs",
+                            fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`")
+    if not sc.slos and not (measure_only or sc.measure_only):
+        raise ScenarioError(
+            f"{source}: slos: the scenario has no SLOs, so the run would have nothing to judge (and would pass "
+            "whatever happened)",
+            fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`; or, to only measure, run with "
+                "--measure-only or set `measure_only: true` (verdict `measured`)")

@@ -77,4 +77,7 @@ def print_verdict(summary: dict | None, run_dir: Path, quiet: bool = False) -> N
         obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
         why = f": {s['reason']}" if not s["passed"] and s.get("reason") else ""
         sys.stdout.write(f"{'PASS' if s['passed'] else 'FAIL'} {s['slo']} (observed {obs}){why}\n")
-    sys.stdout.write(f"verdict: {summary['verdict'].upper()} ({summary['status']})  {run_dir}\n")
+    what = " — measure-only run: no SLOs judged" if summary.get("measure_only") else ""
+    if summary.get("load_failure"):
+        what += f" — the load failed: {summary['load_failure']}"
+    sys.stdout.write(f"verdict: {summary['verdict'].upper()} ({summary['status']}){what}  {run_dir}\n")
