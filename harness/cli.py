@@ -42,7 +42,12 @@ def run(
     from harness.pipeline import RunOptions, run as run_pipeline
     from harness.scenario import check_inputs, check_judgeable, load_scenario, resolve_scenario_path
 
+    from harness.urls import check_ray_address, check_url
+
     try:
+        check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
+        check_url(prometheus_url, "--prometheus-url")
+        check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
         path = resolve_scenario_path(scenario)
         sc = load_scenario(path)
         check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
@@ -117,9 +122,12 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
     """Check the metrics path: discovery file, Prometheus's ray targets, key series, Ray's Grafana dashboards (exit 0 healthy, 1 not, 2 bad input)."""
+    from harness.urls import check_ray_address, check_url
     from harness.verify import inputs, render_text, verify as run_verify
 
     try:
+        check_ray_address(ray_address)
+        check_url(prometheus_url, "--prometheus-url")
         rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file))
     except HarnessError as e:
         _fail(e)
