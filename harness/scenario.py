@@ -620,33 +620,46 @@ MAX_YAML_NODES = 100_000  # a scenario has a few hundred values; anchors/aliases
 
 def check_yaml_tree(root: "yaml.Node | None", source: str) -> None:
     """Problems plain YAML loading hides: a key given twice in one mapping (the last silently wins, e.g. a second
-    `slos:` emptying the gate), and aliases that expand past MAX_YAML_NODES values."""
+    `slos:` emptying the gate), and aliases that expand past MAX_YAML_NODES values (or into themselves)."""
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-    problems, seen_nodes, todo = [], 0, [(root, ())]
-    while todo:
-        node, path = todo.pop()
-        seen_nodes += 1
-        if seen_nodes > MAX_YAML_NODES:
-            raise ScenarioError(f"{source}: the YAML expands to more than {MAX_YAML_NODES} values (anchors and aliases "
-                                "nested in each other?)", fix="write the scenario out without nested aliases; a "
-                                "scenario has a few hundred values")
+    problems: list[tuple[int, str]] = []
+    size: dict[int, float] = {}  # node id -> values it expands to; an alias is the same node object again
+
+    def children(node) -> list[tuple[Any, Any]]:
+        if isinstance(node, MappingNode):
+            return [(None if k.tag == "tag:yaml.org,2002:merge" else (k.value if isinstance(k, ScalarNode) else f"<{k.id}>"), v)
+                    for k, v in node.value]
+        return list(enumerate(node.value)) if isinstance(node, SequenceNode) else []
+
+    def walk(node, path: tuple) -> float:
+        if id(node) in size:  # seen through another alias: its keys were checked, its size is known
+            return size[id(node)]
+        size[id(node)] = float("inf")  # while inside it: an alias back to it is a cycle
         if isinstance(node, MappingNode):
             first: dict[str, int] = {}
-            for k, v in node.value:
-                if k.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys override merged ones by design
-                    todo.append((v, path))
-                    continue
+            for k, _ in node.value:
                 key = k.value if isinstance(k, ScalarNode) else f"<{k.id}>"
+                if k.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys override merged ones by design
+                    continue
                 if key in first:
                     problems.append((k.start_mark.line, f"{source}: line {k.start_mark.line + 1}: {_loc((*path, key))}: "
                                      f"key given twice (first on line {first[key] + 1}); YAML would keep only the last "
                                      "one: merge them into one"))
                 else:
                     first[key] = k.start_mark.line
-                todo.append((v, (*path, key)))
-        elif isinstance(node, SequenceNode):
-            todo.extend((v, (*path, i)) for i, v in enumerate(node.value))
+        n = 1.0
+        for key, child in children(node):
+            n += walk(child, path if key is None else (*path, key))
+            if n > MAX_YAML_NODES:
+                break
+        size[id(node)] = n
+        return n
+
+    if root is not None and walk(root, ()) > MAX_YAML_NODES:
+        raise ScenarioError(f"{source}: the YAML expands to more than {MAX_YAML_NODES} values (anchors and aliases "
+                            "nested in each other, or an alias inside its own anchor?)", fix="write the scenario out "
+                            "without nested aliases; a scenario has a few hundred values")
     if problems:
         raise ScenarioError(f"{source}: duplicated keys", problems=[m for _, m in sorted(problems)])
 
