@@ -50,6 +50,7 @@ class Entry:
     run_s: float = 0.0
     log: str | None = None
     error: str | None = None
+    load_failure: str | None = None  # the run completed but its load failed (harness/record/health.py)
 
     @property
     def name(self) -> str:
@@ -178,6 +179,16 @@ def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, st
     return (str(new[-1]) if new else None), code
 
 
+def _load_failure(run_dir: Path) -> str | None:
+    from harness.record import read_run
+    from harness.record.health import load_failure
+
+    try:
+        return load_failure(read_run(run_dir)[1])
+    except (ValueError, OSError, HarnessError) as x:
+        return f"cannot read its record: {x}"
+
+
 def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] | None = None,
            results_dir: Path = Path("results"), envs_dir: Path | None = None, fail_on: list[str] | None = None,
            force: bool = False, run_timeout_s: float = 1800.0, on_event: Callable[[str], None] = lambda s: None,
@@ -222,14 +233,18 @@ def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] |
         e.run_s = round(time.monotonic() - t0, 1)
         if e.run_dir is None or e.run_exit_code not in (0, 1):
             e.error = f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
+        if not e.error:
+            e.load_failure = _load_failure(Path(e.run_dir))
+            if e.load_failure and not force:  # with --force it is compared, and the comparison warns
+                e.error = f"the load failed: {e.load_failure}; see {e.run_dir} (not comparable; --force compares anyway)"
         on_event(f"run {e.name}: exit {e.run_exit_code} in {e.run_s:.0f} s → {e.run_dir}")
         write_json(out / "matrix.json", res.to_dict())
-    ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1)]
+    ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1) and (force or not e.load_failure)]
     if len(ok) < 2:
         res.exit_code = 2
         res.total_s = round(time.monotonic() - t_all, 1)
         write_json(out / "matrix.json", res.to_dict())
-        raise HarnessError(f"matrix: only {len(ok)} of {len(res.entries)} runs produced a record; nothing to compare",
+        raise HarnessError(f"matrix: only {len(ok)} of {len(res.entries)} runs produced a comparable record; nothing to compare",
                            problems=[f"{e.name}: {e.error}" for e in res.entries if e.error],
                            fix=f"see the logs in {out}")
     t0 = time.monotonic()

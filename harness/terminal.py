@@ -101,4 +101,8 @@ def print_verdict(summary: dict | None, run_dir: Path, quiet: bool = False) -> N
         for w in summary.get("warnings", []):
             console.print(f"[yellow]warning:[/] {escape(w)}")
     verdict = summary["verdict"].upper()
-    console.print(f"verdict: {'[green]' if verdict == 'PASS' else '[red]'}{verdict}[/] ({summary['status']})  {run_dir}")
+    what = " — measure-only run: no SLOs judged" if summary.get("measure_only") else ""
+    if summary.get("load_failure"):
+        what += f" — the load failed: {summary['load_failure']}"
+    color = "[green]" if verdict == "PASS" else "[red]" if verdict == "FAIL" else "[yellow]"
+    console.print(f"verdict: {color}{verdict}[/] ({summary['status']}){escape(what)}  {run_dir}")
