@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.paths import checkout_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = checkout_root()  # None from an installed wheel: the version venvs install the harness from a checkout
 MARKER = "harness-env.json"
 PIP_TIMEOUT_S = 1800
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]*$")
@@ -147,6 +148,10 @@ def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
             log.write("constrained install failed (this Ray needs other versions): installing without pins\n")
             _pip(py, pkgs, log)
             recipe["constrained"] = False
+        if REPO is None:
+            raise HarnessError("harness matrix installs the harness into one venv per version from a source checkout, "
+                               "and this harness is an installed wheel", fix="run `harness matrix` from a git clone "
+                               "of the harness (pip install -e .)")
         _pip(py, ["--no-deps", "-e", str(REPO)], log)
     marker.write_text(json.dumps({**recipe, "created_at": time.time()}, indent=2))
     return False
@@ -156,25 +161,28 @@ def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, st
                timeout_s: float) -> tuple[str | None, int]:
     """`<venv>/bin/harness run` in a subprocess; returns (run folder, exit code)."""
     exe = env_dir / "bin" / "harness"
-    cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir)]
+    cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir), "--json"]  # summary.json on stdout
     for k, v in entry.labels.items():
         cmd += ["--label", f"{k}={v}"]
     env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env_dir),
-           "HARNESS_STATE_DIR": str(state_dir), "COLUMNS": "400"}  # COLUMNS: rich must not wrap the run folder line
+           "HARNESS_STATE_DIR": str(state_dir)}
     env.pop("PYTHONHOME", None)
     before = {p.name for p in results_dir.iterdir()} if results_dir.exists() else set()
+    out = ""
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         try:
-            p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
-            code = p.returncode
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, env=env, timeout=timeout_s, text=True)
+            code, out = p.returncode, p.stdout
         except subprocess.TimeoutExpired:
             code = 124
-    text = log_path.read_text(errors="replace")
-    found = re.findall(r"^run folder: (.+)$", text, flags=re.M)
-    if found and Path(found[-1].strip()).is_dir():
-        return found[-1].strip(), code
+    try:  # the run's own summary names its folder; no terminal text is parsed
+        run_id = (json.loads(out) or {}).get("run_id")
+    except ValueError:
+        run_id = None
+    if run_id and (results_dir / run_id).is_dir():
+        return str(results_dir / run_id), code
     new = sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists()) if results_dir.exists() else []
     return (str(new[-1]) if new else None), code
 
