@@ -41,7 +41,6 @@ def run(
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
     from harness.pipeline import RunOptions, run as run_pipeline
     from harness.scenario import check_inputs, check_judgeable, load_scenario, resolve_scenario_path
-
     from harness.urls import check_ray_address, check_url
 
     try:
