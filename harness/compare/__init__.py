@@ -212,7 +212,7 @@ def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: 
     rules = parse_rules(fail_on)
     _check_rules(rules)
     runs = [load_run(p) for p in paths]
-    broken = [f"{r.run_id} ({r.dir}): the load failed: {why}" for r in runs if (why := load_failure(r.summary))]
+    broken = [f"{r.run_id} ({r.dir}): not comparable, the load failed: {why}" for r in runs if (why := load_failure(r.summary))]
     if broken and not force:  # two runs with 100 % errors are not "no regression"
         raise BrokenRunError("cannot compare: a run's load failed, so its latency and throughput describe failures",
                              problems=broken, fix="fix the run (see errors_by_class in its summary.json and its "

@@ -85,7 +85,7 @@ def test_force_compares_a_broken_run_and_says_so(runner, tmp_path):
     ok = _run_copy(tmp_path, "ray-2.59a", "ok")
     bad = _run_copy(tmp_path, "ray-2.59b", "bad", errors=1.0)
     js = tmp_path / "c.json"
-    res = runner.invoke(app, ["compare", str(ok), str(bad), "--force", "--json", str(js)])
+    res = runner.invoke(app, ["compare", str(ok), str(bad), "--force", "--json", str(js), "--resamples", "100"])
     assert res.exit_code in (0, 1), _out(res)
     c = json.loads(js.read_text())
     assert c["load_failures"] and any("(forced)" in w and "every request failed" in w for w in c["comparisons"][0]["warnings"])
@@ -95,7 +95,7 @@ def test_force_compares_a_broken_run_and_says_so(runner, tmp_path):
 def test_some_errors_stay_comparable(runner, tmp_path):
     a = _run_copy(tmp_path, "ray-2.59a", "a", errors=0.1)
     b = _run_copy(tmp_path, "ray-2.59b", "b", errors=MAX_ERROR_RATE)  # at the bound: still a measurement
-    res = runner.invoke(app, ["compare", str(a), str(b), "--fail-on", "none"])
+    res = runner.invoke(app, ["compare", str(a), str(b), "--fail-on", "none", "--resamples", "100"])
     assert res.exit_code == 0, _out(res)
 
 

@@ -74,6 +74,7 @@ IMPOSSIBLE = [
     ("api key env not a name", GOOD.replace("model: m}", "model: m, api_key_env: 'MY KEY'}"), ["target.api_key_env", "environment variable name"]),
     ("stage name unusable in a scope", GOOD.replace("{duration_s: 5", "{name: 'my stage', duration_s: 5"),
      ["load.stages[0].name", "letters, digits"]),
+    ("empty stage list", GOOD.replace("[{duration_s: 5, users: 1}]", "[]"), ["load.stages", "at least 1"]),
     ("no user in any stage", GOOD.replace("users: 1", "users: 0"), ["load", "no request would be sent"]),
     ("no arrival in any stage", OPEN.replace("{duration_s: 5}", "{duration_s: 5, rate_rps: 0}"), ["load", "no request would arrive"]),
     ("fault kills more replicas than exist", GOOD + "faults: [{at_s: 1, action: kill_replica, count: 3}]\n",
