@@ -287,13 +287,14 @@ def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) 
                                 hovertemplate="%{y:g}<extra>" + name + "</extra>"))
     if per > 0 and not open_loop:
         fr.add_trace(go.Scatter(x=ux, y=[u / per for u in uy], mode="lines", line=dict(color="#aaa", dash="dash"),
-                                name=f"users ÷ {per:g} (the load's need)", hovertemplate="%{y:.2f}<extra>need</extra>"))
+                                name=f"users ÷ {per:g} (the load's need)", hovertemplate="%{y:.2f}<extra>need</extra>",
+                                meta={"ref": True}))
     ev = [e for e in auto.get("scale_ups", []) + auto.get("scale_downs", []) if e.get("reached")]
     if ev:
         fr.add_trace(go.Scatter(x=[e["at_s"] + e["time_s"] for e in ev], y=[e["wanted"] for e in ev], mode="markers",
                                 name="scale step reached", marker=dict(symbol="star", size=12, color="#6a1b9a"),
                                 text=[f"{e['wanted']:g} replicas after {e['time_s']:.1f} s ({e['stage']})" for e in ev],
-                                hovertemplate="%{text}<extra></extra>"))
+                                hovertemplate="%{text}<extra></extra>", meta={"ref": True}))
     if asc.get("max_replicas"):
         plot.ref_line(fr, "y", float(asc["max_replicas"]), f"max_replicas {asc['max_replicas']}", "#555", span, dash="dot")
     _decorate_time(fr, run)
