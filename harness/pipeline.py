@@ -40,7 +40,8 @@ class RunOutcome:
 
 
 def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
-    rec = Recorder.create(opts.results_dir, scenario.name, scenario=scenario.model_dump(mode="json"),
+    # absolute: Locust runs in another working directory, a relative run folder would break it
+    rec = Recorder.create(Path(opts.results_dir).resolve(), scenario.name, scenario=scenario.model_dump(mode="json"),
                           scenario_file=opts.scenario_file, labels=opts.labels, origin=origin())
     ui.run_dir(rec.dir)
     try:

@@ -6,13 +6,16 @@ inlined once per page, so a report opens offline and from an artifact store alik
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from html import escape
+from functools import lru_cache
 from typing import Sequence
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.io.json import to_json_plotly
 from plotly.offline import get_plotlyjs
 
 PASS, FAIL, STAGE = "#2e7d32", "#c62828", "#9e9e9e"
@@ -42,7 +45,7 @@ class Page:
 def figure(x_title: str, y_title: str, *, height: int = HEIGHT, hover: str = "x unified") -> go.Figure:
     fig = go.Figure()
     fig.update_layout(
-        template="plotly_white", height=height, hovermode=hover, margin=dict(l=64, r=16, t=44, b=8),
+        height=height, hovermode=hover, margin=dict(l=64, r=16, t=44, b=8),
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left", font=dict(size=11)),
         font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12),
         xaxis=dict(title=dict(text=x_title, standoff=6), exponentformat="none", separatethousands=True,
@@ -94,9 +97,22 @@ def off_scale(fig: go.Figure, axis: str, text: str, color: str) -> None:
                            showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.85)")
 
 
+@lru_cache(maxsize=1)
+def _template_json() -> str:
+    return _js(pio.templates["plotly_white"].to_plotly_json())
+
+
+def _js(o) -> str:
+    return to_json_plotly(o).replace("</", "<\\/")  # a label holding "</script>" must not end the script
+
+
 def div(chart: Chart, div_id: str) -> str:
-    body = pio.to_html(chart.fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=CONFIG,
-                       default_width="100%", default_height=f"{chart.fig.layout.height or HEIGHT}px", validate=False)
+    """The chart's div and the script that draws it; the page's one copy of the template is merged in (JS side)."""
+    spec = chart.fig.to_plotly_json()
+    h = chart.fig.layout.height or HEIGHT
+    body = (f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px;width:100%"></div>'
+            f'<script>Plotly.newPlot("{div_id}", {_js(spec["data"])}, '
+            f'Object.assign({{template: HARNESS_TEMPLATE}}, {_js(spec["layout"])}), {json.dumps(CONFIG)});</script>')
     cap = f'<p class="caption">{escape(chart.caption)}</p>' if chart.caption else ""
     return (f'<figure class="chart{" wide" if chart.wide else ""}" data-chart="{escape(chart.key or div_id)}">'
             f"<figcaption>{escape(chart.title)}</figcaption>{body}{cap}</figure>")
@@ -130,10 +146,16 @@ tr.fail td:first-child{color:#c62828;font-weight:700}
 """
 
 
+@lru_cache(maxsize=1)
+def _plotlyjs() -> str:
+    return get_plotlyjs()
+
+
 def page(title: str, body: list[str], extra_css: str = "") -> str:
     """The whole document: plotly.js inline once (offline), then the body."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{escape(title)}</title><style>{CSS}{extra_css}</style>"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>\n"
+            f"<script type=\"text/javascript\">{_plotlyjs()}</script>"
+            f"<script>const HARNESS_TEMPLATE = {_template_json()};</script></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
