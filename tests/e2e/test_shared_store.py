@@ -75,28 +75,37 @@ def test_two_runners_one_store_history_gate_and_outage(pg, env, tmp_path):
     env_b = {**env, "PGPASSWORD": PASSWORD, "HARNESS_RUNNER": "runner-b"}  # password from libpq's environment
     gh_summary = tmp_path / "step-summary.md"
 
-    # runner A: the first run, indexed as it finishes (results/ relative to its own working directory)
-    r = harness("run", base_sc, "--quiet", cwd=a, env=env_a)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    run_a = _one_new(a / "results", set())
+    # runner A's first run meets a store that is down: the run completes and says so; a later sync adds it
+    pg.stop()
+    try:
+        r = harness("run", base_sc, "--quiet", cwd=a, env=env_a)  # results/ relative to its own working directory
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "results store unreachable" in r.stderr and "harness store sync" in r.stderr
+        run_a = _one_new(a / "results", set())
+        mark = json.loads((run_a / "store.json").read_text())
+        assert mark["indexed"] is False and "***" in mark["store"]
+    finally:
+        pg.start()
+    r = harness("store", "sync", cwd=a, env=env_a)
+    assert r.returncode == 0 and "added 1 run(s)" in r.stdout and run_a.name in r.stdout, r.stdout + r.stderr
     assert json.loads((run_a / "store.json").read_text())["indexed"] is True
 
-    # runner B, another folder: same build, gated against the stored baseline -> 0
+    # runner B, another folder: same build, gated against the stored baseline in one command -> 0
     r = harness("run", base_sc, "--quiet", "--store", pg.url(), "--baseline", "latest-pass", *GATE,
                 cwd=b, env={**env_b, "GITHUB_STEP_SUMMARY": str(gh_summary)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run_b = _one_new(b / "results", set())
+    assert json.loads((run_b / "store.json").read_text())["indexed"] is True  # indexed as it finished
     gate_b = json.loads((run_b / "baseline-compare.json").read_text())
     assert gate_b["baseline"]["run_id"] == run_a.name and gate_b["exit_code"] == 0
     summary_md = gh_summary.read_text()
     assert "Baseline gate: no regression" in summary_md and run_a.name in summary_md and "indexed." in summary_md
 
     # runner B with the sim engine slowed (ttft 40 -> 200 ms, itl 8 -> 24 ms): the SLOs still pass, the gate fires
-    before = {d for d in (b / "results").iterdir() if d.is_dir()}
     r = harness("run", slow_sc, "--quiet", "--store", pg.url(), "--baseline", "latest-pass:runner=runner-a", *GATE,
                 cwd=b, env=env_b)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
-    run_slow = _one_new(b / "results", before)
+    run_slow = _one_new(b / "results", {run_b})
     assert json.loads((run_slow / "summary.json").read_text())["verdict"] == "pass"  # exit 1 is the gate's
     gate = json.loads((run_slow / "baseline-compare.json").read_text())
     assert gate["baseline"]["run_id"] == run_a.name and gate["exit_code"] == 1
@@ -109,26 +118,9 @@ def test_two_runners_one_store_history_gate_and_outage(pg, env, tmp_path):
                 cwd=c, env=env_b)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (sc,) = json.loads(hj.read_text())["scenarios"]
-    ids = [x["run_id"] for x in sc["runs"]]
-    assert ids == [run_a.name, run_b.name, run_slow.name]
+    assert [x["run_id"] for x in sc["runs"]] == [run_a.name, run_b.name, run_slow.name]
     assert {x["labels"]["runner"] for x in sc["runs"]} == {"runner-a", "runner-b"}
     assert "Plotly.newPlot(" in (c / "h.html").read_text()
-
-    # the store goes down: the run still completes, says so; a later sync adds it
-    pg.stop()
-    try:
-        r = harness("run", base_sc, "--quiet", cwd=a, env=env_a)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        assert "results store unreachable" in r.stderr and "harness store sync" in r.stderr
-        run_down = _one_new(a / "results", {run_a})
-        mark = json.loads((run_down / "store.json").read_text())
-        assert mark["indexed"] is False and "***" in mark["store"]
-    finally:
-        pg.start()
-    r = harness("store", "sync", cwd=a, env=env_a)
-    assert r.returncode == 0 and "added 1 run(s)" in r.stdout and run_down.name in r.stdout, r.stdout + r.stderr
-    r = harness("history", "--store", pg.url(), "--json", hj, cwd=c, env=env_b)
-    assert run_down.name in [x["run_id"] for x in json.loads(hj.read_text())["scenarios"][0]["runs"]]
 
     # the password is nowhere: not in any results file, log, terminal output or the store's rows
     for d in (a, b, c):
