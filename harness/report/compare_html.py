@@ -15,6 +15,9 @@ _LABELS = {"ttft": "TTFT (ms)", "itl": "ITL: gap between tokens (ms)", "tpot": "
 _UNITS = {"ms": " ms", "tokens/s": " tok/s", "fraction": ""}
 
 
+_NUM_CSS = "td{text-align:right;font-variant-numeric:tabular-nums}td:first-child{text-align:left}"
+
+
 def _e(s) -> str:
     return html.escape(str(s))
 
@@ -25,10 +28,12 @@ def cdf_chart(signal: str, curves: list[dict]) -> Chart:
     log = bool(xs) and max(xs) / max(min(xs), 1e-9) > 30
     fig = plot.figure(_LABELS.get(signal, signal) + (" — log scale" if log else ""),
                       "fraction of requests ≤ x" if signal != "itl" else "fraction of gaps ≤ x", hover="closest")
+    dup = len({c["label"] for c in curves}) < len(curves)  # two runs with the same labels: name them by run id too
     for i, c in enumerate(curves):
-        fig.add_trace(go.Scatter(x=c["x"], y=c["p"], mode="lines", name=c["label"],
+        name = f"{c['label']} ({c['run_id']})" if dup and c["label"] != c["run_id"] else c["label"]
+        fig.add_trace(go.Scatter(x=c["x"], y=c["p"], mode="lines", name=name,
                                  line=dict(color=plot.PALETTE[i % len(plot.PALETTE)], width=2),
-                                 hovertemplate="%{x:,.2f} ms: %{y:.3f}<extra>" + _e(c["label"]) + "</extra>"))
+                                 hovertemplate="%{x:,.2f} ms: %{y:.3f}<extra>" + _e(name) + "</extra>"))
     if log:
         fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", rangemode="normal")
@@ -79,7 +84,7 @@ def render_compare_html(result: dict) -> str:
     st = result["settings"]
     parts.append(f"<hr><p><small>Method: {_e(st['method'])}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
                  f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational).</small></p>")
-    return plot.page(f"Comparison — {title(result)}", parts)
+    return plot.page(f"Comparison — {title(result)}", parts, _NUM_CSS)
 
 
 def _num(v) -> str:
@@ -94,7 +99,8 @@ def history_chart(sc: dict, metric: str, unit: str) -> Chart | None:
     if all(y is None for y in ys):
         return None
     pct = unit == "fraction"
-    fig = plot.figure("run started (UTC)", f"{metric}" + (f" ({unit})" if unit and not pct else ""), hover="closest")
+    fig = plot.figure("run started (UTC)", f"{metric}" + (" (% of requests)" if pct else f" ({unit})" if unit else ""),
+                      hover="closest")
     when = [r.get("when_iso") or r.get("when") for r in runs]
     text = [f"{r['run_id']}<br>{_e(r['verdict'])} · {_e(r.get('label') or '')}" for r in runs]
     fig.add_trace(go.Scatter(x=when, y=ys, mode="lines", line=dict(color="#90a4ae", width=1.5), name=metric,
@@ -111,7 +117,7 @@ def history_chart(sc: dict, metric: str, unit: str) -> Chart | None:
                                  hoverinfo="skip"))
     fig.update_xaxes(type="date" if all(w for w in when) else "category", exponentformat="none")
     if pct:
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_yaxes(tickformat=".2%")
     return Chart(metric, fig, f"{len(runs)} runs of {sc['scenario']}, oldest left.", key=f"{sc['scenario']}-{metric}")
 
 
