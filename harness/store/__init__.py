@@ -216,7 +216,11 @@ class Store:
 
     def _schema(self) -> None:
         if not self._ready:
-            self.t.metadata.create_all(self.engine)  # idempotent (checkfirst)
+            try:
+                self.t.metadata.create_all(self.engine)  # idempotent (checkfirst)
+            except Exception:  # noqa: BLE001 — two machines creating the tables at once: the other one won
+                time.sleep(0.5)
+                self.t.metadata.create_all(self.engine)
             self._ready = True
 
     def _do(self, what: str, fn):
