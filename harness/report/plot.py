@@ -45,7 +45,8 @@ class Page:
 def figure(x_title: str, y_title: str, *, height: int = HEIGHT, hover: str = "x unified") -> go.Figure:
     fig = go.Figure()
     fig.update_layout(
-        height=height, hovermode=hover, margin=dict(l=64, r=16, t=44, b=8),
+        # template "none": the page's one copy of plotly_white is merged in when drawn (JS side)
+        template="none", height=height, hovermode=hover, margin=dict(l=64, r=16, t=44, b=8),
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left", font=dict(size=11)),
         font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12),
         xaxis=dict(title=dict(text=x_title, standoff=6), exponentformat="none", separatethousands=True,
@@ -109,6 +110,7 @@ def _js(o) -> str:
 def div(chart: Chart, div_id: str) -> str:
     """The chart's div and the script that draws it; the page's one copy of the template is merged in (JS side)."""
     spec = chart.fig.to_plotly_json()
+    spec["layout"].pop("template", None)
     h = chart.fig.layout.height or HEIGHT
     body = (f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px;width:100%"></div>'
             f'<script>Plotly.newPlot("{div_id}", {_js(spec["data"])}, '

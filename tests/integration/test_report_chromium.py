@@ -60,7 +60,7 @@ def _chromium(page: Path, name: str) -> tuple[subprocess.CompletedProcess, Path]
         profile, shot = page / f"profile-{name}", page / f"{name}.png"
         profile.mkdir(exist_ok=True)
         out = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-                              "--dump-dom", f"--screenshot={shot}", "--window-size=1400,3000",
+                              "--dump-dom", f"--screenshot={shot}", "--window-size=1400,2000",
                               (page / f"{name}.html").as_uri()], capture_output=True, text=True, timeout=180)
         _opened[name] = (out, shot)
     return _opened[name]

@@ -48,7 +48,9 @@ def test_html_is_self_contained_interactive_with_thresholds():
     assert "plotly.js v" in html and html.count('class="plotly-graph-div"') >= 12  # plotly.js inline, one div per chart
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)  # nothing fetched: opens offline
     assert html.index("SLOs (failed first)") < html.index("Autoscaling") < html.index("Latency")
-    lat = _traces(latency_charts(run, summary, samples))
+    charts = latency_charts(run, summary, samples)
+    assert all(c.fig.layout.margin.t and c.fig.layout.hovermode for c in charts)  # the shared layout is applied
+    lat = _traces(charts)
     dots = lat["ttft-time"][0]
     assert len(dots.x) == len(samples[samples["ok"]]) and dots.mode == "markers"
     names = [t.name for t in lat["ttft-time"]]
