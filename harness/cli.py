@@ -319,7 +319,7 @@ def compare(
     fail_on: List[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when scenario name, load or workload differ."),
     md: Optional[Path] = typer.Option(None, "--md", help="Write the comparison as Markdown."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML with overlaid latency CDFs (inline SVG)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML with overlaid, interactive latency CDFs (one file, opens offline)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON."),
     seed: int = typer.Option(20240601, help="Bootstrap seed (results are reproducible)."),
     resamples: int = typer.Option(1000, help="Bootstrap resamples (fewer are used for very large samples)."),
