@@ -351,6 +351,10 @@ def index_run(run_dir: Path, url: str | None) -> dict:
     except HarnessError as e:
         _mark(run_dir, shown, False, e.message)
         return {"store": shown, "indexed": False, "error": e.message}
+    except Exception as e:  # noqa: BLE001 — e.g. a missing driver: the run itself is complete and must stay so
+        msg = f"{e.__class__.__name__}: {_msg(e, url)}"
+        _mark(run_dir, shown, False, msg)
+        return {"store": shown, "indexed": False, "error": msg}
     _mark(run_dir, shown, True, None)
     return {"store": shown, "indexed": True, "error": None}
 
