@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -44,6 +45,10 @@ def _fail(e: HarnessError) -> None:
     raise typer.Exit(e.exit_code)
 
 
+_STORE_HELP = ("Results store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (password via $PGPASSWORD or "
+               "~/.pgpass; never recorded). Default $HARNESS_STORE_URL, else RESULTS_DIR/harness.db; `none` turns it off.")
+
+
 @app.command()
 def run(
     scenario: str = typer.Argument(..., help="Scenario file, or the name of a shipped scenario (e.g. smoke)."),
@@ -57,10 +62,16 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line and the run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout (progress goes to stderr)."),
     measure_only: bool = typer.Option(False, "--measure-only", help="Only measure: for a scenario without SLOs (verdict `measured`, exit 0 if the load worked, else 1)."),
+    store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="After the run, gate against a stored run: "
+                                           "latest-pass[:key=value...] | latest[:key=value...] | RUN_ID (exit 1 on regression)."),
+    fail_on: List[str] = typer.Option([], "--fail-on", help="With --baseline: compare's gate rules (default as `compare`)."),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
     from harness.pipeline import RunOptions, run as run_pipeline
     from harness.scenario import absolute_inputs, check_inputs, check_judgeable, load_scenario, resolve_scenario_path
+    from harness.store import open_store, resolve_url
+    from harness.store.gate import choose
     from harness.urls import check_ray_address, check_url
 
     try:
@@ -78,8 +89,13 @@ def run(
             raise HarnessError("--ray-address and --prometheus-url go together (or give neither for a local stack)",
                                fix="pass both to use an existing cluster, or neither to start one locally")
         ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
+        store_url = resolve_url(store, results_dir)
+        base = choose(open_store(store, results_dir), baseline, sc.name) if baseline else None  # before: never itself
+        if baseline and base is None:
+            ui.warn(f"--baseline {baseline}: no stored run of {sc.name!r} matches yet; this run is not gated against one")
         out = run_pipeline(sc, RunOptions(results_dir=results_dir, ray_address=ray_address, prometheus_url=prometheus_url,
-                                          endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels), ui)
+                                          endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels,
+                                          store_url=store_url), ui)
     except HarnessError as e:
         _fail(e)
     except KeyboardInterrupt:  # before the run folder exists, or while a stage could not record it
@@ -89,7 +105,38 @@ def run(
         print(json.dumps(out.summary, indent=2))
     else:
         print_verdict(out.summary, out.run_dir, quiet=quiet)
-    raise typer.Exit(out.exit_code)
+    code, gate = out.exit_code, None
+    if base is not None and out.summary is not None and code in (0, 1):
+        code, gate = _baseline_gate(base, out.run_dir, fail_on, code, quiet or as_json)
+    _ci_summary(out, gate)
+    raise typer.Exit(code)
+
+
+
+def _baseline_gate(base: dict, run_dir: Path, fail_on: list[str], code: int, quiet: bool) -> tuple[int, dict | None]:
+    from harness.compare.term import print_comparison
+    from harness.store.gate import compare_with
+
+    out = console if not quiet else None
+    try:
+        gate = compare_with(base, run_dir, fail_on)
+    except HarnessError as e:
+        sys.stderr.write(f"error: baseline gate against {base['run_id']}: {e.render()}\n")
+        return max(code, e.exit_code), None
+    if out:
+        print_comparison(gate, out)
+    sys.stderr.write(f"baseline {base['run_id']}: {'REGRESSION' if gate['exit_code'] else 'no regression'} "
+                     f"(reports: {run_dir}/baseline-compare.md)\n")
+    return max(code, gate["exit_code"]), gate
+
+
+def _ci_summary(out, gate: dict | None) -> None:
+    from harness.report import ci
+
+    if not any(os.environ.get(v) for v in ci.SUMMARY_VARS):
+        return
+    md = out.run_dir / "report.md"
+    ci.publish(ci.step_summary(md.read_text(encoding="utf-8") if md.exists() else f"run {out.run_dir.name}", gate, out.store))
 
 
 def _kv(s: str) -> tuple[str, str]:
@@ -298,21 +345,26 @@ def _write_compare(result: dict, md: Optional[Path], html: Optional[Path], json_
 
 @app.command()
 def compare(
-    runs: List[Path] = typer.Argument(..., help="BASE NEW [MORE...]: run folders; each later run is compared with BASE."),
+    runs: List[str] = typer.Argument(..., help="BASE NEW [MORE...]: run folders, stored run ids or latest-pass[:key=value...]; "
+                                     "each later run is compared with BASE."),
     fail_on: List[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when scenario name, load or workload differ."),
     md: Optional[Path] = typer.Option(None, "--md", help="Write the comparison as Markdown."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML with overlaid latency CDFs (inline SVG)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML with overlaid, interactive latency CDFs (one file, opens offline)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON."),
     seed: int = typer.Option(20240601, help="Bootstrap seed (results are reproducible)."),
     resamples: int = typer.Option(1000, help="Bootstrap resamples (fewer are used for very large samples)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Where run ids and selectors are looked up: " + _STORE_HELP),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Its default store is RESULTS_DIR/harness.db."),
 ) -> None:
     """Compare runs side by side with significance from raw samples (exit 0 ok, 1 regression, 2 bad input)."""
     from harness.compare import compare_runs
     from harness.compare.term import print_comparison
+    from harness.store.runs import resolve_refs
 
     try:
-        result = compare_runs(runs, fail_on=fail_on, force=force, seed=seed, resamples=resamples)
+        paths = resolve_refs(runs, store, results_dir)
+        result = compare_runs(paths, fail_on=fail_on, force=force, seed=seed, resamples=resamples)
         print_comparison(result, console)
         _write_compare(result, md, html, json_out)
     except HarnessError as e:
@@ -358,14 +410,17 @@ def history(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the history as JSON."),
     window: int = typer.Option(5, help="A run is compared with the median of this many previous runs."),
     threshold: float = typer.Option(0.10, help="Relative jump (0.10 = 10%) that counts as moved (also beyond 3 MADs)."),
+    store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
+    label: List[str] = typer.Option([], "--label", help="Only runs with this key=value label (repeatable; branch, runner, commit too)."),
 ) -> None:
     """Trend of key statistics and verdicts across stored runs; flags the first run where a statistic moved."""
-    from harness.history import history as build_history, print_history
+    from harness.history import print_history
     from harness.record.store import write_json, write_text
     from harness.report.compare_html import render_history_html
+    from harness.store.runs import stored_history
 
     try:
-        hist = build_history(results_dir, scenario, window=window, rel_threshold=threshold)
+        hist = stored_history(store, results_dir, scenario, dict(_kv(l) for l in label), window=window, rel_threshold=threshold)
     except HarnessError as e:
         _fail(e)
     print_history(hist, console)
@@ -375,6 +430,30 @@ def history(
     if json_out:
         write_json(json_out, hist)
         console.print(f"wrote {json_out}")
+
+
+store_app = typer.Typer(no_args_is_help=True, help="The results store: an index of runs several machines share.")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("sync")
+def store_sync(
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Run folders to index."),
+    store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
+) -> None:
+    """Index every finished run folder the store lacks (e.g. runs made while it was unreachable); exit 2 if unreachable."""
+    from harness.store import open_store, sync
+
+    try:
+        st = open_store(store, results_dir)
+        if st is None:
+            raise HarnessError("the store is turned off (--store none)", fix="give --store URL or set HARNESS_STORE_URL")
+        rep = sync(results_dir, st)
+    except HarnessError as e:
+        _fail(e)
+    console.print(f"{rep['store']}: added {len(rep['added'])} run(s)" + (f" ({', '.join(rep['added'])})" if rep["added"] else "")
+                  + f"; {rep['already']} already there" + (f"; {rep['skipped_unfinished']} unfinished folder(s) skipped"
+                                                           if rep["skipped_unfinished"] else ""), highlight=False, soft_wrap=True)
 
 
 def _floats(s: Optional[str], opt: str) -> Optional[list[float]]:

@@ -15,6 +15,7 @@ from harness.record import Recorder
 from harness.record.environment import environment
 from harness.runctx import RunContext, UI
 from harness.scenario import Scenario
+from harness.store import index_run, origin
 
 
 @dataclass
@@ -27,6 +28,7 @@ class RunOptions:
     keep_app: bool = False
     scenario_file: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    store_url: str | None = None  # results store the finished run is indexed in (None: not indexed)
 
 
 @dataclass
@@ -34,14 +36,27 @@ class RunOutcome:
     run_dir: Path
     exit_code: int
     summary: dict | None
+    store: dict | None = None  # {"store": URL with the password masked, "indexed": bool, "error": str | None}
 
 
 def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
-    rec = Recorder.create(opts.results_dir.absolute(), scenario.name,  # the Locust child runs in another cwd
-                          scenario=scenario.model_dump(mode="json"),
-                          scenario_file=opts.scenario_file, labels=opts.labels)
+    # absolute: Locust runs in another working directory, a relative run folder would break it
+    rec = Recorder.create(Path(opts.results_dir).absolute(), scenario.name, scenario=scenario.model_dump(mode="json"),
+                          scenario_file=opts.scenario_file, labels=opts.labels, origin=origin())
     ui.run_dir(rec.dir)
     deploy_stage.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
+    try:
+        ctx = _run_stages(scenario, opts, ui, rec)
+    finally:  # index: every finished run, whatever its status; an unreachable store never fails the run
+        deploy_stage.set_driver_log(None)
+        indexed = index_run(rec.dir, opts.store_url) if opts.store_url else None
+        if indexed and not indexed["indexed"]:
+            ui.warn(f"results store unreachable, run not indexed: {indexed['error']}; "
+                    f"`harness store sync` adds it later (the run folder is complete)")
+    return RunOutcome(rec.dir, ctx.exit_code, ctx.summary, indexed)
+
+
+def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> RunContext:
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
         stack = ctx.stage("stack", lambda: open_stack(opts), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
@@ -59,8 +74,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
             on_done=lambda s: record_scrape(rec, s), optional=True)
         ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape")))
         # report: RunContext renders every report from the final record on exit, whatever the status
-    deploy_stage.set_driver_log(None)
-    return RunOutcome(rec.dir, ctx.exit_code, ctx.summary)
+    return ctx
 
 
 def open_stack(opts: RunOptions) -> stack_stage.Stack:
