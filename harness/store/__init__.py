@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import HarnessError
+from harness.record.health import load_failure
 
 DB_FILE = "harness.db"
 ENV_URL = "HARNESS_STORE_URL"
@@ -161,7 +162,8 @@ def entry_from_folder(run_dir: Path) -> dict | None:
         "git_commit": env.get("git_commit") or run.get("git_commit"),
         "ray_version": env.get("ray"), "vllm_version": env.get("vllm"), "python_version": env.get("python"),
         "labels": labels,
-        "stats": {k: _get(summ, p) for k, p in STATS.items()},
+        "stats": {**{k: _get(summ, p) for k, p in STATS.items()},
+                  "load_failure": load_failure(summ) if summary is not None else None},  # broken: never a baseline
         "slos": [{"slo": s.get("slo"), "passed": s.get("passed"), "observed": s.get("observed")}
                  for s in summ.get("slos", [])],
         "run_doc": scrub(run), "summary_doc": scrub(summary) if summary is not None else None,

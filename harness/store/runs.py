@@ -75,6 +75,7 @@ def history_runs(store: Store, scenario: str | None, labels: dict[str, str], lim
             "label": " ".join(f"{k}={v}" for k, v in shown.items()) or r.get("ray_version") or r["run_id"][-4:],
             "ray": r.get("ray_version"),
             "stats": {k: _stat(s, path) for k, (path, _, _) in METRICS.items()},
+            "load_failure": s.get("load_failure"),
         })
     return out
 
