@@ -242,6 +242,10 @@ class Workload(_Model):
     session_turns: int = Field(
         1, ge=1, le=1000, description="Synthetic multi-turn sessions: turns per session; each turn resends the whole history (<= 1000)."
     )
+    trace: "Trace | None" = Field(
+        None, description="Replay a request trace in open loop: send times and input/output lengths from the trace "
+        "(load.stages then give durations only; load.arrival is not used).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "Workload":
@@ -249,6 +253,9 @@ class Workload(_Model):
             raise ValueError("set either `dataset` or `shared_prefix`, not both")
         if self.dataset is not None and self.session_turns > 1:
             raise ValueError("session_turns is for synthetic prompts; for a dataset set dataset.multi_turn: true")
+        if self.trace is not None and (self.dataset is not None or self.shared_prefix is not None or self.session_turns > 1):
+            raise ValueError("trace gives every request's lengths (and prefixes): remove dataset, shared_prefix and "
+                             "session_turns, or remove trace")
         return self
 
 
@@ -266,6 +273,28 @@ class Dataset(_Model):
         "dataset's answers are the history); false: first human turn only.",
     )
     max_items: int | None = Field(None, ge=1, description="Use only the first N lines.")
+
+
+class Trace(_Model):
+    """A request trace replayed in open loop (harness/load/trace.py; formats in datasets/README.md)."""
+
+    path: str = Field(..., min_length=1, description="Trace file: absolute, relative to the current directory or the "
+                      "scenario's folder, or a shipped one (e.g. datasets/trace-mooncake-mini.jsonl).")
+    format: Literal["mooncake", "azure", "burstgpt", "jsonl"] = Field(
+        ..., description="mooncake: JSONL {timestamp (ms), input_length, output_length, hash_ids}; azure: CSV "
+        "TIMESTAMP, ContextTokens, GeneratedTokens; burstgpt: CSV Timestamp (s), Request tokens, Response tokens, "
+        "Model; jsonl: {timestamp_ms, input_tokens, output_tokens, model?, prefix_id?, prefix_tokens?}.",
+    )
+    speedup: float = Field(1.0, gt=0, le=1_000_000, description="Replay this many times faster than recorded (send "
+                           "offset = trace offset / speedup; 2 = twice the rate).")
+    start_s: float = Field(0.0, ge=0, description="Skip the trace's first N seconds (trace time, before speedup).")
+    block_tokens: int = Field(512, ge=1, le=MAX_TOKENS, description="Tokens per prefix block: mooncake hash_ids "
+                              "(Mooncake's traces use 512) and jsonl prefix_id blocks.")
+    prefix_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="jsonl: shared-prefix length of rows "
+                                      "with prefix_id and no prefix_tokens of their own.")
+    max_concurrency: int | None = Field(
+        None, ge=1, le=MAX_USERS, description="Most requests in flight; later ones wait for a slot (their lateness is recorded; <= 100000)."
+    )
 
 
 class SharedPrefix(_Model):
@@ -339,7 +368,8 @@ class Load(_Model):
             what = f"warmup_s + cooldown_s ({self.warmup_s + self.cooldown_s})" if self.cooldown_s else f"warmup_s ({self.warmup_s})"
             raise ValueError(f"{what} must be shorter than the stages ({self.duration_s} s)")
         for i, s in enumerate(self.stages):
-            if self.arrival is None and (s.users is None or s.rate_rps is not None or s.ramp_to_rps is not None):
+            # users missing without arrival: fine only for a trace replay (Scenario._trace_load checks)
+            if self.arrival is None and (s.rate_rps is not None or s.ramp_to_rps is not None):
                 raise ValueError(f"stages[{i}]: closed loop needs `users` (for open loop with rate_rps set `load.arrival`)")
             if self.arrival is not None:
                 if s.users is not None:
@@ -425,6 +455,24 @@ class Scenario(_Model):
         "or more than half of the requests failed). Without it a scenario must have SLOs. Same as `harness run "
         "--measure-only`.",
     )
+
+    @model_validator(mode="after")
+    def _trace_load(self) -> "Scenario":
+        ld = self.load
+        if self.workload.trace is None:
+            for i, s in enumerate(ld.stages):
+                if ld.arrival is None and s.users is None:
+                    raise ValueError(f"load.stages[{i}]: closed loop needs `users` (for open loop with rate_rps set "
+                                     "`load.arrival`; to replay a trace set `workload.trace`)")
+            return self
+        if ld.arrival is not None:
+            raise ValueError("load.arrival: workload.trace sets the send times; remove load.arrival (cap requests in "
+                             "flight with workload.trace.max_concurrency)")
+        for i, s in enumerate(ld.stages):
+            if s.users is not None or s.rate_rps is not None or s.ramp_to_rps is not None:
+                raise ValueError(f"load.stages[{i}]: with workload.trace the stages give durations only (and names); "
+                                 "remove users / rate_rps / ramp_to_rps")
+        return self
 
     @model_validator(mode="after")
     def _faults_in_load(self) -> "Scenario":
@@ -699,6 +747,11 @@ def absolute_inputs(sc: Scenario, scenario_file: str | Path | None = None) -> Sc
         found = resolve_input(ds["path"], relative_to=base, asset="datasets")
         if found is not None:
             ds["path"] = str(found)
+    tr = w.get("trace")
+    if tr and tr.get("path"):
+        found = resolve_input(tr["path"], relative_to=base, asset="datasets")
+        if found is not None:
+            tr["path"] = str(found)
     if w.get("tokenizer"):
         found = resolve_input(w["tokenizer"], relative_to=base)
         if found is not None:
@@ -726,6 +779,18 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
         except OSError as e:
             raise ScenarioError(f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
+                                fix="check the file's permissions") from None
+    if sc.workload.trace is not None:
+        from harness.load.prepare import trace_rows
+
+        try:
+            trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
+        except HarnessError as e:
+            where = "" if e.message.startswith("workload.") else "workload.trace: "
+            raise ScenarioError(f"{source}: {where}{e.message}",
+                                problems=[f"{source}: workload.trace: {p}" for p in e.problems], fix=e.fix) from None
+        except OSError as e:
+            raise ScenarioError(f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
                                 fix="check the file's permissions") from None
     if sc.workload.tokenizer:
         from harness.load.prepare import tokenizer_path

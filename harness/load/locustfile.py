@@ -39,6 +39,7 @@ from harness.load.counter import AppendCounter
 from harness.load.probe import LagProbe
 from harness.load.shape import open_tick, stage_ends, stage_tick
 from harness.load.stream import StreamState, build_sample
+from harness.load.trace import TraceReplay
 from harness.load.workload import RequestSource, build_body, endpoint_path, user_rng
 
 CFG: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_CONFIG"]).read_text())
@@ -50,6 +51,8 @@ _MAX_REQ: int | None = CFG["max_requests"]
 _OPEN: dict[str, Any] | None = CFG.get("open_loop")  # None: closed loop
 _POOL = json.loads(Path(CFG["pool_path"]).read_text()) if CFG.get("pool_path") else None
 _SOURCE = RequestSource(_W, CFG.get("vocab"), _POOL)
+_TRACE = (TraceReplay(json.loads(Path(CFG["trace_path"]).read_text()), CFG.get("vocab"), _W, int(CFG["trace_block_tokens"]))
+          if CFG.get("trace_path") else None)  # open loop on a trace's send times (harness.load.trace)
 _STOP_FILE = _LOCUST_DIR / "stop"
 _perf = time.perf_counter
 _probe = LagProbe(_LOCUST_DIR)
@@ -259,7 +262,7 @@ class ArrivalUser(_LLMBase):
         self._ran = True
         n_proc = max(1, int(CFG["workers"]))
         idx = self.worker_index % n_proc
-        offsets = arrival_offsets(
+        offsets = _TRACE.offsets(idx, n_proc) if _TRACE is not None else arrival_offsets(
             _OPEN["stages"], process=_OPEN["process"], burstiness=float(_OPEN["burstiness"]),
             seed=int(_W["seed"]) * 1000 + idx, share=1.0 / n_proc, phase=idx / n_proc,
         )
@@ -280,12 +283,12 @@ class ArrivalUser(_LLMBase):
             delay = p0 + off - _perf()
             if delay > 0:
                 gevent.sleep(delay)
-            group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S)
+            group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 
-    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float) -> None:
+    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float, row: int | None = None) -> None:
         rng = random.Random(f"harness-arrival:{_W['seed']}:{os.getpid()}:{sched[1]!r}")
-        session = _SOURCE.session(rng)
+        session = _TRACE.session(row) if _TRACE is not None and row is not None else _SOURCE.session(rng)
         if sem is None:
             self.run_session(session, rng, sched)
             return

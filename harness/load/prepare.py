@@ -31,6 +31,7 @@ class Prepared:
     vocab: list[str] | None = None  # single-token words (token-exact synthetic prompts); None: default VOCAB
     pool: list[dict[str, Any]] | None = None  # RequestSource pool items
     info: dict[str, Any] = field(default_factory=dict)  # recorded in run.json (load.workload)
+    trace: list[dict[str, Any]] | None = None  # trace rows to send (harness.load.trace), when workload.trace is set
 
 
 # ---------- tokenizer ----------
@@ -181,6 +182,29 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
     return pool, info
 
 
+# ---------- trace ----------
+
+
+def resolve_trace(path: str) -> Path:
+    found = resolve_input(path, asset="datasets")
+    if found is not None and found.is_file():
+        return found
+    shipped = sorted((REPO_ROOT / "datasets").glob("trace-*"))
+    raise HarnessError(f"workload.trace.path: {path}: file not found",
+                       fix=f"give an absolute path, one relative to the current directory, or a shipped one "
+                           f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in shipped)})")
+
+
+def trace_rows(scenario: Scenario) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The trace's rows to send (time order, send offsets in s) and what the record says about them."""
+    from harness.load.trace import load_trace
+
+    tr = scenario.workload.trace
+    assert tr is not None
+    return load_trace(resolve_trace(tr.path), tr.format, speedup=tr.speedup, start_s=tr.start_s,
+                      duration_s=scenario.load.duration_s, prefix_tokens=tr.prefix_tokens, block_tokens=tr.block_tokens)
+
+
 # ---------- shared prefix ----------
 
 
@@ -229,6 +253,9 @@ def prepare_workload(scenario: Scenario) -> Prepared:
     elif w.shared_prefix is not None:
         kind = "shared_prefix"
         out.pool, extra = shared_prefix_pool(scenario, out.vocab)
+    elif w.trace is not None:
+        kind = "trace"
+        out.trace, extra = trace_rows(scenario)
     elif w.session_turns > 1:
         kind = "multi_turn"
         extra = {"session_turns": w.session_turns}

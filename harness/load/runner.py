@@ -76,7 +76,15 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         open_loop = {**ld.arrival.model_dump(mode="json"),
                      "stages": [{"duration_s": s.duration_s, "rate_rps": s.rate_rps, "ramp_to_rps": s.ramp_to_rps}
                                 for s in ld.stages]}
+    trace_path = None
+    if prepared is not None and prepared.trace is not None and w.trace is not None:
+        trace_path = run_dir / "locust" / "trace.json"  # rows to send: {t (s), in, out, [blocks, shared, model]}
+        trace_path.write_text(json.dumps(prepared.trace, separators=(",", ":")))
+        open_loop = {"process": "trace", "burstiness": 1.0, "max_concurrency": w.trace.max_concurrency,
+                     "stages": [{"duration_s": s.duration_s, "rate_rps": None, "ramp_to_rps": None} for s in ld.stages]}
     return {
+        "trace_path": str(trace_path) if trace_path else None,
+        "trace_block_tokens": w.trace.block_tokens if w.trace is not None else None,
         "open_loop": open_loop,
         "workers": ld.workers,
         "pool_path": str(pool_path) if pool_path else None,
@@ -313,7 +321,8 @@ def run_load(
     )
     lreq, lfail = read_locust_totals(locust_dir)
     generator, warnings = generator_report(monitor, locust_dir, samples_path,
-                                           capped=bool(ld.arrival and ld.arrival.max_concurrency))
+                                           capped=bool((ld.arrival and ld.arrival.max_concurrency)
+                                                       or (scenario.workload.trace and scenario.workload.trace.max_concurrency)))
     stats_end = min(ended_at, started_at + total_s - ld.cooldown_s) if ld.cooldown_s else ended_at
     return LoadResult(
         started_at=started_at,
