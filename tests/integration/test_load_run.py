@@ -212,3 +212,26 @@ def test_open_loop_constant_rate_split_over_two_workers(mock_server, tmp_path):
     assert res.generator["lateness_ms"]["count"] == len(df) and len(res.generator["processes"]) == 3  # master + 2
     gaps = df.sort_values("sched_s").sched_s.diff().dropna()
     assert abs(gaps.median() - 0.05) < 0.01  # the two schedules interleave
+
+
+def test_trace_replay_split_over_two_workers(mock_server, tmp_path):
+    """A generic-JSONL trace (out of order in the file, replayed 4x faster): each row sent once, by one of the two
+    processes, at its scaled time."""
+    url = mock_server("--ttft-ms", "5", "--itl-ms", "2")
+    f = tmp_path / "t.jsonl"
+    times_ms = [0, 400, 200, 1200, 1300, 1310, 1320, 4000, 8000, 20000]  # 20000 / 4 = 5 s: after the load
+    f.write_text("".join(json.dumps({"timestamp_ms": t, "input_tokens": 10 + i, "output_tokens": 3 + i % 4,
+                                     "prefix_id": "sys", "prefix_tokens": 8}) + "\n" for i, t in enumerate(times_ms)))
+    sc = parse_scenario({
+        "name": "trace-it", "target": {"engine": "external", "model": "mock", "url": url}, "measure_only": True,
+        "workload": {"request_timeout_s": 5, "trace": {"path": str(f), "format": "jsonl", "speedup": 4}},
+        "load": {"workers": 2, "stages": [{"duration_s": 3}]},
+    })
+    res = run_load(sc, url, tmp_path / "run")
+    df = pq.read_table(res.samples_path).to_pandas()
+    assert res.workload["rows"] == 9 and res.workload["rows_after_load"] == 1 and res.workload["reordered"]
+    assert len(df) == 9 == len(_records(url)) and res.errors == 0 and df.worker.nunique() == 2
+    want = sorted((t / 4000.0, 10 + i, 3 + i % 4) for i, t in enumerate(times_ms[:-1]))
+    got = sorted(zip(df.sched_s - res.started_at, df.prompt_words, df.max_tokens))
+    assert [g[1:] for g in got] == [w[1:] for w in want]
+    assert max(abs(g[0] - w[0]) for g, w in zip(got, want)) < 1e-4
