@@ -221,6 +221,11 @@ def schedule(rows: list[dict[str, Any]], *, speedup: float, start_s: float, dura
         raise HarnessError(f"{path}: none of the trace's {len(rows)} requests falls inside the load",
                            fix=f"the trace spans {span:.3g} s after scaling (speedup {speedup:g}, start_s {start_s:g}) "
                                f"and the stages last {duration_s:g} s: lower start_s, raise speedup or lengthen the stages")
+    # the offered rate over the load, for the report's load-shape chart: sends per bin (<= 600 bins)
+    bin_s = max(1.0, math.ceil(duration_s / 600.0))
+    bins = [0] * max(1, math.ceil(min(duration_s, out[-1]["t"] + bin_s) / bin_s))
+    for r in out:
+        bins[min(int(r["t"] // bin_s), len(bins) - 1)] += 1
     models = Counter(r["model"] for r in out if "model" in r)
     blocks = {b for r in out for b in r.get("blocks", ())}
     span = out[-1]["t"] - out[0]["t"]
@@ -231,7 +236,7 @@ def schedule(rows: list[dict[str, Any]], *, speedup: float, start_s: float, dura
         "mean_rate_rps": round((len(out) - 1) / span, 3) if span > 0 else None,
         "mean_input_tokens": round(sum(r["in"] for r in out) / len(out), 1),
         "mean_output_tokens": round(sum(r["out"] for r in out) / len(out), 1),
-        "prefix_blocks": len(blocks),
+        "prefix_blocks": len(blocks), "rate_bin_s": bin_s, "sends_per_bin": bins,
     }
     if models:
         info["models"] = dict(models.most_common())

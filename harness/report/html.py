@@ -30,7 +30,8 @@ def _t0(run: dict) -> float | None:
 def _stages(run: dict) -> list[dict]:
     out, t = [], 0.0
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
-        level = f"{s['users']} users" if s.get("users") is not None else f"{s.get('rate_rps')} req/s"
+        level = (f"{s['users']} users" if s.get("users") is not None else f"{s.get('rate_rps')} req/s"
+                 if s.get("rate_rps") is not None else "trace replay")
         d = float(s.get("duration_s", 0))
         out.append({"name": str(s.get("name")), "level": level, "start": t, "end": t + d})
         t += d
@@ -249,6 +250,13 @@ def _series(series: pd.DataFrame | None, signal: str, t0: float) -> tuple[list[f
 def _users_pts(run: dict) -> tuple[list[float], list[float]]:
     """The load shape exactly: linear ramps at spawn_rate between stages (open loop: the offered rate)."""
     pts, t, prev = [(0.0, 0.0)], 0.0, 0
+    wl = (run.get("load") or {}).get("workload") or {}
+    if wl.get("kind") == "trace" and wl.get("sends_per_bin"):  # the trace's offered rate, per bin
+        b = float(wl["rate_bin_s"])
+        for i, n in enumerate(wl["sends_per_bin"]):
+            pts += [(i * b, n / b), ((i + 1) * b, n / b)]
+        pts.append((len(wl["sends_per_bin"]) * b, 0.0))
+        return [p[0] for p in pts], [float(p[1]) for p in pts]
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
         if s.get("users") is None:
             r0 = float(s.get("rate_rps") or 0)

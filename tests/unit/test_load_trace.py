@@ -175,3 +175,15 @@ def test_config_carries_the_trace_for_locust(tmp_path):
     cfg = runner.build_config(sc, tmp_path, prepared)
     assert cfg["open_loop"]["process"] == "trace" and cfg["open_loop"]["max_concurrency"] == 8
     assert json.loads(Path(cfg["trace_path"]).read_text()) == prepared.trace and cfg["trace_block_tokens"] == 512
+
+
+def test_report_plots_the_traces_offered_rate():
+    from harness.report.html import _stages, _users_pts
+
+    sc = _sc({"path": "datasets/trace-mooncake-mini.jsonl", "format": "mooncake", "block_tokens": 64})
+    info = prepare_workload(sc).info
+    assert sum(info["sends_per_bin"]) == info["rows"] == 89 and info["rate_bin_s"] == 1.0
+    run = {"scenario": sc.model_dump(mode="json"), "load": {"workload": info}}
+    x, y = _users_pts(run)
+    assert max(y) == max(info["sends_per_bin"]) > 3 * info["mean_rate_rps"]  # the burst shows, not a flat mean
+    assert _stages(run)[0]["level"] == "trace replay"
