@@ -11,6 +11,7 @@ Files (all under the run dir, shared by master and local workers):
   locust/dropped.cnt           one byte per open-loop arrival never sent (queued at max_concurrency past the end)
   locust/probe-<pid>.json      scheduling-lag percentiles of each Locust process (harness.load.probe)
   locust/pool.json             prepared prompts (datasets, shared prefixes), when the workload has a pool
+  locust/trace.json            trace rows to send (workload.trace): send offset, lengths, prefix blocks
   locust/stop                  created by the runner to ask for a graceful stop
 """
 

@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -66,7 +67,7 @@ def parse_azure_time(text: str) -> float:
 
 
 def _count(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0 or (isinstance(v, float) and not v.is_integer()):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (isinstance(v, float) and not v.is_integer()):
         raise ValueError(f"{what} must be a whole number >= 0, got {v!r}")
     return int(v)
 
@@ -182,7 +183,7 @@ def schedule(rows: list[dict[str, Any]], *, speedup: float, start_s: float, dura
 
     Rows before `start_s` (trace seconds after its first request) or at/after the end of the stages (after
     scaling) are left out. Zero lengths are sent as 1 (a request needs a prompt and at least one output token)."""
-    reordered = any(b["t"] < a["t"] for a, b in zip(rows, rows[1:]))
+    reordered = any(b["t"] < a["t"] for a, b in pairwise(rows))
     ordered = sorted(rows, key=lambda r: r["t"]) if reordered else list(rows)  # stable: ties keep file order
     t0 = ordered[0]["t"]
     out, before, after, clamped = [], 0, 0, 0
@@ -250,8 +251,8 @@ def load_trace(path: Path, fmt: str, *, speedup: float, start_s: float, duration
     rows = parse_trace(path, fmt)
     out, info = schedule(rows, speedup=speedup, start_s=start_s, duration_s=duration_s, prefix_tokens=prefix_tokens,
                          block_tokens=block_tokens, path=path)
-    prefix = ("mooncake hash_ids: one id = one block of %d prompt tokens; equal id prefixes give equal prompt "
-              "prefixes" % block_tokens if fmt == "mooncake" else
+    prefix = (f"mooncake hash_ids: one id = one block of {block_tokens} prompt tokens; equal id prefixes give equal "
+              "prompt prefixes" if fmt == "mooncake" else
               "jsonl prefix_id: rows with one prefix_id share their first prefix_tokens tokens" if fmt == "jsonl" else
               "none in this format: every prompt is fresh")
     return out, {"trace": str(path), "format": fmt, "speedup": speedup, "start_s": start_s, **info, "prefix": prefix}

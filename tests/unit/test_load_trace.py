@@ -127,7 +127,7 @@ def test_prompts_share_prefixes_by_hash_id():
     assert tr.prompt(3) == TraceReplay(rows, None, {"seed": 0}, 3).prompt(3)  # same row, same prompt
     assert tr.prompt(3) != TraceReplay(rows, None, {"seed": 1}, 3).prompt(3)
     s = tr.session(1)
-    msgs, max_tokens, prompt_len, turn = s.next_turn()
+    _, max_tokens, prompt_len, turn = s.next_turn()
     assert max_tokens == 1 and prompt_len == 7 and turn == 0 and s.next_turn() is None
     # two load processes split the rows, each row once, offsets carry their row
     a, b = list(tr.offsets(0, 2)), list(tr.offsets(1, 2))
@@ -184,6 +184,6 @@ def test_report_plots_the_traces_offered_rate():
     info = prepare_workload(sc).info
     assert sum(info["sends_per_bin"]) == info["rows"] == 89 and info["rate_bin_s"] == 1.0
     run = {"scenario": sc.model_dump(mode="json"), "load": {"workload": info}}
-    x, y = _users_pts(run)
+    _, y = _users_pts(run)
     assert max(y) == max(info["sends_per_bin"]) > 3 * info["mean_rate_rps"]  # the burst shows, not a flat mean
     assert _stages(run)[0]["level"] == "trace replay"
