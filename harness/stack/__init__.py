@@ -32,6 +32,7 @@ class Stack:
     prometheus: dict | None = None
     timings_s: dict = field(default_factory=dict)
     ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
+    cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
 
     @property
     def base_url(self) -> str:
@@ -78,6 +79,10 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
 def stop_local_stack(stack: Stack) -> None:
     if not stack.local:
         return
+    if stack.cluster:  # worker nodes first: they would otherwise try to reconnect to a dying head
+        from harness.stack.multinode import teardown
+
+        teardown(stack.cluster)
     if stack.prometheus:
         stop_prometheus(LocalPrometheus(**stack.prometheus))
     if stack.ray:
