@@ -41,7 +41,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
                           scenario_file=opts.scenario_file, labels=opts.labels)
     ui.run_dir(rec.dir)
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
-        stack = ctx.stage("stack", lambda: open_stack(opts), on_done=lambda s: {"stack": s.to_dict()})
+        stack = ctx.stage("stack", lambda: open_stack(opts, scenario.cluster), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
         dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack), on_done=lambda d: {"deployment": d.to_dict()})
         if not opts.keep_app:
@@ -60,10 +60,19 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
     return RunOutcome(rec.dir, ctx.exit_code, ctx.summary)
 
 
-def open_stack(opts: RunOptions) -> stack_stage.Stack:
+def open_stack(opts: RunOptions, cluster=None) -> stack_stage.Stack:
     if opts.ray_address or opts.prometheus_url:
         return stack_stage.attach(opts.ray_address or "", opts.prometheus_url or "", opts.endpoint_url)
     current = stack_stage.load_current()  # a stack from `harness up`
+    if cluster is not None:  # scenario `cluster:`: a local multi-node stack (harness/stack/multinode.py)
+        from harness.stack import multinode
+
+        if current is not None and (why := multinode.matches(current, cluster)):
+            from harness.errors import StackError
+
+            raise StackError(f"the scenario's `cluster:` asks for {cluster.workers} worker(s) x {cluster.gpus_per_worker} "
+                             f"GPU(s), but {why}", fix="`harness down`, then run again (or `harness up` with matching --workers)")
+        return current or multinode.start_for(cluster)
     return current or stack_stage.start_local_stack()
 
 

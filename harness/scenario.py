@@ -123,6 +123,38 @@ class VllmEngine(_Model):
         return self
 
 
+class Placement(_Model):
+    """Where each sim replica runs, built like Ray Serve LLM builds vLLM's: one bundle per TP x PP rank."""
+
+    device: Literal["gpu", "cpu"] = Field("gpu", description="What each rank holds: one GPU (gpu) or one CPU (cpu).")
+    tensor_parallel_size: int = Field(1, ge=1, description="Ranks (GPUs) per pipeline stage of one replica.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica (bundles = TP x PP).")
+    accelerator_type: str | None = Field(
+        None, description="Ray accelerator type (e.g. H100): every bundle asks for `accelerator_type:<T>: 0.001`."
+    )
+    strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Placement-group strategy of a replica's bundles (Ray Serve LLM uses PACK)."
+    )
+
+    @model_validator(mode="after")
+    def _cpu_no_accel(self) -> "Placement":
+        if self.device == "cpu" and self.accelerator_type:
+            raise ValueError("accelerator_type is for device gpu; remove it for device cpu")
+        return self
+
+
+class ClusterSpec(_Model):
+    """A local multi-node Ray cluster the harness starts (network namespaces; needs root). Ignored when attaching."""
+
+    workers: int = Field(..., ge=1, le=16, description="Ray worker nodes, each in its own network namespace.")
+    gpus_per_worker: int = Field(0, ge=0, description="GPUs each worker node declares to Ray (Ray trusts the count).")
+    cpus_per_worker: int = Field(2, ge=1, description="Logical CPUs each worker node declares.")
+    accelerator_type: str | None = Field(
+        None, description="Adds the resource `accelerator_type:<NAME>` to every worker node (e.g. H100)."
+    )
+    head_cpus: int = Field(4, ge=1, description="Logical CPUs of the head node (Serve controller, proxy; no GPUs).")
+
+
 class Target(_Model):
     engine: Literal["sim", "vllm", "external"] = Field(..., description="What serves the load: sim | vllm | external.")
     model: str = Field(..., min_length=1, description="Served model id (the `model` field of each request).")
@@ -136,6 +168,9 @@ class Target(_Model):
     replica_cpus: float = Field(0.5, ge=0, description="Logical CPUs each replica reserves in Ray.")
     sim: SimEngine | None = Field(None, description="Simulated-engine knobs (engine: sim).")
     vllm: VllmEngine | None = Field(None, description="vLLM settings (engine: vllm).")
+    placement: Placement | None = Field(
+        None, description="engine sim: GPUs/bundles per replica as vLLM on Ray Serve would ask (engine vllm: see vllm:)."
+    )
 
     @model_validator(mode="after")
     def _engine_fields(self) -> "Target":
@@ -145,6 +180,8 @@ class Target(_Model):
             self.sim = SimEngine()
         if self.engine == "vllm" and self.vllm is None:
             raise ValueError("engine 'vllm' needs a `vllm:` section with at least `model_source`")
+        if self.placement is not None and self.engine != "sim":
+            raise ValueError("`placement` is for engine sim (engine vllm: set tensor_parallel_size etc. under `vllm:`)")
         if self.url and self.engine != "external":
             raise ValueError("`url` is only for engine 'external' (sim and vllm are deployed by the harness)")
         return self
@@ -327,6 +364,10 @@ class Scenario(_Model):
     scrape: "ScrapeSettings" = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
     faults: list[Fault] = Field(
         default_factory=list, description="Faults injected during the load, e.g. {at_s: 20, action: kill_replica}."
+    )
+    cluster: ClusterSpec | None = Field(
+        None, description="Start a local multi-node cluster (e.g. {workers: 2, gpus_per_worker: 2, accelerator_type: "
+        "H100}) instead of the single-node loopback stack."
     )
 
     @model_validator(mode="after")
