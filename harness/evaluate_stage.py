@@ -44,6 +44,10 @@ def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResul
     rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
     verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, server, series,
                                    load_start=window.start, warmup_end=window.stats_start, load_end=window.end)
+    why_not = [f["no_recovery_reason"] for f in fault_results if f.get("no_recovery_reason")]
+    for v in verdicts:  # a node fault without recovery: say why (e.g. pending placement), not "no series"
+        if v.signal == "recovery_time" and v.observed is None and why_not:
+            v.reason = f"no recovery: {why_not[0]}"
     status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
                             client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)

@@ -47,7 +47,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         rec.record.environment = environment()
-        faults = start_faults(scenario, dep.app_name, rec.dir)  # scenario `faults:`, on a thread beside the load
+        faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # scenario `faults:`, on a thread beside the load
         ctx.cleanup(faults.stop)
         load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event),
                          on_done=lambda l: {"load": asdict(l)})

@@ -326,7 +326,14 @@ class Fault(_Model):
     """One fault the harness injects during the load (see harness/faults.py)."""
 
     at_s: float = Field(..., ge=0, description="When, in seconds after the load starts (t=0 of the stages).")
-    action: Literal["kill_replica"] = Field(..., description="kill_replica: ray.kill one or more replica actors.")
+    action: Literal["kill_replica", "kill_node", "partition_node"] = Field(
+        ..., description="kill_replica: ray.kill one or more replica actors; kill_node: SIGKILL a worker node's Ray "
+        "processes (local multi-node cluster); partition_node: take a worker's network link down for duration_s.")
+    node: str | None = Field(
+        None, description="kill_node/partition_node: worker index (0, 1, ...), IP or namespace (default: the worker "
+        "holding the first replica of the deployment)."
+    )
+    duration_s: float = Field(10.0, gt=0, description="partition_node: how long the link stays down.")
     deployment: str | None = Field(
         None, min_length=1, description="Serve deployment whose replicas are killed (default: the app's only one)."
     )
@@ -376,7 +383,9 @@ class Scenario(_Model):
             if f.at_s >= self.load.duration_s:
                 raise ValueError(f"faults[{i}].at_s ({f.at_s}) must fall inside the load ({self.load.duration_s} s)")
             if self.target.engine == "external":
-                raise ValueError(f"faults[{i}]: kill_replica needs a deployed app (engine sim or vllm), not external")
+                raise ValueError(f"faults[{i}]: {f.action} needs a deployed app (engine sim or vllm), not external")
+            if f.action != "kill_replica" and self.cluster is None:
+                raise ValueError(f"faults[{i}]: {f.action} needs a local multi-node cluster: add a `cluster:` section")
         return self
 
     @model_validator(mode="after")

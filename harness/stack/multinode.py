@@ -30,6 +30,10 @@ PREFIX = "hmn"  # bridge hmn<k>, namespaces hmn<k>-w<i>, host-side veths hmn<k>w
 SUBNET = "10.231.{k}.0/24"  # private; a k whose /24 is already on the host is skipped
 WORKER_METRICS_PORT = 58080  # each namespace has its own port space; outside Ray's worker port range
 WORKER_OBJECT_STORE_BYTES = 256 * 1024**2  # /dev/shm is shared by every node on the machine
+# The GCS declares a node dead after `threshold` failed health checks `period` apart (defaults 3 s x 5): a dead
+# raylet refuses connections at once, so this finds a killed node in ~10 s; the timeout stays generous for load.
+HEAD_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "10",
+            "RAY_health_check_timeout_ms": "5000"}
 REGISTRY = Path(os.environ.get("HARNESS_NETNS_REGISTRY", "/run/harness-multinode"))
 PRIV_FIX = ("run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN, e.g. a container started with "
             "--cap-add NET_ADMIN --cap-add SYS_ADMIN), or drop `cluster:` / --workers for the single-node "
@@ -410,7 +414,7 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
         bridge, head_ip, net = make_network(k, workers)
         cluster.head_ip = head_ip
         t_net = time.monotonic()
-        head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",))
+        head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env=HEAD_ENV)
         cluster.head_pgid = head.pgid
         _save(cluster)
         t_head = time.monotonic()

@@ -69,7 +69,7 @@ def _ray_bin() -> str:
 
 
 def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, host: str = LOOPBACK,
-              extra_args: tuple[str, ...] = ()) -> LocalRay:
+              extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> LocalRay:
     # Short temp dir: Ray puts unix sockets under it and socket paths are limited to ~107 bytes.
     temp_dir = Path("/tmp/harness-ray") / f"{os.getpid()}-{int(time.time())}"
     temp_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +96,7 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, ho
         **{k: v for k, v in os.environ.items() if k not in LOCAL_RAY_ENV}, **ray.driver_env,
         "AUTOSCALER_METRIC_PORT": str(ray.autoscaler_metrics_port),
         "DASHBOARD_METRIC_PORT": str(ray.dashboard_metrics_port),
+        **(extra_env or {}),
     }
     # New session: every Ray daemon inherits this process group, so stop_ray can end exactly our cluster
     # (`ray stop` would kill every Ray on the machine).
