@@ -8,6 +8,7 @@ from pathlib import Path
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
 from harness.evaluate_stage import evaluate_stage, record_scrape
+from harness.alerts import start_receiver
 from harness.faults import start_faults
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape_run
@@ -47,6 +48,9 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         rec.record.environment = environment()
+        alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
+        if alerts is not None:
+            ctx.cleanup(alerts.stop)
         faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # scenario `faults:`, on a thread beside the load
         ctx.cleanup(faults.stop)
         load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event),
@@ -55,7 +59,8 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         scraped = None if load.interrupted else ctx.stage(  # optional: Prometheus lost → client verdicts still count
             "scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window),
             on_done=lambda s: record_scrape(rec, s), optional=True)
-        ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape")))
+        ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape"),
+                                                     alerts=alerts))
         # report: RunContext renders every report from the final record on exit, whatever the status
     return RunOutcome(rec.dir, ctx.exit_code, ctx.summary)
 

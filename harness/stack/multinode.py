@@ -387,7 +387,7 @@ def stop_head(head: LocalRay) -> None:
 
 def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_worker: int = 2,
                           accelerator_type: str | None = None, head_cpus: int = 4, targets_timeout_s: float = 90.0,
-                          alerting: bool = False):
+                          alerting: bool = True):
     """Bridge + namespaces, a Ray head on the bridge address, one Ray worker per namespace, and a loopback
     Prometheus reading the head's discovery file; waits until every node's metrics target is UP."""
     from harness.stack import Stack, state_root
@@ -409,7 +409,7 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
     cluster = Cluster(k=k, bridge=f"{PREFIX}{k}", head_ip="", accelerator_type=accelerator_type,
                       gpus_per_worker=gpus_per_worker)
     _save(cluster)
-    head = prom = None
+    head = prom = am = None
     try:
         bridge, head_ip, net = make_network(k, workers)
         cluster.head_ip = head_ip
@@ -421,12 +421,23 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
         cluster = start_cluster(state_dir, head, head_ip, k=k, bridge=bridge, net=net, cpus_per_worker=cpus_per_worker,
                                 gpus_per_worker=gpus_per_worker, accelerator_type=accelerator_type)
         t_workers = time.monotonic()
-        prom = start_prometheus(state_dir, head.sd_file)
+        if alerting:
+            from harness.alerts import local_rules, start_alertmanager
+
+            am = start_alertmanager(state_dir)
+            am.rules_file = str(local_rules(state_dir))
+            prom = start_prometheus(state_dir, head.sd_file, rule_files=[am.rules_file], alertmanager=f"127.0.0.1:{am.port}")
+        else:
+            prom = start_prometheus(state_dir, head.sd_file)
         # head: metrics agent, autoscaler, dashboard; every worker: its metrics agent
         wait_for_ray_targets(prom.url, str(head.sd_file), timeout_s=targets_timeout_s, min_targets=3 + workers)
     except BaseException:
         if prom is not None:
             stop_prometheus(prom)
+        if am is not None:
+            from harness.alerts import stop_alertmanager
+
+            stop_alertmanager(am)
         if head is not None:
             stop_head(head)
         teardown(cluster)
@@ -437,6 +448,7 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
     )
     stack.endpoint_url = f"http://{head.host}:{stack.serve_port}"  # Serve's one proxy listens on the bridge
     stack.cluster = cluster.to_dict()
+    stack.alerting = am.to_dict() if am is not None else None
     stack.timings_s = {"network_s": round(t_net - t0, 2), "ray_head_start_s": round(t_head - t_net, 2),
                        "ray_workers_start_s": round(t_workers - t_head, 2),
                        "targets_up_s": round(time.monotonic() - t_workers, 2), "nodes": 1 + workers}
