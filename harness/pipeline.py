@@ -53,7 +53,8 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
             ctx.cleanup(alerts.stop)
         faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # scenario `faults:`, on a thread beside the load
         ctx.cleanup(faults.stop)
-        load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event),
+        load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event,
+                                                          master_host=(stack.cluster or {}).get("head_ip")),
                          on_done=lambda l: {"load": asdict(l)})
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
         scraped = None if load.interrupted else ctx.stage(  # optional: Prometheus lost → client verdicts still count

@@ -285,6 +285,14 @@ class Load(_Model):
     max_requests: int | None = Field(None, gt=0, description="Stop after this many requests (bound on the run).")
     think_time_s: float = Field(0.0, ge=0, description="Pause between a user's requests.")
     workers: int = Field(0, ge=0, description="Locust worker processes (0: a single local process).")
+    worker_hosts: Literal["local", "ray"] = Field(
+        "local", description="Where the Locust workers run: local (forked here) or ray (one Ray actor per worker on "
+        "the cluster's nodes, master here; the run folder must be on a filesystem every node shares)."
+    )
+    worker_nodes: list[str] = Field(
+        default_factory=list, description="worker_hosts ray: node IPs or worker indexes to place workers on "
+        "(round-robin); empty: the non-head nodes."
+    )
     arrival: Arrival | None = Field(
         None, description="Open-loop arrivals at stage rates (rate_rps); absent: closed loop with stage users."
     )
@@ -297,6 +305,14 @@ class Load(_Model):
     @property
     def open_loop(self) -> bool:
         return self.arrival is not None
+
+    @model_validator(mode="after")
+    def _hosts(self) -> "Load":
+        if self.worker_hosts == "ray" and self.workers < 1:
+            raise ValueError("worker_hosts ray needs workers >= 1 (Locust workers to place on the cluster)")
+        if self.worker_nodes and self.worker_hosts != "ray":
+            raise ValueError("worker_nodes is for worker_hosts ray")
+        return self
 
     @model_validator(mode="after")
     def _bounds(self) -> "Load":

@@ -267,16 +267,19 @@ def start_cluster(state_dir: Path, head: LocalRay, head_ip: str, *, k: int, brid
             failed.append(w)
     # On a loaded machine a worker's raylet can give up waiting for its dashboard agent: try those once more, alone.
     for w in failed:
-        kill_worker(w)
         log = state_dir / f"ray-{w.netns}.log"
         first = log.read_text(errors="replace")
-        p = start_worker(w, f"{head_ip}:{head.gcs_port}", head.auth_token_path, accelerator_type, log)
-        w.pgid = p.pid
-        rc = _wait_start(w, p, time.monotonic() + timeout_s, state_dir, timeout_s)
-        w.start_s = round(time.monotonic() - t0, 2)
+        for _attempt in range(2):
+            kill_worker(w)
+            p = start_worker(w, f"{head_ip}:{head.gcs_port}", head.auth_token_path, accelerator_type, log)
+            w.pgid = p.pid
+            rc = _wait_start(w, p, time.monotonic() + timeout_s, state_dir, timeout_s)
+            w.start_s = round(time.monotonic() - t0, 2)
+            if rc == 0:
+                break
         if rc != 0:
             tail = log.read_text(errors="replace")[-1500:]
-            raise StackError(f"`ray start` of worker {w.netns} ({w.ip}) failed twice (exit {rc}):\n{tail}\n"
+            raise StackError(f"`ray start` of worker {w.netns} ({w.ip}) failed three times (exit {rc}):\n{tail}\n"
                              f"(first attempt ended: {first.strip().splitlines()[-1][:300] if first.strip() else ''})",
                              fix=f"see {log} and the raylet logs under {w.temp_dir}")
     _save(cluster)
@@ -414,7 +417,10 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
         bridge, head_ip, net = make_network(k, workers)
         cluster.head_ip = head_ip
         t_net = time.monotonic()
-        head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env=HEAD_ENV)
+        try:
+            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env=HEAD_ENV)
+        except StackError:  # on a loaded machine the head's raylet can time out waiting for its agents: once more
+            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env=HEAD_ENV)
         cluster.head_pgid = head.pgid
         _save(cluster)
         t_head = time.monotonic()
