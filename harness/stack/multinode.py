@@ -34,6 +34,8 @@ WORKER_OBJECT_STORE_BYTES = 256 * 1024**2  # /dev/shm is shared by every node on
 # raylet refuses connections at once, so this finds a killed node in ~10 s; the timeout stays generous for load.
 HEAD_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "10",
             "RAY_health_check_timeout_ms": "5000"}
+# Every node of the cluster shares this machine's cores: give slow agent and raylet starts time under load.
+SLOW_START_ENV = {"RAY_raylet_start_wait_time_s": "180", "RAY_agent_register_timeout_ms": "180000"}
 REGISTRY = Path(os.environ.get("HARNESS_NETNS_REGISTRY", "/run/harness-multinode"))
 PRIV_FIX = ("run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN, e.g. a container started with "
             "--cap-add NET_ADMIN --cap-add SYS_ADMIN), or drop `cluster:` / --workers for the single-node "
@@ -211,7 +213,7 @@ def _kill_netns_pids(ns: str, grace_s: float = 0.0) -> None:
 
 def _ray_env(token_path: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}  # not a loopback cluster
-    env.update({"RAY_metrics_report_interval_ms": "1000", "RAY_USAGE_STATS_ENABLED": "0",
+    env.update({**SLOW_START_ENV, "RAY_metrics_report_interval_ms": "1000", "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path})
     return env
 
@@ -418,9 +420,9 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
         cluster.head_ip = head_ip
         t_net = time.monotonic()
         try:
-            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env=HEAD_ENV)
+            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env={**HEAD_ENV, **SLOW_START_ENV})
         except StackError:  # on a loaded machine the head's raylet can time out waiting for its agents: once more
-            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env=HEAD_ENV)
+            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env={**HEAD_ENV, **SLOW_START_ENV})
         cluster.head_pgid = head.pgid
         _save(cluster)
         t_head = time.monotonic()

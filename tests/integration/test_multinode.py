@@ -4,6 +4,7 @@ each), shared by the tests of this module in order:
 - `harness verify` sees every node's targets UP and as many nodes as Ray lists;
 - 2 sim replicas x TP=2 place one per worker, both bundles of a replica on its worker with GPU ids 0 and 1;
 - a replica set that needs more GPUs than exist fails in seconds with "pending placement" (exit 2);
+- two Locust workers as Ray actors, one per worker host, master on the head: samples = Locust's = Serve's count;
 - worker 0 killed mid-load: the lost replica, the errors, why it did not recover (pending placement) and the
   RayNodeDown alert delivered by Alertmanager to the run's receiver are recorded;
 - `harness down` removes every namespace, link, registry entry and process the stack made.
@@ -114,6 +115,22 @@ def test_more_gpus_than_exist_fails_with_reason(mn, tmp_path):
     assert "pending placement" in (r.stdout + r.stderr)
     assert "replica 3 cannot be placed" in run["error"]
     assert time.monotonic() - t0 < 120  # not a hang until the deploy timeout
+
+
+def test_locust_workers_on_both_worker_hosts(mn):
+    r, run, summ = _run(mn, SCEN / "distributed-load.yaml", "dist")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    print(f"distributed-load run: stages {run['stage_durations_s']}")
+    load = run["load"]
+    workers = {w["ip"] for w in mn["stack"]["cluster"]["workers"]}
+    assert {w["node_ip"] for w in load["remote_workers"]} == workers
+    assert all(w["exit_code"] == 0 for w in load["remote_workers"])
+    for w in load["remote_workers"]:  # each host's Locust worker wrote samples of its own
+        lines = (r.run_dir / "samples" / f"samples-{w['locust_pid']}.jsonl").read_text().splitlines()
+        assert lines, w
+    rec = summ["reconciliation"]
+    assert load["requests"] == load["locust_requests"] > 0
+    assert rec["requests_whole_run_vs_serve_requests"]["diff"] == 0, rec
 
 
 def test_kill_node_records_loss_recovery_and_alert(mn):
