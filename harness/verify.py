@@ -173,6 +173,8 @@ def ray_node_list(dashboard: dict, timeout_s: float = 5.0) -> list[dict]:
 
 def _check_nodes(url: str, targets: list[dict], dashboard: dict | None, timeout_s: float) -> Check:
     """Per node (target host): targets UP of all and the last error; the node count against Ray's node list."""
+    if not targets:
+        return Check("nodes", "skip", "no Ray targets in Prometheus to group by node")
     per: dict[str, dict] = {}
     for t in targets:
         host = (t.get("address") or "").rsplit(":", 1)[0]

@@ -97,3 +97,27 @@ def test_alert_signals():
     assert sig["alerts_fired"] == {"total": 1.0}
     assert sig["node_down_alert_delay"]["max"] == pytest.approx(6000.0)
     assert "node_down_alert_delay" not in alert_signals(alerts, [{"action": "kill_node", "node": "10.0.0.11", "fired_at": 98.0}], 90, 140)
+
+
+def test_verify_nodes_groups_targets_by_host():
+    from harness.verify import _check_nodes
+
+    t = [{"address": "10.0.0.1:1", "health": "up"}, {"address": "10.0.0.1:2", "health": "up"},
+         {"address": "10.0.0.10:58080", "health": "down", "last_error": "connection refused"}]
+    c = _check_nodes("http://p", t, None, 1.0)
+    assert c.status == "fail" and "10.0.0.10 0/1 UP (connection refused)" in c.detail
+    assert [n["node"] for n in c.data["nodes"]] == ["10.0.0.1", "10.0.0.10"]
+    assert _check_nodes("http://p", t[:2], None, 1.0).status == "ok"
+    assert _check_nodes("http://p", [], None, 1.0).status == "skip"
+
+
+def test_running_stack_shape_must_match_scenario_cluster():
+    from harness.scenario import ClusterSpec
+    from harness.stack import Stack
+    from harness.stack.multinode import matches
+
+    st = Stack("a", "b", cluster={"workers": [{}, {}], "gpus_per_worker": 2, "accelerator_type": "H100"})
+    assert matches(st, ClusterSpec(workers=2, gpus_per_worker=2, accelerator_type="H100")) is None
+    assert "1 worker" not in (matches(st, ClusterSpec(workers=3, gpus_per_worker=2)) or "")
+    assert matches(st, ClusterSpec(workers=3, gpus_per_worker=2)).startswith("the running stack has 2 worker(s)")
+    assert matches(Stack("a", "b"), ClusterSpec(workers=1)) == "the running stack is single-node"
