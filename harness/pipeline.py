@@ -59,11 +59,21 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
         scraped = None if load.interrupted else ctx.stage(  # optional: Prometheus lost → client verdicts still count
             "scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window),
-            on_done=lambda s: record_scrape(rec, s), optional=True)
+            on_done=lambda s: {**record_scrape(rec, s), "node_stats": _node_stats(stack, s, window)}, optional=True)
         ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape"),
                                                      alerts=alerts))
         # report: RunContext renders every report from the final record on exit, whatever the status
     return RunOutcome(rec.dir, ctx.exit_code, ctx.summary)
+
+
+def _node_stats(stack, scraped, window) -> dict:
+    """Node-level signals per node (harness/metrics/per_node.py); best effort, {} when Prometheus cannot say."""
+    from harness.metrics.per_node import per_node_stats
+
+    try:
+        return per_node_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+    except Exception:  # noqa: BLE001 — a per-node view must never fail the run
+        return {}
 
 
 def open_stack(opts: RunOptions, cluster=None) -> stack_stage.Stack:
