@@ -58,7 +58,8 @@ def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResul
             v.reason = f"no recovery: {why_not[0]}"
     status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
-                            client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
+                            client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings,
+                            measure_only=scenario.measure_only)
     for k, v in extra.items():  # autoscaling analysis, scoped stats
         setattr(summary, k, v)
     if fault_results:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import StackError
-from harness.stack.ray_head import LocalRay, _ray_bin, _group_alive, stop_ray
+from harness.stack.ray_head import LocalRay, _group_alive, ray_cli, stop_ray
 
 PREFIX = "hmn"  # bridge hmn<k>, namespaces hmn<k>-w<i>, host-side veths hmn<k>w<i>
 SUBNET = "10.231.{k}.0/24"  # private; a k whose /24 is already on the host is skipped
@@ -212,7 +212,9 @@ def _kill_netns_pids(ns: str, grace_s: float = 0.0) -> None:
 
 
 def _ray_env(token_path: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}  # not a loopback cluster
+    from harness.paths import child_env
+
+    env = {k: v for k, v in child_env().items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}  # not a loopback cluster
     env.update({**SLOW_START_ENV, "RAY_metrics_report_interval_ms": "1000", "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path})
     return env
@@ -220,7 +222,7 @@ def _ray_env(token_path: str) -> dict[str, str]:
 
 def start_worker(w: WorkerNode, head: str, token_path: str, accelerator_type: str | None, log: Path) -> subprocess.Popen:
     resources = {f"accelerator_type:{accelerator_type}": 1} if accelerator_type else {}
-    cmd = [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", w.netns, _ray_bin(), "start",
+    cmd = [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", w.netns, *ray_cli(), "start",
            f"--address={head}", f"--node-ip-address={w.ip}", f"--num-cpus={w.num_cpus}", f"--num-gpus={w.num_gpus}",
            f"--resources={json.dumps(resources)}", f"--metrics-export-port={WORKER_METRICS_PORT}",
            f"--temp-dir={w.temp_dir}", f"--object-store-memory={WORKER_OBJECT_STORE_BYTES}", "--disable-usage-stats"]
