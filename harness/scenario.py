@@ -164,8 +164,8 @@ class Placement(_Model):
     """Where each sim replica runs, built like Ray Serve LLM builds vLLM's: one bundle per TP x PP rank."""
 
     device: Literal["gpu", "cpu"] = Field("gpu", description="What each rank holds: one GPU (gpu) or one CPU (cpu).")
-    tensor_parallel_size: int = Field(1, ge=1, description="Ranks (GPUs) per pipeline stage of one replica.")
-    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica (bundles = TP x PP).")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="Ranks (GPUs) per pipeline stage of one replica (<= 64).")
+    pipeline_parallel_size: int = Field(1, ge=1, le=64, description="Pipeline stages per replica (bundles = TP x PP; <= 64).")
     accelerator_type: str | None = Field(
         None, description="Ray accelerator type (e.g. H100): every bundle asks for `accelerator_type:<T>: 0.001`."
     )
@@ -184,12 +184,12 @@ class ClusterSpec(_Model):
     """A local multi-node Ray cluster the harness starts (network namespaces; needs root). Ignored when attaching."""
 
     workers: int = Field(..., ge=1, le=16, description="Ray worker nodes, each in its own network namespace.")
-    gpus_per_worker: int = Field(0, ge=0, description="GPUs each worker node declares to Ray (Ray trusts the count).")
-    cpus_per_worker: int = Field(2, ge=1, description="Logical CPUs each worker node declares.")
+    gpus_per_worker: int = Field(0, ge=0, le=64, description="GPUs each worker node declares to Ray (Ray trusts the count; <= 64).")
+    cpus_per_worker: int = Field(2, ge=1, le=256, description="Logical CPUs each worker node declares (<= 256).")
     accelerator_type: str | None = Field(
         None, description="Adds the resource `accelerator_type:<NAME>` to every worker node (e.g. H100)."
     )
-    head_cpus: int = Field(4, ge=1, description="Logical CPUs of the head node (Serve controller, proxy; no GPUs).")
+    head_cpus: int = Field(4, ge=1, le=256, description="Logical CPUs of the head node (Serve controller, proxy; no GPUs; <= 256).")
 
 
 class Target(_Model):
@@ -440,7 +440,7 @@ class Fault(_Model):
         None, description="kill_node/partition_node: worker index (0, 1, ...), IP or namespace (default: the worker "
         "holding the first replica of the deployment)."
     )
-    duration_s: float = Field(10.0, gt=0, description="partition_node: how long the link stays down.")
+    duration_s: float = Field(10.0, gt=0, le=MAX_DURATION_S, description="partition_node: how long the link stays down.")
     deployment: str | None = Field(
         None, min_length=1, description="Serve deployment whose replicas are killed (default: the app's only one)."
     )
