@@ -147,8 +147,13 @@ def _kv(s: str) -> tuple[str, str]:
 
 
 @app.command()
-def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few).")) -> None:
-    """Start a local Ray head and Prometheus on 127.0.0.1 for repeated runs."""
+def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few)."),
+       workers: int = typer.Option(0, min=0, help="Multi-node: Ray worker nodes, each in its own network namespace "
+                                   "(needs root); 0: the single-node loopback stack."),
+       gpus_per_worker: int = typer.Option(0, min=0, help="Multi-node: GPUs each worker declares to Ray."),
+       cpus_per_worker: int = typer.Option(2, min=1, help="Multi-node: logical CPUs per worker node."),
+       accelerator_type: str = typer.Option(None, help="Multi-node: add resource accelerator_type:<NAME> to workers.")) -> None:
+    """Start a local Ray head and Prometheus on 127.0.0.1 for repeated runs (--workers N: a multi-node cluster)."""
     from harness import stack
 
     try:
@@ -156,12 +161,21 @@ def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LL
         if cur:
             console.print(f"already up: Ray {cur.ray_address}, Prometheus {cur.prometheus_url}")
             return
-        s = stack.start_local_stack(num_cpus=num_cpus)
+        if workers:
+            from harness.stack import multinode
+
+            s = multinode.start_multinode_stack(workers=workers, gpus_per_worker=gpus_per_worker,
+                                                cpus_per_worker=cpus_per_worker, accelerator_type=accelerator_type,
+                                                head_cpus=num_cpus)
+            multinode.mark_kept(s.cluster)
+        else:
+            s = stack.start_local_stack(num_cpus=num_cpus)
         stack.save_current(s)
     except HarnessError as e:
         _fail(e)
     exports = " ".join(f"{k}={v}" for k, v in s.ray_env.items())
-    console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve http://127.0.0.1:{s.serve_port}\n"
+    nodes = f"  nodes: head + {len(s.cluster['workers'])} worker(s) {[w['ip'] for w in s.cluster['workers']]}" if s.cluster else ""
+    console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve {s.base_url}{nodes}\n"
                   f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.\n"
                   f"Other Ray drivers join it with: export {exports}", soft_wrap=True)
 
@@ -171,14 +185,19 @@ def down() -> None:
     """Stop the local Ray and Prometheus started by `harness up` (or kept with --keep-up)."""
     from harness import stack
 
+    from harness.stack.multinode import cleanup_leftovers
+
     cur = stack.load_current()
     if not cur:
         console.print("nothing to stop: no local stack is recorded as running")
         stack.clear_current()
-        return
-    stack.stop_local_stack(cur)
-    stack.clear_current()
-    console.print(f"stopped Ray {cur.ray_address} and Prometheus {cur.prometheus_url}")
+    else:
+        stack.stop_local_stack(cur)
+        stack.clear_current()
+        console.print(f"stopped Ray {cur.ray_address} and Prometheus {cur.prometheus_url}")
+    removed = cleanup_leftovers()  # namespaces and bridges of crashed multi-node runs
+    if removed:
+        console.print(f"removed leftover multi-node network(s): {', '.join(removed)}")
 
 
 @app.command()

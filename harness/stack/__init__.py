@@ -32,6 +32,8 @@ class Stack:
     prometheus: dict | None = None
     timings_s: dict = field(default_factory=dict)
     ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
+    alerting: dict | None = None  # local Alertmanager + rules (harness/alerts.py); the run owns the receiver
+    cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
 
     @property
     def base_url(self) -> str:
@@ -78,8 +80,16 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
 def stop_local_stack(stack: Stack) -> None:
     if not stack.local:
         return
+    if stack.cluster:  # worker nodes first: they would otherwise try to reconnect to a dying head
+        from harness.stack.multinode import teardown
+
+        teardown(stack.cluster)
     if stack.prometheus:
         stop_prometheus(LocalPrometheus(**stack.prometheus))
+    if stack.alerting:
+        from harness.alerts import stop_alertmanager
+
+        stop_alertmanager(stack.alerting)
     if stack.ray:
         stop_ray(LocalRay(**stack.ray))
         shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)

@@ -17,8 +17,14 @@ def self_job(listen: str) -> dict[str, Any]:
     return {"job_name": "prometheus", "static_configs": [{"targets": [listen]}]}
 
 
-def prometheus_config(sd_file: str, listen: str, scrape_interval: str = "5s", extra_jobs: list | None = None) -> dict:
-    return {
+def prometheus_config(sd_file: str, listen: str, scrape_interval: str = "5s", extra_jobs: list | None = None,
+                      rule_files: list[str] | None = None, alertmanager: str | None = None) -> dict:
+    cfg = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [ray_job(sd_file), self_job(listen), *(extra_jobs or [])],
     }
+    if rule_files:
+        cfg["rule_files"] = list(rule_files)
+    if alertmanager:  # host:port
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return cfg

@@ -34,7 +34,8 @@ class LocalPrometheus:
         return asdict(self)
 
 
-def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float = 2.0, timeout_s: float = 30.0) -> LocalPrometheus:
+def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float = 2.0, timeout_s: float = 30.0,
+                     rule_files: list[str] | None = None, alertmanager: str | None = None) -> LocalPrometheus:
     exe = shutil.which("prometheus")
     if not exe:
         raise StackError("the `prometheus` binary was not found on PATH", fix=INSTALL_HINT)
@@ -43,7 +44,8 @@ def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float
     data.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "prometheus.yml"
     listen = f"{LOOPBACK}:{port}"
-    cfg.write_text(yaml.safe_dump(prometheus_config(str(sd_file), listen, f"{scrape_interval_s:g}s"), sort_keys=False))
+    cfg.write_text(yaml.safe_dump(prometheus_config(str(sd_file), listen, f"{scrape_interval_s:g}s",
+                                                  rule_files=rule_files, alertmanager=alertmanager), sort_keys=False))
     log = (state_dir / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address={listen}",
