@@ -25,9 +25,10 @@ from pathlib import Path
 import yaml
 
 from harness.errors import StackError
+from harness.paths import asset_dir
 from harness.stack.net import LOOPBACK, free_port, http_get
 
-RULES = Path(__file__).resolve().parent.parent / "docker" / "prometheus" / "rules" / "alerts.yml"
+RULES = asset_dir("docker") / "prometheus" / "rules" / "alerts.yml"  # checkout or installed wheel
 LOCAL_FOR_S = 3.0
 NODE_DOWN_ALERT = "RayNodeDown"
 INSTALL_HINT = "apt-get install -y prometheus-alertmanager"
