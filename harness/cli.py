@@ -520,7 +520,13 @@ def bench(ctx: typer.Context) -> None:
     Options go to bench/run.py (see `harness bench --help-bench`)."""
     import subprocess
 
-    script = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    from harness.paths import checkout_root
+
+    root = checkout_root()
+    if root is None:
+        _fail(HarnessError("harness bench runs the benchmark scripts of a source checkout (bench/), and this harness "
+                           "is an installed wheel", fix="run it from a git clone of the harness"))
+    script = root / "bench" / "run.py"
     args = ["--help" if a == "--help-bench" else a for a in ctx.args]
     raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))
 
