@@ -125,6 +125,8 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
         except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
             box["error"] = e
 
+    # We init in a thread on purpose (a bounded wait) and handle SIGTERM ourselves: Ray's warning about it is noise.
+    logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
     t = threading.Thread(target=init, name="ray-init", daemon=True)
     t.start()
     t.join(timeout_s)
@@ -136,6 +138,11 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
     if e is not None:  # Ray raises ConnectionError, RuntimeError, TimeoutError... depending on version
         raise StackError(f"cannot connect to Ray at {address} ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]})",
                          fix=fix) from None
+
+
+class _NoSigtermWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
