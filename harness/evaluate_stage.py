@@ -25,13 +25,22 @@ def record_scrape(rec: Recorder, scraped: ScrapeResult) -> dict:
     return {"scrape": scraped.to_dict()}
 
 
+def reconcile_context(scenario: Scenario, load) -> dict:
+    """What the reconciliation can name as causes of a client/server gap."""
+    vllm = getattr(scenario.target, "vllm", None)
+    return {"generator_lag_p99_ms": (getattr(load, "generator", None) or {}).get("lag_p99_ms_max"),
+            "stream_batching_interval_ms": getattr(vllm, "stream_batching_interval_ms", None)
+            if scenario.target.engine == "vllm" else None}
+
+
 def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResult | None, window: Window,
                    faults=None, scrape_error: str | None = None) -> Summary:
     samples = pd.read_parquet(load.samples_path)
     client = client_stats(samples, max(window.end - window.stats_start, 0.0))
     server = dict(scraped.stats) if scraped else {}
     series = dict(scraped.resolved) if scraped else {}
-    recon, warnings = reconcile(client, server, load.locust_requests, load.requests, scraped.histograms if scraped else None)
+    recon, warnings = reconcile(client, server, load.locust_requests, load.requests, scraped.histograms if scraped else None,
+                                reconcile_context(scenario, load))
     why = f"scrape failed: {scrape_error}" if scrape_error else "run interrupted"
     warnings = (scraped.errors if scraped else [f"server metrics were not scraped ({why}): server SLOs have no data"]) + warnings
     if load.message:

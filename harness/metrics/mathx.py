@@ -152,3 +152,12 @@ def bucket_around(les: Sequence[float], value: float) -> tuple[float, float]:
             return lo, le
         lo = le
     return lo, math.inf
+
+
+def bucket_neighbours(les: Sequence[float], value: float) -> tuple[float, float]:
+    """The span from the bucket below the one holding `value` to the bucket above it (± one bucket)."""
+    b = sorted(le for le in les if not math.isinf(le))
+    lo, hi = bucket_around(b, value)
+    below = [le for le in b if le < lo]
+    above = [le for le in b if le > hi]
+    return (below[-1] if below else 0.0), (above[0] if above else math.inf)

@@ -117,6 +117,11 @@ def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
         elif key.startswith("ttft_"):
             b = v.get("bucket_ms")
             where = f" (bucket {b[0]:g}–{b[1]:g} ms)" if b else ""
+            j = v.get("judgement")
+            if j == "client_slower":
+                agrees = "**no**: client slower than the server can resolve; likely " + "; ".join(v.get("likely_causes") or [])
+            elif j == "client_faster":
+                agrees = "**no**: client faster than the engine (impossible: wrong series or window)"
             rows.append((f"TTFT {key.split('_')[1]} (ms)", f"{v.get('client'):.1f}", f"{v.get('server'):.1f}{where}",
                          f"{v.get('client_minus_server'):+.1f}", agrees))
         else:
