@@ -208,6 +208,9 @@ def deploy(scenario: Scenario, stack: Stack) -> Deployment:
     base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
     wait_healthy(base, target.model, headers, 60.0)
     engines = list((details.get("serve_deployments") or {}).get("engine") or [])
+    from harness.metrics.cluster import cluster_metric_facts
+
+    details["ray_metrics"] = cluster_metric_facts()  # SessionName and export interval of the connected cluster
     return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines)
 
 

@@ -183,7 +183,8 @@ def merge_samples(
     Rows are grouped by worker file, each in completion order (sort on t_start_s when order matters).
     Returns (rows, errors)."""
     warmup_end = started_at + warmup_s
-    cooldown_start = started_at + stage_ends[-1] - cooldown_s if cooldown_s > 0 and stage_ends else math.inf
+    # past the last stage (or in its cooldown) nothing counts: a request started in the drain is not in the window
+    cooldown_start = started_at + stage_ends[-1] - max(cooldown_s, 0.0) if stage_ends else math.inf
     tmp = out_path.with_suffix(".parquet.tmp")
     n = errs = 0
     with pq.ParquetWriter(tmp, SCHEMA) as w:
