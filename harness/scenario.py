@@ -55,6 +55,9 @@ class SimEngine(_Model):
     slowdown_factor: float = Field(1.0, gt=0, description="Multiplies every step time: inject a regression on purpose.")
     error_rate: float = Field(0.0, ge=0, le=1, description="Fraction of requests answered with HTTP 500 (fault injection).")
     seed: int = Field(0, description="Seed for jitter and error injection.")
+    coalesce_events: bool = Field(
+        False, description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
+        "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.")
 
 
 class VllmEngine(_Model):
@@ -163,6 +166,10 @@ class Workload(_Model):
     prompt_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=128), description="Prompt length.")
     output_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens).")
     ignore_eos: bool = Field(True, description="Ask the server to produce exactly max_tokens (vLLM ignore_eos).")
+    continuous_usage_stats: bool = Field(
+        True, description="Ask for usage in every streamed event (stream_options.continuous_usage_stats; vLLM, Ray "
+        "Serve LLM and the sim engine support it) to count the tokens each event carries for per-token ITL. Turn off "
+        "for servers that reject it; the tokenizer (if on disk) or one token per event is used instead.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout; a timed out request is an error.")
     seed: int = Field(0, description="Seed for prompt and length sampling.")

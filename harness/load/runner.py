@@ -80,6 +80,7 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         "workers": ld.workers,
         "pool_path": str(pool_path) if pool_path else None,
         "vocab": prepared.vocab if prepared is not None else None,
+        "tokenizer_path": str(prepared.tokenizer_path) if prepared is not None and getattr(prepared, "tokenizer_path", None) else None,
         "model": scenario.target.model,
         "workload": w.model_dump(mode="json"),
         "stages": [s.model_dump(mode="json") for s in ld.stages],

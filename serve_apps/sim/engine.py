@@ -49,6 +49,7 @@ class SimConfig:
     slowdown_factor: float = 1.0
     error_rate: float = 0.0
     seed: int = 0
+    coalesce_events: bool = False  # one SSE event per produced range (several tokens), as vLLM does when behind
 
     def __post_init__(self) -> None:
         checks = [
