@@ -25,6 +25,17 @@ def record_scrape(rec: Recorder, scraped: ScrapeResult) -> dict:
     return {"scrape": scraped.to_dict()}
 
 
+def stream_warnings(client: dict) -> list[str]:
+    b = client.get("stream_bunching") or {}
+    if not b.get("bunched"):
+        return []
+    src = {"usage": "usage in every event", "tokenizer": "the tokenizer",
+           "events": "nothing: one token per event assumed"}.get(b.get("token_count_source") or "", "nothing")
+    return [f"streams arrived bunched: {b['multi_token_event_frac']:.0%} of SSE events carried several tokens and "
+            f"{b['sub_ms_gap_frac']:.0%} of gaps between events were under 0.5 ms (engine or Serve coalescing, or a "
+            f"lagging client). itl is per token (tokens per event counted from {src}); chunk_gap is per event"]
+
+
 def reconcile_context(scenario: Scenario, load) -> dict:
     """What the reconciliation can name as causes of a client/server gap."""
     vllm = getattr(scenario.target, "vllm", None)
@@ -47,6 +58,7 @@ def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResul
         warnings.insert(0, f"load: {load.message}")
     server, notes = workload_server_stats(getattr(load, "workload", {}), server)  # e.g. prefix-cache hit rate
     warnings += [f"load: {w}" for w in [*getattr(load, "warnings", []), *notes]]
+    warnings += stream_warnings(client)
     fault_results = faults.finish(samples, load) if faults is not None else []  # [] without `faults:`
     server.update(recovery_signal(fault_results))
     series.update(recovery_series(fault_results))

@@ -23,6 +23,7 @@ _CONTENT_RE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
 # Any generated token: content, reasoning (`reasoning_content` / `reasoning`) or a tool call
 _ANY_TOKEN_RE = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
 _USAGE_RE = re.compile(rb'"usage"\s*:\s*\{')
+_CT_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 
 class StreamState:
@@ -31,7 +32,7 @@ class StreamState:
     `choices` (errors)."""
 
     __slots__ = ("token_times", "event_tokens", "first_content", "usage", "done", "error", "_ct", "_error_event",
-                 "payloads", "keep_payloads")
+                 "payloads", "keep_payloads", "_usage_payload")
 
     def __init__(self, keep_payloads: bool = False) -> None:
         self.token_times: list[float] = []  # arrival of every event carrying a token of any kind
@@ -44,6 +45,7 @@ class StreamState:
         self._error_event = False  # the last `event:` line named an error
         self.payloads: list[bytes] = []  # token events' payloads, for a tokenizer count when usage has none
         self.keep_payloads = keep_payloads
+        self._usage_payload: bytes | None = None  # last token event with usage: parsed only if no usage chunk follows
 
     def feed(self, line: bytes, now: float) -> None:
         if not line.startswith(b"data:"):
@@ -63,7 +65,15 @@ class StreamState:
                 self.first_content = now
             if self.keep_payloads:
                 self.payloads.append(payload)
-        if b'"usage"' in payload and _USAGE_RE.search(payload):
+        if tok and b'"usage"' in payload and _USAGE_RE.search(payload):
+            # continuous usage stats on a token event: read the count without a JSON parse (hot path)
+            m = _CT_RE.search(payload)
+            if m:
+                ct = int(m.group(1))
+                self.event_tokens[-1] = max(ct - (self._ct or 0), 0)
+                self._ct = ct
+                self._usage_payload = payload
+        elif b'"usage"' in payload and _USAGE_RE.search(payload):
             # With continuous usage stats every chunk carries usage; the last one wins (it is cumulative).
             try:
                 obj = json.loads(payload)
@@ -91,6 +101,12 @@ class StreamState:
 
     def finish_error(self) -> str | None:
         """Error class once the body ended (None: ok)."""
+        if self.usage is None and self._usage_payload is not None:  # no usage-only chunk came: the last event's
+            try:
+                u = json.loads(self._usage_payload).get("usage")
+                self.usage = u if isinstance(u, dict) else None
+            except (ValueError, AttributeError):
+                pass
         if self.error:
             return self.error
         if not self.done:

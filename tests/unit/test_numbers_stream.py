@@ -63,6 +63,7 @@ def test_continuous_usage_gives_tokens_per_event_and_per_token_itl():
     lines = [_delta({"role": "assistant", "content": ""}, 0), _delta({"content": "a"}, 1),
              _delta({"content": "b c d"}, 4), _delta({"content": "e f"}, 6), b"data: [DONE]\n"]
     st = feed(lines, [0.0, 0.1, 0.13, 0.15, 0.15])
+    assert st.finish_error() is None and st.usage["completion_tokens"] == 6  # from the last event's usage
     assert st.count_with(None) == "usage" and st.event_tokens == [1, 3, 2]
     row = build_sample(t_start=0.0, p_start=0.0, p_end=0.16, token_times=st.token_times, usage=st.usage, status=200,
                        error=None, prompt_words=1, max_tokens=6, worker=1, event_tokens=st.event_tokens,
@@ -114,6 +115,7 @@ def _sim_stream(coalesce: bool, continuous: bool, lag_s: float):
 
 def test_sim_coalesced_events_give_true_per_token_itl_with_continuous_usage():
     st, req = _sim_stream(coalesce=True, continuous=True, lag_s=0.02)
+    assert st.finish_error() is None
     truth = statistics.mean(x * 1000.0 for x in req.itls_s)  # the engine's own per-token gaps
     assert st.count_with(None) == "usage" and sum(st.event_tokens) == 40
     row = build_sample(t_start=0.0, p_start=0.0, p_end=1.0, token_times=st.token_times, usage=st.usage, status=200,
