@@ -73,6 +73,7 @@ class StreamState:
                 self.event_tokens[-1] = max(ct - (self._ct or 0), 0)
                 self._ct = ct
                 self._usage_payload = payload
+                self.usage = None  # superseded: resolved from this payload at the end unless a usage chunk follows
         elif b'"usage"' in payload and _USAGE_RE.search(payload):
             # With continuous usage stats every chunk carries usage; the last one wins (it is cumulative).
             try:
