@@ -25,6 +25,19 @@ def record_scrape(rec: Recorder, scraped: ScrapeResult) -> dict:
     return {"scrape": scraped.to_dict()}
 
 
+def server_resolution(scraped: ScrapeResult | None) -> dict:
+    """What each server histogram quantile really says: the bucket it lies in; means built from midpoints flagged."""
+    if scraped is None:
+        return {}
+    out = {}
+    for name, h in (scraped.histograms or {}).items():
+        entry = {"quantile_buckets_ms": h.get("quantile_buckets") or {}}
+        if f"{name}.mean" in (scraped.notes or {}):
+            entry["mean_note"] = scraped.notes[f"{name}.mean"]
+        out[name] = entry
+    return out
+
+
 def stream_warnings(client: dict) -> list[str]:
     b = client.get("stream_bunching") or {}
     if not b.get("bunched"):
@@ -68,6 +81,7 @@ def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResul
     status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
                             client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
+    summary.server_resolution = server_resolution(scraped)
     for k, v in extra.items():  # autoscaling analysis, scoped stats
         setattr(summary, k, v)
     if fault_results:

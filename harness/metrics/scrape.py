@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from harness.metrics.catalog import CATALOG, DEFAULT_SIGNALS, DERIVED, MetricSignal, base_signals, resolve, series_name
 from harness.metrics.mathx import (
-    aggregate_instants, bridge_gaps, gauge_stats, histogram_quantile, increase_since, sum_by_le,
+    aggregate_instants, bridge_gaps, gauge_stats, histogram_quantile, increase_since, quantile_bucket, sum_by_le,
 )
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
@@ -25,7 +25,7 @@ class Window:
 # Ray 2.60's exporter rebuilds a histogram's _sum from bucket midpoints, not from the observed values.
 LOOKBACK_S = 30.0  # how far before the load range queries reach, to see which counters already existed
 
-MEAN_NOTE = "approximate: from _sum/_count, and Ray computes a histogram's _sum from bucket midpoints"
+MEAN_NOTE = "approximate: from _sum/_count, and Ray re-records every observation at its bucket's midpoint"
 
 
 @dataclass
@@ -293,15 +293,19 @@ def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, r
     st = {k: v * sig.scale for k, q in QUANTILES.items() if (v := histogram_quantile(q, buckets)) is not None}
     if count <= 0:
         return
+    bounds = {k: [lo * sig.scale, None if math.isinf(hi) else hi * sig.scale]  # JSON: null = +Inf
+              for k, q in QUANTILES.items() if (b := quantile_bucket(q, buckets)) is not None for lo, hi in [b]}
     st["count"] = count
     st["count_run"] = sum_by_le(per_run).get(math.inf, 0.0)
     mean = _histogram_mean(prom, sig, metric, scope, window, end)
     if mean is not None:
         st["mean"] = mean * sig.scale
-        out.notes[f"{name}.mean"] = MEAN_NOTE
+        if metric.startswith("ray_"):  # plain vLLM's _sum is exact; Ray's exporter rebuilds it from midpoints
+            out.notes[f"{name}.mean"] = MEAN_NOTE
     out.stats[name] = st
     les = sorted(le for le in buckets if not math.isinf(le))  # JSON has no inf: the +Inf bucket is `count`
-    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les], "count": count}
+    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les], "count": count,
+                            "quantile_buckets": bounds}
 
 
 def _derived(out: ScrapeResult, name: str, window: Window) -> None:

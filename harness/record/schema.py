@@ -52,6 +52,10 @@ class Summary(_M):
     server_series: dict[str, str | None] = Field(default_factory=dict, description="Which series answered each server signal.")
     reconciliation: dict[str, Any] = Field(default_factory=dict, description="Client vs server cross-checks.")
     warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
+    server_resolution: dict[str, Any] = Field(
+        default_factory=dict, description="Per server histogram signal: `quantile_buckets_ms` {stat: [lower, upper]} "
+        "(the bucket each quantile lies in, upper null = +Inf; the quantile itself is a linear guess inside it) and "
+        "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).")
 
 
 class RunRecord(_M):

@@ -53,7 +53,8 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         lines += ["", "## Server (Prometheus, through Ray's discovered targets)", "", "| signal | series | stats |", "|---|---|---|"]
         for name, st in sorted(srv.items()):
             series = summary.get("server_series", {}).get(name) or "—"
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in st.items() if k != "samples")
+            res = (summary.get("server_resolution") or {}).get(name) or {}
+            shown = ", ".join(f"{k} {v:.4g}{_bucket_text(res, k)}" for k, v in st.items() if k != "samples")
             lines.append(f"| {name} | `{series}` | {shown} |")
     missing = [k for k, v in summary.get("server_series", {}).items() if v is None]
     if missing:
@@ -99,6 +100,16 @@ def autoscaling_lines(a: dict) -> list[str]:
         out.append("")
     out += [f"- {k}: {v}" for k, v in (a.get("notes") or {}).items()]
     return out
+
+
+def _bucket_text(res: dict, stat: str) -> str:
+    """` [lo–hi]` after a server quantile (its histogram bucket), ` (midpoints)` after a midpoint-built mean."""
+    b = (res.get("quantile_buckets_ms") or {}).get(stat)
+    if b:
+        return f" [{b[0]:g}–{'∞' if b[1] is None else format(b[1], 'g')}]"
+    if stat == "mean" and res.get("mean_note"):
+        return " (from bucket midpoints)"
+    return ""
 
 
 def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
