@@ -32,10 +32,16 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     c = summary.get("client", {})
     lines += ["", "## Client (raw samples, warmup excluded)", "",
               "| metric | p50 | p90 | p95 | p99 | max | mean |", "|---|---|---|---|---|---|---|"]
-    for k, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E")):
+    sched = " (from scheduled arrival)" if c.get("latency_from") == "scheduled arrival" else ""
+    for k, label in (("ttft_ms", "TTFT" + sched), ("ttft_from_send_ms", "TTFT from send"),
+                     ("ttft_content_ms", "TTFT, first content token"), ("itl_ms", "ITL (per token)"),
+                     ("chunk_gap_ms", "gap between SSE events"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E" + sched),
+                     ("e2e_from_send_ms", "E2E from send")):
         d = c.get(k)
         if d:
             lines.append(f"| {label} | " + " | ".join(fmt_ms(d.get(s)) for s in ("p50", "p90", "p95", "p99", "max", "mean")) + " |")
+    if c.get("dropped_arrivals"):
+        lines += ["", f"{c['dropped_arrivals']} open-loop arrivals were never sent (counted as failed requests)."]
     lines += [
         "",
         f"Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}"
