@@ -82,7 +82,7 @@ def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_pro
     lo, hi = res["server_itl"]["quantile_buckets_ms"]["p50"]
     assert hi is not None and hi - lo < 10.0, (lo, hi)  # vLLM's default lowest ITL bucket alone is 0-10 ms
     assert "midpoint" in res["server_ttft"]["mean_note"]
-    assert details["engine_kwargs"]["custom_histogram_buckets"]["inter_token_latency"][0] == 0.001
+    assert details["llm_config"]["engine_kwargs"]["custom_histogram_buckets"]["inter_token_latency"][0] == 0.001
 
     c, s = summary["client"], server
     numbers = {
