@@ -174,9 +174,10 @@ def derive(
         "turn": r.get("turn") or 0,
         "cooldown": r["t_start_s"] >= cooldown_start,
         "ttft_content_ms": r.get("ttft_content_ms"),
-        "ttft_sched_ms": ttft + late if ttft is not None and late is not None else None,
-        # a dropped arrival waited `lateness_ms` and was never answered
-        "e2e_sched_ms": (e2e + late if e2e is not None else late) if late is not None else None,
+        # from the scheduled arrival; a request without a schedule (a later turn of a session, closed loop) was
+        # due when sent. A dropped arrival waited `lateness_ms` and was never answered.
+        "ttft_sched_ms": None if ttft is None else ttft + (late or 0.0),
+        "e2e_sched_ms": (e2e + (late or 0.0)) if e2e is not None else late,
         "chunk_gap_ms": r.get("chunk_gap_ms", itl),  # older sample files: the recorded gaps were per event
         "events": r.get("events"),
         "multi_token_events": r.get("multi_token_events"),

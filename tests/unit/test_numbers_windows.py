@@ -90,3 +90,13 @@ def test_without_cluster_facts_the_newest_session_is_a_labelled_guess(monkeypatc
     out, _ = _scrape(monkeypatch)
     assert out.session == "session_other" and out.session_source == "newest sample"
     assert math.isclose(out.window_shift_s, 2.5)
+
+
+def test_later_turns_of_an_open_loop_session_count_from_their_send():
+    base = {"e2e_ms": 100.0, "ttft_ms": 10.0, "output_tokens": 2, "itl_ms": [1.0]}
+    first = derive({**base, "t_start_s": 1.0, "sched_s": 0.9, "lateness_ms": 100.0}, started_at=0.0, warmup_end=0.0,
+                   names=["s"], ends=[10.0])
+    later = derive({**base, "t_start_s": 2.0, "turn": 1}, started_at=0.0, warmup_end=0.0, names=["s"], ends=[10.0])
+    stats = client_stats(pd.DataFrame([first, later]), 10.0)
+    assert stats["latency_from"] == "scheduled arrival" and stats["ttft_ms"]["count"] == 2
+    assert stats["ttft_ms"]["max"] == 110.0 and stats["ttft_ms"]["min"] == 10.0
