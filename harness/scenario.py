@@ -89,6 +89,9 @@ class SimEngine(_Model):
     startup_error: str | None = Field(
         None, max_length=500, description="Fault injection: every replica raises this error in its constructor, so "
         "the deploy fails (checks that the replica's exception reaches the user and its logs reach the run folder).")
+    coalesce_events: bool = Field(
+        False, description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
+        "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.")
 
 
 class VllmEngine(_Model):
@@ -264,6 +267,10 @@ class Workload(_Model):
     prompt_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=128), description="Prompt length.")
     output_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens).")
     ignore_eos: bool = Field(True, description="Ask the server to produce exactly max_tokens (vLLM ignore_eos).")
+    continuous_usage_stats: bool = Field(
+        True, description="Ask for usage in every streamed event (stream_options.continuous_usage_stats; vLLM, Ray "
+        "Serve LLM and the sim engine support it) to count the tokens each event carries for per-token ITL. Turn off "
+        "for servers that reject it; the tokenizer (if on disk) or one token per event is used instead.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     request_timeout_s: float = Field(60.0, gt=0, le=86400, description="Per-request timeout; a timed out request is an error (<= 1 day).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for prompt and length sampling (0 <= seed < 2^63).")

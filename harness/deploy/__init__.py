@@ -391,6 +391,9 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
         details["placement"]["replicas"] = pl.placement_of_replicas()
     engines = list((details.get("serve_deployments") or {}).get("engine") or [])
     details = {**details, "cluster_env": cluster_env}
+    from harness.metrics.cluster import cluster_metric_facts
+
+    details["ray_metrics"] = cluster_metric_facts()  # SessionName and export interval of the connected cluster
     return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines)
 
 

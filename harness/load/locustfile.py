@@ -38,7 +38,7 @@ from harness.load.arrivals import arrival_offsets
 from harness.load.counter import AppendCounter
 from harness.load.probe import LagProbe
 from harness.load.shape import open_tick, stage_ends, stage_tick
-from harness.load.stream import StreamState, build_sample
+from harness.load.stream import StreamState, build_sample, dropped_sample
 from harness.load.workload import RequestSource, build_body, endpoint_path, user_rng
 
 CFG: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_CONFIG"]).read_text())
@@ -51,6 +51,18 @@ _OPEN: dict[str, Any] | None = CFG.get("open_loop")  # None: closed loop
 _POOL = json.loads(Path(CFG["pool_path"]).read_text()) if CFG.get("pool_path") else None
 _SOURCE = RequestSource(_W, CFG.get("vocab"), _POOL)
 _STOP_FILE = _LOCUST_DIR / "stop"
+
+
+def _tokenizer():
+    """count_tokens for events whose usage does not say how many tokens they carried (None: no tokenizer)."""
+    if not CFG.get("tokenizer_path"):
+        return None
+    from harness.load.prepare import load_tokenizer
+
+    return load_tokenizer(Path(CFG["tokenizer_path"]))[0]
+
+
+_COUNT_TOKENS = _tokenizer()
 _perf = time.perf_counter
 _probe = LagProbe(_LOCUST_DIR)
 
@@ -146,10 +158,11 @@ class _LLMBase(User):
         body = build_body(
             api=_W["api"], model=CFG["model"], messages=messages, max_tokens=max_tokens,
             stream=stream, ignore_eos=bool(_W["ignore_eos"]), temperature=float(_W["temperature"]),
+            continuous_usage=bool(_W.get("continuous_usage_stats", True)),
         )
         http = self._free.pop() if self._free else self._client()
-        st = StreamState()
-        status, error, nbytes, usage = 0, None, 0, None
+        st = StreamState(keep_payloads=_COUNT_TOKENS is not None)
+        status, error, nbytes, usage, source = 0, None, 0, None, "events"
         broken = False  # connection state unknown: drop it rather than reuse it
         t_start = time.time()
         p0 = _perf()
@@ -173,6 +186,7 @@ class _LLMBase(User):
                         break
                 error = st.finish_error()
                 usage = st.usage
+                source = st.count_with(_COUNT_TOKENS)
                 if not st.done:
                     broken = True
                 else:
@@ -185,6 +199,8 @@ class _LLMBase(User):
                     obj = json.loads(raw)
                     usage = obj.get("usage")
                     st.token_times.append(p_last)  # non-streamed: the whole answer is the "first token"
+                    st.event_tokens.append((usage or {}).get("completion_tokens"))
+                    st.first_content = p_last
                 except ValueError:
                     error = "bad_response"
         except gevent.Timeout as t:
@@ -207,6 +223,7 @@ class _LLMBase(User):
             error=error, prompt_words=prompt_len, max_tokens=max_tokens, worker=os.getpid(),
             sched_s=sched[1] if sched else None,
             lateness_ms=round((p0 - sched[0]) * 1000.0, 4) if sched else None, turn=turn,
+            event_tokens=st.event_tokens, first_content=st.first_content, token_count_source=source,
         )
         _writer.write(row)
         _done.bump()
@@ -292,6 +309,14 @@ class ArrivalUser(_LLMBase):
         with sem:
             if _perf() > end_perf:  # still queued behind the cap when the stages ended: never sent
                 _dropped.bump()
+                # a failed request at its scheduled time (error_rate, goodput), one Locust event like every sample
+                row = dropped_sample(sched_s=sched[1], waited_ms=(_perf() - sched[0]) * 1000.0, worker=os.getpid())
+                _writer.write(row)
+                _done.bump()
+                self.environment.events.request.fire(
+                    request_type="POST", name=_W["api"], response_time=row["lateness_ms"], response_length=0,
+                    exception=RuntimeError("dropped"), context={}, response=None, url=self.path,
+                )
                 return
             self.run_session(session, rng, sched)
 

@@ -59,7 +59,7 @@ class LoadResult:
     exit_code: int
     interrupted: bool
     message: str | None = None  # why the run ended abnormally (Locust died, wall-clock bound hit), else None
-    stats_end: float = 0.0  # epoch seconds where statistics end: the cooldown's start (else ended_at)
+    stats_end: float = 0.0  # epoch seconds where statistics end: the last stage's end or the cooldown's start
     workload: dict = field(default_factory=dict)  # what was sent: kind, prompt_length_unit, tokenizer, dataset ...
     generator: dict = field(default_factory=dict)  # the load generator's own health: CPU, scheduling lag, lateness
     warnings: list = field(default_factory=list)  # e.g. the generator was the bottleneck: its timings are suspect
@@ -82,6 +82,7 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         "workers": ld.workers,
         "pool_path": str(pool_path) if pool_path else None,
         "vocab": prepared.vocab if prepared is not None else None,
+        "tokenizer_path": str(prepared.tokenizer_path) if prepared is not None and getattr(prepared, "tokenizer_path", None) else None,
         "model": scenario.target.model,
         "workload": w.model_dump(mode="json"),
         "stages": [s.model_dump(mode="json") for s in ld.stages],
@@ -92,6 +93,12 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         "locust_dir": str(run_dir / "locust"),
         "samples_dir": str(run_dir / "samples"),
     }
+
+
+def stats_end_at(started_at: float, ended_at: float, total_s: float, cooldown_s: float) -> float:
+    """Where statistics end: the last stage's end (or the cooldown's start), never the drain or Locust's exit
+    after it; an earlier end (interrupted run) cuts it short. Rates divide by the window up to here."""
+    return min(ended_at, started_at + total_s - cooldown_s)
 
 
 def _free_port() -> int:
@@ -336,7 +343,7 @@ def run_load(
     lreq, lfail = read_locust_totals(locust_dir)
     generator, warnings = generator_report(monitor, locust_dir, samples_path,
                                            capped=bool(ld.arrival and ld.arrival.max_concurrency))
-    stats_end = min(ended_at, started_at + total_s - ld.cooldown_s) if ld.cooldown_s else ended_at
+    stats_end = stats_end_at(started_at, ended_at, total_s, ld.cooldown_s)
     return LoadResult(
         started_at=started_at,
         warmup_end=started_at + ld.warmup_s,

@@ -132,3 +132,8 @@ def test_existing_cluster_is_used_and_nothing_is_started(up_stack, tmp_path):
     assert run["stack"]["local"] is False and run["stack"]["prometheus_url"] == stack["prometheus_url"]
     summary = json.loads((only_run_dir(tmp_path / "res") / "summary.json").read_text())
     assert summary["server"]["kv_cache_usage"]["max"] > 0  # scraped from the existing Prometheus
+    # the connected cluster said which session is ours and which export interval is in force (the local stack's 1 s)
+    facts = run["deployment"]["details"]["ray_metrics"]
+    assert facts["export_interval_s"] == 1.0 and facts["session_name"].startswith("session_"), facts
+    assert run["scrape"]["session"] == facts["session_name"] and run["scrape"]["session_source"] == "cluster"
+    assert run["scrape"]["export_interval_s"] == 1.0 and run["scrape"]["window_shift_s"] > 0
