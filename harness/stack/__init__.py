@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import StackError
 from harness.stack.net import LOOPBACK, free_port, http_get
 from harness.stack.prometheus import LocalPrometheus, start_prometheus, stop_prometheus, wait_for_ray_targets
-from harness.stack.ray_head import LocalRay, ray_alive, start_ray, stop_ray
+from harness.stack.ray_head import SD_FILENAME, LocalRay, new_temp_dir, ray_alive, start_ray, stop_ray
 
 
 def state_root() -> Path:
@@ -55,10 +56,19 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
         raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
                          fix="set HARNESS_STATE_DIR to a writable folder") from None
     t0 = time.monotonic()
-    ray = start_ray(state_dir, num_cpus=num_cpus)
+    temp_dir = new_temp_dir()
+    # Prometheus starts alongside Ray (it re-reads the discovery file until Ray writes it): `ray start` takes
+    # ~10 s, Prometheus ~1 s, so its start costs nothing and it scrapes Ray's targets the moment they appear.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prometheus-start") as pool:
+        prom_future = pool.submit(start_prometheus, state_dir, temp_dir / SD_FILENAME)
+        try:
+            ray = start_ray(state_dir, num_cpus=num_cpus, temp_dir=temp_dir)
+        except BaseException:
+            _stop_started_prometheus(prom_future)
+            raise
     t_ray = time.monotonic()
     try:
-        prom = start_prometheus(state_dir, ray.sd_file)
+        prom = prom_future.result()
         stack = Stack(
             ray_address=ray.address, prometheus_url=prom.url, serve_port=free_port(), sd_file=str(ray.sd_file),
             local=True, state_dir=str(state_dir), ray=ray.to_dict(), prometheus=prom.to_dict(), ray_env=ray.driver_env,
@@ -67,22 +77,29 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
         wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)
     except BaseException:
         stop_ray(ray)
-        if "prom" in locals():
-            stop_prometheus(prom)
+        _stop_started_prometheus(prom_future)
         raise
     stack.timings_s = {"ray_start_s": round(t_ray - t0, 2), "targets_up_s": round(time.monotonic() - t_ray, 2)}
     (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
     return stack
 
 
+def _stop_started_prometheus(fut: Future) -> None:
+    try:
+        stop_prometheus(fut.result())
+    except BaseException:  # noqa: BLE001 — it failed to start: nothing to stop
+        pass
+
+
 def stop_local_stack(stack: Stack) -> None:
     if not stack.local:
         return
-    if stack.prometheus:
-        stop_prometheus(LocalPrometheus(**stack.prometheus))
-    if stack.ray:
-        stop_ray(LocalRay(**stack.ray))
-        shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prometheus-stop") as pool:  # both at once
+        if stack.prometheus:
+            pool.submit(stop_prometheus, LocalPrometheus(**stack.prometheus))
+        if stack.ray:
+            stop_ray(LocalRay(**stack.ray))
+            shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)
 
 
 def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = None, timeout_s: float = 10.0) -> Stack:

@@ -6,6 +6,10 @@ from typing import Any
 
 RAY_JOB = "ray"
 SD_REFRESH = "10s"
+# The harness's own local stack: Ray writes its discovery file every ~5 s and exports metrics every 1 s
+# (LOCAL_RAY_ENV), so a 1 s refresh and scrape find the targets and the final counters within a second or two.
+LOCAL_SD_REFRESH = "1s"
+LOCAL_SCRAPE_INTERVAL_S = 1.0
 
 
 def ray_job(sd_file: str, refresh: str = SD_REFRESH) -> dict[str, Any]:
@@ -17,8 +21,11 @@ def self_job(listen: str) -> dict[str, Any]:
     return {"job_name": "prometheus", "static_configs": [{"targets": [listen]}]}
 
 
-def prometheus_config(sd_file: str, listen: str, scrape_interval: str = "5s", extra_jobs: list | None = None) -> dict:
+def prometheus_config(sd_file: str | None, listen: str, scrape_interval: str = "5s", extra_jobs: list | None = None,
+                      sd_refresh: str = SD_REFRESH) -> dict:
+    """`sd_file` None: no Ray job (an external endpoint is scraped through `extra_jobs` only)."""
+    ray = [ray_job(sd_file, sd_refresh)] if sd_file else []
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [ray_job(sd_file), self_job(listen), *(extra_jobs or [])],
+        "scrape_configs": [*ray, self_job(listen), *(extra_jobs or [])],
     }

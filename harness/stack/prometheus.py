@@ -14,7 +14,7 @@ import yaml
 
 from harness.errors import StackError
 from harness.stack.net import LOOPBACK, free_port, http_get, http_json
-from harness.stack.prom_config import RAY_JOB, prometheus_config
+from harness.stack.prom_config import LOCAL_SCRAPE_INTERVAL_S, LOCAL_SD_REFRESH, RAY_JOB, prometheus_config
 
 INSTALL_HINT = "apt-get update && apt-get install -y prometheus   (or put a `prometheus` binary on PATH)"
 
@@ -34,7 +34,10 @@ class LocalPrometheus:
         return asdict(self)
 
 
-def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float = 2.0, timeout_s: float = 30.0) -> LocalPrometheus:
+def start_prometheus(state_dir: Path, sd_file: Path | None, *, scrape_interval_s: float = LOCAL_SCRAPE_INTERVAL_S,
+                     timeout_s: float = 30.0, extra_jobs: list | None = None) -> LocalPrometheus:
+    """Start on a free loopback port and wait until ready. `sd_file` may not exist yet (Ray writes it ~7 s
+    after its start): Prometheus re-reads it every LOCAL_SD_REFRESH, so it can start alongside Ray."""
     exe = shutil.which("prometheus")
     if not exe:
         raise StackError("the `prometheus` binary was not found on PATH", fix=INSTALL_HINT)
@@ -43,7 +46,8 @@ def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float
     data.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "prometheus.yml"
     listen = f"{LOOPBACK}:{port}"
-    cfg.write_text(yaml.safe_dump(prometheus_config(str(sd_file), listen, f"{scrape_interval_s:g}s"), sort_keys=False))
+    cfg.write_text(yaml.safe_dump(prometheus_config(
+        str(sd_file) if sd_file else None, listen, f"{scrape_interval_s:g}s", extra_jobs, sd_refresh=LOCAL_SD_REFRESH), sort_keys=False))
     log = (state_dir / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address={listen}",
@@ -61,7 +65,7 @@ def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float
                 return prom
         except OSError:
             pass
-        time.sleep(0.3)
+        time.sleep(0.1)
     stop_prometheus(prom)
     raise StackError(f"prometheus did not become ready on {listen} within {timeout_s:.0f} s", fix=f"see {log.name}")
 
@@ -93,7 +97,8 @@ def ray_targets(prom_url: str) -> list[dict]:
     ]
 
 
-def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float = 60.0, min_targets: int = 1) -> list[dict]:
+def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float = 60.0, min_targets: int = 1,
+                         poll_s: float = 0.25) -> list[dict]:
     """Bounded wait until Prometheus scrapes Ray's discovered targets successfully."""
     deadline = time.monotonic() + timeout_s
     targets: list[dict] = []
@@ -105,7 +110,7 @@ def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float
         up = [t for t in targets if t["health"] == "up"]
         if len(up) >= min_targets and len(up) == len(targets):
             return targets
-        time.sleep(1.0)
+        time.sleep(poll_s)
     from harness.stack.discovery import TROUBLESHOOTING
 
     detail = "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets) or "no targets for job 'ray'"
