@@ -33,6 +33,7 @@ class Stack:
     prometheus: dict | None = None
     timings_s: dict = field(default_factory=dict)
     ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
+    metrics_url: str | None = None  # external endpoint: its own /metrics, scraped by our Prometheus (None: none)
 
     @property
     def base_url(self) -> str:
@@ -42,6 +43,17 @@ class Stack:
         return asdict(self)
 
 
+def _new_state_dir() -> Path:
+    # <time>-<pid>: runctx's leftover reaper recognises our Prometheus by this path in its command line
+    state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
+                         fix="set HARNESS_STATE_DIR to a writable folder") from None
+    return state_dir
+
+
 def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> Stack:
     """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP."""
     if not shutil.which("prometheus"):  # before starting Ray: fail in a second, not after Ray's ~15 s start
@@ -49,12 +61,7 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
 
         raise StackError("the `prometheus` binary was not found on PATH (needed for the local stack)",
                          fix=f"{INSTALL_HINT}; or pass --ray-address and --prometheus-url of an existing stack")
-    state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
-                         fix="set HARNESS_STATE_DIR to a writable folder") from None
+    state_dir = _new_state_dir()
     t0 = time.monotonic()
     temp_dir = new_temp_dir()
     # Prometheus starts alongside Ray (it re-reads the discovery file until Ray writes it): `ray start` takes
@@ -82,6 +89,45 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
     stack.timings_s = {"ray_start_s": round(t_ray - t0, 2), "targets_up_s": round(time.monotonic() - t_ray, 2)}
     (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
     return stack
+
+
+def start_external_stack(endpoint_url: str, *, targets_timeout_s: float = 15.0) -> Stack:
+    """For an external endpoint: no Ray, only a local Prometheus, which scrapes the endpoint's own /metrics
+    when it has one (a plain vLLM server does), so server signals still arrive."""
+    from harness.stack.prom_config import ENDPOINT_JOB, endpoint_job
+
+    if not shutil.which("prometheus"):
+        from harness.stack.prometheus import INSTALL_HINT
+
+        raise StackError("the `prometheus` binary was not found on PATH (needed to scrape the endpoint's /metrics)",
+                         fix=f"{INSTALL_HINT}; or pass --prometheus-url of a Prometheus that scrapes the endpoint")
+    state_dir = _new_state_dir()
+    t0 = time.monotonic()
+    metrics_url = endpoint_url.rstrip("/").removesuffix("/v1") + "/metrics"
+    if not _exposes_metrics(metrics_url):
+        metrics_url = None
+    prom = start_prometheus(state_dir, None, extra_jobs=[endpoint_job(metrics_url)] if metrics_url else [])
+    t_prom = time.monotonic()
+    stack = Stack(ray_address="", prometheus_url=prom.url, endpoint_url=endpoint_url, local=True,
+                  state_dir=str(state_dir), prometheus=prom.to_dict(), metrics_url=metrics_url)
+    if metrics_url:
+        try:
+            wait_for_ray_targets(prom.url, None, timeout_s=targets_timeout_s, min_targets=1, job=ENDPOINT_JOB)
+        except BaseException:
+            stop_prometheus(prom)
+            raise
+    stack.timings_s = {"prometheus_start_s": round(t_prom - t0, 2), "targets_up_s": round(time.monotonic() - t_prom, 2)}
+    (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
+    return stack
+
+
+def _exposes_metrics(url: str) -> bool:
+    """Prometheus text at `url`: 200 and a `# TYPE` line (an OpenAI server without metrics answers 404)."""
+    try:
+        status, body = http_get(url, 3.0)
+    except (OSError, ValueError):
+        return False
+    return status == 200 and b"# TYPE " in body[:200_000]
 
 
 def _stop_started_prometheus(fut: Future) -> None:

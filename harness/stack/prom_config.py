@@ -17,6 +17,18 @@ def ray_job(sd_file: str, refresh: str = SD_REFRESH) -> dict[str, Any]:
     return {"job_name": RAY_JOB, "file_sd_configs": [{"files": [sd_file], "refresh_interval": refresh}]}
 
 
+ENDPOINT_JOB = "endpoint"
+
+
+def endpoint_job(metrics_url: str) -> dict[str, Any]:
+    """An external endpoint's own /metrics (a plain `vllm serve` exposes `vllm:*` there), scraped directly."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(metrics_url)
+    return {"job_name": ENDPOINT_JOB, "scheme": u.scheme or "http", "metrics_path": u.path or "/metrics",
+            "static_configs": [{"targets": [u.netloc]}]}
+
+
 def self_job(listen: str) -> dict[str, Any]:
     return {"job_name": "prometheus", "static_configs": [{"targets": [listen]}]}
 

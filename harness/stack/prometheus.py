@@ -87,24 +87,24 @@ def stop_prometheus(prom: LocalPrometheus, grace_s: float = 5.0) -> None:
             time.sleep(0.2)
 
 
-def ray_targets(prom_url: str) -> list[dict]:
-    """Prometheus's view of the `ray` job: [{url, health, last_error}]."""
+def ray_targets(prom_url: str, job: str = RAY_JOB) -> list[dict]:
+    """Prometheus's view of one scrape job (default: `ray`): [{url, health, last_error}]."""
     data = http_json(f"{prom_url}/api/v1/targets?state=active", 5.0)
     return [
         {"url": t.get("scrapeUrl"), "health": t.get("health"), "last_error": t.get("lastError") or ""}
         for t in data["data"]["activeTargets"]
-        if t.get("labels", {}).get("job") == RAY_JOB
+        if t.get("labels", {}).get("job") == job
     ]
 
 
 def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float = 60.0, min_targets: int = 1,
-                         poll_s: float = 0.25) -> list[dict]:
+                         poll_s: float = 0.25, job: str = RAY_JOB) -> list[dict]:
     """Bounded wait until Prometheus scrapes Ray's discovered targets successfully."""
     deadline = time.monotonic() + timeout_s
     targets: list[dict] = []
     while time.monotonic() < deadline:
         try:
-            targets = ray_targets(prom_url)
+            targets = ray_targets(prom_url, job)
         except OSError:
             targets = []
         up = [t for t in targets if t["health"] == "up"]
@@ -113,9 +113,9 @@ def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float
         time.sleep(poll_s)
     from harness.stack.discovery import TROUBLESHOOTING
 
-    detail = "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets) or "no targets for job 'ray'"
+    detail = "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets) or f"no targets for job {job!r}"
     raise StackError(
-        f"Prometheus at {prom_url} did not see Ray's targets UP within {timeout_s:.0f} s "
+        f"Prometheus at {prom_url} did not see the {job!r} job's targets UP within {timeout_s:.0f} s "
         f"(discovery file: {sd_file or 'unknown'}): {detail}",
         fix=TROUBLESHOOTING,
     )
