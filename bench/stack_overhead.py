@@ -49,7 +49,7 @@ def one_run(scenario: Path, work: Path, i: int) -> dict:
     load_s = stages.get("load_s", 0.0)
     return {"exit_code": p.returncode, "wall_s": round(wall, 2), "overhead_s": round(wall - load_s, 2),
             "stages_s": stages, "stack_timings_s": stack_t,
-            "settle_s": (run.get("scrape") or {}).get("settle_s")}
+            "settle_s": (run.get("scrape") or {}).get("settle_s"), "error": run.get("error")}
 
 
 def main() -> None:
@@ -64,12 +64,12 @@ def main() -> None:
         if not a.scenario:
             sc.write_text(SCENARIO)
         runs = [one_run(sc, work, i) for i in range(a.runs)]
-    ok = [r for r in runs if "stages_s" in r]
+    ok = [r for r in runs if "load_s" in r.get("stages_s", {})]
     print(f"{len(ok)}/{len(runs)} runs recorded (exit codes {[r['exit_code'] for r in runs]}); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for r in runs:
-        if "error" in r:
-            print("  failed:", r["error"])
+        if r.get("error"):
+            print("  failed:", r["error"][-1500:])
     if not ok:
         return
     keys = sorted({k for r in ok for k in r["stages_s"]}, key=lambda k: list(ok[0]["stages_s"]).index(k)

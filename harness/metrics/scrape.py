@@ -151,7 +151,9 @@ def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, 
             scraped = [prom.scalar(f"min(timestamp({q}))") for q in queries]
         except Exception:
             vals, scraped = None, []
-        fresh = bool(scraped) and all(s is not None and s >= t0_epoch + final_after_s for s in scraped)
+        # a counter with no series yet (e.g. no request has finished) does not hold the wait up
+        present = [s for s in scraped if s is not None]
+        fresh = bool(present) and all(s >= t0_epoch + final_after_s for s in present)
         if vals != last:  # moved (or the first poll): look again
             last, since, changed_at = vals, now, time.time()
         elif vals is not None and (fresh or now - since >= quiet_s):
