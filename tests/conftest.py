@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,24 @@ def pytest_make_collect_report(collector):
     if reason is not None:
         report.outcome = "failed"
         report.longrepr = f"module skipped under CI=true, but .ci/setup installs what it needs: {reason}"
+
+
+def _harness_cli(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory):
+    """One `harness up` stack (Ray + Prometheus, private state dir) for every module that does not need a fresh
+    stack: its env makes `harness run` use it. Started on first use (~15-40 s), stopped after the session."""
+    state = tmp_path_factory.mktemp("shared-stack-state")
+    env = {**os.environ, "HARNESS_STATE_DIR": str(state)}
+    r = _harness_cli("up", env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    yield env
+    r = _harness_cli("down", env=env, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
 
 
 @pytest.fixture
