@@ -49,6 +49,12 @@ def test_smoke_end_to_end_on_a_fresh_local_stack(env, tmp_path):
     assert summary["server"]["server_ttft"]["count"] > 0
     assert summary["server"]["generation_tokens"]["total"] > 0
     assert run["scrape"]["session"].startswith("session_")
+    # the reports say what the summary says (not merely that the files exist)
+    md, junit = (run_dir / "report.md").read_text(), (run_dir / "junit.xml").read_text()
+    assert "**Verdict: PASS**" in md and all(f"`{s['slo']}`" in md for s in summary["slos"])
+    assert f'tests="{len(summary["slos"])}" failures="0"' in junit
+    rows = pd.read_parquet(run_dir / "series.parquet")
+    assert {"kv_cache_usage", "replicas"} <= set(rows["signal"]) and (rows[rows.signal == "replicas"].value >= 1).any()
     # every request is one sample, and the count matches Locust's own
     samples = pd.read_parquet(run_dir / "samples.parquet")
     assert len(samples) == run["load"]["locust_requests"] == run["load"]["requests"] > 50
