@@ -104,7 +104,7 @@ def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float
     targets: list[dict] = []
     while time.monotonic() < deadline:
         try:
-            targets = ray_targets(prom_url, job)
+            targets = ray_targets(prom_url) if job == RAY_JOB else ray_targets(prom_url, job)
         except OSError:
             targets = []
         up = [t for t in targets if t["health"] == "up"]
