@@ -25,8 +25,12 @@ SCENARIO = """\
 name: {name}
 description: An external OpenAI-compatible endpoint; nothing is deployed.
 target: {{engine: external, model: {model}, url: "{url}"}}
-workload: {{api: chat, stream: true, prompt_tokens: {{mean: 32, stddev: 4, max: 48}}, output_tokens: {{mean: 16, max: 24}},
-           ignore_eos: true}}
+workload:
+  api: chat
+  stream: true
+  prompt_tokens: {{mean: 32, stddev: 4, max: 48}}
+  output_tokens: {{mean: 16, max: 24}}
+  ignore_eos: true
 load: {{warmup_s: 2, stages: [{{name: s, duration_s: 10, users: 2, spawn_rate: 2}}]}}
 slos: [{slos}]
 """
@@ -49,8 +53,8 @@ def _run(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess, dict, 
     sc = tmp_path / "external.yaml"
     sc.write_text(text)
     env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state")}  # no `harness up` stack to pick up
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(sc), "-o", str(tmp_path / "res"), "--json"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(sc), "-o", str(tmp_path / "res"), "--json"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen_ray: list[int] = []
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:  # watch for a Ray of this run while it runs

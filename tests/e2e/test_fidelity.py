@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from harness.stack.net import http_json
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +38,8 @@ target:
   route_prefix: /fidelity
   autoscaling: {min_replicas: 1, max_replicas: 1}
   sim: {ttft_ms: 150, itl_ms: 20, max_num_seqs: 16, kv_blocks: 512, block_size: 16}
-workload: {api: chat, stream: true, prompt_tokens: {mean: 32, stddev: 4}, output_tokens: {mean: 16, max: 16}, ignore_eos: true}
+workload:
+  {api: chat, stream: true, prompt_tokens: {mean: 32, stddev: 4}, output_tokens: {mean: 16, max: 16}, ignore_eos: true}
 load: {warmup_s: 2, stages: [{name: s, duration_s: 10, users: 4, spawn_rate: 4}]}
 slos: [error_rate <= 1%]
 """
