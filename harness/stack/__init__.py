@@ -103,9 +103,8 @@ def start_external_stack(endpoint_url: str, *, targets_timeout_s: float = 15.0) 
                          fix=f"{INSTALL_HINT}; or pass --prometheus-url of a Prometheus that scrapes the endpoint")
     state_dir = _new_state_dir()
     t0 = time.monotonic()
-    metrics_url = endpoint_url.rstrip("/").removesuffix("/v1") + "/metrics"
-    if not _exposes_metrics(metrics_url):
-        metrics_url = None
+    probe = endpoint_url.rstrip("/").removesuffix("/v1") + "/metrics"
+    metrics_url = probe if _exposes_metrics(probe) else None
     prom = start_prometheus(state_dir, None, extra_jobs=[endpoint_job(metrics_url)] if metrics_url else [])
     t_prom = time.monotonic()
     stack = Stack(ray_address="", prometheus_url=prom.url, endpoint_url=endpoint_url, local=True,
