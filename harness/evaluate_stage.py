@@ -46,7 +46,8 @@ def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResul
                                    load_start=window.start, warmup_end=window.stats_start, load_end=window.end)
     status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
-                            client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings)
+                            client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings,
+                            measure_only=scenario.measure_only)
     for k, v in extra.items():  # autoscaling analysis, scoped stats
         setattr(summary, k, v)
     if fault_results:

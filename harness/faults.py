@@ -124,11 +124,11 @@ class FaultInjector:
 
     def _run(self) -> None:
         try:
-            if not self._sleep_until(self.started_file.exists, time.monotonic() + START_WAIT_S):
+            if not self._sleep_until(lambda: _read_float(self.started_file) is not None, time.monotonic() + START_WAIT_S):
                 for e in self.events:
                     e.error = e.error or "the load never started: fault not injected"
                 return
-            t0 = float(self.started_file.read_text())
+            t0 = _read_float(self.started_file)
             for i, f in self.faults:
                 ev = self.events[i]
                 if not self._sleep_until(lambda: time.time() >= t0 + f.at_s, time.monotonic() + f.at_s + 5.0):
@@ -254,3 +254,11 @@ def recovery_stats(report: list[dict]) -> dict[str, float] | None:
         return None
     ms = [r["recovery_s"] * 1000.0 for r in fired]
     return {"max": max(ms), "min": min(ms), "mean": sum(ms) / len(ms), "count": float(len(ms))}
+
+
+def _read_float(path: Path) -> float | None:
+    """The number in a file another process writes (it may exist, still empty, for a moment)."""
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return None

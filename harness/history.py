@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.record.health import load_failure
 
 METRICS = {  # key -> (how to read it from summary.json, unit, worse direction)
     "ttft.p95": (("client", "ttft_ms", "p95"), "ms", "up"),
@@ -54,6 +55,7 @@ def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) ->
             "label": " ".join(f"{k}={v}" for k, v in labels.items()) or (run.get("environment") or {}).get("ray") or d.name[-4:],
             "ray": (run.get("environment") or {}).get("ray"),
             "stats": {k: _get(summary, path) for k, (path, _, _) in METRICS.items()},
+            "load_failure": load_failure(summary),  # its stats are shown but are no baseline and never "moved"
         })
     out.sort(key=lambda r: r["created_at"])
     return out[-limit:]
@@ -86,7 +88,7 @@ def history(results_dir: Path, scenario: str | None = None, **detect) -> dict:
         flags = []
         for m, (_, unit, worse) in METRICS.items():
             floor = 0.005 if m == "error_rate" else 0.0  # error rate: half a percentage point at least
-            cps = change_points([r["stats"][m] for r in rs], abs_floor=floor, **detect)
+            cps = change_points([None if r["load_failure"] else r["stats"][m] for r in rs], abs_floor=floor, **detect)
             if cps:
                 i, v, med = cps[0]
                 direction = "up" if v > med else "down"
@@ -96,7 +98,10 @@ def history(results_dir: Path, scenario: str | None = None, **detect) -> dict:
                               "direction": direction, "assessment": what, "later": len(cps) - 1,
                               "message": f"{m} moved {direction} ({what}) at {rs[i]['run_id']} [{rs[i]['label']}]: "
                                          f"{v:.4g} vs median {med:.4g} of the previous runs{rel}"})
-        scenarios.append({"scenario": name, "runs": rs, "flags": flags})
+        broken = [{"index": i, "run_id": r["run_id"], "reason": r["load_failure"],
+                   "message": f"{r['run_id']} [{r['label']}]: the load failed: {r['load_failure']} (not comparable: "
+                              "left out of the baselines)"} for i, r in enumerate(rs) if r["load_failure"]]
+        scenarios.append({"scenario": name, "runs": rs, "flags": flags, "broken": broken})
     return {"results_dir": str(results_dir), "metrics": list(METRICS), "units": {k: u for k, (_, u, _) in METRICS.items()},
             "scenarios": scenarios, "detector": {"window": 5, "min_history": 3, "rel_threshold": 0.10, "mad_sigmas": 3.0, **detect}}
 
@@ -115,10 +120,14 @@ def print_history(hist: dict, console) -> None:
                 v = r["stats"][m]
                 s = "—" if v is None else (f"{v * 100:.2f}%" if m == "error_rate" else f"{v:.4g}")
                 cells.append(f"[red]{s} ◀[/]" if (i, m) in flagged else s)
-            verdict = r["verdict"] if r["verdict"] == "pass" else f"[red]{r['verdict']}[/]"
+            verdict = r["verdict"] if r["verdict"] in ("pass", "measured") else f"[red]{r['verdict']}[/]"
+            if r.get("load_failure"):
+                verdict = f"[red]{r['verdict']}, broken[/]"
             t.add_row(r["when"], r["run_id"], " ".join(f"{k}={v}" for k, v in r["labels"].items()), verdict, *cells)
         console.print(t)
         for f in sc["flags"]:
             console.print(f"[{'red' if f['assessment'] == 'worse' else 'green'}]moved:[/] {f['message']}")
+        for b in sc.get("broken", []):
+            console.print(f"[red]broken:[/] {b['message']}")
         if not sc["flags"]:
             console.print("no statistic moved beyond noise")

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.paths import checkout_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = checkout_root()  # None from an installed wheel: the version venvs install the harness from a checkout
 MARKER = "harness-env.json"
 PIP_TIMEOUT_S = 1800
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]*$")
@@ -50,6 +51,7 @@ class Entry:
     run_s: float = 0.0
     log: str | None = None
     error: str | None = None
+    load_failure: str | None = None  # the run completed but its load failed (harness/record/health.py)
 
     @property
     def name(self) -> str:
@@ -146,6 +148,10 @@ def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
             log.write("constrained install failed (this Ray needs other versions): installing without pins\n")
             _pip(py, pkgs, log)
             recipe["constrained"] = False
+        if REPO is None:
+            raise HarnessError("harness matrix installs the harness into one venv per version from a source checkout, "
+                               "and this harness is an installed wheel", fix="run `harness matrix` from a git clone "
+                               "of the harness (pip install -e .)")
         _pip(py, ["--no-deps", "-e", str(REPO)], log)
     marker.write_text(json.dumps({**recipe, "created_at": time.time()}, indent=2))
     return False
@@ -155,27 +161,40 @@ def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, st
                timeout_s: float) -> tuple[str | None, int]:
     """`<venv>/bin/harness run` in a subprocess; returns (run folder, exit code)."""
     exe = env_dir / "bin" / "harness"
-    cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir)]
+    cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir), "--json"]  # summary.json on stdout
     for k, v in entry.labels.items():
         cmd += ["--label", f"{k}={v}"]
     env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env_dir),
-           "HARNESS_STATE_DIR": str(state_dir), "COLUMNS": "400"}  # COLUMNS: rich must not wrap the run folder line
+           "HARNESS_STATE_DIR": str(state_dir)}
     env.pop("PYTHONHOME", None)
     before = {p.name for p in results_dir.iterdir()} if results_dir.exists() else set()
+    out = ""
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         try:
-            p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
-            code = p.returncode
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, env=env, timeout=timeout_s, text=True)
+            code, out = p.returncode, p.stdout
         except subprocess.TimeoutExpired:
             code = 124
-    text = log_path.read_text(errors="replace")
-    found = re.findall(r"^run folder: (.+)$", text, flags=re.M)
-    if found and Path(found[-1].strip()).is_dir():
-        return found[-1].strip(), code
+    try:  # the run's own summary names its folder; no terminal text is parsed
+        run_id = (json.loads(out) or {}).get("run_id")
+    except ValueError:
+        run_id = None
+    if run_id and (results_dir / run_id).is_dir():
+        return str(results_dir / run_id), code
     new = sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists()) if results_dir.exists() else []
     return (str(new[-1]) if new else None), code
+
+
+def _load_failure(run_dir: Path) -> str | None:
+    from harness.record import read_run
+    from harness.record.health import load_failure
+
+    try:
+        return load_failure(read_run(run_dir)[1])
+    except (ValueError, OSError, HarnessError) as x:
+        return f"cannot read its record: {x}"
 
 
 def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] | None = None,
@@ -222,14 +241,18 @@ def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] |
         e.run_s = round(time.monotonic() - t0, 1)
         if e.run_dir is None or e.run_exit_code not in (0, 1):
             e.error = f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
+        if not e.error:
+            e.load_failure = _load_failure(Path(e.run_dir))
+            if e.load_failure and not force:  # with --force it is compared, and the comparison warns
+                e.error = f"the load failed: {e.load_failure}; see {e.run_dir} (not comparable; --force compares anyway)"
         on_event(f"run {e.name}: exit {e.run_exit_code} in {e.run_s:.0f} s → {e.run_dir}")
         write_json(out / "matrix.json", res.to_dict())
-    ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1)]
+    ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1) and (force or not e.load_failure)]
     if len(ok) < 2:
         res.exit_code = 2
         res.total_s = round(time.monotonic() - t_all, 1)
         write_json(out / "matrix.json", res.to_dict())
-        raise HarnessError(f"matrix: only {len(ok)} of {len(res.entries)} runs produced a record; nothing to compare",
+        raise HarnessError(f"matrix: only {len(ok)} of {len(res.entries)} runs produced a comparable record; nothing to compare",
                            problems=[f"{e.name}: {e.error}" for e in res.entries if e.error],
                            fix=f"see the logs in {out}")
     t0 = time.monotonic()

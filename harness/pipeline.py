@@ -37,13 +37,15 @@ class RunOutcome:
 
 
 def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
-    rec = Recorder.create(opts.results_dir, scenario.name, scenario=scenario.model_dump(mode="json"),
+    rec = Recorder.create(opts.results_dir.absolute(), scenario.name,  # the Locust child runs in another cwd
+                          scenario=scenario.model_dump(mode="json"),
                           scenario_file=opts.scenario_file, labels=opts.labels)
     ui.run_dir(rec.dir)
+    deploy_stage.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
         stack = ctx.stage("stack", lambda: open_stack(opts, scenario), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
-        dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack), on_done=lambda d: {"deployment": d.to_dict()})
+        dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"), on_done=lambda d: {"deployment": d.to_dict()})
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         rec.record.environment = environment()
@@ -57,6 +59,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
             on_done=lambda s: record_scrape(rec, s), optional=True)
         ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape")))
         # report: RunContext renders every report from the final record on exit, whatever the status
+    deploy_stage.set_driver_log(None)
     return RunOutcome(rec.dir, ctx.exit_code, ctx.summary)
 
 

@@ -173,7 +173,7 @@ class RunContext:
         elif self.status == "failed":
             self.exit_code = exc.exit_code if isinstance(exc, HarnessError) else EXIT_BAD_INPUT
         else:
-            self.exit_code = EXIT_PASS if self.summary_verdict == "pass" else EXIT_SLO_FAILED
+            self.exit_code = EXIT_PASS if self.summary_verdict in ("pass", "measured") else EXIT_SLO_FAILED
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         r = self.rec.record

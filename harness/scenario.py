@@ -11,24 +11,55 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ScenarioError
+from harness.paths import asset_dir
 
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_ENV_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+# Upper bounds on magnitudes: far beyond any real run, low enough that a slip (an extra 000, ms for s) is caught
+# before anything starts. Each field's description names its bound.
+MAX_DURATION_S = 7 * 86400  # one load: a week
+MAX_USERS = 100_000
+MAX_RATE_RPS = 100_000.0
+MAX_TOKENS = 1_048_576  # 1 Mi tokens: beyond the longest context windows served today
+MAX_REPLICAS = 1000
+MAX_ARRIVALS = 10_000_000  # the open-loop schedule of one load process stops here (harness/load/arrivals.py)
+PROM_MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
+
+
+def _wants_number(ann: Any) -> bool:
+    import typing
+
+    args = typing.get_args(ann) or (ann,)
+    return any(a in (int, float) for a in args) and bool not in args
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)  # `1e400` is inf, not a duration
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        """pydantic reads `users: true` (YAML also: yes/on) as 1; a boolean where a number belongs is a mistake."""
+        if isinstance(data, dict):
+            bad = [k for k, v in data.items() if isinstance(v, bool) and k in cls.model_fields
+                   and _wants_number(cls.model_fields[k].annotation)]
+            if bad:
+                raise ValueError("; ".join(f"{k}: {str(data[k]).lower()} is a boolean, not a number (YAML reads "
+                                           "true/false/yes/no/on/off as booleans): write a number" for k in bad))
+        return data
+
 
 class Autoscaling(_Model):
-    min_replicas: int = Field(1, ge=0, description="Fewest replicas Serve keeps running.")
-    max_replicas: int = Field(1, ge=1, description="Most replicas Serve may start.")
-    initial_replicas: int | None = Field(None, ge=0, description="Replicas at deploy time (default: min_replicas).")
+    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Fewest replicas Serve keeps running (<= 1000).")
+    max_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Most replicas Serve may start (<= 1000).")
+    initial_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS, description="Replicas at deploy time (default: min_replicas).")
     target_ongoing_requests: float = Field(
-        8, gt=0, description="Ongoing requests per replica that Serve's autoscaler aims for."
+        8, gt=0, le=100_000, description="Ongoing requests per replica that Serve's autoscaler aims for (<= 100000)."
     )
-    upscale_delay_s: float = Field(3.0, ge=0, description="How long demand must stay high before scaling up.")
-    downscale_delay_s: float = Field(30.0, ge=0, description="How long demand must stay low before scaling down.")
-    look_back_period_s: float = Field(5.0, gt=0, description="Window over which Serve averages ongoing requests.")
+    upscale_delay_s: float = Field(3.0, ge=0, le=86400, description="How long demand must stay high before scaling up (<= 1 day).")
+    downscale_delay_s: float = Field(30.0, ge=0, le=86400, description="How long demand must stay low before scaling down (<= 1 day).")
+    look_back_period_s: float = Field(5.0, gt=0, le=86400, description="Window over which Serve averages ongoing requests (<= 1 day).")
 
     @model_validator(mode="after")
     def _order(self) -> "Autoscaling":
@@ -44,17 +75,20 @@ class Autoscaling(_Model):
 class SimEngine(_Model):
     """Knobs of the simulated vLLM-like engine (continuous batching over a paged KV cache)."""
 
-    ttft_ms: float = Field(40.0, ge=0, description="Fixed time to first token before prefill cost, per request.")
-    prefill_ms_per_token: float = Field(0.05, ge=0, description="Extra prefill time per prompt token.")
-    itl_ms: float = Field(8.0, ge=0, description="Decode step time with a batch of one (inter-token latency).")
-    itl_ms_per_seq: float = Field(0.05, ge=0, description="Extra decode step time per running sequence in the batch.")
+    ttft_ms: float = Field(40.0, ge=0, le=600_000, description="Fixed time to first token before prefill cost, per request (<= 10 min).")
+    prefill_ms_per_token: float = Field(0.05, ge=0, le=1000, description="Extra prefill time per prompt token (<= 1000).")
+    itl_ms: float = Field(8.0, ge=0, le=60_000, description="Decode step time with a batch of one (inter-token latency; <= 1 min).")
+    itl_ms_per_seq: float = Field(0.05, ge=0, le=1000, description="Extra decode step time per running sequence in the batch (<= 1000).")
     jitter_frac: float = Field(0.05, ge=0, le=1, description="Seeded multiplicative jitter on step times (0.05 = ±5%).")
-    max_num_seqs: int = Field(32, ge=1, description="Most sequences decoded together (vLLM max_num_seqs).")
-    kv_blocks: int = Field(512, ge=1, description="KV-cache blocks per replica.")
-    block_size: int = Field(16, ge=1, description="Tokens per KV-cache block.")
-    slowdown_factor: float = Field(1.0, gt=0, description="Multiplies every step time: inject a regression on purpose.")
+    max_num_seqs: int = Field(32, ge=1, le=65536, description="Most sequences decoded together (vLLM max_num_seqs; <= 65536).")
+    kv_blocks: int = Field(512, ge=1, le=100_000_000, description="KV-cache blocks per replica (<= 1e8).")
+    block_size: int = Field(16, ge=1, le=4096, description="Tokens per KV-cache block (<= 4096).")
+    slowdown_factor: float = Field(1.0, gt=0, le=1000, description="Multiplies every step time: inject a regression on purpose (<= 1000).")
     error_rate: float = Field(0.0, ge=0, le=1, description="Fraction of requests answered with HTTP 500 (fault injection).")
-    seed: int = Field(0, description="Seed for jitter and error injection.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed for jitter and error injection (0 <= seed < 2^63).")
+    startup_error: str | None = Field(
+        None, max_length=500, description="Fault injection: every replica raises this error in its constructor, so "
+        "the deploy fails (checks that the replica's exception reaches the user and its logs reach the run folder).")
 
 
 class VllmEngine(_Model):
@@ -70,19 +104,21 @@ class VllmEngine(_Model):
         description="Extra vLLM engine arguments (AsyncEngineArgs names); keys that have their own field here "
         "are refused.",
     )
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
-    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline-parallel stages per replica.")
+    tensor_parallel_size: int = Field(1, ge=1, le=256, description="GPUs per replica for tensor parallelism (<= 256).")
+    pipeline_parallel_size: int = Field(1, ge=1, le=256, description="Pipeline-parallel stages per replica (<= 256).")
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. A100 or L4; none on CPU.")
     device: Literal["cpu", "gpu"] = Field("gpu", description="Where the engine runs: gpu (production) or cpu.")
     stream_batching_interval_ms: float = Field(
-        0.0, ge=0, description="Ray Serve LLM stream batching; 0 sends every token as produced (true TTFT/ITL)."
+        0.0, ge=0, le=60_000, description="Ray Serve LLM stream batching; 0 sends every token as produced (true TTFT/ITL)."
     )
-    runtime_env_vars: dict[str, str] = Field(default_factory=dict, description="Env vars for the engine replicas.")
+    runtime_env_vars: dict[Annotated[str, Field(pattern=_ENV_RE)], str] = Field(
+        default_factory=dict, description="Env vars for the engine replicas (names: letters, digits, _).")
     max_model_len: int | None = Field(
-        None, ge=16, description="Longest context (prompt + output) in tokens (vLLM max_model_len; default: model's)."
+        None, ge=16, le=16 * MAX_TOKENS, description="Longest context (prompt + output) in tokens (vLLM max_model_len; "
+        "default: model's; <= 16 Mi)."
     )
     max_num_seqs: int | None = Field(
-        None, ge=1, description="Most sequences the engine batches together (vLLM max_num_seqs)."
+        None, ge=1, le=65536, description="Most sequences the engine batches together (vLLM max_num_seqs; <= 65536)."
     )
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(
         None, description="Weight/activation dtype (vLLM dtype; default auto)."
@@ -94,11 +130,12 @@ class VllmEngine(_Model):
         None, gt=0, le=1, description="Fraction of GPU memory vLLM may use (device gpu only; default 0.9)."
     )
     cpu_kvcache_space_gib: int | None = Field(
-        None, ge=1, description="KV-cache size in GiB on CPU (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1 "
+        None, ge=1, le=65536, description="KV-cache size in GiB on CPU (<= 65536) (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1 "
         "unless engine_kwargs.kv_cache_memory_bytes sets it in bytes).",
     )
     max_ongoing_requests: int | None = Field(
-        None, ge=1, description="Serve's cap on requests in flight per replica (default: Ray Serve LLM's, unbounded)."
+        None, ge=1, le=1_000_000, description="Serve's cap on requests in flight per replica (default: Ray Serve LLM's, "
+        "unbounded; <= 1e6)."
     )
 
     @model_validator(mode="after")
@@ -127,13 +164,13 @@ class Target(_Model):
     engine: Literal["sim", "vllm", "external"] = Field(..., description="What serves the load: sim | vllm | external.")
     model: str = Field(..., min_length=1, description="Served model id (the `model` field of each request).")
     url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint (engine: external).")
-    app_name: str = Field("llm", pattern=_NAME_RE, description="Ray Serve application name.")
+    app_name: str = Field("llm", pattern=_NAME_RE, max_length=100, description="Ray Serve application name.")
     route_prefix: str = Field("/", description="Route prefix of the Serve application.")
     api_key_env: str | None = Field(
-        None, description="Name of the env var holding the API key (sent as a Bearer token; never recorded)."
+        None, pattern=_ENV_RE, description="Name of the env var holding the API key (sent as a Bearer token; never recorded)."
     )
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Serve autoscaling config.")
-    replica_cpus: float = Field(0.5, ge=0, description="Logical CPUs each replica reserves in Ray.")
+    replica_cpus: float = Field(0.5, ge=0, le=1024, description="Logical CPUs each replica reserves in Ray (<= 1024).")
     sim: SimEngine | None = Field(None, description="Simulated-engine knobs (engine: sim).")
     vllm: VllmEngine | None = Field(None, description="vLLM settings (engine: vllm).")
 
@@ -149,12 +186,39 @@ class Target(_Model):
             raise ValueError("`url` is only for engine 'external' (sim and vllm are deployed by the harness)")
         return self
 
+    @model_validator(mode="after")
+    def _sections_route_url(self) -> "Target":
+        from harness.urls import url_problem
+
+        for section, engine in (("sim", "sim"), ("vllm", "vllm")):
+            if getattr(self, section) is not None and self.engine != engine:
+                raise ValueError(f"`{section}:` is for engine {engine!r}; this target is engine {self.engine!r} and would "
+                                 f"ignore it: remove the section or set engine: {engine}")
+        if not self.route_prefix.startswith("/") or re.search(r"[\s?#]", self.route_prefix):
+            raise ValueError(f"route_prefix {self.route_prefix!r}: must be a URL path starting with '/' (no spaces, ? or #), "
+                             "e.g. / or /llm")
+        if self.url is not None:
+            why = url_problem(self.url)
+            if why:
+                raise ValueError(f"url {self.url!r}: {why}")
+        return self
+
 
 class TokenDist(_Model):
-    mean: float = Field(..., gt=0, description="Mean length in tokens.")
-    stddev: float = Field(0.0, ge=0, description="Standard deviation in tokens (normal, clipped to [min, max]).")
-    min: int = Field(1, ge=1, description="Shortest length in tokens.")
-    max: int | None = Field(None, ge=1, description="Longest length in tokens.")
+    mean: float = Field(..., gt=0, le=MAX_TOKENS, description="Mean length in tokens (<= 1 Mi).")
+    stddev: float = Field(0.0, ge=0, le=MAX_TOKENS, description="Standard deviation in tokens (normal, clipped to [min, max]).")
+    min: int = Field(1, ge=1, le=MAX_TOKENS, description="Shortest length in tokens.")
+    max: int | None = Field(None, ge=1, le=MAX_TOKENS, description="Longest length in tokens (<= 1 Mi).")
+
+    @model_validator(mode="after")
+    def _range(self) -> "TokenDist":
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        hi = self.max if self.max is not None else float("inf")
+        if not self.min <= self.mean <= hi:
+            raise ValueError(f"mean ({self.mean:g}) must lie between min ({self.min}) and max ({self.max}): every "
+                             "length would be clipped to one end")
+        return self
 
 
 class Workload(_Model):
@@ -164,8 +228,8 @@ class Workload(_Model):
     output_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens).")
     ignore_eos: bool = Field(True, description="Ask the server to produce exactly max_tokens (vLLM ignore_eos).")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
-    request_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout; a timed out request is an error.")
-    seed: int = Field(0, description="Seed for prompt and length sampling.")
+    request_timeout_s: float = Field(60.0, gt=0, le=86400, description="Per-request timeout; a timed out request is an error (<= 1 day).")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed for prompt and length sampling (0 <= seed < 2^63).")
     tokenizer: str | None = Field(
         None, description="tokenizer.json, or a model directory holding one: synthetic prompts then have exact token "
         "counts (needs the `tokenizers` package). Default: the served model's directory when target.vllm.model_source "
@@ -176,7 +240,7 @@ class Workload(_Model):
         None, description="Synthetic prompts that share a few long prefixes (exercises the server's prefix cache)."
     )
     session_turns: int = Field(
-        1, ge=1, description="Synthetic multi-turn sessions: turns per session; each turn resends the whole history."
+        1, ge=1, le=1000, description="Synthetic multi-turn sessions: turns per session; each turn resends the whole history (<= 1000)."
     )
 
     @model_validator(mode="after")
@@ -207,22 +271,30 @@ class Dataset(_Model):
 class SharedPrefix(_Model):
     """num_prefixes × suffixes_per_prefix distinct prompts: prefix + suffix (suffix length: workload.prompt_tokens)."""
 
-    num_prefixes: int = Field(..., ge=1, description="Distinct shared prefixes.")
-    prefix_tokens: int = Field(..., ge=1, description="Length of each prefix in tokens.")
-    suffixes_per_prefix: int = Field(..., ge=1, description="Distinct suffixes per prefix.")
+    num_prefixes: int = Field(..., ge=1, le=100_000, description="Distinct shared prefixes (<= 100000; prompts in all <= 1e6).")
+    prefix_tokens: int = Field(..., ge=1, le=MAX_TOKENS, description="Length of each prefix in tokens (<= 1 Mi).")
+    suffixes_per_prefix: int = Field(..., ge=1, le=100_000, description="Distinct suffixes per prefix (<= 100000).")
+
+    @model_validator(mode="after")
+    def _pool(self) -> "SharedPrefix":
+        n = self.num_prefixes * self.suffixes_per_prefix
+        if n > 1_000_000:  # the pool is built in memory before the load starts (harness/load/prepare.py)
+            raise ValueError(f"num_prefixes x suffixes_per_prefix = {n} prompts; at most 1000000 are built up front")
+        return self
 
 
 class Stage(_Model):
-    name: str | None = Field(None, description="Stage label in reports (default: stage<i>).")
-    duration_s: float = Field(..., gt=0, description="How long this stage lasts.")
-    users: int | None = Field(None, ge=0, description="Concurrent users (closed loop: each waits for its reply).")
-    spawn_rate: float = Field(1.0, gt=0, description="Users started (or stopped) per second to reach `users`.")
+    name: str | None = Field(None, pattern=_NAME_RE, max_length=100, description="Stage label in reports and SLO "
+                             "scopes (`@name`; letters, digits, _ . -; default: stage<i>; `@steady` always means the steady part of every stage).")
+    duration_s: float = Field(..., gt=0, le=MAX_DURATION_S, description="How long this stage lasts (<= 7 days).")
+    users: int | None = Field(None, ge=0, le=MAX_USERS, description="Concurrent users (closed loop: each waits for its reply; <= 100000).")
+    spawn_rate: float = Field(1.0, gt=0, le=10_000, description="Users started (or stopped) per second to reach `users` (<= 10000).")
     rate_rps: float | None = Field(
-        None, ge=0, description="Open loop (load.arrival set): arrivals per second in this stage (default: "
+        None, ge=0, le=MAX_RATE_RPS, description="Open loop (load.arrival set): arrivals per second in this stage (<= 100000; default: "
         "load.arrival.rate_rps). With session_turns/multi_turn an arrival starts a session.",
     )
     ramp_to_rps: float | None = Field(
-        None, ge=0, description="Open loop: ramp the rate linearly from rate_rps to this by the stage's end."
+        None, ge=0, le=MAX_RATE_RPS, description="Open loop: ramp the rate linearly from rate_rps to this by the stage's end (<= 100000)."
     )
 
 
@@ -232,26 +304,26 @@ class Arrival(_Model):
     process: Literal["poisson", "gamma", "constant"] = Field(
         "poisson", description="Inter-arrival times: poisson (exponential), gamma (see burstiness), constant."
     )
-    rate_rps: float | None = Field(None, gt=0, description="Arrivals per second for stages without rate_rps.")
+    rate_rps: float | None = Field(None, gt=0, le=MAX_RATE_RPS, description="Arrivals per second for stages without rate_rps (<= 100000).")
     burstiness: float = Field(
-        1.0, gt=0, description="gamma: shape of the inter-arrival distribution; 1 = Poisson, < 1 burstier, > 1 more "
+        1.0, gt=0, le=10_000, description="gamma (<= 10000): shape of the inter-arrival distribution; 1 = Poisson, < 1 burstier, > 1 more "
         "regular (coefficient of variation 1/sqrt(burstiness)).",
     )
     max_concurrency: int | None = Field(
-        None, ge=1, description="Most requests in flight; later arrivals wait for a slot (their lateness is recorded)."
+        None, ge=1, le=MAX_USERS, description="Most requests in flight; later arrivals wait for a slot (their lateness is recorded; <= 100000)."
     )
 
 
 class Load(_Model):
-    warmup_s: float = Field(0.0, ge=0, description="Leading seconds whose samples are excluded from statistics.")
+    warmup_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="Leading seconds whose samples are excluded from statistics (shorter than the stages).")
     stages: list[Stage] = Field(..., min_length=1, description="Load shape: consecutive stages.")
-    max_requests: int | None = Field(None, gt=0, description="Stop after this many requests (bound on the run).")
-    think_time_s: float = Field(0.0, ge=0, description="Pause between a user's requests.")
-    workers: int = Field(0, ge=0, description="Locust worker processes (0: a single local process).")
+    max_requests: int | None = Field(None, gt=0, le=1_000_000_000, description="Stop after this many requests (bound on the run; <= 1e9).")
+    think_time_s: float = Field(0.0, ge=0, le=86400, description="Pause between a user's requests (<= 1 day).")
+    workers: int = Field(0, ge=0, le=256, description="Locust worker processes (0: a single local process; <= 256).")
     arrival: Arrival | None = Field(
         None, description="Open-loop arrivals at stage rates (rate_rps); absent: closed loop with stage users."
     )
-    cooldown_s: float = Field(0.0, ge=0, description="Trailing seconds whose samples are excluded from statistics.")
+    cooldown_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="Trailing seconds whose samples are excluded from statistics.")
 
     @property
     def duration_s(self) -> float:
@@ -284,6 +356,25 @@ class Load(_Model):
             raise ValueError(f"stage names must be unique, got {names}")
         return self
 
+    @model_validator(mode="after")
+    def _honourable(self) -> "Load":
+        if self.duration_s > MAX_DURATION_S:
+            raise ValueError(f"the stages last {self.duration_s:g} s in all; at most {MAX_DURATION_S} s (7 days) per run")
+        if self.arrival is None and all(s.users == 0 for s in self.stages):
+            raise ValueError("every stage has users: 0, so no request would be sent; give a stage users >= 1")
+        if self.arrival is not None:
+            from harness.load.arrivals import expected_arrivals
+
+            if all(not s.rate_rps and not s.ramp_to_rps for s in self.stages):
+                raise ValueError("every stage has rate_rps 0, so no request would arrive; give a stage rate_rps > 0")
+            n = expected_arrivals([s.model_dump() for s in self.stages])
+            cap = MAX_ARRIVALS * max(1, self.workers)
+            if n > cap and (self.max_requests is None or self.max_requests > cap):
+                raise ValueError(f"the stages schedule ~{n:.3g} arrivals; one load process schedules at most "
+                                 f"{MAX_ARRIVALS:.0e} (here {cap:.0e}): shorten the stages, lower rate_rps, or set "
+                                 "max_requests")
+        return self
+
 
 class Fault(_Model):
     """One fault the harness injects during the load (see harness/faults.py)."""
@@ -293,19 +384,19 @@ class Fault(_Model):
     deployment: str | None = Field(
         None, min_length=1, description="Serve deployment whose replicas are killed (default: the app's only one)."
     )
-    count: int = Field(1, ge=1, description="How many replicas to kill at once.")
+    count: int = Field(1, ge=1, le=MAX_REPLICAS, description="How many replicas to kill at once (<= target.autoscaling.max_replicas).")
     recovery_timeout_s: float = Field(
-        60.0, gt=0, description="Longest wait for the replica count to come back (else: no recovery, an SLO fails)."
+        60.0, gt=0, le=86400, description="Longest wait for the replica count to come back (else: no recovery, an SLO fails; <= 1 day)."
     )
 
 
 class Goodput(_Model):
     """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded and met every bound set."""
 
-    ttft_ms: float | None = Field(None, gt=0, description="Longest time to first token of a good request.")
-    tpot_ms: float | None = Field(None, gt=0, description="Longest mean time per output token of a good request.")
-    e2e_ms: float | None = Field(None, gt=0, description="Longest end-to-end latency of a good request.")
-    itl_max_ms: float | None = Field(None, gt=0, description="Longest single inter-token gap of a good request.")
+    ttft_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest time to first token of a good request (<= 1 day).")
+    tpot_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest mean time per output token of a good request (<= 1 day).")
+    e2e_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest end-to-end latency of a good request (<= 1 day).")
+    itl_max_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest single inter-token gap of a good request (<= 1 day).")
 
     @model_validator(mode="after")
     def _some(self) -> "Goodput":
@@ -315,7 +406,7 @@ class Goodput(_Model):
 
 
 class Scenario(_Model):
-    name: str = Field(..., pattern=_NAME_RE, description="Scenario name (used in run ids and history).")
+    name: str = Field(..., pattern=_NAME_RE, max_length=100, description="Scenario name (used in run ids and history; <= 100 characters).")
     description: str = Field("", description="What this scenario checks, in a sentence.")
     target: Target = Field(..., description="What is deployed (or reached) and served.")
     workload: Workload = Field(default_factory=Workload, description="What each request looks like.")
@@ -328,6 +419,12 @@ class Scenario(_Model):
     faults: list[Fault] = Field(
         default_factory=list, description="Faults injected during the load, e.g. {at_s: 20, action: kill_replica}."
     )
+    measure_only: bool = Field(
+        False, description="A run that only measures: no SLOs to judge (`slos:` must be empty). Its summary.json "
+        "says verdict `measured` (exit 0) when the load worked, `fail` (exit 1) when it did not (run not completed, "
+        "or more than half of the requests failed). Without it a scenario must have SLOs. Same as `harness run "
+        "--measure-only`.",
+    )
 
     @model_validator(mode="after")
     def _faults_in_load(self) -> "Scenario":
@@ -339,10 +436,65 @@ class Scenario(_Model):
         return self
 
     @model_validator(mode="after")
+    def _honourable(self) -> "Scenario":
+        for i, f in enumerate(self.faults):
+            if f.count > self.target.autoscaling.max_replicas:
+                raise ValueError(f"faults[{i}].count ({f.count}) kills more replicas than target.autoscaling.max_replicas "
+                                 f"({self.target.autoscaling.max_replicas}) can exist")
+        points = (self.load.duration_s + 60.0) / self.scrape.step_s  # range queries reach ~30 s before and after
+        if points > PROM_MAX_POINTS:
+            need = (self.load.duration_s + 60.0) / PROM_MAX_POINTS
+            raise ValueError(f"scrape.step_s: {self.scrape.step_s:g} s over a {self.load.duration_s:g} s load asks "
+                             f"Prometheus for {points:.0f} points per series; it answers at most {PROM_MAX_POINTS}: "
+                             f"set scrape.step_s >= {need:.3g}")
+        return self
+
+    @model_validator(mode="after")
+    def _measure_only_has_no_slos(self) -> "Scenario":
+        if self.measure_only and self.slos:
+            raise ValueError(f"measure_only: true, but slos lists {len(self.slos)} SLO(s): remove one of the two "
+                             "(SLOs to gate on, or measure_only to only measure)")
+        return self
+
+    @model_validator(mode="after")
     def _slo_meaning(self) -> "Scenario":
         from harness.slo.parse import check_slos  # late: slo imports nothing from here
 
         errs = check_slos(self.slos, [s.name for s in self.load.stages], self.goodput is not None)
+        if errs:
+            raise ValueError("; ".join(errs))
+        return self
+
+    @model_validator(mode="after")
+    def _slos_possible(self) -> "Scenario":
+        """SLOs that can never pass (or never fail) gate nothing: negative thresholds, contradicting bounds on one
+        statistic, a scope whose stage lies entirely inside the warmup."""
+        from harness.slo.parse import STEADY, parse_slo
+
+        errs, bounds = [], {}
+        ends, t = {}, 0.0
+        for st in self.load.stages:
+            t += st.duration_s
+            ends[st.name] = t
+        for i, text in enumerate(self.slos):
+            try:
+                slo = parse_slo(text)
+            except ValueError:
+                continue  # reported by _slos_parse
+            if slo.threshold < 0:
+                errs.append(f"slos[{i}]: {text!r}: a negative threshold never {'passes' if slo.op in ('<', '<=', '==') else 'fails'}; "
+                            "thresholds are >= 0")
+            if slo.scope and slo.scope != STEADY and slo.scope in ends and ends[slo.scope] <= self.load.warmup_s:
+                errs.append(f"slos[{i}]: {text!r}: stage {slo.scope!r} ends at {ends[slo.scope]:g} s, inside "
+                            f"load.warmup_s ({self.load.warmup_s:g} s): it has no measured requests; shorten the warmup")
+            lo, hi = bounds.setdefault(slo.key, [(-float("inf"), False, ""), (float("inf"), False, "")])
+            if slo.op in (">", ">=", "==") and (slo.threshold, slo.op == ">") > lo[:2]:
+                bounds[slo.key][0] = lo = (slo.threshold, slo.op == ">", text)
+            if slo.op in ("<", "<=", "==") and (slo.threshold, slo.op != "<") < hi[:2]:
+                bounds[slo.key][1] = hi = (slo.threshold, slo.op == "<", text)
+            if lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] or hi[1])):
+                errs.append(f"slos[{i}]: {text!r} contradicts {(lo[2] if lo[2] != text else hi[2])!r}: no value meets "
+                            "both, so the gate can never pass; keep one")
         if errs:
             raise ValueError("; ".join(errs))
         return self
@@ -364,9 +516,10 @@ class Scenario(_Model):
 
 
 class ScrapeSettings(_Model):
-    step_s: float = Field(1.0, gt=0, description="Resolution of range queries.")
-    settle_timeout_s: float = Field(30.0, ge=0, description="Longest wait for server counters to stop moving.")
-    settle_quiet_s: float = Field(3.0, ge=0, description="Counters must be unchanged this long to count as settled.")
+    step_s: float = Field(1.0, gt=0, le=3600, description="Resolution of range queries (Prometheus answers at most "
+                          "11000 points per series: step_s >= (load + 60 s) / 11000).")
+    settle_timeout_s: float = Field(30.0, ge=0, le=3600, description="Longest wait for server counters to stop moving (<= 1 h).")
+    settle_quiet_s: float = Field(3.0, ge=0, le=3600, description="Counters must be unchanged this long to count as settled (<= 1 h).")
 
 
 Scenario.model_rebuild()
@@ -394,8 +547,28 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
             msg = "unknown key (check spelling; see `harness scenarios show` for the fields)"
         elif e["type"] == "missing":
             msg = "required field is missing"
+        msg += _hint(e)
+        if not loc and re.match(r"^[a-z_]+(\[\d+\])?[.:\[ ]", msg):  # a whole-scenario check that names its own path
+            lines.append(f"{source}: {msg}")
+            continue
         lines.append(f"{source}: {_loc(loc)}: {msg}")
     return lines
+
+
+def _hint(e: dict) -> str:
+    """How to fix the errors pydantic words for programmers."""
+    t, inp = e["type"], e.get("input")
+    if t in ("float_parsing", "int_parsing") and isinstance(inp, str) and re.fullmatch(r"\s*[-+\d.eE]+\s*[A-Za-z%]+\s*", inp):
+        return "; write the number without a unit (the unit is in the field's name, e.g. duration_s: 10)"
+    if t == "string_pattern_mismatch":
+        pat = (e.get("ctx") or {}).get("pattern")
+        if pat == _NAME_RE:
+            return " (letters, digits, _ . - only, starting with a letter or digit)"
+        if pat == _ENV_RE:
+            return " (an environment variable name: letters, digits and _, not starting with a digit)"
+    if t in ("less_than_equal", "less_than"):
+        return " (the bound is in the field's description: beyond it no run can honour the value)"
+    return ""
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
@@ -416,7 +589,13 @@ def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
     if not p.exists():
         near = resolve_name(str(path))
-        hint = f"did you mean {near}?" if near else "give a path to a .yaml file, or a name from `harness scenarios list`"
+        if near is None:
+            import difflib
+
+            close = difflib.get_close_matches(re.sub(r"\.ya?ml$", "", p.name), [q.stem for q in list_scenarios()], n=1)
+            near = resolve_name(close[0]) if close else None
+        hint = (f"did you mean the shipped scenario `{near.stem}` ({near})? give its name: harness run {near.stem}"
+                if near else "give a path to a .yaml file, or a name from `harness scenarios list`")
         raise ScenarioError(f"{p}: scenario file not found", fix=hint)
     if p.is_dir():
         raise ScenarioError(f"{p}: is a directory, not a scenario file", fix="give the path of a .yaml file")
@@ -425,6 +604,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(f"{p}: cannot read the file ({e.__class__.__name__}: {e})", fix="check permissions and encoding (UTF-8)") from None
     try:
+        check_yaml_tree(yaml.compose(text, Loader=yaml.SafeLoader), str(p))  # duplicated keys, alias bombs
         data = yaml.safe_load(text)
     except RecursionError:
         raise ScenarioError(f"{p}: YAML nested too deeply", fix="a scenario is a few levels deep; see scenarios/smoke.yaml") from None
@@ -432,11 +612,63 @@ def load_scenario(path: str | Path) -> Scenario:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise ScenarioError(f"{p}: {where}YAML syntax error: {problem}", fix="fix the YAML syntax at that line") from None
+        fix = ("indent with spaces: YAML does not allow tabs" if "\\t" in problem or "\t" in problem
+               else "one scenario per file: remove the second `---` document" if "another document" in problem
+               else "fix the YAML syntax at that line")
+        raise ScenarioError(f"{p}: {where}YAML syntax error: {problem}", fix=fix) from None
     return parse_scenario(data, str(p))
 
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = asset_dir("scenarios")
+MAX_YAML_NODES = 100_000  # a scenario has a few hundred values; anchors/aliases can make billions ("YAML bomb")
+
+
+def check_yaml_tree(root: "yaml.Node | None", source: str) -> None:
+    """Problems plain YAML loading hides: a key given twice in one mapping (the last silently wins, e.g. a second
+    `slos:` emptying the gate), and aliases that expand past MAX_YAML_NODES values (or into themselves)."""
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    problems: list[tuple[int, str]] = []
+    size: dict[int, float] = {}  # node id -> values it expands to; an alias is the same node object again
+
+    def children(node) -> list[tuple[Any, Any]]:
+        if isinstance(node, MappingNode):
+            return [(None if k.tag == "tag:yaml.org,2002:merge" else (k.value if isinstance(k, ScalarNode) else f"<{k.id}>"), v)
+                    for k, v in node.value]
+        return list(enumerate(node.value)) if isinstance(node, SequenceNode) else []
+
+    def walk(node, path: tuple) -> float:
+        if id(node) in size:  # seen through another alias: its keys were checked, its size is known
+            return size[id(node)]
+        size[id(node)] = float("inf")  # while inside it: an alias back to it is a cycle
+        if isinstance(node, MappingNode):
+            first: dict[str, int] = {}
+            for k, _ in node.value:
+                key = k.value if isinstance(k, ScalarNode) else f"<{k.id}>"
+                if k.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys override merged ones by design
+                    continue
+                if key in first:
+                    problems.append((k.start_mark.line, f"{source}: line {k.start_mark.line + 1}: {_loc((*path, key))}: "
+                                     f"key given twice (first on line {first[key] + 1}); YAML would keep only the last "
+                                     "one: merge them into one"))
+                else:
+                    first[key] = k.start_mark.line
+        n = 1.0
+        for key, child in children(node):
+            n += walk(child, path if key is None else (*path, key))
+            if n > MAX_YAML_NODES:
+                break
+        size[id(node)] = n
+        return n
+
+    if root is not None and walk(root, ()) > MAX_YAML_NODES:
+        raise ScenarioError(f"{source}: the YAML expands to more than {MAX_YAML_NODES} values (anchors and aliases "
+                            "nested in each other, or an alias inside its own anchor?)", fix="write the scenario out "
+                            "without nested aliases; a scenario has a few hundred values")
+    if problems:
+        raise ScenarioError(f"{source}: duplicated keys", problems=[m for _, m in sorted(problems)])
+
+
 
 
 def list_scenarios(root: Path = SCENARIO_DIR) -> list[Path]:
@@ -450,6 +682,33 @@ def resolve_name(name: str) -> Path | None:
         if p.stem == stem:
             return p
     return None
+
+
+def absolute_inputs(sc: Scenario, scenario_file: str | Path | None = None) -> Scenario:
+    """The scenario with every local file it names made absolute (children run in other working directories).
+
+    Relative paths are tried against the current directory, the scenario file's folder, then the shipped assets.
+    """
+    from harness.paths import resolve_input
+
+    base = Path(scenario_file).resolve().parent if scenario_file else None
+    data = sc.model_dump(mode="json", exclude_unset=True)
+    w = data.get("workload") or {}
+    ds = w.get("dataset")
+    if ds and ds.get("path"):
+        found = resolve_input(ds["path"], relative_to=base, asset="datasets")
+        if found is not None:
+            ds["path"] = str(found)
+    if w.get("tokenizer"):
+        found = resolve_input(w["tokenizer"], relative_to=base)
+        if found is not None:
+            w["tokenizer"] = str(found)
+    v = (data.get("target") or {}).get("vllm")
+    if v and str(v.get("model_source", "")).startswith((".", "~")):
+        found = resolve_input(v["model_source"], relative_to=base)
+        if found is not None:
+            v["model_source"] = str(found)
+    return Scenario.model_validate(data)
 
 
 def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
@@ -468,6 +727,16 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
         except OSError as e:
             raise ScenarioError(f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
                                 fix="check the file's permissions") from None
+    if sc.workload.tokenizer:
+        from harness.load.prepare import tokenizer_path
+
+        try:
+            tokenizer_path(sc)
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+    if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
+        raise ScenarioError(f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
+                            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env")
     v = sc.target.vllm
     if v is not None and v.model_source.startswith((".", "/", "~")):
         p = Path(v.model_source).expanduser()
@@ -478,8 +747,32 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             raise ScenarioError(f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions")
 
 
+def looks_like_path(arg: str) -> bool:
+    """A separator or a YAML suffix: the user named a file, and only that file will do."""
+    return "/" in arg or os.sep in arg or arg.endswith((".yaml", ".yml"))
+
+
 def resolve_scenario_path(arg: str) -> Path:
+    """An existing file; else a bare name of a shipped scenario (`smoke`). A missing *path* stays that path, so
+    load_scenario reports it (with the shipped scenario as a hint): never a silent substitute."""
     p = Path(arg)
-    if p.exists():
+    if p.exists() or looks_like_path(arg):
         return p
     return resolve_name(arg) or p
+
+
+def check_judgeable(sc: Scenario, source: str = "<scenario>", *, measure_only: bool = False, need_slos: bool = False) -> None:
+    """A run must have SLOs to judge, unless it asked to only measure (`--measure-only` or `measure_only: true`):
+    a gate that checks nothing would pass every release."""
+    if measure_only and sc.slos:
+        raise ScenarioError(f"{source}: --measure-only, but the scenario has {len(sc.slos)} SLO(s) to judge",
+                            fix="drop --measure-only to gate on the SLOs, or remove `slos:` to only measure")
+    if need_slos and not sc.slos:
+        raise ScenarioError(f"{source}: slos: empty; this command searches for the load that meets the SLOs",
+                            fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`")
+    if not sc.slos and not (measure_only or sc.measure_only):
+        raise ScenarioError(
+            f"{source}: slos: the scenario has no SLOs, so the run would have nothing to judge (and would pass "
+            "whatever happened)",
+            fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`; or, to only measure, run with "
+                "--measure-only or set `measure_only: true` (verdict `measured`)")

@@ -99,8 +99,17 @@ def summarize_step(value: float, out, criteria: dict[str, float]) -> Step:
     st.error_rate = c.get("error_rate")
     st.failed_slos = [v["slo"] for v in s.get("slos", []) if not v.get("passed")]
     st.goodput_rps = _goodput(Path(out.run_dir), criteria, float(c.get("duration_s") or 0.0))
-    st.generator_bottleneck = any(w.startswith("load: load generator") for w in s.get("warnings", []))
+    st.generator_bottleneck = _generator_bottleneck(Path(out.run_dir))
     return st
+
+
+def _generator_bottleneck(run_dir: Path) -> bool:
+    """The load stage's own structured flag (run.json → load.generator.bottleneck), not a warning's wording."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(((run.get("load") or {}).get("generator") or {}).get("bottleneck"))
 
 
 def candidates(values: list[float], results: dict[float, Step], refine: int) -> float | None:

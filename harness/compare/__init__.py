@@ -16,14 +16,19 @@ from harness.compare import fingerprints, stats
 from harness.compare.rules import DEFAULT_RULES, Rule, parse_rules
 from harness.compare.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, diff_intervals, mann_whitney_p
 from harness.errors import EXIT_PASS, EXIT_SLO_FAILED, HarnessError
+from harness.record.health import MAX_ERROR_RATE, load_failure
 
 COMPARE_SCHEMA_VERSION = 1
 MIN_TAIL = 5  # a percentile is only tested when each run has at least this many values beyond it
-__all__ = ["compare_runs", "load_run", "RunData", "DEFAULT_RULES", "IncomparableError"]
+__all__ = ["compare_runs", "load_run", "RunData", "DEFAULT_RULES", "IncomparableError", "BrokenRunError"]
 
 
 class IncomparableError(HarnessError):
     """The runs measure different things (scenario name, load or workload differ)."""
+
+
+class BrokenRunError(IncomparableError):
+    """A run's load itself failed (see harness/record/health.py): its numbers are no basis for a comparison."""
 
 
 @dataclass
@@ -78,6 +83,7 @@ def _run_info(r: RunData) -> dict:
         "environment": fingerprints.describe(r.run), "software": fingerprints.software(r.run),
         "hardware": fingerprints.hardware(r.run), "created_at": (r.run.get("timeline") or {}).get("created_at"),
         "requests": (r.summary.get("client") or {}).get("requests"), "has_samples": r.samples is not None,
+        "load_failure": load_failure(r.summary),
     }
 
 
@@ -206,6 +212,12 @@ def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: 
     rules = parse_rules(fail_on)
     _check_rules(rules)
     runs = [load_run(p) for p in paths]
+    broken = [f"{r.run_id} ({r.dir}): not comparable, the load failed: {why}" for r in runs if (why := load_failure(r.summary))]
+    if broken and not force:  # two runs with 100 % errors are not "no regression"
+        raise BrokenRunError("cannot compare: a run's load failed, so its latency and throughput describe failures",
+                             problems=broken, fix="fix the run (see errors_by_class in its summary.json and its "
+                             f"report) and run it again; a run is comparable when it completed and at most "
+                             f"{MAX_ERROR_RATE:.0%} of its requests failed; --force compares anyway")
     pairs = [compare_pair(runs[0], r, rules, seed=seed, resamples=resamples, confidence=confidence) for r in runs[1:]]
     problems = [f"{p['new']}: {x}" for p in pairs for x in p["problems"]]
     if problems and not force:
@@ -214,6 +226,8 @@ def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: 
     if force:
         for p in pairs:
             p["warnings"] = [f"(forced) {x}" for x in p["problems"]] + p["warnings"]
+        for p in pairs:
+            p["warnings"] = [f"(forced) {x}" for x in broken if x.startswith((p["base"] + " ", p["new"] + " "))] + p["warnings"]
     cdf = {}
     for sig in stats.DIST_SIGNALS:
         curves = []
@@ -232,6 +246,7 @@ def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: 
         "settings": {"seed": seed, "resamples": resamples, "confidence": confidence, "forced": force,
                      "method": "cluster bootstrap over requests: CI of new - base; significant when the CI excludes 0"},
         "cdf": cdf,
+        "load_failures": broken,  # non-empty only with --force
         "verdict": "regression" if regressed else "ok",
         "exit_code": EXIT_SLO_FAILED if regressed else EXIT_PASS,
     }

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from harness.errors import DeployError, StackError
 from harness.scenario import Scenario, Target
@@ -43,6 +45,47 @@ def api_headers(target: Target) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+# ---------- Ray's and vLLM's driver-side log lines go to the run folder, not the user's terminal ----------
+
+_driver_log: Path | None = None
+_NOISY = ("ray", "vllm", "transformers")
+
+
+def set_driver_log(path: Path | None) -> None:
+    """Send Ray/Serve/vLLM log lines of this process to `path`; None puts them back on stderr."""
+    global _driver_log
+    _driver_log = path
+    route_ray_logs()
+
+
+def route_ray_logs() -> None:
+    """Swap the terminal handlers of Ray's, Serve's and vLLM's loggers for one on the driver log (and back).
+
+    Called after each point where those libraries configure logging (import ray, serve.start, app build).
+    """
+    if _driver_log is not None:
+        _driver_log.parent.mkdir(parents=True, exist_ok=True)
+    want = str(_driver_log.absolute()) if _driver_log is not None else None
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+               if n.split(".")[0] in _NOISY and isinstance(logging.root.manager.loggerDict[n], logging.Logger)]
+    for lg in loggers:
+        for h in list(lg.handlers):
+            ours = getattr(h, "_harness_routed", False)
+            # Ray's own PlainRayHandler is a StreamHandler subclass on stderr; FileHandlers are not terminals.
+            terminal = (isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+                        and getattr(h, "stream", None) in (sys.stderr, sys.stdout))
+            if not (terminal or ours) or (ours and getattr(h, "baseFilename", None) == want):
+                continue
+            new: logging.Handler = logging.FileHandler(want) if want else logging.StreamHandler(sys.stderr)
+            new._harness_routed = want is not None  # type: ignore[attr-defined]
+            new.setLevel(h.level)
+            new.setFormatter(h.formatter)
+            lg.removeHandler(h)
+            if ours:
+                h.close()
+            lg.addHandler(new)
+
+
 # Ray's core installs a C++ failure-signal handler that turns SIGTERM into an abort (exit -6): our own handler
 # must see SIGTERM to record the run as interrupted and stop what we started.
 _DRIVER_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
@@ -57,6 +100,7 @@ def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: floa
     os.environ.update(want)
     import ray
 
+    route_ray_logs()
     if ray.is_initialized():
         return
     _refresh_ray_config()
@@ -107,6 +151,54 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
             f"Ray's GCS at {address} is not reachable ({e.__class__.__name__}: {e})",
             fix="check --ray-address (host:port of the head's GCS, default port 6379) and that the cluster is up",
         ) from None
+
+
+# Packages whose versions must match between the driver (which pickles the app) and the replicas (which unpickle it).
+ENV_PACKAGES = ("ray", "fastapi", "starlette", "pydantic", "uvicorn")
+
+
+def _fingerprint_probe():
+    # A nested function: cloudpickle ships it by value, so the cluster needs no `harness` package to run it.
+    def probe(packages: tuple[str, ...]) -> dict:
+        import importlib.metadata as md
+        import platform
+        import sys as _sys
+
+        def ver(d: str) -> str | None:
+            try:
+                return md.version(d)
+            except md.PackageNotFoundError:
+                return None
+
+        return {"python": platform.python_version(), "executable": _sys.executable, **{p: ver(p) for p in packages}}
+
+    return probe
+
+
+def check_cluster_env(local: bool, timeout_s: float = 60.0) -> dict:
+    """Compare the cluster's Python environment (seen from a worker) with this driver's; raise when they differ.
+
+    A local stack must run exactly our interpreter; an attached cluster must at least run the same Python and
+    package versions, or replicas fail to unpickle the app (e.g. `ModuleNotFoundError: fastapi.telemetry`).
+    """
+    import ray
+
+    try:
+        cluster = ray.get(ray.remote(num_cpus=0)(_fingerprint_probe()).remote(ENV_PACKAGES), timeout=timeout_s)
+    except Exception as e:  # noqa: BLE001 — a cluster that cannot run a trivial task will not deploy either
+        raise DeployError(f"the cluster did not run a trivial task within {timeout_s:.0f} s ({e.__class__.__name__}: "
+                          f"{str(e)[:300]})", fix="check `ray status` and the cluster's logs") from None
+    mine = _fingerprint_probe()(ENV_PACKAGES)
+    keys = ["python", *ENV_PACKAGES] + (["executable"] if local else [])
+    diff = [f"  {k}: driver {mine.get(k)} vs cluster {cluster.get(k)}" for k in keys if mine.get(k) != cluster.get(k)]
+    if diff:
+        raise DeployError(
+            "the Ray cluster runs a different Python environment than this harness:\n" + "\n".join(diff),
+            fix=("the local stack must be started by the harness's own interpreter: `harness down`, then run "
+                 f"{sys.executable} -m harness.cli ... (or the venv's bin/harness)") if local else
+                "run the harness from an environment with the cluster's versions (same image/venv), or upgrade one side",
+        )
+    return cluster
 
 
 def build_serve_app(target: Target):
@@ -176,14 +268,65 @@ def _wait_app_running(name: str, timeout_s: float) -> None:
         if status == "RUNNING":
             return
         if status == "DEPLOY_FAILED":
-            raise DeployError(f"Serve application {name!r} failed to deploy: {app.message[:2000]}",
+            raise DeployError(f"Serve application {name!r} failed to deploy: {app.message[:500]}"
+                              + "".join(f"\n{line}" for line in replica_errors(app)),
                               fix="see the replica logs under Ray's session dir (logs/serve/)")
         time.sleep(1.0)
     raise DeployError(f"Serve application {name!r} is still {status} after {timeout_s:.0f} s",
                       fix="raise the deploy timeout, or check Ray's resources (`ray status`) and the Serve logs")
 
 
-def deploy(scenario: Scenario, stack: Stack) -> Deployment:
+def replica_errors(app_status, max_lines: int = 12) -> list[str]:
+    """The last lines of each failing deployment's message: Serve puts the replica's own exception there."""
+    out = []
+    for dep_name, d in (getattr(app_status, "deployments", None) or {}).items():
+        msg = (getattr(d, "message", "") or "").strip()
+        if msg and str(getattr(d, "status", "")) != "HEALTHY":
+            lines = [ln for ln in msg.splitlines() if ln.strip()]
+            out.append(f"  {dep_name} ({getattr(d, 'status', '?')}):")
+            out += [f"    {ln}" for ln in lines[-max_lines:]]
+    return out
+
+
+def copy_ray_logs(stack: Stack, dest: Path, since: float, max_bytes: int = 2_000_000) -> Path | None:
+    """Copy a local cluster's Serve logs and worker/raylet error logs written since `since` into `dest`.
+
+    The local stack's session dir is deleted at teardown: a fix hint must point at files that still exist.
+    """
+    if not stack.local or not stack.ray:
+        return None
+    src = Path(stack.ray["temp_dir"]) / "session_latest" / "logs"
+    if not src.is_dir():
+        return None
+    files = [p for p in src.rglob("*") if p.is_file() and (p.parent.name == "serve" or p.suffix == ".err"
+                                                              or p.name.startswith("worker-"))]
+    for p in files:
+        try:
+            if p.stat().st_mtime < since or p.stat().st_size == 0:
+                continue
+            out = dest / p.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with p.open("rb") as f:  # the tail: where the failure is
+                f.seek(max(0, p.stat().st_size - max_bytes))
+                out.write_bytes(f.read())
+        except OSError:
+            continue
+    return dest if dest.is_dir() else None
+
+
+def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None) -> Deployment:
+    """Deploy and wait until healthy; on failure, copy the cluster's logs to `logs_dir` and point the fix there."""
+    started = time.time()
+    try:
+        return _deploy(scenario, stack)
+    except DeployError as e:
+        copied = copy_ray_logs(stack, logs_dir, started - 5) if logs_dir is not None else None
+        if copied is not None:
+            e.fix = f"see {copied}/serve/ and {copied}/worker-*.err (copied from the cluster before teardown)"
+        raise
+
+
+def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
     target = scenario.target
     headers = api_headers(target)
     t0 = time.monotonic()
@@ -194,11 +337,14 @@ def deploy(scenario: Scenario, stack: Stack) -> Deployment:
         return Deployment("external", None, base, target.model, round(time.monotonic() - t0, 2))
 
     connect_ray(stack.ray_address, stack.ray_env)
+    cluster_env = check_cluster_env(stack.local)
     from ray import serve
     from ray.serve import api as serve_api
 
+    route_ray_logs()
     serve.start(http_options=serve_http_options(stack))
     app, details = build_serve_app(target)
+    route_ray_logs()
     run = getattr(serve_api, "_run", None)
     if run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
         run(app, _blocking=False, name=target.app_name, route_prefix=target.route_prefix)
@@ -208,6 +354,7 @@ def deploy(scenario: Scenario, stack: Stack) -> Deployment:
     base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
     wait_healthy(base, target.model, headers, 60.0)
     engines = list((details.get("serve_deployments") or {}).get("engine") or [])
+    details = {**details, "cluster_env": cluster_env}
     return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines)
 
 

@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 from harness.errors import HarnessError
 from harness.load.workload import VOCAB, make_prompt, sample_length
+from harness.paths import asset_dir, resolve_input
 from harness.scenario import Scenario
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = asset_dir("datasets").parent
 MIN_VOCAB = 32  # fewer single-token words than this: the tokenizer is too odd, fall back to words
 
 
@@ -87,11 +88,10 @@ def single_token_vocab(count: Callable[[str], int], rng_seed: int = 0) -> list[s
 # ---------- datasets ----------
 
 
-def resolve_dataset(path: str) -> Path:
-    p = Path(path).expanduser()
-    for cand in (p, REPO_ROOT / p) if not p.is_absolute() else (p,):
-        if cand.is_file():
-            return cand
+def resolve_dataset(path: str, relative_to: Path | None = None) -> Path:
+    found = resolve_input(path, relative_to=relative_to, asset="datasets")
+    if found is not None and found.is_file():
+        return found
     raise HarnessError(f"workload.dataset.path: {path}: file not found",
                        fix=f"give an absolute path, one relative to the current directory, or a shipped one "
                            f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in sorted((REPO_ROOT / 'datasets').glob('*.jsonl')))})")

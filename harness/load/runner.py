@@ -34,12 +34,13 @@ from harness.load.monitor import GeneratorMonitor, generator_report
 from harness.load.prepare import Prepared, prepare_workload
 from harness.load.samples import SAMPLE_GLOB, Progress, SampleTail, merge_samples
 from harness.load.shape import stage_ends, stage_index
+from harness.paths import child_env, import_root
 from harness.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = import_root()
 
 STARTUP_TIMEOUT_S = 60.0  # locust import + (with workers) all workers connected
 STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL
@@ -120,7 +121,7 @@ def locust_command(scenario: Scenario, base_url: str, locust_dir: Path) -> list[
 
 def _child_env(config_path: Path, api_key: str | None) -> dict[str, str]:
     # LOCUST_* variables would silently override our command line; the harness package must be importable.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") and k != "HARNESS_LOAD_API_KEY"}
+    env = {k: v for k, v in child_env().items() if not k.startswith("LOCUST_") and k != "HARNESS_LOAD_API_KEY"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["HARNESS_LOAD_CONFIG"] = str(config_path)
     env["PYTHONUNBUFFERED"] = "1"

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from harness.paths import checkout_root
+
 
 def _version(dist: str) -> str | None:
     try:
@@ -17,7 +19,9 @@ def _version(dist: str) -> str | None:
 
 
 def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[2]
+    root = checkout_root()  # an installed wheel has no commit to read (and may sit inside someone else's repo)
+    if root is None or not (root / ".git").exists():
+        return None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],

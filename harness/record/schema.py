@@ -45,13 +45,20 @@ class Summary(_M):
     run_id: str = Field(..., description="Folder name of the run.")
     scenario: str = Field(..., description="Scenario name.")
     status: Literal["completed", "interrupted", "failed"] = Field(..., description="How the run ended.")
-    verdict: Literal["pass", "fail"] = Field(..., description="pass only if every SLO passed and the run completed.")
+    verdict: Literal["pass", "fail", "measured"] = Field(
+        ..., description="pass (exit 0): the run completed and every SLO passed; fail (exit 1): an SLO failed, the run "
+        "did not complete, or (measure-only) the load failed; measured (exit 0): a measure-only run (no SLOs) whose "
+        "load worked. CI gating on `verdict == 'pass'` treats a measure-only run as not passed.")
     slos: list[SLOResult] = Field(default_factory=list, description="One entry per SLO.")
     client: dict[str, Any] = Field(default_factory=dict, description="Client-side stats from raw samples (warmup excluded).")
     server: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per server signal: its stats.")
     server_series: dict[str, str | None] = Field(default_factory=dict, description="Which series answered each server signal.")
     reconciliation: dict[str, Any] = Field(default_factory=dict, description="Client vs server cross-checks.")
     warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
+    measure_only: bool = Field(False, description="The run only measured (no SLOs; scenario measure_only or --measure-only).")
+    load_failure: str | None = Field(
+        None, description="Why the load itself failed (run not completed, no request measured, or more than half of "
+        "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).")
 
 
 class RunRecord(_M):

@@ -80,11 +80,22 @@ def _ttft(client: dict, server: dict, hist: dict | None, rec: dict, warnings: li
 
 def build_summary(
     *, run_id: str, scenario: str, status: str, verdicts: list[Verdict], client: dict, server: dict,
-    server_series: dict, reconciliation: dict, warnings: list[str],
+    server_series: dict, reconciliation: dict, warnings: list[str], measure_only: bool = False,
 ) -> Summary:
-    ok = status == "completed" and all(v.passed for v in verdicts)
+    from harness.record.health import load_failure
+
+    failure = load_failure({"status": status, "client": client})
+    if measure_only:  # nothing to judge but the measurement itself
+        verdict = "measured" if failure is None else "fail"
+        if failure:
+            warnings = [f"measure-only run, but the load failed: {failure}", *warnings]
+    else:
+        verdict = "pass" if status == "completed" and verdicts and all(v.passed for v in verdicts) else "fail"
+        if not verdicts:  # a gate that checks nothing must not pass (the CLI refuses such scenarios up front)
+            warnings = ["no SLOs were judged: verdict fail (set measure_only to only measure)", *warnings]
     return Summary(
-        run_id=run_id, scenario=scenario, status=status, verdict="pass" if ok else "fail",
+        run_id=run_id, scenario=scenario, status=status, verdict=verdict,
         slos=[SLOResult(**v.to_dict()) for v in verdicts], client=client, server=server,
         server_series=server_series, reconciliation=reconciliation, warnings=warnings,
+        measure_only=measure_only, load_failure=failure,
     )

@@ -151,8 +151,10 @@ def render_history_html(hist: dict) -> str:
         parts.append(f"<h2>{_e(sc['scenario'])} — {len(runs)} runs</h2>")
         if sc["flags"]:
             parts.append("<ul>" + "".join(f"<li class='worse'>{_e(f['message'])}</li>" for f in sc["flags"]) + "</ul>")
+        if sc.get("broken"):
+            parts.append("<ul>" + "".join(f"<li class='worse'>broken: {_e(b['message'])}</li>" for b in sc["broken"]) + "</ul>")
         names = [r["label"] for r in runs]
-        bad = [i for i, r in enumerate(runs) if r["verdict"] != "pass"]
+        bad = [i for i, r in enumerate(runs) if r["verdict"] not in ("pass", "measured") or r.get("load_failure")]
         parts.append("<div>")
         for m in hist["metrics"]:
             ys = [r["stats"].get(m) for r in runs]
@@ -169,6 +171,6 @@ def render_history_html(hist: dict) -> str:
             cells = "".join(f"<td class='{'bad' if (i, m) in flagged else ''}'>{_num(r['stats'].get(m))}</td>"
                             for m in hist["metrics"])
             parts.append(f"<tr><td><code>{_e(r['run_id'])}</code> {_e(r['label'] if r['label'] != r['run_id'] else '')}</td>"
-                         f"<td>{_e(r.get('when') or '')}</td><td>{_e(r['verdict'])}</td>{cells}</tr>")
+                         f"<td>{_e(r.get('when') or '')}</td><td>{_e(r['verdict'] + (', broken' if r.get('load_failure') else ''))}</td>{cells}</tr>")
         parts.append("</table>")
     return "".join(parts) + "</body></html>\n"

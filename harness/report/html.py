@@ -244,7 +244,7 @@ _CSS = svg.CSS + """
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1600px;color:#222}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 .verdict{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:700}
-.verdict.pass{background:#2e7d32}.verdict.fail{background:#b00020}
+.verdict.pass{background:#2e7d32}.verdict.fail{background:#b00020}.verdict.measured{background:#455a64}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
 tr.fail td{background:#fdecea}tr.pass td:first-child{color:#2e7d32}tr.fail td:first-child{color:#b00020;font-weight:700}
 .grid2{display:flex;flex-wrap:wrap;gap:8px}.note{color:#666;font-size:13px}
@@ -263,7 +263,9 @@ def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = 
         v = summary["verdict"]
         failed = sum(1 for s in summary["slos"] if not s["passed"])
         body.append(f'<p><span class="verdict {v}">{v.upper()}</span> {len(summary["slos"]) - failed}/'
-                    f'{len(summary["slos"])} SLOs passed; status {escape(summary["status"])}</p>')
+                    f'{len(summary["slos"])} SLOs passed; status {escape(summary["status"])}'
+                    + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
+                    + (f" — the load failed: {escape(summary['load_failure'])}" if summary.get("load_failure") else "") + "</p>")
         if sc.get("description"):
             body.append(f"<p><i>{escape(sc['description'])}</i></p>")
         body += ["<h2>SLOs (failed first)</h2>", _slo_table(summary)]

@@ -25,8 +25,9 @@ def render_junit(run: dict, summary: dict | None) -> str:
     slos = (summary or {}).get("slos", [])
     status = (summary or {}).get("status") or run.get("status")
     run_error = summary is None or status != "completed"
-    failures = sum(1 for s in slos if not s["passed"])
-    tests, errors = len(slos) + (1 if run_error else 0), 1 if run_error else 0
+    load_bad = not run_error and bool((summary or {}).get("measure_only") and summary.get("load_failure"))
+    failures = sum(1 for s in slos if not s["passed"]) + load_bad
+    tests, errors = len(slos) + (1 if run_error else 0) + load_bad, 1 if run_error else 0
     dur = f"{float(run.get('stage_durations_s', {}).get('load_s', 0) or 0):.3f}"
     suites = ET.Element("testsuites", name="harness", tests=str(tests), failures=str(failures), errors=str(errors), time=dur)
     suite = ET.SubElement(suites, "testsuite", name=cls, tests=str(tests), failures=str(failures), errors=str(errors),
@@ -40,6 +41,9 @@ def render_junit(run: dict, summary: dict | None) -> str:
         case = ET.SubElement(suite, "testcase", classname=cls, name="run completed", time="0")
         why = run.get("error") or ("no summary was written" if summary is None else f"status {status}")
         ET.SubElement(case, "error", message=f"run {status}: {why}", type="RunError").text = why
+    if load_bad:  # a measure-only run has no SLOs; its one check is that the load worked
+        case = ET.SubElement(suite, "testcase", classname=cls, name="load worked", time="0")
+        ET.SubElement(case, "failure", message=f"the load failed: {summary['load_failure']}", type="LoadFailed").text = summary["load_failure"]
     for s in sorted(slos, key=lambda s: s["passed"]):  # failed first
         case = ET.SubElement(suite, "testcase", classname=cls, name=s["slo"], time="0")
         if not s["passed"]:

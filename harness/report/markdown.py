@@ -16,7 +16,8 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     failed = [s for s in summary["slos"] if not s["passed"]]
     lines += [
         f"**Verdict: {verdict}** ({len(summary['slos']) - len(failed)}/{len(summary['slos'])} SLOs passed; "
-        f"status {summary['status']})",
+        f"status {summary['status']})" + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
+        + (f" — the load failed: {summary['load_failure']}" if summary.get("load_failure") else ""),
         "",
     ]
     if sc.get("description"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import StackError
+from harness.paths import child_env
 from harness.stack.net import LOOPBACK, free_port, port_in_use
 
 SD_FILENAME = "prom_metrics_service_discovery.json"
@@ -57,11 +57,17 @@ class LocalRay:
         return asdict(self)
 
 
-def _ray_bin() -> str:
-    exe = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    if not Path(exe).exists():
-        raise StackError("the `ray` command was not found", fix='pip install "ray[serve]" (or `pip install -e .`)')
-    return exe
+def ray_cli() -> list[str]:
+    """`ray` of the interpreter running the harness, whether or not its venv is activated.
+
+    `shutil.which("ray")` finds whatever is first on PATH: another Python's Ray then runs the cluster with other
+    package versions than the driver, and replicas die unpickling (e.g. `ModuleNotFoundError: fastapi.telemetry`).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise StackError(f"Ray is not installed for {sys.executable}", fix='pip install "ray[serve]" (or `pip install .`)')
+    return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
 def new_temp_dir() -> Path:
@@ -80,7 +86,7 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, te
         num_cpus=num_cpus,
     )
     cmd = [
-        _ray_bin(), "start", "--head", f"--port={ray.gcs_port}", f"--node-ip-address={LOOPBACK}",
+        *ray_cli(), "start", "--head", f"--port={ray.gcs_port}", f"--node-ip-address={LOOPBACK}",
         f"--dashboard-host={LOOPBACK}", f"--dashboard-port={ray.dashboard_port}",
         f"--metrics-export-port={ray.metrics_port}", f"--ray-client-server-port={ray.client_port}",
         f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
@@ -93,11 +99,11 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, te
     ray.auth_token_path = str(token)
     log = (state_dir / "ray-start.log").open("w")
     # Free ports instead of the fixed 44217/44227 so two stacks on one machine do not collide.
-    env = {
-        **os.environ, **ray.driver_env,
+    env = child_env({
+        **ray.driver_env,
         "AUTOSCALER_METRIC_PORT": str(ray.autoscaler_metrics_port),
         "DASHBOARD_METRIC_PORT": str(ray.dashboard_metrics_port),
-    }
+    })
     # New session: every Ray daemon inherits this process group, so stop_ray can end exactly our cluster
     # (`ray stop` would kill every Ray on the machine).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

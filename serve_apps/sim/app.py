@@ -17,7 +17,9 @@ is a 4-character piece of text. The simulated model never emits EOS: it always p
 tokens and finishes with "length" (so `ignore_eos` is accepted and is in effect always true).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI >= 0.137 resolves route annotations against the globals
+# of the function Serve's ingress generates, where the string "Request" means nothing, so it became a required
+# query parameter and every request got HTTP 422 (ray-project/ray#64475).
 
 import dataclasses
 import itertools
@@ -193,6 +195,8 @@ class SimLLM:
     def __init__(self, model: str, sim: dict) -> None:
         self.model = model
         self.config = SimConfig.from_dict(sim)
+        if self.config.startup_error:
+            raise RuntimeError(f"sim startup_error: {self.config.startup_error}")
         self.replica_id = _replica_id()
         self.metrics = RayEngineMetrics(model, self.replica_id)
         self.engine = SimLLMEngine(self.config, observer=self.metrics)

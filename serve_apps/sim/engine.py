@@ -49,6 +49,7 @@ class SimConfig:
     slowdown_factor: float = 1.0
     error_rate: float = 0.0
     seed: int = 0
+    startup_error: str | None = None  # raised by every replica's constructor (deploy-failure fault injection)
 
     def __post_init__(self) -> None:
         checks = [

@@ -17,7 +17,8 @@ from harness.errors import DeployError, StackError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-SC = {"name": "u", "target": {"engine": "sim", "model": "m"}, "load": {"stages": [{"duration_s": 5, "users": 1}]}}
+SC = {"name": "u", "target": {"engine": "sim", "model": "m"}, "load": {"stages": [{"duration_s": 5, "users": 1}]},
+      "slos": ["error_rate <= 1%"]}
 
 
 def _closed_port() -> int:

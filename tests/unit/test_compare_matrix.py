@@ -96,16 +96,16 @@ def test_run_in_env_uses_the_venv_and_a_private_state_dir(tmp_path):
     env = tmp_path / "venv"
     (env / "bin").mkdir(parents=True)
     exe = env / "bin" / "harness"
-    # a stand-in `harness` that records what it was given and creates a run folder like the real one
+    # a stand-in `harness` that records what it was given, creates a run folder and prints its summary (--json)
     exe.write_text("#!/bin/sh\n"
                    "d=\"$4/fake-run\"; mkdir -p \"$d\"; echo '{}' > \"$d/run.json\"\n"
                    "echo \"$@\" > \"$d/args\"; echo \"$HARNESS_STATE_DIR|$(command -v harness)\" > \"$d/env\"\n"
-                   "echo \"run folder: $d\"; exit 1\n")
+                   "echo \"run folder: $d\" >&2; echo '{\"run_id\": \"fake-run\", \"verdict\": \"fail\"}'; exit 1\n")
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     res = tmp_path / "results"
     res.mkdir()
     run_dir, code = run_in_env(Entry("2.59.0", "0.32.0"), env, "smoke", res, tmp_path / "state", tmp_path / "log", 60)
     assert code == 1 and run_dir == str(res / "fake-run")
-    assert (res / "fake-run" / "args").read_text().split() == ["run", "smoke", "--results-dir", str(res),
+    assert (res / "fake-run" / "args").read_text().split() == ["run", "smoke", "--results-dir", str(res), "--json",
                                                                 "--label", "ray=2.59.0", "--label", "vllm=0.32.0"]
     assert (res / "fake-run" / "env").read_text().strip() == f"{tmp_path / 'state'}|{exe}"

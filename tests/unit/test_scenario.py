@@ -86,7 +86,8 @@ def test_missing_file_suggests_fix(tmp_path):
 
 
 def test_cli_validate_exit_codes(write):
-    good = write("good.yaml", "name: g\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: 5, users: 1}]}\n")
+    good = write("good.yaml", "name: g\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: 5, users: 1}]}\n"
+                 "slos: [error_rate <= 1%]\n")
     bad = write("bad.yaml", "name: b\ntarget: {engine: simm, model: m}\nload: {stages: [{duration_s: 5, users: 1, x: 1}]}\n")
     r = CliRunner().invoke(app, ["scenarios", "validate", str(good)])
     assert r.exit_code == 0, r.output
