@@ -26,7 +26,7 @@ def record_scrape(rec: Recorder, scraped: ScrapeResult) -> dict:
 
 
 def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResult | None, window: Window,
-                   faults=None, scrape_error: str | None = None) -> Summary:
+                   faults=None, scrape_error: str | None = None, alerts=None) -> Summary:
     samples = pd.read_parquet(load.samples_path)
     client = client_stats(samples, max(window.end - window.stats_start, 0.0))
     server = dict(scraped.stats) if scraped else {}
@@ -41,9 +41,21 @@ def evaluate_stage(scenario: Scenario, rec: Recorder, load, scraped: ScrapeResul
     fault_results = faults.finish(samples, load) if faults is not None else []  # [] without `faults:`
     server.update(recovery_signal(fault_results))
     series.update(recovery_series(fault_results))
+    if alerts is not None:  # live alerts (local stack with Alertmanager)
+        from harness.alerts import ALERT_SOURCE, alert_signals, wait_node_alerts
+
+        fired = wait_node_alerts(alerts, fault_results)
+        rec.record.alerts = fired
+        sig = alert_signals(fired, fault_results, window.start, window.end)
+        server.update(sig)
+        series.update({k: ALERT_SOURCE for k in sig})
     rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
     verdicts, extra = evaluate_run(scenario.model_dump(mode="json"), samples, rows, client, server, series,
                                    load_start=window.start, warmup_end=window.stats_start, load_end=window.end)
+    why_not = [f["no_recovery_reason"] for f in fault_results if f.get("no_recovery_reason")]
+    for v in verdicts:  # a node fault without recovery: say why (e.g. pending placement), not "no series"
+        if v.signal == "recovery_time" and v.observed is None and why_not:
+            v.reason = f"no recovery: {why_not[0]}"
     status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
     summary = build_summary(run_id=rec.record.run_id, scenario=scenario.name, status=status, verdicts=verdicts,
                             client=client, server=server, server_series=series, reconciliation=recon, warnings=warnings,

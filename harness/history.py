@@ -51,6 +51,7 @@ def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) ->
         out.append({
             "run_id": run.get("run_id") or d.name, "dir": str(d), "scenario": summary.get("scenario"),
             "created_at": created, "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(created)),
+            "when_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
             "verdict": summary.get("verdict"), "status": summary.get("status"), "labels": labels,
             "label": " ".join(f"{k}={v}" for k, v in labels.items()) or (run.get("environment") or {}).get("ray") or d.name[-4:],
             "ray": (run.get("environment") or {}).get("ray"),
@@ -78,10 +79,15 @@ def change_points(values: list[float | None], *, window: int = 5, min_history: i
 
 
 def history(results_dir: Path, scenario: str | None = None, **detect) -> dict:
-    runs = collect(results_dir, scenario)
+    """From the run folders of one results folder."""
+    return build(collect(results_dir, scenario), str(results_dir), scenario, **detect)
+
+
+def build(runs: list[dict], source: str, scenario: str | None = None, **detect) -> dict:
+    """Trend and change points of runs (oldest first) from a results folder or the results store."""
     if not runs:
-        raise HarnessError(f"{results_dir}: no completed runs" + (f" of scenario {scenario!r}" if scenario else ""),
-                           fix="run `harness run SCENARIO --results-dir DIR` first, or check --scenario")
+        raise HarnessError(f"{source}: no completed runs" + (f" of scenario {scenario!r}" if scenario else ""),
+                           fix="run `harness run SCENARIO --results-dir DIR` first, or check --scenario / --label")
     scenarios = []
     for name in sorted({r["scenario"] for r in runs}):
         rs = [r for r in runs if r["scenario"] == name]
@@ -100,9 +106,9 @@ def history(results_dir: Path, scenario: str | None = None, **detect) -> dict:
                                          f"{v:.4g} vs median {med:.4g} of the previous runs{rel}"})
         broken = [{"index": i, "run_id": r["run_id"], "reason": r["load_failure"],
                    "message": f"{r['run_id']} [{r['label']}]: the load failed: {r['load_failure']} (not comparable: "
-                              "left out of the baselines)"} for i, r in enumerate(rs) if r["load_failure"]]
+                              "left out of the baselines)"} for i, r in enumerate(rs) if r.get("load_failure")]
         scenarios.append({"scenario": name, "runs": rs, "flags": flags, "broken": broken})
-    return {"results_dir": str(results_dir), "metrics": list(METRICS), "units": {k: u for k, (_, u, _) in METRICS.items()},
+    return {"results_dir": source, "source": source, "metrics": list(METRICS), "units": {k: u for k, (_, u, _) in METRICS.items()},
             "scenarios": scenarios, "detector": {"window": 5, "min_history": 3, "rel_threshold": 0.10, "mad_sigmas": 3.0, **detect}}
 
 

@@ -80,3 +80,5 @@ class RunRecord(_M):
     load: dict[str, Any] = Field(default_factory=dict, description="Load result: request counts, Locust's counts.")
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
     files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder.")
+    origin: dict[str, str] = Field(default_factory=dict, description="Where the run came from: branch, commit, "
+                                   "runner (CI variables, else git and the host name), CI artifacts URL.")

@@ -1,65 +1,123 @@
-"""report.html: one self-contained page (inline CSS and SVG, no script, no network). Pure function of the record:
-run.json, summary.json, and the per-request samples / scraped series as DataFrames (either may be None)."""
+"""report.html: one self-contained, interactive page (Plotly; plotly.js inlined, so it opens offline).
+
+Pure function of the record: run.json, summary.json, and the per-request samples / scraped series as DataFrames
+(either may be None). Every chart says what it measures, its axes carry units, thresholds are legend entries
+(hover, toggle) rather than text drawn over the data, and latency axes are scaled to the data.
+"""
 
 from __future__ import annotations
 
 from html import escape
+
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
-from harness.report import svg
+from harness.report import plot
 from harness.report.fmt import fmt_ms, fmt_value
+from harness.report.markdown import reconciliation_rows
+from harness.report.plot import FAIL, PASS, STAGE, Chart
 
 BIN_S = 5.0
+MAX_DOTS = 6000  # per-request dots drawn; above this every k-th request (the caption says so)
+TIME_X = "time since load start (s)"
 
 
 def _t0(run: dict) -> float | None:
-    tl = run.get("timeline") or {}
-    return tl.get("load_started_at")
+    return (run.get("timeline") or {}).get("load_started_at")
 
 
-def _stage_refs(run: dict) -> list[svg.Ref]:
-    refs, t = [], 0.0
+def _stages(run: dict) -> list[dict]:
+    out, t = [], 0.0
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
         level = f"{s['users']} users" if s.get("users") is not None else f"{s.get('rate_rps')} req/s"
-        refs.append(svg.Ref("x", t, f"{s.get('name')} ({level})", color="#888"))
-        t += float(s.get("duration_s", 0))
-    return refs
-
-
-def _slo_refs(summary: dict | None, signal: str, axis: str = "y", scale: float = 1.0) -> list[svg.Ref]:
-    out = []
-    for s in (summary or {}).get("slos", []):
-        if s["signal"] == signal:
-            color = "#2e7d32" if s["passed"] else "#b00020"
-            out.append(svg.Ref(axis, s["threshold"] * scale, f"SLO {s['slo']}", color=color))
+        d = float(s.get("duration_s", 0))
+        out.append({"name": str(s.get("name")), "level": level, "start": t, "end": t + d})
+        t += d
     return out
 
 
-def _ok_samples(samples: pd.DataFrame | None) -> pd.DataFrame | None:
+def _time_range(run: dict) -> tuple[float, float] | None:
+    st = _stages(run)
+    return (0.0, st[-1]["end"] + 5.0) if st else None
+
+
+def _stage_caption(run: dict) -> str:
+    st = _stages(run)
+    return "Stages: " + "; ".join(f"{i + 1} {s['name']} {s['start']:g}–{s['end']:g} s ({s['level']})"
+                                  for i, s in enumerate(st)) + "." if st else ""
+
+
+def _decorate_time(fig: go.Figure, run: dict) -> None:
+    """Shared x extent for every time chart, stage bands shaded alternately and named above the plot when the
+    name fits its band (else its number; the caption lists them all)."""
+    xr = _time_range(run)
+    if xr:
+        fig.update_xaxes(range=list(xr), ticksuffix=" s")
+    total = (xr[1] - xr[0]) if xr else 0
+    for i, s in enumerate(_stages(run)):
+        if i % 2:
+            fig.add_vrect(x0=s["start"], x1=s["end"], fillcolor="#000", opacity=0.04, line_width=0, layer="below")
+        if i:
+            fig.add_vline(x=s["start"], line=dict(color=STAGE, width=1, dash="dot"), layer="below")
+        frac = (s["end"] - s["start"]) / total if total else 0
+        text = s["name"] if len(s["name"]) * 7 < frac * 480 else (str(i + 1) if frac * 480 > 10 else "")
+        if text:
+            fig.add_annotation(text=text, x=(s["start"] + s["end"]) / 2, xref="x", y=1, yref="paper", yanchor="bottom",
+                               showarrow=False, font=dict(size=10, color="#777"), hovertext=f"{s['name']}: {s['level']}")
+
+
+def _slos(summary: dict | None, signal: str) -> list[dict]:
+    return [s for s in (summary or {}).get("slos", []) if s["signal"] == signal]
+
+
+def _slo_name(s: dict) -> str:
+    return f"SLO {s['slo']} ({'PASS' if s['passed'] else 'FAIL'})"
+
+
+def _y_thresholds(fig: go.Figure, summary: dict | None, signals: list[str], span: tuple[float, float] | None,
+                  scale: float = 1.0, unit: str = "") -> None:
+    """Horizontal SLO lines. The y axis is fitted to the data; a threshold within 1.5x of it stretches the axis,
+    one far above is named at the top edge instead of squashing the data into the floor."""
+    top = plot.data_max(fig)
+    span = span or (0.0, 1.0)
+    hi = top or 0.0
+    for sig in signals:
+        for s in _slos(summary, sig):
+            v, color = s["threshold"] * scale, (PASS if s["passed"] else FAIL)
+            plot.ref_line(fig, "y", v, _slo_name(s), color, span)
+            if top is not None and v > 1.5 * top:
+                plot.off_scale(fig, "y", f"↑ {escape(s['slo'])} at {v:g}{unit}: above this range", color)
+            else:
+                hi = max(hi, v)
+    if hi > 0:
+        fig.update_yaxes(range=[0, hi * 1.08])
+
+
+def _ok(samples: pd.DataFrame | None) -> pd.DataFrame | None:
     if samples is None or not len(samples):
         return None
     return samples[samples["ok"].astype(bool)] if "ok" in samples else samples
 
 
-def _binned(t: np.ndarray, v: np.ndarray, q: float, width: float = BIN_S) -> list[tuple[float, float]]:
+def _binned(t: np.ndarray, v: np.ndarray, q: float, width: float = BIN_S) -> tuple[list[float], list[float]]:
     if not len(t):
-        return []
-    edges = np.arange(np.floor(t.min() / width) * width, t.max() + width, width)
-    out = []
-    for a in edges:
+        return [], []
+    xs, ys = [], []
+    for a in np.arange(np.floor(t.min() / width) * width, t.max() + width, width):
         m = (t >= a) & (t < a + width)
         if m.any():
-            out.append((float(a + width / 2), float(np.percentile(v[m], q))))
-    return out
+            xs.append(float(a + width / 2))
+            ys.append(float(np.percentile(v[m], q)))
+    return xs, ys
 
 
-def _cdf(values: np.ndarray, max_points: int = 400) -> list[tuple[float, float]]:
+def _cdf(values: np.ndarray, max_points: int = 500) -> tuple[list[float], list[float]]:
     v = np.sort(values[~np.isnan(values)])
     if not len(v):
-        return []
+        return [], []
     idx = np.unique(np.linspace(0, len(v) - 1, min(len(v), max_points)).astype(int))
-    return [(float(v[i]), float((i + 1) / len(v))) for i in idx]
+    return [float(v[i]) for i in idx], [float((i + 1) / len(v)) for i in idx]
 
 
 def _all_itl(ok: pd.DataFrame, t0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -73,76 +131,126 @@ def _all_itl(ok: pd.DataFrame, t0: float) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(ts), np.concatenate(vs)) if ts else (np.array([]), np.array([]))
 
 
-def latency_charts(run: dict, summary: dict | None, samples: pd.DataFrame | None) -> list[svg.Chart]:
-    ok, t0 = _ok_samples(samples), _t0(run)
+def _span(run: dict) -> tuple[float, float]:
+    return _time_range(run) or (0.0, 1.0)
+
+
+def latency_charts(run: dict, summary: dict | None, samples: pd.DataFrame | None) -> list[Chart]:
+    ok, t0 = _ok(samples), _t0(run)
     if ok is None or t0 is None:
         return []
-    stages = _stage_refs(run)
-    t = (ok["t_start_s"].to_numpy(float) - t0)
+    t = ok["t_start_s"].to_numpy(float) - t0
     charts = []
     for col, sig, label in (("ttft_ms", "ttft", "TTFT"), ("e2e_ms", "e2e", "E2E latency")):
         v = ok[col].to_numpy(float)
-        charts.append(svg.Chart(
-            f"{label} over time (each dot a request by start time; line: p95 per {BIN_S:g} s)",
-            [svg.Series(f"{label} per request", list(zip(t, v)), style="dots"),
-             svg.Series(f"p95 per {BIN_S:g} s", _binned(t, v, 95), color="#000")],
-            "seconds since load start", "ms", stages + _slo_refs(summary, sig)))
+        step = max(1, int(np.ceil(len(t) / MAX_DOTS)))
+        fig = plot.figure(TIME_X, f"{label} (ms)", hover="closest")
+        fig.add_trace(go.Scatter(x=t[::step], y=v[::step], mode="markers", name=f"{label} of a request",
+                                 marker=dict(size=4, color=plot.PALETTE[0], opacity=0.45),
+                                 hovertemplate="start %{x:.1f} s<br>%{y:,.1f} ms<extra></extra>"))
+        bx, by = _binned(t, v, 95)
+        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines+markers", name=f"p95 per {BIN_S:g} s",
+                                 line=dict(color="#222", width=2), marker=dict(size=4),
+                                 hovertemplate="p95 %{y:,.1f} ms<extra></extra>"))
+        _decorate_time(fig, run)
+        _y_thresholds(fig, summary, [sig], _span(run), unit=" ms")
+        shown = "" if step == 1 else f" Every {step}th request is drawn ({len(t)} in all); the p95 line uses all."
+        charts.append(Chart(f"{label} over time", fig, f"Each dot is one successful request at its start time; the line "
+                            f"is the p95 per {BIN_S:g}-s bin (warmup included).{shown} {_stage_caption(run)}",
+                            key=f"{sig}-time"))
     it, iv = _all_itl(ok, t0)
-    charts.append(svg.Chart(
-        f"Inter-token latency over time (every gap; p50 and p95 per {BIN_S:g} s)",
-        [svg.Series("p50", _binned(it, iv, 50)), svg.Series("p95", _binned(it, iv, 95))],
-        "seconds since load start", "ms", stages + _slo_refs(summary, "itl")))
+    fig = plot.figure(TIME_X, "inter-token gap (ms)")
+    for q, color in ((50, plot.PALETTE[0]), (95, plot.PALETTE[1])):
+        bx, by = _binned(it, iv, q)
+        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines+markers", name=f"p{q} per {BIN_S:g} s", line=dict(color=color),
+                                 marker=dict(size=4), hovertemplate=f"p{q} %{{y:,.2f}} ms<extra></extra>"))
+    _decorate_time(fig, run)
+    _y_thresholds(fig, summary, ["itl"], _span(run), unit=" ms")
+    charts.append(Chart("Inter-token latency over time", fig, f"Every gap between streamed tokens, binned by the "
+                        f"request's start time ({BIN_S:g} s). {_stage_caption(run)}", key="itl-time"))
     post = ok[~ok["warmup"].astype(bool)] if "warmup" in ok else ok
-    for vals, sig, label in ((post["ttft_ms"].to_numpy(float), "ttft", "TTFT"),
-                             (_all_itl(post, t0)[1], "itl", "ITL"),
-                             (post["e2e_ms"].to_numpy(float), "e2e", "E2E latency")):
-        charts.append(svg.Chart(f"{label} CDF (after warmup)", [svg.Series(label, _cdf(vals), style="step")],
-                                "ms", "fraction of requests" if sig != "itl" else "fraction of gaps",
-                                _slo_refs(summary, sig, axis="x"), y_max=1.0))
+    for vals, sig, label, what in ((post["ttft_ms"].to_numpy(float), "ttft", "TTFT", "requests"),
+                                   (_all_itl(post, t0)[1], "itl", "ITL", "gaps"),
+                                   (post["e2e_ms"].to_numpy(float), "e2e", "E2E latency", "requests")):
+        charts.append(_cdf_chart(vals, sig, label, what, summary))
     return charts
 
 
-def throughput_chart(run: dict, summary: dict | None, samples: pd.DataFrame | None) -> list[svg.Chart]:
+def _cdf_chart(vals: np.ndarray, sig: str, label: str, what: str, summary: dict | None) -> Chart:
+    fig = plot.figure(f"{label} (ms)", f"fraction of {what} ≤ x", hover="closest")
+    xs, ps = _cdf(vals)
+    caption = f"After warmup; {len(vals)} {what}."
+    if not xs:
+        plot.no_data(fig)
+        return Chart(f"{label} CDF", fig, caption, key=f"{sig}-cdf")
+    fig.add_trace(go.Scatter(x=xs, y=ps, mode="lines", line=dict(shape="hv", color=plot.PALETTE[0], width=2),
+                             name=label, hovertemplate="%{x:,.2f} ms: %{y:.3f}<extra></extra>"))
+    finite = vals[~np.isnan(vals)]
+    lo, hi = float(finite.min()), float(np.percentile(finite, 99.9))
+    right = hi * 1.1 if hi > 0 else 1.0
+    for s in _slos(summary, sig):
+        v, color = s["threshold"], (PASS if s["passed"] else FAIL)
+        if v <= right * 1.5:
+            right = max(right, v * 1.05)
+            plot.ref_line(fig, "x", v, _slo_name(s), color, (0, 1))
+        else:
+            plot.ref_line(fig, "x", v, _slo_name(s), color, (0, 1))
+            plot.off_scale(fig, "x", f"{escape(s['slo'])} at {v:g} ms →", color)
+        q = s["stat"][1:] if s["stat"].startswith("p") else None
+        if q and s.get("observed") is not None and not s.get("scope"):  # a scoped value is not on this curve
+            fig.add_trace(go.Scatter(x=[s["observed"]], y=[min(float(q) / 100, 1.0)], mode="markers", name=f"observed {s['stat']}",
+                                     marker=dict(size=10, symbol="diamond", color=color, line=dict(color="#fff", width=1)),
+                                     hovertemplate=f"{s['stat']} %{{x:,.1f}} ms<extra></extra>", meta={"ref": True}))
+    left = 0.0 if lo < 0.25 * right else lo * 0.95
+    fig.update_xaxes(range=[left, right])
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", rangemode="normal")
+    caption += " x axis to 1.1 × p99.9 (double-click the plot for the whole range)."
+    return Chart(f"{label} CDF", fig, caption, key=f"{sig}-cdf")
+
+
+def throughput_charts(run: dict, summary: dict | None, samples: pd.DataFrame | None) -> list[Chart]:
     t0 = _t0(run)
     if samples is None or not len(samples) or t0 is None:
         return []
     end = samples["t_start_s"].to_numpy(float) + np.nan_to_num(samples["e2e_ms"].to_numpy(float)) / 1000.0 - t0
     ok = samples["ok"].to_numpy(bool)
     toks = np.nan_to_num(samples["output_tokens"].to_numpy(float))
-    edges = np.arange(0.0, max(end.max(), BIN_S) + BIN_S, BIN_S)
-    req, err, tok = [], [], []
-    for a in edges:
+    mids, req, err, tok = [], [], [], []
+    for a in np.arange(0.0, max(end.max(), BIN_S) + BIN_S, BIN_S):
         m = (end >= a) & (end < a + BIN_S)
-        mid = float(a + BIN_S / 2)
-        req.append((mid, float((m & ok).sum()) / BIN_S))
-        err.append((mid, float((m & ~ok).sum()) / BIN_S))
-        tok.append((mid, float(toks[m & ok].sum()) / BIN_S))
-    stages = _stage_refs(run)
-    return [svg.Chart(f"Requests completed per second ({BIN_S:g}-s bins, by completion time)",
-                      [svg.Series("ok req/s", req, style="step"), svg.Series("errors/s", err, style="step")],
-                      "seconds since load start", "req/s", stages),
-            svg.Chart(f"Output tokens per second ({BIN_S:g}-s bins)", [svg.Series("tok/s", tok, style="step")],
-                      "seconds since load start", "tok/s", stages + _slo_refs(summary, "throughput"))]
+        mids.append(float(a + BIN_S / 2))
+        req.append(float((m & ok).sum()) / BIN_S)
+        err.append(float((m & ~ok).sum()) / BIN_S)
+        tok.append(float(toks[m & ok].sum()) / BIN_S)
+    f1 = plot.figure(TIME_X, "requests per second")
+    f1.add_trace(go.Scatter(x=mids, y=req, mode="lines", line=dict(shape="hv", color=plot.PALETTE[0]), name="completed ok",
+                            hovertemplate="%{y:.2f} req/s<extra>ok</extra>"))
+    f1.add_trace(go.Scatter(x=mids, y=err, mode="lines", line=dict(shape="hv", color=FAIL), name="errors",
+                            hovertemplate="%{y:.2f} req/s<extra>errors</extra>"))
+    _decorate_time(f1, run)
+    _y_thresholds(f1, summary, ["request_rate"], _span(run))
+    f2 = plot.figure(TIME_X, "output tokens per second")
+    f2.add_trace(go.Scatter(x=mids, y=tok, mode="lines", line=dict(shape="hv", color=plot.PALETTE[2]), name="output tok/s",
+                            hovertemplate="%{y:,.0f} tok/s<extra></extra>"))
+    _decorate_time(f2, run)
+    _y_thresholds(f2, summary, ["throughput"], _span(run))
+    cap = f"Client side, {BIN_S:g}-s bins by completion time. {_stage_caption(run)}"
+    return [Chart("Requests completed per second", f1, cap, key="request-rate"),
+            Chart("Output tokens per second", f2, cap, key="throughput")]
 
 
-def _series_pts(series: pd.DataFrame | None, signal: str, t0: float) -> list[tuple[float, float]]:
+def _series(series: pd.DataFrame | None, signal: str, t0: float) -> tuple[list[float], list[float]]:
     if series is None or not len(series):
-        return []
+        return [], []
     d = series[series["signal"] == signal].sort_values("t")
-    return list(zip(d["t"].to_numpy(float) - t0, d["value"].to_numpy(float)))
+    return list(d["t"].to_numpy(float) - t0), list(d["value"].to_numpy(float))
 
 
-def _time_range(run: dict) -> tuple[float, float] | None:
-    stages = (run.get("scenario", {}).get("load") or {}).get("stages", [])
-    total = sum(float(s.get("duration_s", 0)) for s in stages)
-    return (0.0, total + 5.0) if total > 0 else None
-
-
-def _users_pts(run: dict) -> list[tuple[float, float]]:
-    """The load shape exactly: linear ramps at spawn_rate between stages."""
+def _users_pts(run: dict) -> tuple[list[float], list[float]]:
+    """The load shape exactly: linear ramps at spawn_rate between stages (open loop: the offered rate)."""
     pts, t, prev = [(0.0, 0.0)], 0.0, 0
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
-        if s.get("users") is None:  # open loop: the offered rate (req/s), stepped or ramped within the stage
+        if s.get("users") is None:
             r0 = float(s.get("rate_rps") or 0)
             pts += [(t, r0), (t + s["duration_s"], float(s["ramp_to_rps"] if s.get("ramp_to_rps") is not None else r0))]
             t += s["duration_s"]
@@ -150,44 +258,76 @@ def _users_pts(run: dict) -> list[tuple[float, float]]:
         ramp = min(abs(s["users"] - prev) / max(float(s.get("spawn_rate") or 1), 1e-9), s["duration_s"])
         pts += [(t + ramp, s["users"]), (t + s["duration_s"], s["users"])]
         t, prev = t + s["duration_s"], s["users"]
-    return pts + [(t, 0.0)]
+    pts.append((t, 0.0))
+    return [p[0] for p in pts], [float(p[1]) for p in pts]
 
 
-def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) -> list[svg.Chart]:
+def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) -> list[Chart]:
     t0 = _t0(run)
     if t0 is None:
         return []
-    stages = _stage_refs(run)
+    open_loop = any(s.get("users") is None for s in (run.get("scenario", {}).get("load") or {}).get("stages", []))
     auto = (summary or {}).get("autoscaling") or {}
-    users = _users_pts(run)
     asc = run.get("scenario", {}).get("target", {}).get("autoscaling") or {}
     per = float(asc.get("target_ongoing_requests") or 0)
-    scale_refs = []
-    for e in auto.get("scale_ups", []) + auto.get("scale_downs", []):
-        if e.get("reached"):
-            scale_refs.append(svg.Ref("x", e["at_s"] + e["time_s"], f"{e['wanted']:g} replicas after {e['time_s']:.1f} s",
-                                      color="#6a1b9a"))
-    rep = [svg.Series("healthy replicas", _series_pts(series, "replicas", t0), style="step", color="#1f77b4"),
-           svg.Series("desired", _series_pts(series, "desired_replicas", t0), style="step", color="#ff7f0e", dashed=True),
-           svg.Series("target", _series_pts(series, "target_replicas", t0), style="step", color="#2ca02c", dashed=True)]
-    if per > 0:
-        rep.append(svg.Series(f"users ÷ {per:g} (load's need)", [(t, u / per) for t, u in users], color="#999",
-                              dashed=True))
-    cap = [svg.Ref("y", float(asc["max_replicas"]), f"max_replicas {asc['max_replicas']}", color="#555")] \
-        if asc.get("max_replicas") else []
-    charts = [
-        svg.Chart("Users (load shape)", [svg.Series("users", users, color="#444")], "seconds since load start",
-                  "users", stages, height=200),
-        svg.Chart("Replicas: healthy vs desired vs target", rep, "seconds since load start", "replicas",
-                  stages + scale_refs + cap + _slo_refs(summary, "replicas") + _slo_refs(summary, "desired_replicas")),
-        svg.Chart("KV-cache usage (max over replicas)", [svg.Series("kv_cache_usage", _series_pts(series, "kv_cache_usage", t0))],
-                  "seconds since load start", "fraction", stages + _slo_refs(summary, "kv_cache_usage"), y_max=1.0),
-        svg.Chart("Engine queue: waiting and running requests",
-                  [svg.Series("waiting", _series_pts(series, "queue_waiting", t0)),
-                   svg.Series("running", _series_pts(series, "requests_running", t0))],
-                  "seconds since load start", "requests", stages + _slo_refs(summary, "queue_waiting")),
-    ]
-    return charts
+    ux, uy = _users_pts(run)
+    span = _span(run)
+
+    fu = plot.figure(TIME_X, "offered req/s" if open_loop else "users", height=260)
+    fu.add_trace(go.Scatter(x=ux, y=uy, mode="lines", line=dict(color="#444", width=2),
+                            name="offered rate" if open_loop else "users", hovertemplate="%{y:g}<extra></extra>"))
+    _decorate_time(fu, run)
+
+    fr = plot.figure(TIME_X, "replicas")
+    for sig, name, color, dash in (("replicas", "healthy replicas", plot.PALETTE[0], "solid"),
+                                   ("desired_replicas", "desired (autoscaler)", plot.PALETTE[1], "dash"),
+                                   ("target_replicas", "target (autoscaler)", plot.PALETTE[2], "dot")):
+        x, y = _series(series, sig, t0)
+        fr.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(shape="hv", color=color, dash=dash, width=2), name=name,
+                                hovertemplate="%{y:g}<extra>" + name + "</extra>"))
+    if per > 0 and not open_loop:
+        fr.add_trace(go.Scatter(x=ux, y=[u / per for u in uy], mode="lines", line=dict(color="#aaa", dash="dash"),
+                                name=f"users ÷ {per:g} (the load's need)", hovertemplate="%{y:.2f}<extra>need</extra>",
+                                meta={"ref": True}))
+    ev = [e for e in auto.get("scale_ups", []) + auto.get("scale_downs", []) if e.get("reached")]
+    if ev:
+        fr.add_trace(go.Scatter(x=[e["at_s"] + e["time_s"] for e in ev], y=[e["wanted"] for e in ev], mode="markers",
+                                name="scale step reached", marker=dict(symbol="star", size=12, color="#6a1b9a"),
+                                text=[f"{e['wanted']:g} replicas after {e['time_s']:.1f} s ({e['stage']})" for e in ev],
+                                hovertemplate="%{text}<extra></extra>", meta={"ref": True}))
+    if asc.get("max_replicas"):
+        plot.ref_line(fr, "y", float(asc["max_replicas"]), f"max_replicas {asc['max_replicas']}", "#555", span, dash="dot")
+    _decorate_time(fr, run)
+    _y_thresholds(fr, summary, ["replicas", "desired_replicas"], span)
+    if not any(t.x is not None and len(t.x) for t in fr.data if not (t.meta or {}).get("ref")):
+        plot.no_data(fr, "no replica series from Prometheus")
+
+    fk = plot.figure(TIME_X, "KV cache in use")
+    x, y = _series(series, "kv_cache_usage", t0)
+    fk.add_trace(go.Scatter(x=x, y=y, mode="lines", name="kv_cache_usage (max over replicas)",
+                            line=dict(color=plot.PALETTE[3], width=2), hovertemplate="%{y:.1%}<extra></extra>"))
+    _decorate_time(fk, run)
+    for s in _slos(summary, "kv_cache_usage"):
+        plot.ref_line(fk, "y", s["threshold"], _slo_name(s), PASS if s["passed"] else FAIL, span)
+    fk.update_yaxes(range=[0, 1.02], tickformat=".0%", rangemode="normal")
+    if not x:
+        plot.no_data(fk, "no KV-cache series from Prometheus")
+
+    fq = plot.figure(TIME_X, "requests in the engine")
+    for sig, name, color in (("queue_waiting", "waiting", plot.PALETTE[1]), ("requests_running", "running", plot.PALETTE[0])):
+        x, y = _series(series, sig, t0)
+        fq.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=color, width=2),
+                                hovertemplate="%{y:g}<extra>" + name + "</extra>"))
+    _decorate_time(fq, run)
+    _y_thresholds(fq, summary, ["queue_waiting", "requests_running"], span)
+    if not any(t.x is not None and len(t.x) for t in fq.data if not (t.meta or {}).get("ref")):
+        plot.no_data(fq, "no engine queue series from Prometheus")
+    src = "Prometheus (Serve / engine series, see summary.json → server_series)"
+    return [Chart("Load shape", fu, f"From the scenario. {_stage_caption(run)}", key="users"),
+            Chart("Replicas: healthy vs desired vs target", fr, f"{src}. Stars: a scale step reached its wanted count.",
+                  key="replicas"),
+            Chart("KV-cache usage", fk, f"{src}; max over replicas.", key="kv-cache"),
+            Chart("Engine queue: waiting and running requests", fq, f"{src}.", key="queue")]
 
 
 def _slo_table(summary: dict) -> str:
@@ -240,15 +380,14 @@ def _client_table(c: dict) -> str:
               f"output tok/s over {c.get('duration_s', 0):.1f} s after warmup.</p>" + gp)
 
 
-_CSS = svg.CSS + """
-body{font-family:system-ui,sans-serif;margin:24px;max-width:1600px;color:#222}
-h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
-.verdict{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:700}
-.verdict.pass{background:#2e7d32}.verdict.fail{background:#b00020}.verdict.measured{background:#455a64}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
-tr.fail td{background:#fdecea}tr.pass td:first-child{color:#2e7d32}tr.fail td:first-child{color:#b00020;font-weight:700}
-.grid2{display:flex;flex-wrap:wrap;gap:8px}.note{color:#666;font-size:13px}
-"""
+def _reconciliation_table(summary: dict) -> str:
+    rows = reconciliation_rows(summary.get("reconciliation") or {})
+    if not rows:
+        return ""
+    body = "".join("<tr>" + "".join(f"<td>{escape(c.replace('**', ''))}</td>" for c in r) + "</tr>" for r in rows)
+    return ("<h2>Client vs server</h2><p class='note'>Latency SLOs use client samples; Serve's and vLLM's histograms "
+            "are cross-checks (their buckets are coarse).</p><div class='tablewrap'><table><tr><th>check</th><th>client</th>"
+            "<th>server</th><th>difference</th><th>agrees</th></tr>" + body + "</table></div>")
 
 
 def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = None,
@@ -268,23 +407,21 @@ def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = 
                     + (f" — the load failed: {escape(summary['load_failure'])}" if summary.get("load_failure") else "") + "</p>")
         if sc.get("description"):
             body.append(f"<p><i>{escape(sc['description'])}</i></p>")
-        body += ["<h2>SLOs (failed first)</h2>", _slo_table(summary)]
+        body += ["<h2>SLOs (failed first)</h2>", "<div class='tablewrap'>" + _slo_table(summary) + "</div>"]
         if summary.get("autoscaling"):
             body += ["<h2>Autoscaling</h2>", _autoscaling_html(summary["autoscaling"])]
-    charts = server_charts(run, summary, series)
+    srv = server_charts(run, summary, series)
     lat = latency_charts(run, summary, samples)
-    thr = throughput_chart(run, summary, samples)
-    xr = _time_range(run)
-    for c in charts + lat + thr:  # time charts share one x extent, so they line up
-        if c.x_label == "seconds since load start" and xr:
-            c.x_range = xr
-    body += ["<h2>Load and replicas</h2>", '<div class="grid2">' + "".join(svg.render(c) for c in charts[:2]) + "</div>"]
+    thr = throughput_charts(run, summary, samples)
+    if srv:
+        body += ["<h2>Load and replicas</h2>", plot.grid(srv[:2], "load")]
     if lat:
-        body += ["<h2>Latency</h2>", '<div class="grid2">' + "".join(svg.render(c) for c in lat) + "</div>"]
-    body += ["<h2>Throughput and engine</h2>", '<div class="grid2">'
-             + "".join(svg.render(c) for c in thr + charts[2:]) + "</div>"]
+        body += ["<h2>Latency</h2>", plot.grid(lat, "lat")]
+    if thr or srv[2:]:
+        body += ["<h2>Throughput and engine</h2>", plot.grid(thr + srv[2:], "thr")]
     if summary is not None:
         body += ["<h2>Client (raw samples, warmup excluded)</h2>", _client_table(summary.get("client", {}))]
+        body.append(_reconciliation_table(summary))
         if summary.get("warnings"):
             body += ["<h2>Warnings</h2><ul>"] + [f"<li>{escape(w)}</li>" for w in summary["warnings"]] + ["</ul>"]
     env = run.get("environment", {})
@@ -292,5 +429,4 @@ def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = 
                 f"Ray {escape(str(env.get('ray')))}, vLLM {escape(str(env.get('vllm') or '—'))}, "
                 f"Python {escape(str(env.get('python')))}; target {escape(str(sc.get('target', {}).get('engine')))} "
                 f"<code>{escape(str(sc.get('target', {}).get('model')))}</code>.</p>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape(title)
-            + "</title><style>" + _CSS + "</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return plot.page(title, body)

@@ -34,6 +34,8 @@ class Stack:
     timings_s: dict = field(default_factory=dict)
     ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
     metrics_url: str | None = None  # external endpoint: its own /metrics, scraped by our Prometheus (None: none)
+    alerting: dict | None = None  # local Alertmanager + rules (harness/alerts.py); the run owns the receiver
+    cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
 
     @property
     def base_url(self) -> str:
@@ -139,9 +141,17 @@ def _stop_started_prometheus(fut: Future) -> None:
 def stop_local_stack(stack: Stack) -> None:
     if not stack.local:
         return
+    if stack.cluster:  # worker nodes first: they would otherwise try to reconnect to a dying head
+        from harness.stack.multinode import teardown
+
+        teardown(stack.cluster)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prometheus-stop") as pool:  # both at once
         if stack.prometheus:
             pool.submit(stop_prometheus, LocalPrometheus(**stack.prometheus))
+        if stack.alerting:
+            from harness.alerts import stop_alertmanager
+
+            stop_alertmanager(stack.alerting)
         if stack.ray:
             stop_ray(LocalRay(**stack.ray))
             shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)

@@ -34,10 +34,16 @@ def self_job(listen: str) -> dict[str, Any]:
 
 
 def prometheus_config(sd_file: str | None, listen: str, scrape_interval: str = "5s", extra_jobs: list | None = None,
+                      rule_files: list[str] | None = None, alertmanager: str | None = None,
                       sd_refresh: str = SD_REFRESH) -> dict:
     """`sd_file` None: no Ray job (an external endpoint is scraped through `extra_jobs` only)."""
     ray = [ray_job(sd_file, sd_refresh)] if sd_file else []
-    return {
+    cfg = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [*ray, self_job(listen), *(extra_jobs or [])],
     }
+    if rule_files:
+        cfg["rule_files"] = list(rule_files)
+    if alertmanager:  # host:port
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return cfg

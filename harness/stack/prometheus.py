@@ -35,7 +35,8 @@ class LocalPrometheus:
 
 
 def start_prometheus(state_dir: Path, sd_file: Path | None, *, scrape_interval_s: float = LOCAL_SCRAPE_INTERVAL_S,
-                     timeout_s: float = 30.0, extra_jobs: list | None = None) -> LocalPrometheus:
+                     timeout_s: float = 30.0, extra_jobs: list | None = None, rule_files: list[str] | None = None,
+                     alertmanager: str | None = None) -> LocalPrometheus:
     """Start on a free loopback port and wait until ready. `sd_file` may not exist yet (Ray writes it ~7 s
     after its start): Prometheus re-reads it every LOCAL_SD_REFRESH, so it can start alongside Ray."""
     exe = shutil.which("prometheus")
@@ -47,7 +48,8 @@ def start_prometheus(state_dir: Path, sd_file: Path | None, *, scrape_interval_s
     cfg = state_dir / "prometheus.yml"
     listen = f"{LOOPBACK}:{port}"
     cfg.write_text(yaml.safe_dump(prometheus_config(
-        str(sd_file) if sd_file else None, listen, f"{scrape_interval_s:g}s", extra_jobs, sd_refresh=LOCAL_SD_REFRESH), sort_keys=False))
+        str(sd_file) if sd_file else None, listen, f"{scrape_interval_s:g}s", extra_jobs,
+        rule_files=rule_files, alertmanager=alertmanager, sd_refresh=LOCAL_SD_REFRESH), sort_keys=False))
     log = (state_dir / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address={listen}",

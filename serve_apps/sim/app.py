@@ -55,7 +55,7 @@ AUTOSCALING_DEFAULTS: dict[str, Any] = {
     "downscale_delay_s": 30.0,
     "look_back_period_s": 5.0,
 }
-ARG_KEYS = {"model", "sim", "autoscaling", "replica_cpus"}
+ARG_KEYS = {"model", "sim", "autoscaling", "replica_cpus", "placement"}
 
 
 class ApiError(Exception):
@@ -192,12 +192,17 @@ def _replica_id() -> str:
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress(api)
 class SimLLM:
-    def __init__(self, model: str, sim: dict) -> None:
+    def __init__(self, model: str, sim: dict, placement: dict | None = None) -> None:
         self.model = model
         self.config = SimConfig.from_dict(sim)
         if self.config.startup_error:
             raise RuntimeError(f"sim startup_error: {self.config.startup_error}")
         self.replica_id = _replica_id()
+        self.placement: list[dict] = []
+        if placement:  # hold one device per bundle like vLLM's workers (kept alive by this replica)
+            from serve_apps.sim.placement import start_ranks
+
+            self._ranks, self.placement = start_ranks(placement, self.replica_id)
         self.metrics = RayEngineMetrics(model, self.replica_id)
         self.engine = SimLLMEngine(self.config, observer=self.metrics)
         self.created = int(time.time())
@@ -234,7 +239,8 @@ class SimLLM:
     @api.get("/sim/stats")
     async def sim_stats(self) -> JSONResponse:
         return JSONResponse({"model": self.model, "replica_id": self.replica_id,
-                             "config": dataclasses.asdict(self.config), "engine": self.engine.stats()})
+                             "config": dataclasses.asdict(self.config), "engine": self.engine.stats(),
+                             "placement": self.placement})
 
     @api.get("/sim/requests")
     async def sim_requests(self, limit: int = 100) -> JSONResponse:
@@ -331,11 +337,14 @@ def build_app(args: dict) -> Application:
     sim = SimConfig.from_dict(args.get("sim"))
     autoscaling = autoscaling_config(args.get("autoscaling"))
     replica_cpus = float(args.get("replica_cpus", 0.5))
+    from serve_apps.sim.placement import deployment_options
+
+    placement = args.get("placement") or None
     return SimLLM.options(
         autoscaling_config=autoscaling,
         max_ongoing_requests=max_ongoing_requests(sim, autoscaling),
-        ray_actor_options={"num_cpus": replica_cpus},
-    ).bind(model, dataclasses.asdict(sim))
+        **deployment_options(placement, replica_cpus),
+    ).bind(model, dataclasses.asdict(sim), placement)
 
 
 app_builder = build_app

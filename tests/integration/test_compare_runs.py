@@ -75,7 +75,7 @@ def test_injected_slowdown_is_a_significant_regression(runs):
     assert any("slowdown_factor: 1.0 → 1.5" in w for w in c["warnings"])
     # server signals compared by logical name, both answered by the same series here
     assert rows["server_ttft.p95"]["new"] > rows["server_ttft.p95"]["base"]
-    assert "<svg" in (tmp / "slow.html").read_text()
+    assert "Plotly.newPlot(" in (tmp / "slow.html").read_text()
 
 
 def test_same_scenario_twice_is_not_a_regression(runs):

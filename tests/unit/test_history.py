@@ -61,7 +61,7 @@ def test_history_cli(tmp_path):
     assert r.exit_code == 0, r.output
     assert "moved" in r.output and "fixture-chat-run05" in r.output
     page = html.read_text()
-    assert page.count("<svg") >= 5 and "fixture-chat-run05" in page
+    assert page.count('class="plotly-graph-div"') >= 5 and "fixture-chat-run05" in page
     r = CliRunner().invoke(app, ["history", "--results-dir", str(res), "--scenario", "nope"])
     assert r.exit_code == 2 and "no completed runs" in r.output
     assert CliRunner().invoke(app, ["history", "--results-dir", str(tmp_path / "missing")]).exit_code == 2

@@ -4,10 +4,11 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.report import load_data, render_all, write_reports
-from harness.report.html import render_html
+from harness.report.html import latency_charts, render_html, server_charts
 from harness.report.junit import render_junit
 from harness.report.markdown import render_markdown
 
@@ -37,16 +38,38 @@ def test_markdown_capped_lists_failed_slo_first_with_reason():
     assert "**Verdict: FAIL**" in md
 
 
-def test_html_is_self_contained_with_drawn_plots_and_thresholds():
+def _traces(charts):
+    return {c.key: [t for t in c.fig.data] for c in charts}
+
+
+def test_html_is_self_contained_interactive_with_thresholds():
     run, summary, samples, series = record("step-autoscale")
     html = render_html(run, summary, samples, series)
-    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    assert "https://" not in html
-    counts = [int(n) for n in re.findall(r'class="series[^"]*" data-n="(\d+)"', html)]
-    assert len(counts) >= 12 and sum(1 for n in counts if n >= 20) >= 8
-    assert "SLO ttft.p99 &lt;= 3s" in html  # threshold drawn on the TTFT plots
-    assert "3 replicas after" in html  # the scale-up marked on the replica plot
+    assert "plotly.js v" in html and html.count('class="plotly-graph-div"') >= 12  # plotly.js inline, one div per chart
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)  # nothing fetched: opens offline
     assert html.index("SLOs (failed first)") < html.index("Autoscaling") < html.index("Latency")
+    charts = latency_charts(run, summary, samples)
+    assert all(c.fig.layout.margin.t and c.fig.layout.hovermode for c in charts)  # the shared layout is applied
+    lat = _traces(charts)
+    dots = lat["ttft-time"][0]
+    assert len(dots.x) == len(samples[samples["ok"]]) and dots.mode == "markers"
+    names = [t.name for t in lat["ttft-time"]]
+    assert "SLO ttft.p99 <= 3s (PASS)" in names  # threshold as a legend entry, not text over the data
+    srv = _traces(server_charts(run, summary, series))
+    assert [t.name for t in srv["replicas"] if t.name == "scale step reached"] and len(srv["replicas"][0].x) >= 20
+    assert len(srv["kv-cache"][0].x) >= 20 and len(srv["queue"][0].x) >= 20
+
+
+def test_cdf_axis_fits_the_data_and_marks_a_far_threshold():
+    run, summary, samples, _ = record("step-autoscale")
+    cdfs = {c.key: c for c in latency_charts(run, summary, samples)}
+    itl = cdfs["itl-cdf"].fig
+    p999 = float(np.percentile(np.concatenate([np.asarray(g) for g in samples[~samples["warmup"] & samples["ok"]]["itl_ms"]]), 99.9))
+    lo, hi = itl.layout.xaxis.range
+    assert hi == pytest.approx(1.1 * p999, rel=0.01)  # data fills the plot (old SVG ran the axis to the threshold)
+    far = {**summary, "slos": [{**s, "threshold": 50_000.0} if s["signal"] == "ttft" else s for s in summary["slos"]]}
+    ttft = {c.key: c for c in latency_charts(run, far, samples)}["ttft-cdf"].fig
+    assert ttft.layout.xaxis.range[1] < 10_000 and any("50000 ms" in (a.text or "") for a in ttft.layout.annotations)
 
 
 def test_html_failed_first_and_without_data_files():
@@ -54,7 +77,7 @@ def test_html_failed_first_and_without_data_files():
     html = render_html(run, summary, None, None)
     first_row = re.search(r'<tr class="(pass|fail)">', html)
     assert first_row and first_row.group(1) == "fail"
-    assert "no data" in html  # empty plots say so instead of breaking
+    assert "no replica series from Prometheus" in html  # empty plots say so instead of breaking
 
 
 def test_html_and_markdown_without_summary():
