@@ -59,7 +59,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
 
 def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> RunContext:
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
-        stack = ctx.stage("stack", lambda: open_stack(opts, scenario.cluster), on_done=lambda s: {"stack": s.to_dict()})
+        stack = ctx.stage("stack", lambda: open_stack(opts, scenario), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
         dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"), on_done=lambda d: {"deployment": d.to_dict()})
         if not opts.keep_app:
@@ -93,9 +93,12 @@ def _node_stats(stack, scraped, window) -> dict:
         return {}
 
 
-def open_stack(opts: RunOptions, cluster=None) -> stack_stage.Stack:
+def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stage.Stack:
+    cluster = scenario.cluster if scenario is not None else None
     if opts.ray_address or opts.prometheus_url:
         return stack_stage.attach(opts.ray_address or "", opts.prometheus_url or "", opts.endpoint_url)
+    if scenario is not None and scenario.target.engine == "external" and scenario.target.url:
+        return stack_stage.start_external_stack(scenario.target.url)  # nothing runs on Ray: start none
     current = stack_stage.load_current()  # a stack from `harness up`
     if cluster is not None:  # scenario `cluster:`: a local multi-node stack (harness/stack/multinode.py)
         from harness.stack import multinode
@@ -113,6 +116,8 @@ def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
     deploy_stage.disconnect()
     current = stack_stage.load_current()
     if stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir):
+        stack_stage.stop_local_stack(stack)
+    elif stack.local and opts.keep_up and not stack.ray:  # an external endpoint's Prometheus: nothing to reuse
         stack_stage.stop_local_stack(stack)
     elif stack.local and opts.keep_up:
         stack_stage.save_current(stack)

@@ -133,19 +133,34 @@ class Settle:
     last_change_at: float | None  # epoch seconds of the last change seen (the first poll if nothing moved)
 
 
-def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 1.0) -> Settle:
-    """Wait until the final counters stop moving (bounded by timeout_s) instead of a fixed sleep."""
-    t0 = time.monotonic()
+# Ray's processes export every 1 s on the local stack (RAY_metrics_report_interval_ms=1000; lag measured
+# ≤ 1.1 s): a scrape taken this long after the load ended holds the final counters.
+FINAL_AFTER_S = 1.5
+
+
+def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 0.25,
+           final_after_s: float = FINAL_AFTER_S) -> Settle:
+    """Wait until the final counters are in Prometheus (bounded by timeout_s), called right after the load.
+
+    Final as soon as every counter's newest sample was scraped `final_after_s` after the wait began and the
+    values did not move since the previous poll; or else once the values stayed unchanged for `quiet_s`.
+    """
+    t0, t0_epoch = time.monotonic(), time.time()
     last, since, changed_at = None, t0, None
     for _ in range(int(timeout_s / max(poll_s, 0.05)) + 2):
         now = time.monotonic()
         try:
             vals = tuple(prom.scalar(f"sum({q})") for q in queries)
+            # newest scrape time of each counter (the timestamp() of an instant vector is its sample's)
+            scraped = [prom.scalar(f"min(timestamp({q}))") for q in queries]
         except Exception:
-            vals = None
-        if vals != last:
+            vals, scraped = None, []
+        # a counter with no series yet (e.g. no request has finished) does not hold the wait up
+        present = [s for s in scraped if s is not None]
+        fresh = bool(present) and all(s >= t0_epoch + final_after_s for s in present)
+        if vals != last:  # moved (or the first poll): look again
             last, since, changed_at = vals, now, time.time()
-        elif vals is not None and now - since >= quiet_s:
+        elif vals is not None and (fresh or now - since >= quiet_s):
             return Settle(round(now - t0, 2), True, changed_at)
         if now - t0 >= timeout_s:
             break

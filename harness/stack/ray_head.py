@@ -74,11 +74,18 @@ def ray_cli() -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
-def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, host: str = LOOPBACK,
-              extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> LocalRay:
+def new_temp_dir() -> Path:
     # Short temp dir: Ray puts unix sockets under it and socket paths are limited to ~107 bytes.
     temp_dir = Path("/tmp/harness-ray") / f"{os.getpid()}-{int(time.time())}"
     temp_dir.mkdir(parents=True, exist_ok=True)
+    return temp_dir
+
+
+def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, host: str = LOOPBACK,
+              extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
+              temp_dir: Path | None = None) -> LocalRay:
+    """`temp_dir` from new_temp_dir(): known before the start, so Prometheus can watch the discovery file early."""
+    temp_dir = temp_dir or new_temp_dir()
     ray = LocalRay(
         temp_dir=str(temp_dir), gcs_port=free_port(), dashboard_port=free_port(), metrics_port=free_port(),
         client_port=free_port(), autoscaler_metrics_port=free_port(), dashboard_metrics_port=free_port(),

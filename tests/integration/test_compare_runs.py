@@ -1,5 +1,5 @@
 """Real runs compared: an injected sim slowdown (x1.5) is a significant regression (exit 1); the same scenario
-run twice is not (exit 0). One local stack (`harness up` in a private HARNESS_STATE_DIR) serves all three runs.
+run twice is not (exit 0). The session's shared `harness up` stack (tests/conftest.py) serves all three runs.
 
 Both cases use the default gates: central statistics with thresholds above the run-to-run noise measured on this
 machine kind (tails of two honest runs differ for real under CPU contention), resampled in blocks of time.
@@ -44,23 +44,18 @@ def harness(*args, env, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, shared_stack):
     tmp = tmp_path_factory.mktemp("compare-it")
-    env = {**os.environ, "HARNESS_STATE_DIR": str(tmp / "state")}
-    r = harness("up", env=env, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
-        out = {}
-        for name, slowdown in (("base", 1.0), ("again", 1.0), ("slow", 1.5)):
-            sc = tmp / f"{name}.yaml"
-            sc.write_text(SCENARIO.format(slowdown=slowdown))
-            res = tmp / f"results-{name}"
-            r = harness("run", sc, "--results-dir", res, "--label", f"case={name}", "-q", env=env)
-            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-            (out[name],) = [d for d in res.iterdir() if d.is_dir()]
-        yield out, env, tmp
-    finally:
-        harness("down", env=env, timeout=120)
+    env = shared_stack
+    out = {}
+    for name, slowdown in (("base", 1.0), ("again", 1.0), ("slow", 1.5)):
+        sc = tmp / f"{name}.yaml"
+        sc.write_text(SCENARIO.format(slowdown=slowdown))
+        res = tmp / f"results-{name}"
+        r = harness("run", sc, "--results-dir", res, "--label", f"case={name}", "-q", env=env)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        (out[name],) = [d for d in res.iterdir() if d.is_dir()]
+    return out, env, tmp
 
 
 def test_injected_slowdown_is_a_significant_regression(runs):
