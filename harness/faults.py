@@ -35,6 +35,10 @@ class FaultEvent:
     recovered_at: float | None = None  # epoch: RUNNING replicas back to replicas_before (None: not within the timeout)
     min_replicas_seen: int | None = None
     error: str | None = None  # the fault could not be executed
+    node: str | None = None  # kill_node / partition_node: the worker node's IP
+    lost_replicas: list[str] = field(default_factory=list)  # replica actors that ran on the node
+    healed_at: float | None = None  # partition_node: link up again
+    no_recovery_reason: str | None = None  # why the replicas did not come back (e.g. pending placement)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,13 +82,27 @@ class RayReplicas:
 
         ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
 
+    def on_node(self, deployment: str) -> dict[str, list[str]]:
+        """Live replica actor names by the IP of the node they run on (GCS actor table)."""
+        import ray
+        from ray._private import state
+
+        ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        prefix = f"SERVE_REPLICA::{self.app}#{deployment}#"
+        out: dict[str, list[str]] = {}
+        for a in state.actors().values():
+            if a.get("State") == "ALIVE" and (a.get("Name") or "").startswith(prefix):
+                out.setdefault(ips.get(a["Address"]["NodeID"], "?"), []).append(a["Name"])
+        return out
+
 
 class FaultInjector:
     """Runs the faults on a daemon thread; `stop()` ends it (bounded) whatever it is doing."""
 
-    def __init__(self, faults: list[Fault], app: str | None, started_file: Path, replicas=None):
+    def __init__(self, faults: list[Fault], app: str | None, started_file: Path, replicas=None, cluster: dict | None = None):
         self.faults = sorted(enumerate(faults), key=lambda p: p[1].at_s)
         self.app = app
+        self.cluster = cluster
         self.started_file = Path(started_file)
         self.ray = replicas or (RayReplicas(app) if app else None)
         self.events = [FaultEvent(i, f.action, f.deployment, f.at_s) for i, f in enumerate(faults)]
@@ -144,8 +162,10 @@ class FaultInjector:
 
     def _fire(self, f: Fault, ev: FaultEvent) -> None:
         if self.ray is None:
-            ev.error = "kill_replica needs a Serve app deployed by the harness"
+            ev.error = f"{f.action} needs a Serve app deployed by the harness"
             return
+        if f.action != "kill_replica":
+            return self._fire_node(f, ev)
         try:
             dep = f.deployment
             if dep is None:
@@ -168,10 +188,66 @@ class FaultInjector:
         except Exception as e:  # noqa: BLE001
             ev.error = f"kill_replica failed: {e.__class__.__name__}: {e}"
             return
-        killed = set(ev.killed)
+        self._watch_recovery(f, ev, dep, set(ev.killed))
+
+    def _fire_node(self, f: Fault, ev: FaultEvent) -> None:
+        from harness.stack import multinode
+
+        if not self.cluster:
+            ev.error = f"{f.action} needs the local multi-node stack (scenario `cluster:`)"
+            return
+        c = multinode.Cluster.from_dict(self.cluster)
+        try:
+            dep = f.deployment or self._only_deployment()
+            if dep is None:
+                ev.error = f"app {self.app!r} has several deployments: name one in `deployment:`"
+                return
+            ev.deployment = dep
+            ev.replicas_before = self.ray.running(dep)
+            by_node = self.ray.on_node(dep)
+            if f.node is not None:
+                w = c.worker(f.node)
+            else:  # the worker holding the first replica (by name), else worker 0
+                hosts = sorted((names[0], ip) for ip, names in by_node.items() if ip != c.head_ip)
+                w = c.worker(hosts[0][1]) if hosts else c.workers[0]
+            ev.node = w.ip
+            ev.lost_replicas = sorted(by_node.get(w.ip, []))
+            ev.fired_at = time.time()
+            if f.action == "kill_node":
+                multinode.kill_worker(w)
+            else:
+                multinode.set_link(w, up=False)
+        except Exception as e:  # noqa: BLE001
+            ev.error = f"{f.action} failed: {e.__class__.__name__}: {e}"
+            return
+        if f.action == "partition_node":
+            threading.Thread(target=self._heal, args=(w, ev, f.duration_s), name="harness-heal", daemon=True).start()
+        partition = f.action == "partition_node"  # replicas may survive a short partition: wait for the heal instead
+        self._watch_recovery(f, ev, dep, set() if partition else set(ev.lost_replicas),
+                             (lambda: ev.healed_at is not None) if partition else None)
+        if ev.recovered_at is None and ev.fired_at is not None:
+            ev.no_recovery_reason = _why_not_recovered()
+
+    def _heal(self, w, ev: FaultEvent, duration_s: float) -> None:
+        from harness.stack import multinode
+
+        self._stop.wait(duration_s)  # the link comes back even when the run is stopping
+        try:
+            multinode.set_link(w, up=True)
+            ev.healed_at = time.time()
+        except Exception as e:  # noqa: BLE001
+            ev.error = f"partition_node: could not bring {w.veth} up again: {e}"
+
+    def _only_deployment(self) -> str | None:
+        deps = self.ray.deployments()
+        return deps[0] if len(deps) == 1 else None
+
+    def _watch_recovery(self, f: Fault, ev: FaultEvent, dep: str, killed: set[str], also=None) -> None:
         ev.min_replicas_seen = ev.replicas_before
 
         def back() -> bool:
+            if also is not None and not also():
+                return False
             try:
                 live = [n for n, _ in self.ray.alive(dep) if n not in killed]
                 running = self.ray.running(dep)
@@ -185,9 +261,27 @@ class FaultInjector:
             ev.recovered_at = time.time()
 
 
-def start_faults(scenario: Scenario, app_name: str | None, run_dir: Path) -> FaultInjector:
+def _why_not_recovered() -> str:
+    """After a node fault without recovery: placement groups Ray cannot place, and the nodes left."""
+    try:
+        import ray
+
+        from harness.deploy.placement import pending_groups
+
+        pend = pending_groups()
+        nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
+        gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in ray.nodes() if n.get("Alive"))
+        if pend:
+            return (f"pending placement: {len(pend)} replacement placement group(s) cannot be placed (bundles "
+                    f"{pend[0]['bundles']}); alive nodes {nodes} with {gpus:g} GPU(s) in total")
+        return f"replicas did not come back within the timeout; alive nodes {nodes} with {gpus:g} GPU(s)"
+    except Exception as e:  # noqa: BLE001
+        return f"replicas did not come back within the timeout ({e.__class__.__name__} while asking Ray why)"
+
+
+def start_faults(scenario: Scenario, app_name: str | None, run_dir: Path, cluster: dict | None = None) -> FaultInjector:
     """Start the fault thread (a no-op without `faults:`); it waits for the load's t = 0 by itself."""
-    return FaultInjector(scenario.faults, app_name, Path(run_dir) / "locust" / "started_at").start()
+    return FaultInjector(scenario.faults, app_name, Path(run_dir) / "locust" / "started_at", cluster=cluster).start()
 
 
 # ---------- after the load: what the faults did to the requests ----------

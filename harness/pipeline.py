@@ -8,6 +8,7 @@ from pathlib import Path
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
 from harness.evaluate_stage import evaluate_stage, record_scrape
+from harness.alerts import start_receiver
 from harness.faults import start_faults
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape_run
@@ -58,29 +59,56 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
 
 def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> RunContext:
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
-        stack = ctx.stage("stack", lambda: open_stack(opts), on_done=lambda s: {"stack": s.to_dict()})
+        stack = ctx.stage("stack", lambda: open_stack(opts, scenario), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
         dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"), on_done=lambda d: {"deployment": d.to_dict()})
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         rec.record.environment = environment()
-        faults = start_faults(scenario, dep.app_name, rec.dir)  # scenario `faults:`, on a thread beside the load
+        alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
+        if alerts is not None:
+            ctx.cleanup(alerts.stop)
+        faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # scenario `faults:`, on a thread beside the load
         ctx.cleanup(faults.stop)
-        load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event),
+        load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event,
+                                                          master_host=(stack.cluster or {}).get("head_ip")),
                          on_done=lambda l: {"load": asdict(l)})
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
         scraped = None if load.interrupted else ctx.stage(  # optional: Prometheus lost → client verdicts still count
             "scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window),
-            on_done=lambda s: record_scrape(rec, s), optional=True)
-        ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape")))
+            on_done=lambda s: {**record_scrape(rec, s), "node_stats": _node_stats(stack, s, window)}, optional=True)
+        ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape"),
+                                                     alerts=alerts))
         # report: RunContext renders every report from the final record on exit, whatever the status
     return ctx
 
 
-def open_stack(opts: RunOptions) -> stack_stage.Stack:
+def _node_stats(stack, scraped, window) -> dict:
+    """Node-level signals per node (harness/metrics/per_node.py); best effort, {} when Prometheus cannot say."""
+    from harness.metrics.per_node import per_node_stats
+
+    try:
+        return per_node_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+    except Exception:  # noqa: BLE001 — a per-node view must never fail the run
+        return {}
+
+
+def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stage.Stack:
+    cluster = scenario.cluster if scenario is not None else None
     if opts.ray_address or opts.prometheus_url:
         return stack_stage.attach(opts.ray_address or "", opts.prometheus_url or "", opts.endpoint_url)
+    if scenario is not None and scenario.target.engine == "external" and scenario.target.url:
+        return stack_stage.start_external_stack(scenario.target.url)  # nothing runs on Ray: start none
     current = stack_stage.load_current()  # a stack from `harness up`
+    if cluster is not None:  # scenario `cluster:`: a local multi-node stack (harness/stack/multinode.py)
+        from harness.stack import multinode
+
+        if current is not None and (why := multinode.matches(current, cluster)):
+            from harness.errors import StackError
+
+            raise StackError(f"the scenario's `cluster:` asks for {cluster.workers} worker(s) x {cluster.gpus_per_worker} "
+                             f"GPU(s), but {why}", fix="`harness down`, then run again (or `harness up` with matching --workers)")
+        return current or multinode.start_for(cluster)
     return current or stack_stage.start_local_stack()
 
 
@@ -88,6 +116,8 @@ def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
     deploy_stage.disconnect()
     current = stack_stage.load_current()
     if stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir):
+        stack_stage.stop_local_stack(stack)
+    elif stack.local and opts.keep_up and not stack.ray:  # an external endpoint's Prometheus: nothing to reuse
         stack_stage.stop_local_stack(stack)
     elif stack.local and opts.keep_up:
         stack_stage.save_current(stack)

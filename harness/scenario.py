@@ -89,6 +89,9 @@ class SimEngine(_Model):
     startup_error: str | None = Field(
         None, max_length=500, description="Fault injection: every replica raises this error in its constructor, so "
         "the deploy fails (checks that the replica's exception reaches the user and its logs reach the run folder).")
+    coalesce_events: bool = Field(
+        False, description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
+        "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.")
 
 
 class VllmEngine(_Model):
@@ -160,6 +163,38 @@ class VllmEngine(_Model):
         return self
 
 
+class Placement(_Model):
+    """Where each sim replica runs, built like Ray Serve LLM builds vLLM's: one bundle per TP x PP rank."""
+
+    device: Literal["gpu", "cpu"] = Field("gpu", description="What each rank holds: one GPU (gpu) or one CPU (cpu).")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="Ranks (GPUs) per pipeline stage of one replica (<= 64).")
+    pipeline_parallel_size: int = Field(1, ge=1, le=64, description="Pipeline stages per replica (bundles = TP x PP; <= 64).")
+    accelerator_type: str | None = Field(
+        None, description="Ray accelerator type (e.g. H100): every bundle asks for `accelerator_type:<T>: 0.001`."
+    )
+    strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Placement-group strategy of a replica's bundles (Ray Serve LLM uses PACK)."
+    )
+
+    @model_validator(mode="after")
+    def _cpu_no_accel(self) -> "Placement":
+        if self.device == "cpu" and self.accelerator_type:
+            raise ValueError("accelerator_type is for device gpu; remove it for device cpu")
+        return self
+
+
+class ClusterSpec(_Model):
+    """A local multi-node Ray cluster the harness starts (network namespaces; needs root). Ignored when attaching."""
+
+    workers: int = Field(..., ge=1, le=16, description="Ray worker nodes, each in its own network namespace.")
+    gpus_per_worker: int = Field(0, ge=0, le=64, description="GPUs each worker node declares to Ray (Ray trusts the count; <= 64).")
+    cpus_per_worker: int = Field(2, ge=1, le=256, description="Logical CPUs each worker node declares (<= 256).")
+    accelerator_type: str | None = Field(
+        None, description="Adds the resource `accelerator_type:<NAME>` to every worker node (e.g. H100)."
+    )
+    head_cpus: int = Field(4, ge=1, le=256, description="Logical CPUs of the head node (Serve controller, proxy; no GPUs; <= 256).")
+
+
 class Target(_Model):
     engine: Literal["sim", "vllm", "external"] = Field(..., description="What serves the load: sim | vllm | external.")
     model: str = Field(..., min_length=1, description="Served model id (the `model` field of each request).")
@@ -173,6 +208,9 @@ class Target(_Model):
     replica_cpus: float = Field(0.5, ge=0, le=1024, description="Logical CPUs each replica reserves in Ray (<= 1024).")
     sim: SimEngine | None = Field(None, description="Simulated-engine knobs (engine: sim).")
     vllm: VllmEngine | None = Field(None, description="vLLM settings (engine: vllm).")
+    placement: Placement | None = Field(
+        None, description="engine sim: GPUs/bundles per replica as vLLM on Ray Serve would ask (engine vllm: see vllm:)."
+    )
 
     @model_validator(mode="after")
     def _engine_fields(self) -> "Target":
@@ -182,6 +220,8 @@ class Target(_Model):
             self.sim = SimEngine()
         if self.engine == "vllm" and self.vllm is None:
             raise ValueError("engine 'vllm' needs a `vllm:` section with at least `model_source`")
+        if self.placement is not None and self.engine != "sim":
+            raise ValueError("`placement` is for engine sim (engine vllm: set tensor_parallel_size etc. under `vllm:`)")
         if self.url and self.engine != "external":
             raise ValueError("`url` is only for engine 'external' (sim and vllm are deployed by the harness)")
         return self
@@ -227,6 +267,10 @@ class Workload(_Model):
     prompt_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=128), description="Prompt length.")
     output_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens).")
     ignore_eos: bool = Field(True, description="Ask the server to produce exactly max_tokens (vLLM ignore_eos).")
+    continuous_usage_stats: bool = Field(
+        True, description="Ask for usage in every streamed event (stream_options.continuous_usage_stats; vLLM, Ray "
+        "Serve LLM and the sim engine support it) to count the tokens each event carries for per-token ITL. Turn off "
+        "for servers that reject it; the tokenizer (if on disk) or one token per event is used instead.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     request_timeout_s: float = Field(60.0, gt=0, le=86400, description="Per-request timeout; a timed out request is an error (<= 1 day).")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for prompt and length sampling (0 <= seed < 2^63).")
@@ -349,6 +393,14 @@ class Load(_Model):
     max_requests: int | None = Field(None, gt=0, le=1_000_000_000, description="Stop after this many requests (bound on the run; <= 1e9).")
     think_time_s: float = Field(0.0, ge=0, le=86400, description="Pause between a user's requests (<= 1 day).")
     workers: int = Field(0, ge=0, le=256, description="Locust worker processes (0: a single local process; <= 256).")
+    worker_hosts: Literal["local", "ray"] = Field(
+        "local", description="Where the Locust workers run: local (forked here) or ray (one Ray actor per worker on "
+        "the cluster's nodes, master here; the run folder must be on a filesystem every node shares)."
+    )
+    worker_nodes: list[str] = Field(
+        default_factory=list, description="worker_hosts ray: node IPs or worker indexes to place workers on "
+        "(round-robin); empty: the non-head nodes."
+    )
     arrival: Arrival | None = Field(
         None, description="Open-loop arrivals at stage rates (rate_rps); absent: closed loop with stage users."
     )
@@ -361,6 +413,14 @@ class Load(_Model):
     @property
     def open_loop(self) -> bool:
         return self.arrival is not None
+
+    @model_validator(mode="after")
+    def _hosts(self) -> "Load":
+        if self.worker_hosts == "ray" and self.workers < 1:
+            raise ValueError("worker_hosts ray needs workers >= 1 (Locust workers to place on the cluster)")
+        if self.worker_nodes and self.worker_hosts != "ray":
+            raise ValueError("worker_nodes is for worker_hosts ray")
+        return self
 
     @model_validator(mode="after")
     def _bounds(self) -> "Load":
@@ -410,7 +470,14 @@ class Fault(_Model):
     """One fault the harness injects during the load (see harness/faults.py)."""
 
     at_s: float = Field(..., ge=0, description="When, in seconds after the load starts (t=0 of the stages).")
-    action: Literal["kill_replica"] = Field(..., description="kill_replica: ray.kill one or more replica actors.")
+    action: Literal["kill_replica", "kill_node", "partition_node"] = Field(
+        ..., description="kill_replica: ray.kill one or more replica actors; kill_node: SIGKILL a worker node's Ray "
+        "processes (local multi-node cluster); partition_node: take a worker's network link down for duration_s.")
+    node: str | None = Field(
+        None, description="kill_node/partition_node: worker index (0, 1, ...), IP or namespace (default: the worker "
+        "holding the first replica of the deployment)."
+    )
+    duration_s: float = Field(10.0, gt=0, le=MAX_DURATION_S, description="partition_node: how long the link stays down.")
     deployment: str | None = Field(
         None, min_length=1, description="Serve deployment whose replicas are killed (default: the app's only one)."
     )
@@ -449,6 +516,10 @@ class Scenario(_Model):
     faults: list[Fault] = Field(
         default_factory=list, description="Faults injected during the load, e.g. {at_s: 20, action: kill_replica}."
     )
+    cluster: ClusterSpec | None = Field(
+        None, description="Start a local multi-node cluster (e.g. {workers: 2, gpus_per_worker: 2, accelerator_type: "
+        "H100}) instead of the single-node loopback stack."
+    )
     measure_only: bool = Field(
         False, description="A run that only measures: no SLOs to judge (`slos:` must be empty). Its summary.json "
         "says verdict `measured` (exit 0) when the load worked, `fail` (exit 1) when it did not (run not completed, "
@@ -480,7 +551,9 @@ class Scenario(_Model):
             if f.at_s >= self.load.duration_s:
                 raise ValueError(f"faults[{i}].at_s ({f.at_s}) must fall inside the load ({self.load.duration_s} s)")
             if self.target.engine == "external":
-                raise ValueError(f"faults[{i}]: kill_replica needs a deployed app (engine sim or vllm), not external")
+                raise ValueError(f"faults[{i}]: {f.action} needs a deployed app (engine sim or vllm), not external")
+            if f.action != "kill_replica" and self.cluster is None:
+                raise ValueError(f"faults[{i}]: {f.action} needs a local multi-node cluster: add a `cluster:` section")
         return self
 
     @model_validator(mode="after")

@@ -63,7 +63,7 @@ class VerifyReport:
 
 
 def verify(prometheus_url: str, *, discovery_file: str | None = None, ray_address: str | None = None,
-           ray_temp_dir: str | None = None, timeout_s: float = 5.0) -> VerifyReport:
+           ray_temp_dir: str | None = None, timeout_s: float = 5.0, ray_dashboard: dict | None = None) -> VerifyReport:
     url = prometheus_url.rstrip("/")
     rep = VerifyReport(url, discovery_file)
     add = rep.checks.append
@@ -83,6 +83,7 @@ def verify(prometheus_url: str, *, discovery_file: str | None = None, ray_addres
             add(Check(name, "skip", "Prometheus is not reachable"))
     else:
         add(_check_targets(url, file_targets, timeout_s))
+        add(_check_nodes(url, rep.checks[-1].data.get("targets") or [], ray_dashboard, timeout_s))
         rep.checks += _check_metrics(url, timeout_s)
     temp = ray_temp_dir or (str(Path(discovery_file).parent) if discovery_file and Path(discovery_file).exists() else None)
     add(_check_dashboards(temp))
@@ -158,6 +159,55 @@ def _check_targets(url: str, file_targets: list[str] | None, timeout_s: float) -
                          f"all {len(targets)} targets UP, but the discovery file also lists {', '.join(missing)}",
                          f"{FIX_WAIT}; or Prometheus reads another file: {FIX_MOUNT}", d)
     return Check("prometheus_targets", "ok", f"{len(targets)} Ray targets UP: " + "; ".join(lines), data=d)
+
+
+def ray_node_list(dashboard: dict, timeout_s: float = 5.0) -> list[dict]:
+    """Ray's own node list from the head's dashboard ({url, token_path}): [{node_ip, state}]."""
+    headers = {}
+    if dashboard.get("token_path"):
+        headers["Authorization"] = "Bearer " + Path(dashboard["token_path"]).read_text().strip()
+    data = http_json(f"{dashboard['url']}/nodes?view=summary", timeout_s, headers)
+    return [{"node_ip": (n.get("raylet") or {}).get("nodeManagerAddress"), "state": (n.get("raylet") or {}).get("state")}
+            for n in data.get("data", {}).get("summary", [])]
+
+
+def _check_nodes(url: str, targets: list[dict], dashboard: dict | None, timeout_s: float) -> Check:
+    """Per node (target host): targets UP of all and the last error; the node count against Ray's node list."""
+    if not targets:
+        return Check("nodes", "skip", "no Ray targets in Prometheus to group by node")
+    per: dict[str, dict] = {}
+    for t in targets:
+        host = (t.get("address") or "").rsplit(":", 1)[0]
+        n = per.setdefault(host, {"node": host, "targets": 0, "up": 0, "last_error": ""})
+        n["targets"] += 1
+        n["up"] += t.get("health") == "up"
+        n["last_error"] = n["last_error"] or t.get("last_error") or ""
+    d: dict = {"nodes": sorted(per.values(), key=lambda n: n["node"])}
+    lines = [f"{n['node']} {n['up']}/{n['targets']} UP" + (f" ({n['last_error']})" if n["last_error"] else "")
+             for n in d["nodes"]]
+    if dashboard:
+        try:
+            ray_nodes = ray_node_list(dashboard, timeout_s)
+        except (OSError, ValueError) as e:
+            return Check("nodes", "warn", f"{'; '.join(lines)}; Ray's node list unreadable ({e})",
+                         "check that the head's dashboard is up", d)
+        alive = sorted(n["node_ip"] for n in ray_nodes if n["state"] == "ALIVE")
+        d["ray_nodes_alive"] = alive
+        missing = sorted(set(alive) - set(per))
+        extra = sorted(set(per) - set(alive))
+        if missing:
+            return Check("nodes", "fail", f"Ray lists {len(alive)} alive node(s), Prometheus scrapes {len(per)}: no targets "
+                         f"for {', '.join(missing)}; " + "; ".join(lines), f"{FIX_WAIT}; {FIX_PORT}", d)
+        if extra:
+            return Check("nodes", "warn", f"Prometheus still has targets on {', '.join(extra)}, which Ray does not list as "
+                         "alive (a dead node; Ray drops it from the discovery file within seconds); " + "; ".join(lines), FIX_WAIT, d)
+        head = f"{len(alive)} node(s), as in Ray's node list"
+    else:
+        head = f"{len(per)} node(s) (Ray's node list not checked: no dashboard known)"
+    bad = [n for n in d["nodes"] if n["up"] < n["targets"]]
+    if bad:
+        return Check("nodes", "fail", f"{head}; not every target UP: " + "; ".join(lines), FIX_PORT, d)
+    return Check("nodes", "ok", f"{head}; " + "; ".join(lines), data=d)
 
 
 def _query(url: str, q: str, timeout_s: float) -> list[dict]:
@@ -255,5 +305,8 @@ def inputs(ray_address: str | None, prometheus_url: str | None, discovery_file: 
     if cur is None:
         raise HarnessError(f"no running local stack recorded in {stack.state_root()} and no --prometheus-url given",
                            fix="start one with `harness up`, or pass --prometheus-url (and --discovery-file) of an existing stack")
+    r = cur.ray or {}
+    dash = {"url": f"http://{r.get('host', '127.0.0.1')}:{r['dashboard_port']}", "token_path": r.get("auth_token_path")} \
+        if r.get("dashboard_port") else None
     return {"prometheus_url": cur.prometheus_url, "ray_address": cur.ray_address,
-            "discovery_file": discovery_file or cur.sd_file, "ray_temp_dir": (cur.ray or {}).get("temp_dir")}
+            "discovery_file": discovery_file or cur.sd_file, "ray_temp_dir": r.get("temp_dir"), "ray_dashboard": dash}

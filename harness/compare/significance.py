@@ -1,7 +1,9 @@
 """Significance from raw samples: bootstrap confidence interval of the difference in a statistic.
 
-Resampling is by request (a cluster bootstrap): ITL gaps of one request move together, so the interval is
-not made falsely narrow by thousands of correlated gaps. Deterministic: a fixed seed and a bounded number of
+Resampling is by block of time (a block bootstrap over the groups in `Values`): the requests that started in
+one block, with all their ITL gaps, and runs of consecutive throughput bins are drawn together. Stretches of a
+run move together (autoscaling, a shared CPU), so treating requests or seconds as independent made intervals
+falsely narrow and the gate cried wolf on identical runs. Deterministic: a fixed seed and a bounded number of
 resamples (fewer when the sample is large, so one comparison stays well under a few seconds).
 A Mann-Whitney U p-value (one value per request) is added when scipy is installed; decisions use the bootstrap.
 """

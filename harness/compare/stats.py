@@ -72,48 +72,72 @@ def observed(metric: Metric, summary: dict) -> float | None:
 
 # ---------- per-request values from samples.parquet (the source of significance) ----------
 
+BLOCK_S = 5.0  # resampling block: requests (and rate bins) within one block of time move together
+MIN_BLOCKS = 8
+
 
 @dataclass
 class Values:
-    """Values of one signal with the request each came from (ITL: many gaps per request)."""
+    """Values of one signal with the resampling group each came from: a block of time (all values of the
+    requests that started in it), so stretches of a run that moved together are resampled together."""
 
     values: np.ndarray  # float
-    groups: np.ndarray  # int, request index of each value, 0..n_groups-1
+    groups: np.ndarray  # int, block index of each value, 0..n_groups-1
     n_groups: int
 
 
 def measured(samples: pd.DataFrame) -> pd.DataFrame:
-    """Post-warmup rows (what the summary's client stats cover)."""
-    return samples[~samples["warmup"].astype(bool)] if "warmup" in samples else samples
+    """Exactly the rows the summary's client stats and the SLO evaluation use (warmup and cooldown dropped)."""
+    from harness.slo.evaluate import measured as slo_measured
+
+    return slo_measured(samples)
+
+
+def time_blocks(t: np.ndarray, block_s: float = BLOCK_S, min_blocks: int = MIN_BLOCKS) -> tuple[np.ndarray, int]:
+    """Block index per start time: blocks of block_s, shorter when the run is too short for min_blocks."""
+    if t.size == 0:
+        return np.zeros(0, dtype=int), 0
+    span = float(t.max() - t.min())
+    width = min(block_s, span / min_blocks) if span > 0 else 1.0
+    raw = np.floor((t - t.min()) / max(width, 1e-9)).astype(int)
+    uniq, idx = np.unique(raw, return_inverse=True)  # empty blocks dropped
+    return idx.astype(int), int(uniq.size)
 
 
 def signal_values(samples: pd.DataFrame, signal: str) -> Values | None:
+    from harness.slo.evaluate import latency_column
+
     df = measured(samples)
     if signal == "error_rate":
         v = (~df["ok"].astype(bool)).to_numpy(dtype=float)
-        return Values(v, np.arange(v.size), v.size) if v.size else None
+        g, n = time_blocks(df["t_start_s"].to_numpy(dtype=float))
+        return Values(v, g, n) if v.size else None
     ok = df[df["ok"].astype(bool)]
-    if signal == "itl":
-        lists = [np.asarray(x, dtype=float) if x is not None else np.empty(0) for x in ok["itl_ms"]]
+    g_req, n_blocks = time_blocks(ok["t_start_s"].to_numpy(dtype=float))
+    if signal in ("itl", "chunk_gap"):
+        col = f"{signal}_ms" if f"{signal}_ms" in ok else "itl_ms"
+        lists = [np.asarray(x, dtype=float) if x is not None else np.empty(0) for x in ok[col]]
         if not lists:
             return None
         v = np.concatenate(lists)
-        g = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
+        g = np.repeat(g_req, [len(x) for x in lists])
         keep = ~np.isnan(v)
-        return Values(v[keep], g[keep], len(lists)) if keep.any() else None
-    col = f"{signal}_ms"
+        return Values(v[keep], g[keep], n_blocks) if keep.any() else None
+    col = latency_column(samples, signal)
     if col not in ok:
         return None
     v = ok[col].to_numpy(dtype=float)
-    v = v[~np.isnan(v)]
-    return Values(v, np.arange(v.size), v.size) if v.size else None
+    keep = ~np.isnan(v)
+    return Values(v[keep], g_req[keep], n_blocks) if keep.any() else None
 
 
 def per_request(samples: pd.DataFrame, signal: str) -> np.ndarray | None:
     """One value per request (ITL: the request's mean gap), for rank tests."""
+    from harness.slo.evaluate import latency_column
+
     ok = measured(samples)
     ok = ok[ok["ok"].astype(bool)]
-    col = "itl_mean_ms" if signal == "itl" else f"{signal}_ms"
+    col = "itl_mean_ms" if signal == "itl" else latency_column(samples, signal)
     if col not in ok:
         return None
     v = ok[col].to_numpy(dtype=float)
@@ -122,17 +146,26 @@ def per_request(samples: pd.DataFrame, signal: str) -> np.ndarray | None:
 
 
 def rate_bins(samples: pd.DataFrame, start: float | None, end: float | None, what: str, bin_s: float = 1.0) -> np.ndarray | None:
-    """Per-second rate of `what` (output tokens | requests) in whole bins of the measured window, by completion time."""
+    """Rate of `what` (output tokens | requests of ok requests) per bin of the stats window, by start time: the
+    same requests the summary's throughput and request rate count, so the bins' mean is the reported value. The
+    window [start, end) is cut into whole bins of about bin_s."""
     if start is None or end is None or end - start < 5 * bin_s:
         return None
     df = measured(samples)
     ok = df[df["ok"].astype(bool)]
-    done = ok["t_start_s"].to_numpy(dtype=float) + ok["e2e_ms"].to_numpy(dtype=float) / 1000.0
-    n = int((end - start) // bin_s)
-    idx = np.floor((done - start) / bin_s).astype(int)
+    n = max(int(round((end - start) / bin_s)), 1)
+    width = (end - start) / n
+    idx = np.floor((ok["t_start_s"].to_numpy(dtype=float) - start) / width).astype(int)
     keep = (idx >= 0) & (idx < n)
     w = ok["output_tokens"].to_numpy(dtype=float) if what == "tokens" else np.ones(len(ok))
-    return np.bincount(idx[keep], weights=np.nan_to_num(w[keep]), minlength=n) / bin_s
+    return np.bincount(idx[keep], weights=np.nan_to_num(w[keep]), minlength=n) / width
+
+
+def bin_blocks(n_bins: int, bin_s: float = 1.0, block_s: float = BLOCK_S, min_blocks: int = MIN_BLOCKS) -> tuple[np.ndarray, int]:
+    """Consecutive rate bins grouped into blocks (a moving stretch of throughput is resampled as one)."""
+    per = max(1, min(int(round(block_s / bin_s)), n_bins // min_blocks))
+    g = np.arange(n_bins) // per
+    return g, int(g.max()) + 1 if n_bins else 0
 
 
 def cdf_points(values: np.ndarray, n: int = 100) -> dict:

@@ -125,6 +125,8 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
         except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
             box["error"] = e
 
+    # We init in a thread on purpose (a bounded wait) and handle SIGTERM ourselves: Ray's warning about it is noise.
+    logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
     t = threading.Thread(target=init, name="ray-init", daemon=True)
     t.start()
     t.join(timeout_s)
@@ -136,6 +138,11 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
     if e is not None:  # Ray raises ConnectionError, RuntimeError, TimeoutError... depending on version
         raise StackError(f"cannot connect to Ray at {address} ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]})",
                          fix=fix) from None
+
+
+class _NoSigtermWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -208,7 +215,9 @@ def build_serve_app(target: Target):
         return build_app({
             "model": target.model, "sim": target.sim.model_dump(), "autoscaling": target.autoscaling.model_dump(),
             "replica_cpus": target.replica_cpus,
-        }), {"sim": target.sim.model_dump(), "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]}}
+            "placement": target.placement.model_dump() if target.placement else None,
+        }), {"sim": target.sim.model_dump(), "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]},
+             **({"placement": _sim_placement(target)} if target.placement else {})}
     if target.engine == "vllm":
         from serve_apps.vllm_app import build_app, describe_deployment
 
@@ -223,8 +232,18 @@ def build_serve_app(target: Target):
     raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
 
 
+def _sim_placement(target: Target) -> dict:
+    from serve_apps.sim.placement import bundles
+
+    p = target.placement
+    return {**p.model_dump(), "num_devices": p.tensor_parallel_size * p.pipeline_parallel_size,
+            "bundles": bundles(p.model_dump(), target.replica_cpus), "replica_actor": {"CPU": target.replica_cpus}}
+
+
 def serve_http_options(stack: Stack) -> dict | None:
     """Where Serve's proxy should listen if this call starts Serve (a running Serve keeps its own options)."""
+    if stack.local and stack.cluster:  # multi-node: one proxy on the head, on the bridge (reachable from workers)
+        return {"host": stack.cluster["head_ip"], "port": stack.serve_port, "location": "HeadOnly"}
     if stack.local:
         return {"host": LOOPBACK, "port": stack.serve_port}
     if stack.endpoint_url:  # attached: start Serve (if it is not up yet) where --endpoint-url points
@@ -257,10 +276,11 @@ def wait_healthy(base_url: str, model: str, headers: dict, timeout_s: float) -> 
     )
 
 
-def _wait_app_running(name: str, timeout_s: float) -> None:
+def _wait_app_running(name: str, timeout_s: float, stuck=None) -> None:
     from ray import serve
 
-    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
     status = "unknown"
     while time.monotonic() < deadline:
         app = serve.status().applications.get(name)
@@ -271,6 +291,10 @@ def _wait_app_running(name: str, timeout_s: float) -> None:
             raise DeployError(f"Serve application {name!r} failed to deploy: {app.message[:500]}"
                               + "".join(f"\n{line}" for line in replica_errors(app)),
                               fix="see the replica logs under Ray's session dir (logs/serve/)")
+        why = stuck(t0) if stuck else None
+        if why:
+            raise DeployError(f"Serve application {name!r} is still {status}: {why}",
+                              fix="ask for fewer GPUs per replica or fewer replicas, or add worker nodes")
         time.sleep(1.0)
     raise DeployError(f"Serve application {name!r} is still {status} after {timeout_s:.0f} s",
                       fix="raise the deploy timeout, or check Ray's resources (`ray status`) and the Serve logs")
@@ -342,7 +366,17 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
     from ray.serve import api as serve_api
 
     route_ray_logs()
-    serve.start(http_options=serve_http_options(stack))
+    http = serve_http_options(stack)
+    proxy = (http or {}).pop("location", None)
+    serve.start(http_options=http, **({"proxy_location": proxy} if proxy else {}))
+    stuck = None
+    if target.engine == "sim" and target.placement:
+        from harness.deploy import placement as pl
+
+        p = _sim_placement(target)
+        a = target.autoscaling
+        pl.check_feasible(p["bundles"], p["strategy"], a.initial_replicas if a.initial_replicas is not None else a.min_replicas)
+        stuck = pl.wait_placed
     app, details = build_serve_app(target)
     route_ray_logs()
     run = getattr(serve_api, "_run", None)
@@ -350,11 +384,16 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
         run(app, _blocking=False, name=target.app_name, route_prefix=target.route_prefix)
     else:
         serve.run(app, name=target.app_name, route_prefix=target.route_prefix)
-    _wait_app_running(target.app_name, timeout)
+    _wait_app_running(target.app_name, timeout, stuck)
     base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
     wait_healthy(base, target.model, headers, 60.0)
+    if stuck is not None:  # which node and GPU ids hold each replica and bundle
+        details["placement"]["replicas"] = pl.placement_of_replicas()
     engines = list((details.get("serve_deployments") or {}).get("engine") or [])
     details = {**details, "cluster_env": cluster_env}
+    from harness.metrics.cluster import cluster_metric_facts
+
+    details["ray_metrics"] = cluster_metric_facts()  # SessionName and export interval of the connected cluster
     return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines)
 
 

@@ -39,7 +39,7 @@ from harness.load.arrivals import arrival_offsets
 from harness.load.counter import AppendCounter
 from harness.load.probe import LagProbe
 from harness.load.shape import open_tick, stage_ends, stage_tick
-from harness.load.stream import StreamState, build_sample
+from harness.load.stream import StreamState, build_sample, dropped_sample
 from harness.load.trace import TraceReplay
 from harness.load.workload import RequestSource, build_body, endpoint_path, user_rng
 
@@ -55,6 +55,18 @@ _SOURCE = RequestSource(_W, CFG.get("vocab"), _POOL)
 _TRACE = (TraceReplay(json.loads(Path(CFG["trace_path"]).read_text()), CFG.get("vocab"), _W, int(CFG["trace_block_tokens"]))
           if CFG.get("trace_path") else None)  # open loop on a trace's send times (harness.load.trace)
 _STOP_FILE = _LOCUST_DIR / "stop"
+
+
+def _tokenizer():
+    """count_tokens for events whose usage does not say how many tokens they carried (None: no tokenizer)."""
+    if not CFG.get("tokenizer_path"):
+        return None
+    from harness.load.prepare import load_tokenizer
+
+    return load_tokenizer(Path(CFG["tokenizer_path"]))[0]
+
+
+_COUNT_TOKENS = _tokenizer()
 _perf = time.perf_counter
 _probe = LagProbe(_LOCUST_DIR)
 
@@ -150,10 +162,11 @@ class _LLMBase(User):
         body = build_body(
             api=_W["api"], model=CFG["model"], messages=messages, max_tokens=max_tokens,
             stream=stream, ignore_eos=bool(_W["ignore_eos"]), temperature=float(_W["temperature"]),
+            continuous_usage=bool(_W.get("continuous_usage_stats", True)),
         )
         http = self._free.pop() if self._free else self._client()
-        st = StreamState()
-        status, error, nbytes, usage = 0, None, 0, None
+        st = StreamState(keep_payloads=_COUNT_TOKENS is not None)
+        status, error, nbytes, usage, source = 0, None, 0, None, "events"
         broken = False  # connection state unknown: drop it rather than reuse it
         t_start = time.time()
         p0 = _perf()
@@ -177,6 +190,7 @@ class _LLMBase(User):
                         break
                 error = st.finish_error()
                 usage = st.usage
+                source = st.count_with(_COUNT_TOKENS)
                 if not st.done:
                     broken = True
                 else:
@@ -189,6 +203,8 @@ class _LLMBase(User):
                     obj = json.loads(raw)
                     usage = obj.get("usage")
                     st.token_times.append(p_last)  # non-streamed: the whole answer is the "first token"
+                    st.event_tokens.append((usage or {}).get("completion_tokens"))
+                    st.first_content = p_last
                 except ValueError:
                     error = "bad_response"
         except gevent.Timeout as t:
@@ -211,6 +227,7 @@ class _LLMBase(User):
             error=error, prompt_words=prompt_len, max_tokens=max_tokens, worker=os.getpid(),
             sched_s=sched[1] if sched else None,
             lateness_ms=round((p0 - sched[0]) * 1000.0, 4) if sched else None, turn=turn,
+            event_tokens=st.event_tokens, first_content=st.first_content, token_count_source=source,
         )
         _writer.write(row)
         _done.bump()
@@ -287,15 +304,23 @@ class ArrivalUser(_LLMBase):
             group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 
-    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float, row: int | None = None) -> None:
+    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float, trace_row: int | None = None) -> None:
         rng = random.Random(f"harness-arrival:{_W['seed']}:{os.getpid()}:{sched[1]!r}")
-        session = _TRACE.session(row) if _TRACE is not None and row is not None else _SOURCE.session(rng)
+        session = _TRACE.session(trace_row) if _TRACE is not None and trace_row is not None else _SOURCE.session(rng)
         if sem is None:
             self.run_session(session, rng, sched)
             return
         with sem:
             if _perf() > end_perf:  # still queued behind the cap when the stages ended: never sent
                 _dropped.bump()
+                # a failed request at its scheduled time (error_rate, goodput), one Locust event like every sample
+                row = dropped_sample(sched_s=sched[1], waited_ms=(_perf() - sched[0]) * 1000.0, worker=os.getpid())
+                _writer.write(row)
+                _done.bump()
+                self.environment.events.request.fire(
+                    request_type="POST", name=_W["api"], response_time=row["lateness_ms"], response_length=0,
+                    exception=RuntimeError("dropped"), context={}, response=None, url=self.path,
+                )
                 return
             self.run_session(session, rng, sched)
 

@@ -31,6 +31,7 @@ class Prepared:
     vocab: list[str] | None = None  # single-token words (token-exact synthetic prompts); None: default VOCAB
     pool: list[dict[str, Any]] | None = None  # RequestSource pool items
     info: dict[str, Any] = field(default_factory=dict)  # recorded in run.json (load.workload)
+    tokenizer_path: Path | None = None  # counts the tokens of SSE events whose usage does not say
     trace: list[dict[str, Any]] | None = None  # trace rows to send (harness.load.trace), when workload.trace is set
 
 
@@ -234,8 +235,9 @@ def shared_prefix_pool(scenario: Scenario, vocab: list[str] | None) -> tuple[lis
 
 def prepare_workload(scenario: Scenario) -> Prepared:
     w = scenario.workload
-    count, note = load_tokenizer(tokenizer_path(scenario))
-    out = Prepared()
+    tok_path = tokenizer_path(scenario)
+    count, note = load_tokenizer(tok_path)
+    out = Prepared(tokenizer_path=tok_path if count is not None else None)
     unit = "words"
     if count is not None:
         vocab = single_token_vocab(count, w.seed)

@@ -59,10 +59,11 @@ class LoadResult:
     exit_code: int
     interrupted: bool
     message: str | None = None  # why the run ended abnormally (Locust died, wall-clock bound hit), else None
-    stats_end: float = 0.0  # epoch seconds where statistics end: the cooldown's start (else ended_at)
+    stats_end: float = 0.0  # epoch seconds where statistics end: the last stage's end or the cooldown's start
     workload: dict = field(default_factory=dict)  # what was sent: kind, prompt_length_unit, tokenizer, dataset ...
     generator: dict = field(default_factory=dict)  # the load generator's own health: CPU, scheduling lag, lateness
     warnings: list = field(default_factory=list)  # e.g. the generator was the bottleneck: its timings are suspect
+    remote_workers: list = field(default_factory=list)  # worker_hosts ray: node, pid and exit code per Locust worker
 
 
 def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = None) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         "workers": ld.workers,
         "pool_path": str(pool_path) if pool_path else None,
         "vocab": prepared.vocab if prepared is not None else None,
+        "tokenizer_path": str(prepared.tokenizer_path) if prepared is not None and getattr(prepared, "tokenizer_path", None) else None,
         "model": scenario.target.model,
         "workload": w.model_dump(mode="json"),
         "stages": [s.model_dump(mode="json") for s in ld.stages],
@@ -101,13 +103,19 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
     }
 
 
+def stats_end_at(started_at: float, ended_at: float, total_s: float, cooldown_s: float) -> float:
+    """Where statistics end: the last stage's end (or the cooldown's start), never the drain or Locust's exit
+    after it; an earlier end (interrupted run) cuts it short. Rates divide by the window up to here."""
+    return min(ended_at, started_at + total_s - cooldown_s)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def locust_command(scenario: Scenario, base_url: str, locust_dir: Path) -> list[str]:
+def locust_command(scenario: Scenario, base_url: str, locust_dir: Path, master: tuple[str, int] | None = None) -> list[str]:
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", base_url,
         "--csv", str(locust_dir / "locust"), "--only-summary",
@@ -118,7 +126,10 @@ def locust_command(scenario: Scenario, base_url: str, locust_dir: Path) -> list[
         "--exit-code-on-error", "0",
     ]
     n = scenario.load.workers
-    if n > 0:
+    if master is not None:  # workers elsewhere (Ray actors on the cluster's nodes) connect to this master
+        cmd += ["--master", "--master-bind-host", master[0], "--master-bind-port", str(master[1]),
+                "--expect-workers", str(n), "--expect-workers-max-wait", "60"]
+    elif n > 0:
         port = _free_port()
         cmd += [
             "--processes", str(n), "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
@@ -179,6 +190,7 @@ def run_load(
     on_progress: Callable[[dict], None] | None = None,
     stop_event: threading.Event | None = None,
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    master_host: str | None = None,
 ) -> LoadResult:
     """Drive the scenario's load shape against base_url (an OpenAI-compatible server; with or without /v1).
 
@@ -208,7 +220,15 @@ def run_load(
     # Hard bound: stages + drain (in-flight requests, stats catch-up) + slack; then SIGTERM, then SIGKILL.
     wall_s = total_s + scenario.workload.request_timeout_s + 15.0 + 30.0
 
-    cmd = locust_command(scenario, base_url, locust_dir)
+    remote = None
+    master = None
+    if ld.worker_hosts == "ray":  # load.worker_hosts: Locust workers as Ray actors on the cluster's nodes
+        from harness.load.ray_workers import RayLocustWorkers
+
+        master = (master_host or "127.0.0.1", _free_port())
+        remote = RayLocustWorkers(ld.workers, ld.worker_nodes, master_host)
+        startup_timeout_s = max(startup_timeout_s, 90.0)
+    cmd = locust_command(scenario, base_url, locust_dir, master)
     (locust_dir / "command.txt").write_text(" ".join(cmd) + "\n")
     with open(locust_dir / "stdout.txt", "wb") as out, open(locust_dir / "stderr.txt", "wb") as err:
         try:
@@ -220,6 +240,13 @@ def run_load(
             raise LoadError(f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`") from None
     (locust_dir / "locust.pid").write_text(f"{proc.pid}\n")
     monitor = GeneratorMonitor(proc.pid)
+    if remote is not None:
+        try:
+            remote.start(str(LOCUSTFILE), master[0], master[1], _child_env(config_path, api_key), locust_dir)
+        except BaseException:
+            _signal_group(proc, signal.SIGKILL)
+            remote.stop(timeout_s=1.0)
+            raise
 
     started_file = locust_dir / "started_at"
     t_launch = time.monotonic()
@@ -294,6 +321,8 @@ def run_load(
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         raise
+    finally:
+        remote_info = remote.stop() if remote is not None else []  # workers quit with the master; bounded
     ended_at = time.time()
     rc = proc.returncode
 
@@ -323,7 +352,7 @@ def run_load(
     generator, warnings = generator_report(monitor, locust_dir, samples_path,
                                            capped=bool((ld.arrival and ld.arrival.max_concurrency)
                                                        or (scenario.workload.trace and scenario.workload.trace.max_concurrency)))
-    stats_end = min(ended_at, started_at + total_s - ld.cooldown_s) if ld.cooldown_s else ended_at
+    stats_end = stats_end_at(started_at, ended_at, total_s, ld.cooldown_s)
     return LoadResult(
         started_at=started_at,
         warmup_end=started_at + ld.warmup_s,
@@ -340,4 +369,5 @@ def run_load(
         workload=prepared.info,
         generator=generator,
         warnings=warnings,
+        remote_workers=remote_info,
     )

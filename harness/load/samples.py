@@ -42,6 +42,13 @@ SCHEMA = pa.schema(
         ("lateness_ms", pa.float64()),
         ("turn", pa.int32()),
         ("cooldown", pa.bool_()),
+        ("ttft_content_ms", pa.float64()),  # first content (visible text) token; ttft_ms: first token of any kind
+        ("ttft_sched_ms", pa.float64()),  # open loop: from the scheduled arrival (coordinated omission corrected)
+        ("e2e_sched_ms", pa.float64()),
+        ("chunk_gap_ms", pa.list_(pa.float64())),  # gaps between SSE events (itl_ms: per token)
+        ("events", pa.int32()),  # token-bearing SSE events
+        ("multi_token_events", pa.int32()),  # events that carried more than one token
+        ("token_count_source", pa.string()),  # usage | tokenizer | events (one token per event assumed)
     ]
 )
 
@@ -104,7 +111,7 @@ class Progress:
             self.requests += 1
             if r.get("error") is not None:
                 self.errors += 1
-            self._recent.append((r["t_start_s"] + r["e2e_ms"] / 1000.0, r.get("ttft_ms")))
+            self._recent.append((r["t_start_s"] + (r.get("e2e_ms") or 0.0) / 1000.0, r.get("ttft_ms")))
 
     def snapshot(self, now: float) -> dict[str, Any]:
         while self._recent and self._recent[0][0] < now - self.window_s:
@@ -138,8 +145,9 @@ def derive(
     """Final parquet row from a raw JSONL sample."""
     itl = r.get("itl_ms") or []
     n_out = r.get("output_tokens")
-    ttft, e2e = r.get("ttft_ms"), r["e2e_ms"]
-    tpot = (e2e - ttft) / (n_out - 1) if ttft is not None and n_out is not None and n_out >= 2 else None
+    ttft, e2e = r.get("ttft_ms"), r.get("e2e_ms")
+    tpot = (e2e - ttft) / (n_out - 1) if ttft is not None and e2e is not None and n_out is not None and n_out >= 2 else None
+    late = r.get("lateness_ms")
     return {
         "t_start_s": r["t_start_s"],
         "ttft_ms": ttft,
@@ -165,6 +173,15 @@ def derive(
         "lateness_ms": r.get("lateness_ms"),
         "turn": r.get("turn") or 0,
         "cooldown": r["t_start_s"] >= cooldown_start,
+        "ttft_content_ms": r.get("ttft_content_ms"),
+        # from the scheduled arrival; a request without a schedule (a later turn of a session, closed loop) was
+        # due when sent. A dropped arrival waited `lateness_ms` and was never answered.
+        "ttft_sched_ms": None if ttft is None else ttft + (late or 0.0),
+        "e2e_sched_ms": (e2e + (late or 0.0)) if e2e is not None else late,
+        "chunk_gap_ms": r.get("chunk_gap_ms", itl),  # older sample files: the recorded gaps were per event
+        "events": r.get("events"),
+        "multi_token_events": r.get("multi_token_events"),
+        "token_count_source": r.get("token_count_source"),
     }
 
 
@@ -183,7 +200,8 @@ def merge_samples(
     Rows are grouped by worker file, each in completion order (sort on t_start_s when order matters).
     Returns (rows, errors)."""
     warmup_end = started_at + warmup_s
-    cooldown_start = started_at + stage_ends[-1] - cooldown_s if cooldown_s > 0 and stage_ends else math.inf
+    # past the last stage (or in its cooldown) nothing counts: a request started in the drain is not in the window
+    cooldown_start = started_at + stage_ends[-1] - max(cooldown_s, 0.0) if stage_ends else math.inf
     tmp = out_path.with_suffix(".parquet.tmp")
     n = errs = 0
     with pq.ParquetWriter(tmp, SCHEMA) as w:

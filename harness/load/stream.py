@@ -1,51 +1,96 @@
 """Per-request measurement: SSE line scanning (the per-token hot path) and the sample row it yields.
 
 Pure Python (no gevent) so it is unit-testable; the locustfile feeds it lines as they arrive.
+
+Tokens, not events: one SSE event may carry several tokens (vLLM merges pending tokens when its consumer lags;
+Serve's replica batches queued messages to the proxy). With `stream_options.continuous_usage_stats` every event
+carries cumulative usage, so each event's token count is the difference (vLLM, Ray Serve LLM and the sim engine
+support it); otherwise the event's text is counted with the tokenizer when one is on disk, else one token per
+event. Per-token ITL spreads an event's gap over the tokens it delivered; the raw gap between events is kept as
+its own signal (`chunk_gap_ms`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 # A content-bearing chunk has a non-empty "content" (chat delta) or "text" (completions) string.
 # `"reasoning_content"` doesn't match (the quote must open the key) and escaped quotes inside generated
 # text can't form `"text"` followed by `:` + `"` with no backslash, so the regex never misfires on payload text.
 _CONTENT_RE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
+# Any generated token: content, reasoning (`reasoning_content` / `reasoning`) or a tool call
+_ANY_TOKEN_RE = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
 _USAGE_RE = re.compile(rb'"usage"\s*:\s*\{')
+_CT_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 
 class StreamState:
     """Accumulates one streamed response. `feed` costs a prefix check and a regex search per chunk;
-    JSON is parsed only for the usage chunk and for chunks without `choices` (errors)."""
+    JSON is parsed only for chunks with usage (every chunk with continuous usage stats) and for chunks without
+    `choices` (errors)."""
 
-    __slots__ = ("token_times", "usage", "done", "error")
+    __slots__ = ("token_times", "event_tokens", "first_content", "usage", "done", "error", "_ct", "_error_event",
+                 "payloads", "keep_payloads", "_usage_payload")
 
-    def __init__(self) -> None:
-        self.token_times: list[float] = []
+    def __init__(self, keep_payloads: bool = False) -> None:
+        self.token_times: list[float] = []  # arrival of every event carrying a token of any kind
+        self.event_tokens: list[int | None] = []  # tokens in each of those events (None: not reported)
+        self.first_content: float | None = None  # arrival of the first content (visible text) token
         self.usage: dict[str, Any] | None = None
         self.done = False
         self.error: str | None = None
+        self._ct: int | None = None  # cumulative completion tokens seen in usage so far
+        self._error_event = False  # the last `event:` line named an error
+        self.payloads: list[bytes] = []  # token events' payloads, for a tokenizer count when usage has none
+        self.keep_payloads = keep_payloads
+        self._usage_payload: bytes | None = None  # last token event with usage: parsed only if no usage chunk follows
 
     def feed(self, line: bytes, now: float) -> None:
         if not line.startswith(b"data:"):
-            return  # blank separators, `: keep-alive` comments, `event:` lines
+            if line.startswith(b"event:") and b"error" in line:
+                self._error_event = True  # an SSE `event: error`: the stream failed in band
+                self.error = "stream_error"
+            return  # blank separators, `: keep-alive` comments, other `event:` lines
         payload = line[5:].strip()
         if payload == b"[DONE]":
             self.done = True
             return
-        if _CONTENT_RE.search(payload):
+        tok = _ANY_TOKEN_RE.search(payload) is not None
+        if tok:
             self.token_times.append(now)
-        if b'"usage"' in payload and _USAGE_RE.search(payload):
+            self.event_tokens.append(None)
+            if self.first_content is None and _CONTENT_RE.search(payload):
+                self.first_content = now
+            if self.keep_payloads:
+                self.payloads.append(payload)
+        if tok and b'"usage"' in payload and _USAGE_RE.search(payload):
+            # continuous usage stats on a token event: read the count without a JSON parse (hot path)
+            m = _CT_RE.search(payload)
+            if m:
+                ct = int(m.group(1))
+                self.event_tokens[-1] = max(ct - (self._ct or 0), 0)
+                self._ct = ct
+                self._usage_payload = payload
+                self.usage = None  # superseded: resolved from this payload at the end unless a usage chunk follows
+        elif b'"usage"' in payload and _USAGE_RE.search(payload):
             # With continuous usage stats every chunk carries usage; the last one wins (it is cumulative).
             try:
-                u = json.loads(payload).get("usage")
+                obj = json.loads(payload)
             except ValueError:
                 self.error = "bad_stream"
                 return
+            u = obj.get("usage") if isinstance(obj, dict) else None
             if isinstance(u, dict):
                 self.usage = u
+                ct = u.get("completion_tokens")
+                if isinstance(ct, int):
+                    if tok:
+                        self.event_tokens[-1] = max(ct - (self._ct or 0), 0)
+                    self._ct = ct
+            if isinstance(obj, dict) and ("error" in obj or obj.get("object") == "error"):
+                self.error = "stream_error"
         elif b'"choices"' not in payload:
             try:
                 obj = json.loads(payload)
@@ -57,13 +102,66 @@ class StreamState:
 
     def finish_error(self) -> str | None:
         """Error class once the body ended (None: ok)."""
+        if self.usage is None and self._usage_payload is not None:  # no usage-only chunk came: the last event's
+            try:
+                u = json.loads(self._usage_payload).get("usage")
+                self.usage = u if isinstance(u, dict) else None
+            except (ValueError, AttributeError):
+                pass
         if self.error:
             return self.error
         if not self.done:
             return "bad_stream"  # closed without [DONE]: truncated
         if not self.token_times:
-            return "empty_stream"
+            return "empty_stream"  # no token of any kind (content, reasoning, tool call)
         return None
+
+    def count_with(self, count_tokens: Callable[[str], int] | None) -> str:
+        """Fill unknown per-event token counts; returns where the counts came from: usage | tokenizer | events."""
+        if self.event_tokens and all(k is not None for k in self.event_tokens):
+            return "usage"
+        if count_tokens is None or len(self.payloads) != len(self.token_times):
+            return "events"
+        for i, p in enumerate(self.payloads):
+            if self.event_tokens[i] is None:
+                self.event_tokens[i] = max(count_tokens(event_text(p)), 1)
+        return "tokenizer"
+
+
+def event_text(payload: bytes) -> str:
+    """All generated text in one event (content, reasoning, tool-call arguments)."""
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return ""
+    out = []
+    for ch in obj.get("choices") or []:
+        d = ch.get("delta") or {}
+        for k in ("reasoning_content", "reasoning", "content"):
+            if isinstance(d.get(k), str):
+                out.append(d[k])
+        if isinstance(ch.get("text"), str):
+            out.append(ch["text"])
+        for tc in d.get("tool_calls") or []:
+            fn = (tc or {}).get("function") or {}
+            out += [v for v in (fn.get("name"), fn.get("arguments")) if isinstance(v, str)]
+    return "".join(out)
+
+
+def per_token_gaps(token_times: list[float], event_tokens: list[int | None]) -> list[float]:
+    """Per-token ITL (ms): each event's gap from the previous token-bearing event, spread evenly over the tokens it
+    delivered (an event with 0 tokens passes its gap on). Unknown counts count as one token."""
+    out: list[float] = []
+    carry = 0.0
+    for i in range(1, len(token_times)):
+        gap = (token_times[i] - token_times[i - 1]) * 1000.0 + carry
+        k = event_tokens[i] if i < len(event_tokens) and event_tokens[i] is not None else 1
+        if k <= 0:
+            carry = gap
+            continue
+        carry = 0.0
+        out += [round(gap / k, 4)] * k
+    return out
 
 
 def build_sample(
@@ -81,19 +179,30 @@ def build_sample(
     sched_s: float | None = None,
     lateness_ms: float | None = None,
     turn: int = 0,
+    event_tokens: list[int | None] | None = None,
+    first_content: float | None = None,
+    token_count_source: str = "events",
 ) -> dict[str, Any]:
     """One JSONL sample from perf_counter timestamps. Derived columns (tpot, itl stats, stage, warmup)
     are computed at merge time, off the load generator's hot path."""
     tt = token_times
-    itl = [round((b - a) * 1000.0, 4) for a, b in zip(tt, tt[1:])]
+    ks = list(event_tokens) if event_tokens is not None else [None] * len(tt)
+    chunk_gaps = [round((b - a) * 1000.0, 4) for a, b in zip(tt, tt[1:])]
+    itl = per_token_gaps(tt, ks)
     out_tok = usage.get("completion_tokens") if usage else None
+    known = [k for k in ks if k is not None]
     return {
         "t_start_s": t_start,
-        "ttft_ms": round((tt[0] - p_start) * 1000.0, 4) if tt else None,
+        "ttft_ms": round((tt[0] - p_start) * 1000.0, 4) if tt else None,  # first token of any kind
+        "ttft_content_ms": round((first_content - p_start) * 1000.0, 4) if first_content is not None else None,
         "e2e_ms": round((p_end - p_start) * 1000.0, 4),
-        "itl_ms": itl,
+        "itl_ms": itl,  # per token
+        "chunk_gap_ms": chunk_gaps,  # per SSE event
+        "events": len(tt),
+        "multi_token_events": sum(1 for k in known if k > 1),
+        "token_count_source": token_count_source if tt else None,
         "prompt_tokens": usage.get("prompt_tokens") if usage else None,
-        "output_tokens": out_tok if out_tok is not None else len(tt),
+        "output_tokens": out_tok if out_tok is not None else (sum(known) + ks.count(None) if tt else 0),
         "usage_reported": usage is not None,
         "prompt_words": prompt_words,
         "max_tokens": max_tokens,
@@ -103,4 +212,15 @@ def build_sample(
         "sched_s": sched_s,  # open loop: when the request was due (epoch s); None in closed loop
         "lateness_ms": lateness_ms,  # open loop: actual send - scheduled send (generator or concurrency-cap delay)
         "turn": turn,  # index of the turn within its session (0: first or only)
+    }
+
+
+def dropped_sample(*, sched_s: float, waited_ms: float, worker: int, max_tokens: int = 0) -> dict[str, Any]:
+    """An open-loop arrival that was never sent (still queued at max_concurrency when the stages ended): a failed
+    request at its scheduled time, so it counts in error_rate and the goodput denominator."""
+    return {
+        "t_start_s": sched_s, "ttft_ms": None, "ttft_content_ms": None, "e2e_ms": None, "itl_ms": [],
+        "chunk_gap_ms": [], "events": 0, "multi_token_events": 0, "token_count_source": None, "prompt_tokens": None,
+        "output_tokens": 0, "usage_reported": False, "prompt_words": 0, "max_tokens": max_tokens, "status": 0,
+        "error": "dropped", "worker": worker, "sched_s": sched_s, "lateness_ms": round(waited_ms, 4), "turn": 0,
     }

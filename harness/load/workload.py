@@ -123,7 +123,7 @@ def endpoint_path(base_path: str, api: str) -> str:
 
 def build_body(
     *, api: str, model: str, prompt: str = "", max_tokens: int, stream: bool, ignore_eos: bool, temperature: float,
-    messages: list[dict[str, str]] | None = None,
+    messages: list[dict[str, str]] | None = None, continuous_usage: bool = False,
 ) -> bytes:
     """`messages` (a conversation) wins over `prompt`; for the completions API they are joined with newlines."""
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature, "stream": stream}
@@ -133,6 +133,8 @@ def build_body(
         body["prompt"] = "\n".join(m["content"] for m in messages) if messages is not None else prompt
     if stream:
         body["stream_options"] = {"include_usage": True}
+        if continuous_usage:  # usage in every event: how many tokens each one carried (vLLM, Ray Serve LLM, sim)
+            body["stream_options"]["continuous_usage_stats"] = True
     if ignore_eos:
         body["ignore_eos"] = True  # vLLM extension; OpenAI-compatible servers that don't know it ignore it
     return json.dumps(body, separators=(",", ":")).encode()

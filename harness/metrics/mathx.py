@@ -152,3 +152,30 @@ def bucket_around(les: Sequence[float], value: float) -> tuple[float, float]:
             return lo, le
         lo = le
     return lo, math.inf
+
+
+def bucket_neighbours(les: Sequence[float], value: float) -> tuple[float, float]:
+    """The span from the bucket below the one holding `value` to the bucket above it (± one bucket)."""
+    b = sorted(le for le in les if not math.isinf(le))
+    lo, hi = bucket_around(b, value)
+    below = [le for le in b if le < lo]
+    above = [le for le in b if le > hi]
+    return (below[-1] if below else 0.0), (above[0] if above else math.inf)
+
+
+def quantile_bucket(q: float, buckets: dict[float, float]) -> tuple[float, float] | None:
+    """(lower, upper) bounds of the bucket the q-quantile falls in: all a histogram knows about it (upper is inf
+    in the +Inf bucket). histogram_quantile's number is a linear guess inside these bounds."""
+    if not buckets:
+        return None
+    les = sorted(buckets)
+    counts = [buckets[le] for le in les]
+    for i in range(1, len(counts)):
+        counts[i] = max(counts[i], counts[i - 1])
+    if counts[-1] <= 0:
+        return None
+    rank = q * counts[-1]
+    for i, le in enumerate(les):
+        if counts[i] >= rank:
+            return (les[i - 1] if i > 0 else 0.0), le
+    return les[-1], math.inf

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from harness.metrics.catalog import CATALOG, DEFAULT_SIGNALS, DERIVED, MetricSignal, base_signals, resolve, series_name
 from harness.metrics.mathx import (
-    aggregate_instants, bridge_gaps, gauge_stats, histogram_quantile, increase_since, sum_by_le,
+    aggregate_instants, bridge_gaps, gauge_stats, histogram_quantile, increase_since, quantile_bucket, sum_by_le,
 )
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
@@ -19,13 +19,13 @@ QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
 class Window:
     start: float  # epoch seconds: load start
     stats_start: float  # warmup end: statistics start here
-    end: float  # load end
+    end: float  # stats end: the last stage's end, or the cooldown's start (never the drain's end)
 
 
 # Ray 2.60's exporter rebuilds a histogram's _sum from bucket midpoints, not from the observed values.
 LOOKBACK_S = 30.0  # how far before the load range queries reach, to see which counters already existed
 
-MEAN_NOTE = "approximate: from _sum/_count, and Ray computes a histogram's _sum from bucket midpoints"
+MEAN_NOTE = "approximate: from _sum/_count, and Ray re-records every observation at its bucket's midpoint"
 
 
 @dataclass
@@ -40,6 +40,10 @@ class ScrapeResult:
     notes: dict[str, str] = field(default_factory=dict)  # "signal.stat" → caveat (e.g. approximate means)
     rows: list[dict] = field(default_factory=list)  # tidy time series: signal, t, value
     errors: list[str] = field(default_factory=list)
+    session_source: str | None = None  # "cluster" (asked the connected cluster) | "newest sample" (fallback)
+    export_interval_s: float | None = None  # Ray's metric export interval in force
+    scrape_interval_s: float | None = None  # Prometheus's scrape interval for Ray's targets
+    window_shift_s: float = 0.0  # server stats window = client stats window shifted by this (metric lag)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -129,19 +133,34 @@ class Settle:
     last_change_at: float | None  # epoch seconds of the last change seen (the first poll if nothing moved)
 
 
-def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 1.0) -> Settle:
-    """Wait until the final counters stop moving (bounded by timeout_s) instead of a fixed sleep."""
-    t0 = time.monotonic()
+# Ray's processes export every 1 s on the local stack (RAY_metrics_report_interval_ms=1000; lag measured
+# ≤ 1.1 s): a scrape taken this long after the load ended holds the final counters.
+FINAL_AFTER_S = 1.5
+
+
+def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 0.25,
+           final_after_s: float = FINAL_AFTER_S) -> Settle:
+    """Wait until the final counters are in Prometheus (bounded by timeout_s), called right after the load.
+
+    Final as soon as every counter's newest sample was scraped `final_after_s` after the wait began and the
+    values did not move since the previous poll; or else once the values stayed unchanged for `quiet_s`.
+    """
+    t0, t0_epoch = time.monotonic(), time.time()
     last, since, changed_at = None, t0, None
     for _ in range(int(timeout_s / max(poll_s, 0.05)) + 2):
         now = time.monotonic()
         try:
             vals = tuple(prom.scalar(f"sum({q})") for q in queries)
+            # newest scrape time of each counter (the timestamp() of an instant vector is its sample's)
+            scraped = [prom.scalar(f"min(timestamp({q}))") for q in queries]
         except Exception:
-            vals = None
-        if vals != last:
+            vals, scraped = None, []
+        # a counter with no series yet (e.g. no request has finished) does not hold the wait up
+        present = [s for s in scraped if s is not None]
+        fresh = bool(present) and all(s >= t0_epoch + final_after_s for s in present)
+        if vals != last:  # moved (or the first poll): look again
             last, since, changed_at = vals, now, time.time()
-        elif vals is not None and now - since >= quiet_s:
+        elif vals is not None and (fresh or now - since >= quiet_s):
             return Settle(round(now - t0, 2), True, changed_at)
         if now - t0 >= timeout_s:
             break
@@ -157,16 +176,49 @@ def _inside(points, start: float, end: float):
     return [(t, v) for t, v in points if start <= t <= end]
 
 
+def scrape_interval_s(prom: Prom) -> float | None:
+    """Prometheus's scrape interval for its active targets (the longest, when jobs differ)."""
+    try:
+        import requests
+
+        r = requests.get(prom.url.rstrip("/") + "/api/v1/targets", params={"state": "active"}, timeout=prom.timeout_s)
+        vals = [_duration_s(t.get("scrapeInterval", "")) for t in r.json()["data"]["activeTargets"]]
+    except Exception:
+        return None
+    vals = [v for v in vals if v]
+    return max(vals) if vals else None
+
+
+def _duration_s(text: str) -> float | None:
+    m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?", text or "")
+    if not m or not any(m.groups()):
+        return None
+    return int(m[1] or 0) * 60 + float(m[2] or 0) + int(m[3] or 0) / 1000.0
+
+
 def scrape(
     prom_url: str, window: Window, *, model: str, app: str | None, step_s: float,
     settle_timeout_s: float, settle_quiet_s: float, signals=DEFAULT_SIGNALS, deployments: list[str] | None = None,
+    session: str | None = None, export_interval_s: float | None = None,
 ) -> ScrapeResult:
+    """`session`: the connected cluster's SessionName (else the newest session in Prometheus is assumed);
+    `export_interval_s`: Ray's metric export interval in force. Server statistics cover the client's stats
+    window shifted by the metric lag those intervals imply."""
+    from harness.metrics.cluster import server_window_shift_s
+
     prom = Prom(prom_url)
     errors: list[str] = []
     names = prom.names()
     resolved = resolve(names, signals)
-    # plain `vllm serve` has no Ray series, hence no sessions to keep apart
-    session = current_session(prom, time.time(), errors) if any(n.startswith("ray_") for n in names) else None
+    has_ray = any(n.startswith("ray_") for n in names)
+    session_source = "cluster" if session else None
+    if session is None and has_ray:  # plain `vllm serve` has no Ray series, hence no sessions to keep apart
+        session = current_session(prom, time.time(), errors)
+        session_source = "newest sample" if session else None
+    si = scrape_interval_s(prom)
+    shift = server_window_shift_s(export_interval_s if has_ray else None, si)
+    raw_window = window
+    window = Window(window.start, window.stats_start + shift, window.end + shift)
     scope = Scope(model, app, session, tuple(deployments or ()))
     if app is None:  # external endpoint: nothing of ours runs in Serve
         resolved = {k: (v if k in DERIVED or CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
@@ -180,9 +232,11 @@ def scrape(
     end = time.time()
     if not st.settled and settle_on:
         errors.append(f"server counters still moving after {st.waited_s:.0f} s; server totals may be short")
-    lag = None if st.last_change_at is None else round(max(st.last_change_at - window.end, 0.0), 2)
+    lag = None if st.last_change_at is None else round(max(st.last_change_at - raw_window.end, 0.0), 2)
 
-    out = ScrapeResult(resolved=resolved, session=session, settle_s=st.waited_s, settled=st.settled, stats={}, lag_s=lag, errors=errors)
+    out = ScrapeResult(resolved=resolved, session=session, settle_s=st.waited_s, settled=st.settled, stats={}, lag_s=lag,
+                       errors=errors, session_source=session_source, export_interval_s=export_interval_s if has_ray else None,
+                       scrape_interval_s=si, window_shift_s=shift)
     # Range queries reach LOOKBACK_S before the load: a counter with no sample there was born during the run
     for name in base_signals(signals):
         metric = parts.get(name)
@@ -234,10 +288,13 @@ def _gauge(out: ScrapeResult, name, sig: MetricSignal, series, window: Window, e
 
 
 def _counter(out: ScrapeResult, name, sig: MetricSignal, series, window: Window, end: float) -> None:
-    """`total`: post-warmup increase; `total_run`: from load start (same span as all client samples)."""
+    """`total`: post-warmup increase to the scrape's end; `total_run`: from load start (same span as all client
+    samples); `rate`: increase within the stats window / its length (the drain after it is not counted)."""
     inc = sum(increase_since(_inside(p, -math.inf, end), window.stats_start) for p in series)
     run = sum(increase_since(_inside(p, -math.inf, end), window.start) for p in series)
-    out.stats[name] = {"total": inc, "total_run": run, "rate": inc / max(window.end - window.stats_start, 1e-9)}
+    win = sum(increase_since(_inside(p, -math.inf, window.end), window.stats_start) for p in series)
+    out.stats[name] = {"total": inc, "total_run": run, "total_stats_window": win,
+                       "rate": win / max(window.end - window.stats_start, 1e-9)}
     cum = aggregate_instants(series, "sum")
     out.rows += [{"signal": name, "t": t, "value": v} for t, v in cum]
 
@@ -251,15 +308,19 @@ def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, r
     st = {k: v * sig.scale for k, q in QUANTILES.items() if (v := histogram_quantile(q, buckets)) is not None}
     if count <= 0:
         return
+    bounds = {k: [lo * sig.scale, None if math.isinf(hi) else hi * sig.scale]  # JSON: null = +Inf
+              for k, q in QUANTILES.items() if (b := quantile_bucket(q, buckets)) is not None for lo, hi in [b]}
     st["count"] = count
     st["count_run"] = sum_by_le(per_run).get(math.inf, 0.0)
     mean = _histogram_mean(prom, sig, metric, scope, window, end)
     if mean is not None:
         st["mean"] = mean * sig.scale
-        out.notes[f"{name}.mean"] = MEAN_NOTE
+        if metric.startswith("ray_"):  # plain vLLM's _sum is exact; Ray's exporter rebuilds it from midpoints
+            out.notes[f"{name}.mean"] = MEAN_NOTE
     out.stats[name] = st
     les = sorted(le for le in buckets if not math.isinf(le))  # JSON has no inf: the +Inf bucket is `count`
-    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les], "count": count}
+    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les], "count": count,
+                            "quantile_buckets": bounds}
 
 
 def _derived(out: ScrapeResult, name: str, window: Window) -> None:
@@ -297,8 +358,11 @@ def _histogram_mean(prom: Prom, sig, metric, scope: Scope, window: Window, end: 
 
 
 def scrape_run(prom_url: str, scenario, dep, window: Window) -> ScrapeResult:
-    """The scrape stage for one run: our model, our Serve app and its engine deployments, the scenario's settings."""
+    """The scrape stage for one run: our model, our Serve app and its engine deployments, the scenario's settings,
+    the connected cluster's SessionName and export interval (recorded by deploy)."""
     sc = scenario.scrape
+    facts = (getattr(dep, "details", None) or {}).get("ray_metrics") or {}
     return scrape(prom_url, window, model=scenario.target.model, app=dep.app_name, deployments=dep.engine_deployments,
                   step_s=sc.step_s, settle_timeout_s=sc.settle_timeout_s,
-                  settle_quiet_s=sc.settle_quiet_s)
+                  settle_quiet_s=sc.settle_quiet_s, session=facts.get("session_name"),
+                  export_interval_s=facts.get("export_interval_s"))

@@ -59,6 +59,10 @@ class Summary(_M):
     load_failure: str | None = Field(
         None, description="Why the load itself failed (run not completed, no request measured, or more than half of "
         "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).")
+    server_resolution: dict[str, Any] = Field(
+        default_factory=dict, description="Per server histogram signal: `quantile_buckets_ms` {stat: [lower, upper]} "
+        "(the bucket each quantile lies in, upper null = +Inf; the quantile itself is a linear guess inside it) and "
+        "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).")
 
 
 class RunRecord(_M):

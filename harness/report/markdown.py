@@ -33,10 +33,16 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     c = summary.get("client", {})
     lines += ["", "## Client (raw samples, warmup excluded)", "",
               "| metric | p50 | p90 | p95 | p99 | max | mean |", "|---|---|---|---|---|---|---|"]
-    for k, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E")):
+    sched = " (from scheduled arrival)" if c.get("latency_from") == "scheduled arrival" else ""
+    for k, label in (("ttft_ms", "TTFT" + sched), ("ttft_from_send_ms", "TTFT from send"),
+                     ("ttft_content_ms", "TTFT, first content token"), ("itl_ms", "ITL (per token)"),
+                     ("chunk_gap_ms", "gap between SSE events"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E" + sched),
+                     ("e2e_from_send_ms", "E2E from send")):
         d = c.get(k)
         if d:
             lines.append(f"| {label} | " + " | ".join(fmt_ms(d.get(s)) for s in ("p50", "p90", "p95", "p99", "max", "mean")) + " |")
+    if c.get("dropped_arrivals"):
+        lines += ["", f"{c['dropped_arrivals']} open-loop arrivals were never sent (counted as failed requests)."]
     lines += [
         "",
         f"Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}"
@@ -54,7 +60,8 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         lines += ["", "## Server (Prometheus, through Ray's discovered targets)", "", "| signal | series | stats |", "|---|---|---|"]
         for name, st in sorted(srv.items()):
             series = summary.get("server_series", {}).get(name) or "—"
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in st.items() if k != "samples")
+            res = (summary.get("server_resolution") or {}).get(name) or {}
+            shown = ", ".join(f"{k} {v:.4g}{_bucket_text(res, k)}" for k, v in st.items() if k != "samples")
             lines.append(f"| {name} | `{series}` | {shown} |")
     missing = [k for k, v in summary.get("server_series", {}).items() if v is None]
     if missing:
@@ -102,6 +109,16 @@ def autoscaling_lines(a: dict) -> list[str]:
     return out
 
 
+def _bucket_text(res: dict, stat: str) -> str:
+    """` [lo–hi]` after a server quantile (its histogram bucket), ` (midpoints)` after a midpoint-built mean."""
+    b = (res.get("quantile_buckets_ms") or {}).get(stat)
+    if b:
+        return f" [{b[0]:g}–{'∞' if b[1] is None else format(b[1], 'g')}]"
+    if stat == "mean" and res.get("mean_note"):
+        return " (from bucket midpoints)"
+    return ""
+
+
 def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
     """(check, client, server, difference, agrees) per reconciliation entry; the server side of Locust's count is Locust."""
     rows = []
@@ -118,6 +135,11 @@ def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
         elif key.startswith("ttft_"):
             b = v.get("bucket_ms")
             where = f" (bucket {b[0]:g}–{b[1]:g} ms)" if b else ""
+            j = v.get("judgement")
+            if j == "client_slower":
+                agrees = "**no**: client slower than the server can resolve; likely " + "; ".join(v.get("likely_causes") or [])
+            elif j == "client_faster":
+                agrees = "**no**: client faster than the engine (impossible: wrong series or window)"
             rows.append((f"TTFT {key.split('_')[1]} (ms)", f"{v.get('client'):.1f}", f"{v.get('server'):.1f}{where}",
                          f"{v.get('client_minus_server'):+.1f}", agrees))
         else:

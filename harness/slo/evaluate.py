@@ -19,6 +19,23 @@ PCTS = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99.9": 99.9}
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 # goodput criteria (scenario `goodput:` keys) → the per-request sample column they bound
 GOODPUT_COLUMNS = {"ttft_ms": "ttft_ms", "tpot_ms": "tpot_ms", "e2e_ms": "e2e_ms", "itl_max_ms": "itl_max_ms"}
+BUNCHED_EVENT_FRAC = 0.05  # more multi-token events than this: the stream arrived bunched
+BUNCHED_GAP_FRAC = 0.2  # or more sub-millisecond gaps between events than this (several events per network read)
+_SUB_MS = 0.5
+
+
+def open_loop(samples: pd.DataFrame) -> bool:
+    """Open-loop samples carry the arrival's scheduled time (sched_s)."""
+    return "ttft_sched_ms" in samples and "sched_s" in samples and bool(samples["sched_s"].notna().any())
+
+
+def latency_column(samples: pd.DataFrame, signal: str) -> str:
+    """The column a latency signal reads: in open loop TTFT and e2e count from the *scheduled* arrival, so time
+    spent waiting behind a concurrency cap or a late generator is not omitted (coordinated omission); from-send
+    figures stay in `<signal>_ms` and are reported beside them."""
+    if signal in ("ttft", "e2e") and open_loop(samples):
+        return f"{signal}_sched_ms"
+    return f"{signal}_ms"
 
 
 def dist_stats(values) -> dict[str, float] | None:
@@ -40,20 +57,58 @@ def measured(samples: pd.DataFrame) -> pd.DataFrame:
     return samples[keep]
 
 
+def _flat(ok: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in ok or not len(ok):
+        return np.array([])
+    parts = [np.asarray(x, dtype=float) for x in ok[col] if x is not None and len(x)]
+    return np.concatenate(parts) if parts else np.array([])
+
+
+def bunching(ok: pd.DataFrame) -> dict | None:
+    """How bunched the streams arrived: multi-token SSE events, and sub-millisecond gaps between events."""
+    if "events" not in ok or not len(ok) or ok["events"].isna().all():
+        return None
+    events = float(ok["events"].fillna(0).sum())
+    multi = float(ok["multi_token_events"].fillna(0).sum()) if "multi_token_events" in ok else 0.0
+    gaps = _flat(ok, "chunk_gap_ms")
+    src = ok["token_count_source"].dropna().value_counts() if "token_count_source" in ok else pd.Series(dtype=int)
+    out = {"events": int(events), "multi_token_event_frac": multi / events if events else 0.0,
+           "sub_ms_gap_frac": float((gaps < _SUB_MS).mean()) if gaps.size else 0.0,
+           "token_count_source": str(src.index[0]) if len(src) else None}
+    out["bunched"] = out["multi_token_event_frac"] > BUNCHED_EVENT_FRAC or out["sub_ms_gap_frac"] > BUNCHED_GAP_FRAC
+    return out
+
+
 def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
-    """Statistics over the post-warmup samples. `duration_s`: the measured (post-warmup) window length."""
+    """Statistics over the post-warmup samples. `duration_s`: the measured (post-warmup) window length.
+
+    Open loop: `ttft_ms` and `e2e_ms` count from the scheduled arrival (`*_from_send_ms`: from the send);
+    dropped arrivals (never sent) are failed requests. `itl_ms` is per token, `chunk_gap_ms` per SSE event."""
     df = measured(samples)
     ok = df[df["ok"]] if len(df) else df
     n, n_err = int(len(df)), int((~df["ok"]).sum()) if len(df) else 0
-    itl = np.concatenate([np.asarray(x, dtype=float) for x in ok["itl_ms"] if x is not None and len(x)]) if len(ok) else np.array([])
+    itl = _flat(ok, "itl_ms")
+    is_open = open_loop(samples)
+    n_drop = int((df["error"] == "dropped").sum()) if len(df) and "error" in df else 0
     out_tokens = float(ok["output_tokens"].sum()) if len(ok) else 0.0
     dur = max(duration_s, 1e-9)
     errors_by_class = {str(k): int(v) for k, v in df.loc[~df["ok"], "error"].value_counts().items()} if n_err else {}
+    extra: dict = {}
+    if is_open:
+        extra = {"ttft_from_send_ms": dist_stats(ok["ttft_ms"]) if len(ok) else None,
+                 "e2e_from_send_ms": dist_stats(ok["e2e_ms"]) if len(ok) else None}
     return {
-        "ttft_ms": dist_stats(ok["ttft_ms"]) if len(ok) else None,
+        "latency_from": "scheduled arrival" if is_open else "send",
+        "ttft_ms": dist_stats(ok[latency_column(samples, "ttft")]) if len(ok) else None,
+        "ttft_content_ms": dist_stats(ok["ttft_content_ms"]) if len(ok) and "ttft_content_ms" in ok else None,
         "itl_ms": dist_stats(itl),
+        "chunk_gap_ms": dist_stats(_flat(ok, "chunk_gap_ms")),
         "tpot_ms": dist_stats(ok["tpot_ms"]) if len(ok) else None,
-        "e2e_ms": dist_stats(ok["e2e_ms"]) if len(ok) else None,
+        "e2e_ms": dist_stats(ok[latency_column(samples, "e2e")]) if len(ok) else None,
+        **extra,
+        "stream_bunching": bunching(ok),
+        "dropped_arrivals": n_drop,
+        "dropped_fraction": n_drop / n if n else None,
         "requests": n,
         "errors": n_err,
         "errors_by_class": errors_by_class,
@@ -75,7 +130,8 @@ def goodput_stats(samples: pd.DataFrame, criteria: dict[str, float], duration_s:
     for key, limit in criteria.items():
         if limit is None or not len(df):
             continue
-        col = df[GOODPUT_COLUMNS[key]].astype(float)
+        c = GOODPUT_COLUMNS[key]
+        col = df[latency_column(samples, c[:-3]) if c in ("ttft_ms", "e2e_ms") else c].astype(float)
         good &= col.notna() & (col <= float(limit))
     n_good, n = int(good.sum()) if len(df) else 0, int(len(df))
     return {"criteria": {k: v for k, v in criteria.items() if v is not None}, "total": float(n_good),
@@ -92,8 +148,10 @@ def _stat(d: dict | None, stat: str) -> float | None:
 def observed_value(slo: SLO, client: dict, server: dict, derived: dict | None = None) -> float | None:
     """Look up the statistic an SLO names. None means no data (which never passes)."""
     s = slo.signal
-    if s in ("ttft", "itl", "tpot", "e2e"):
+    if s in ("ttft", "itl", "tpot", "e2e", "chunk_gap", "ttft_content"):
         return _stat(client.get(f"{s}_ms"), slo.stat)
+    if s == "dropped_arrivals":
+        return float(client.get("dropped_arrivals") or 0) if slo.stat == "total" else client.get("dropped_fraction")
     if s == "error_rate":
         return client.get("error_rate")
     if s == "requests":

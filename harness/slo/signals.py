@@ -32,9 +32,18 @@ class Signal:
 SIGNALS: dict[str, Signal] = {
     s.name: s
     for s in [
-        Signal("ttft", "client", "time", DIST_STATS, None, "time to first token per request, client-measured"),
-        Signal("itl", "client", "time", DIST_STATS, None, "gap between streamed tokens (every gap of every request)"),
+        Signal("ttft", "client", "time", DIST_STATS, None, "time to first token per request, client-measured "
+               "(open loop: from the scheduled arrival)"),
+        Signal("itl", "client", "time", DIST_STATS, None, "gap between streamed tokens, per token (every gap of "
+               "every request)"),
         Signal("tpot", "client", "time", DIST_STATS, None, "per-request mean time per output token after the first"),
+        Signal("chunk_gap", "client", "time", DIST_STATS, None,
+               "gap between streamed SSE events (itl is per token: an event carrying k tokens is k gaps of 1/k)"),
+        Signal("ttft_content", "client", "time", DIST_STATS, None,
+               "time to the first content token (ttft: first token of any kind, reasoning and tool calls included)"),
+        Signal("dropped_arrivals", "client", "count", ("total", "fraction"), "total",
+               "open-loop arrivals never sent (queued at max_concurrency when the stages ended); also failed "
+               "requests in error_rate and goodput", stat_kinds={"fraction": "ratio"}),
         Signal("e2e", "client", "time", DIST_STATS, None, "end-to-end request latency, client-measured"),
         Signal("error_rate", "client", "ratio", ("value",), "value", "failed requests / all requests"),
         Signal("errors", "client", "count", ("total", "rate"), "total", "failed requests after warmup",
@@ -64,6 +73,11 @@ SIGNALS: dict[str, Signal] = {
                scopable=False),
         Signal("recovery_time", "server", "time", ("max", "min", "mean"), None,
                "time from an injected fault (scenario `faults:`) until replicas and requests recovered",
+               scopable=False),
+        Signal("alerts_fired", "server", "count", ("total",), "total",
+               "alerts that fired during the run (local stack: Alertmanager's webhook to the run)", scopable=False),
+        Signal("node_down_alert_delay", "server", "time", ("max", "min", "mean"), None,
+               "per node fault (kill_node/partition_node): until the RayNodeDown alert for that node fired",
                scopable=False),
         Signal("scale_up_time", "autoscaling", "time", ("max", "min", "mean"), None,
                "time from a load step up to the replica count reaching what the autoscaler asked for",

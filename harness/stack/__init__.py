@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import StackError
 from harness.stack.net import LOOPBACK, free_port, http_get
 from harness.stack.prometheus import LocalPrometheus, start_prometheus, stop_prometheus, wait_for_ray_targets
-from harness.stack.ray_head import LocalRay, ray_alive, start_ray, stop_ray
+from harness.stack.ray_head import SD_FILENAME, LocalRay, new_temp_dir, ray_alive, start_ray, stop_ray
 
 
 def state_root() -> Path:
@@ -32,6 +33,9 @@ class Stack:
     prometheus: dict | None = None
     timings_s: dict = field(default_factory=dict)
     ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
+    metrics_url: str | None = None  # external endpoint: its own /metrics, scraped by our Prometheus (None: none)
+    alerting: dict | None = None  # local Alertmanager + rules (harness/alerts.py); the run owns the receiver
+    cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
 
     @property
     def base_url(self) -> str:
@@ -41,6 +45,17 @@ class Stack:
         return asdict(self)
 
 
+def _new_state_dir() -> Path:
+    # <time>-<pid>: runctx's leftover reaper recognises our Prometheus by this path in its command line
+    state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
+                         fix="set HARNESS_STATE_DIR to a writable folder") from None
+    return state_dir
+
+
 def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> Stack:
     """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP."""
     if not shutil.which("prometheus"):  # before starting Ray: fail in a second, not after Ray's ~15 s start
@@ -48,17 +63,21 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
 
         raise StackError("the `prometheus` binary was not found on PATH (needed for the local stack)",
                          fix=f"{INSTALL_HINT}; or pass --ray-address and --prometheus-url of an existing stack")
-    state_dir = state_root() / "stacks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
-                         fix="set HARNESS_STATE_DIR to a writable folder") from None
+    state_dir = _new_state_dir()
     t0 = time.monotonic()
-    ray = start_ray(state_dir, num_cpus=num_cpus)
+    temp_dir = new_temp_dir()
+    # Prometheus starts alongside Ray (it re-reads the discovery file until Ray writes it): `ray start` takes
+    # ~10 s, Prometheus ~1 s, so its start costs nothing and it scrapes Ray's targets the moment they appear.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prometheus-start") as pool:
+        prom_future = pool.submit(start_prometheus, state_dir, temp_dir / SD_FILENAME)
+        try:
+            ray = start_ray(state_dir, num_cpus=num_cpus, temp_dir=temp_dir)
+        except BaseException:
+            _stop_started_prometheus(prom_future)
+            raise
     t_ray = time.monotonic()
     try:
-        prom = start_prometheus(state_dir, ray.sd_file)
+        prom = prom_future.result()
         stack = Stack(
             ray_address=ray.address, prometheus_url=prom.url, serve_port=free_port(), sd_file=str(ray.sd_file),
             local=True, state_dir=str(state_dir), ray=ray.to_dict(), prometheus=prom.to_dict(), ray_env=ray.driver_env,
@@ -67,22 +86,75 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
         wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)
     except BaseException:
         stop_ray(ray)
-        if "prom" in locals():
-            stop_prometheus(prom)
+        _stop_started_prometheus(prom_future)
         raise
     stack.timings_s = {"ray_start_s": round(t_ray - t0, 2), "targets_up_s": round(time.monotonic() - t_ray, 2)}
     (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
     return stack
 
 
+def start_external_stack(endpoint_url: str, *, targets_timeout_s: float = 15.0) -> Stack:
+    """For an external endpoint: no Ray, only a local Prometheus, which scrapes the endpoint's own /metrics
+    when it has one (a plain vLLM server does), so server signals still arrive."""
+    from harness.stack.prom_config import ENDPOINT_JOB, endpoint_job
+
+    if not shutil.which("prometheus"):
+        from harness.stack.prometheus import INSTALL_HINT
+
+        raise StackError("the `prometheus` binary was not found on PATH (needed to scrape the endpoint's /metrics)",
+                         fix=f"{INSTALL_HINT}; or pass --prometheus-url of a Prometheus that scrapes the endpoint")
+    state_dir = _new_state_dir()
+    t0 = time.monotonic()
+    probe = endpoint_url.rstrip("/").removesuffix("/v1") + "/metrics"
+    metrics_url = probe if _exposes_metrics(probe) else None
+    prom = start_prometheus(state_dir, None, extra_jobs=[endpoint_job(metrics_url)] if metrics_url else [])
+    t_prom = time.monotonic()
+    stack = Stack(ray_address="", prometheus_url=prom.url, endpoint_url=endpoint_url, local=True,
+                  state_dir=str(state_dir), prometheus=prom.to_dict(), metrics_url=metrics_url)
+    if metrics_url:
+        try:
+            wait_for_ray_targets(prom.url, None, timeout_s=targets_timeout_s, min_targets=1, job=ENDPOINT_JOB)
+        except BaseException:
+            stop_prometheus(prom)
+            raise
+    stack.timings_s = {"prometheus_start_s": round(t_prom - t0, 2), "targets_up_s": round(time.monotonic() - t_prom, 2)}
+    (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
+    return stack
+
+
+def _exposes_metrics(url: str) -> bool:
+    """Prometheus text at `url`: 200 and a `# TYPE` line (an OpenAI server without metrics answers 404)."""
+    try:
+        status, body = http_get(url, 3.0)
+    except (OSError, ValueError):
+        return False
+    return status == 200 and b"# TYPE " in body[:200_000]
+
+
+def _stop_started_prometheus(fut: Future) -> None:
+    try:
+        stop_prometheus(fut.result())
+    except BaseException:  # noqa: BLE001 — it failed to start: nothing to stop
+        pass
+
+
 def stop_local_stack(stack: Stack) -> None:
     if not stack.local:
         return
-    if stack.prometheus:
-        stop_prometheus(LocalPrometheus(**stack.prometheus))
-    if stack.ray:
-        stop_ray(LocalRay(**stack.ray))
-        shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)
+    if stack.cluster:  # worker nodes first: they would otherwise try to reconnect to a dying head
+        from harness.stack.multinode import teardown
+
+        teardown(stack.cluster)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prometheus-stop") as pool:  # both at once
+        if stack.prometheus:
+            pool.submit(stop_prometheus, LocalPrometheus(**stack.prometheus))
+        if stack.alerting:
+            from harness.alerts import stop_alertmanager
+
+            stop_alertmanager(stack.alerting)
+        if stack.ray:
+            stop_ray(LocalRay(**stack.ray))
+            shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)
 
 
 def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = None, timeout_s: float = 10.0) -> Stack:

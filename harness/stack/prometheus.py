@@ -14,7 +14,7 @@ import yaml
 
 from harness.errors import StackError
 from harness.stack.net import LOOPBACK, free_port, http_get, http_json
-from harness.stack.prom_config import RAY_JOB, prometheus_config
+from harness.stack.prom_config import LOCAL_SCRAPE_INTERVAL_S, LOCAL_SD_REFRESH, RAY_JOB, prometheus_config
 
 INSTALL_HINT = "apt-get update && apt-get install -y prometheus   (or put a `prometheus` binary on PATH)"
 
@@ -34,7 +34,11 @@ class LocalPrometheus:
         return asdict(self)
 
 
-def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float = 2.0, timeout_s: float = 30.0) -> LocalPrometheus:
+def start_prometheus(state_dir: Path, sd_file: Path | None, *, scrape_interval_s: float = LOCAL_SCRAPE_INTERVAL_S,
+                     timeout_s: float = 30.0, extra_jobs: list | None = None, rule_files: list[str] | None = None,
+                     alertmanager: str | None = None) -> LocalPrometheus:
+    """Start on a free loopback port and wait until ready. `sd_file` may not exist yet (Ray writes it ~7 s
+    after its start): Prometheus re-reads it every LOCAL_SD_REFRESH, so it can start alongside Ray."""
     exe = shutil.which("prometheus")
     if not exe:
         raise StackError("the `prometheus` binary was not found on PATH", fix=INSTALL_HINT)
@@ -43,7 +47,9 @@ def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float
     data.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "prometheus.yml"
     listen = f"{LOOPBACK}:{port}"
-    cfg.write_text(yaml.safe_dump(prometheus_config(str(sd_file), listen, f"{scrape_interval_s:g}s"), sort_keys=False))
+    cfg.write_text(yaml.safe_dump(prometheus_config(
+        str(sd_file) if sd_file else None, listen, f"{scrape_interval_s:g}s", extra_jobs,
+        rule_files=rule_files, alertmanager=alertmanager, sd_refresh=LOCAL_SD_REFRESH), sort_keys=False))
     log = (state_dir / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address={listen}",
@@ -61,7 +67,7 @@ def start_prometheus(state_dir: Path, sd_file: Path, *, scrape_interval_s: float
                 return prom
         except OSError:
             pass
-        time.sleep(0.3)
+        time.sleep(0.1)
     stop_prometheus(prom)
     raise StackError(f"prometheus did not become ready on {listen} within {timeout_s:.0f} s", fix=f"see {log.name}")
 
@@ -83,34 +89,35 @@ def stop_prometheus(prom: LocalPrometheus, grace_s: float = 5.0) -> None:
             time.sleep(0.2)
 
 
-def ray_targets(prom_url: str) -> list[dict]:
-    """Prometheus's view of the `ray` job: [{url, health, last_error}]."""
+def ray_targets(prom_url: str, job: str = RAY_JOB) -> list[dict]:
+    """Prometheus's view of one scrape job (default: `ray`): [{url, health, last_error}]."""
     data = http_json(f"{prom_url}/api/v1/targets?state=active", 5.0)
     return [
         {"url": t.get("scrapeUrl"), "health": t.get("health"), "last_error": t.get("lastError") or ""}
         for t in data["data"]["activeTargets"]
-        if t.get("labels", {}).get("job") == RAY_JOB
+        if t.get("labels", {}).get("job") == job
     ]
 
 
-def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float = 60.0, min_targets: int = 1) -> list[dict]:
+def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float = 60.0, min_targets: int = 1,
+                         poll_s: float = 0.25, job: str = RAY_JOB) -> list[dict]:
     """Bounded wait until Prometheus scrapes Ray's discovered targets successfully."""
     deadline = time.monotonic() + timeout_s
     targets: list[dict] = []
     while time.monotonic() < deadline:
         try:
-            targets = ray_targets(prom_url)
+            targets = ray_targets(prom_url) if job == RAY_JOB else ray_targets(prom_url, job)
         except OSError:
             targets = []
         up = [t for t in targets if t["health"] == "up"]
         if len(up) >= min_targets and len(up) == len(targets):
             return targets
-        time.sleep(1.0)
+        time.sleep(poll_s)
     from harness.stack.discovery import TROUBLESHOOTING
 
-    detail = "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets) or "no targets for job 'ray'"
+    detail = "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets) or f"no targets for job {job!r}"
     raise StackError(
-        f"Prometheus at {prom_url} did not see Ray's targets UP within {timeout_s:.0f} s "
+        f"Prometheus at {prom_url} did not see the {job!r} job's targets UP within {timeout_s:.0f} s "
         f"(discovery file: {sd_file or 'unknown'}): {detail}",
         fix=TROUBLESHOOTING,
     )

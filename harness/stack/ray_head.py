@@ -38,10 +38,11 @@ class LocalRay:
     num_cpus: int
     auth_token_path: str = ""
     pgid: int | None = None
+    host: str = LOOPBACK  # the head's node IP (a bridge address for a local multi-node cluster)
 
     @property
     def address(self) -> str:
-        return f"{LOOPBACK}:{self.gcs_port}"
+        return f"{self.host}:{self.gcs_port}"
 
     @property
     def sd_file(self) -> Path:
@@ -51,7 +52,10 @@ class LocalRay:
     @property
     def driver_env(self) -> dict[str, str]:
         """Env a driver needs to join this cluster: loopback resolution and our auth token."""
-        return {**LOCAL_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.auth_token_path}
+        env = {**LOCAL_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.auth_token_path}
+        if self.host != LOOPBACK:  # multi-node: nodes must advertise their own addresses
+            env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+        return env
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,20 +74,28 @@ def ray_cli() -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
-def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0) -> LocalRay:
+def new_temp_dir() -> Path:
     # Short temp dir: Ray puts unix sockets under it and socket paths are limited to ~107 bytes.
     temp_dir = Path("/tmp/harness-ray") / f"{os.getpid()}-{int(time.time())}"
     temp_dir.mkdir(parents=True, exist_ok=True)
+    return temp_dir
+
+
+def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, host: str = LOOPBACK,
+              extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
+              temp_dir: Path | None = None) -> LocalRay:
+    """`temp_dir` from new_temp_dir(): known before the start, so Prometheus can watch the discovery file early."""
+    temp_dir = temp_dir or new_temp_dir()
     ray = LocalRay(
         temp_dir=str(temp_dir), gcs_port=free_port(), dashboard_port=free_port(), metrics_port=free_port(),
         client_port=free_port(), autoscaler_metrics_port=free_port(), dashboard_metrics_port=free_port(),
-        num_cpus=num_cpus,
+        num_cpus=num_cpus, host=host,
     )
     cmd = [
-        *ray_cli(), "start", "--head", f"--port={ray.gcs_port}", f"--node-ip-address={LOOPBACK}",
-        f"--dashboard-host={LOOPBACK}", f"--dashboard-port={ray.dashboard_port}",
+        *ray_cli(), "start", "--head", f"--port={ray.gcs_port}", f"--node-ip-address={host}",
+        f"--dashboard-host={host}", f"--dashboard-port={ray.dashboard_port}",
         f"--metrics-export-port={ray.metrics_port}", f"--ray-client-server-port={ray.client_port}",
-        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats", *extra_args,
     ]
     # Token auth on, with a token of our own: Ray 2.60 otherwise picks ~/.ray/auth_token up or not
     # depending on who created it first, and drivers then fail with InvalidAuthToken.
@@ -97,7 +109,10 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0) ->
         **ray.driver_env,
         "AUTOSCALER_METRIC_PORT": str(ray.autoscaler_metrics_port),
         "DASHBOARD_METRIC_PORT": str(ray.dashboard_metrics_port),
+        **(extra_env or {}),
     })
+    if host != LOOPBACK:  # multi-node: a loopback flag left in our own env must not reach the head
+        env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     # New session: every Ray daemon inherits this process group, so stop_ray can end exactly our cluster
     # (`ray stop` would kill every Ray on the machine).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -160,4 +175,4 @@ def _pgids_with(marker: str) -> set[int]:
 
 
 def ray_alive(ray: LocalRay) -> bool:
-    return port_in_use(ray.gcs_port)
+    return port_in_use(ray.gcs_port, ray.host)

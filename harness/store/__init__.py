@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import HarnessError
+from harness.paths import checkout_root
 from harness.record.health import load_failure
 
 DB_FILE = "harness.db"
@@ -104,8 +105,8 @@ def origin() -> dict[str, str]:
     branch = env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or env.get("CI_COMMIT_REF_NAME") \
         or env.get("BUILDKITE_BRANCH")
     commit = env.get("GITHUB_SHA") or env.get("CI_COMMIT_SHA") or env.get("BUILDKITE_COMMIT")
-    if not branch or not commit:
-        root = Path(__file__).resolve().parents[2]
+    root = checkout_root()  # the harness's own checkout; an installed wheel has no git to ask
+    if (not branch or not commit) and root is not None:
         try:
             if not branch:
                 r = subprocess.run(["git", "-C", str(root), "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True,

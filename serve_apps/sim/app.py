@@ -55,7 +55,7 @@ AUTOSCALING_DEFAULTS: dict[str, Any] = {
     "downscale_delay_s": 30.0,
     "look_back_period_s": 5.0,
 }
-ARG_KEYS = {"model", "sim", "autoscaling", "replica_cpus"}
+ARG_KEYS = {"model", "sim", "autoscaling", "replica_cpus", "placement"}
 
 
 class ApiError(Exception):
@@ -122,6 +122,7 @@ class ParsedRequest:
     max_tokens: int
     stream: bool
     include_usage: bool
+    continuous_usage: bool = False  # usage in every event (vLLM's stream_options.continuous_usage_stats)
 
 
 def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int) -> ParsedRequest:
@@ -141,6 +142,7 @@ def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int)
     if opts is not None and not isinstance(opts, dict):
         raise ApiError(400, "`stream_options` must be an object", "stream_options")
     include_usage = bool(opts and opts.get("include_usage"))
+    continuous = include_usage and bool(opts.get("continuous_usage_stats"))  # vLLM: only together with include_usage
 
     if chat:
         prompt_tokens = chat_prompt_tokens(body.get("messages"))
@@ -153,7 +155,7 @@ def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int)
     ignore_eos = body.get("ignore_eos", False)
     if not isinstance(ignore_eos, bool):
         raise ApiError(400, "`ignore_eos` must be a boolean", "ignore_eos")
-    return ParsedRequest(prompt_tokens, max_tokens, stream, include_usage)
+    return ParsedRequest(prompt_tokens, max_tokens, stream, include_usage, continuous)
 
 
 def autoscaling_config(a: dict | None) -> dict:
@@ -192,12 +194,17 @@ def _replica_id() -> str:
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress(api)
 class SimLLM:
-    def __init__(self, model: str, sim: dict) -> None:
+    def __init__(self, model: str, sim: dict, placement: dict | None = None) -> None:
         self.model = model
         self.config = SimConfig.from_dict(sim)
         if self.config.startup_error:
             raise RuntimeError(f"sim startup_error: {self.config.startup_error}")
         self.replica_id = _replica_id()
+        self.placement: list[dict] = []
+        if placement:  # hold one device per bundle like vLLM's workers (kept alive by this replica)
+            from serve_apps.sim.placement import start_ranks
+
+            self._ranks, self.placement = start_ranks(placement, self.replica_id)
         self.metrics = RayEngineMetrics(model, self.replica_id)
         self.engine = SimLLMEngine(self.config, observer=self.metrics)
         self.created = int(time.time())
@@ -234,7 +241,8 @@ class SimLLM:
     @api.get("/sim/stats")
     async def sim_stats(self) -> JSONResponse:
         return JSONResponse({"model": self.model, "replica_id": self.replica_id,
-                             "config": dataclasses.asdict(self.config), "engine": self.engine.stats()})
+                             "config": dataclasses.asdict(self.config), "engine": self.engine.stats(),
+                             "placement": self.placement})
 
     @api.get("/sim/requests")
     async def sim_requests(self, limit: int = 100) -> JSONResponse:
@@ -302,14 +310,28 @@ class SimLLM:
         close = "}" if chat else ""  # the delta object
         mid = close + ',"logprobs":null,"finish_reason":null}]}\n\n'
         last_tail = close + ',"logprobs":null,"finish_reason":"length"}]}\n\n'
+        if p.continuous_usage:  # cumulative usage in every event, as vLLM's continuous_usage_stats
+            mid, last_tail = (t.replace("}]}\n\n", "}],\"usage\":{usage}}\n\n") for t in (mid, last_tail))
         last = p.max_tokens - 1
         vocab, nv = _VOCAB_JSON, len(_VOCAB_JSON)
+        coalesce = self.config.coalesce_events
         n = 0
+
+        def tail(kind: str, done: int) -> str:
+            if not p.continuous_usage:
+                return kind
+            u = json.dumps(self._usage(p, done), separators=(",", ":"))
+            return kind.replace("{usage}", u)
+
         async with aclosing(self.engine.stream_ranges(req)) as ranges:
             async for start, stop in ranges:
-                # everything already produced goes out as one write (several SSE events)
-                yield "".join((first if i == 0 else later) + vocab[i % nv] + (last_tail if i == last else mid)
-                              for i in range(start, stop))
+                if coalesce:  # one event carrying every token produced since the last write
+                    text = "".join(_VOCAB[i % len(_VOCAB)] for i in range(start, stop))
+                    yield ((first if start == 0 else later) + json.dumps(text)
+                           + tail(last_tail if stop - 1 == last else mid, stop))
+                else:  # everything already produced goes out as one write (several SSE events)
+                    yield "".join((first if i == 0 else later) + vocab[i % nv]
+                                  + tail(last_tail if i == last else mid, i + 1) for i in range(start, stop))
                 n = stop
         end = "data: [DONE]\n\n"
         if p.include_usage:
@@ -331,11 +353,14 @@ def build_app(args: dict) -> Application:
     sim = SimConfig.from_dict(args.get("sim"))
     autoscaling = autoscaling_config(args.get("autoscaling"))
     replica_cpus = float(args.get("replica_cpus", 0.5))
+    from serve_apps.sim.placement import deployment_options
+
+    placement = args.get("placement") or None
     return SimLLM.options(
         autoscaling_config=autoscaling,
         max_ongoing_requests=max_ongoing_requests(sim, autoscaling),
-        ray_actor_options={"num_cpus": replica_cpus},
-    ).bind(model, dataclasses.asdict(sim))
+        **deployment_options(placement, replica_cpus),
+    ).bind(model, dataclasses.asdict(sim), placement)
 
 
 app_builder = build_app

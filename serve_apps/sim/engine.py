@@ -50,6 +50,7 @@ class SimConfig:
     error_rate: float = 0.0
     seed: int = 0
     startup_error: str | None = None  # raised by every replica's constructor (deploy-failure fault injection)
+    coalesce_events: bool = False  # one SSE event per produced range (several tokens), as vLLM does when behind
 
     def __post_init__(self) -> None:
         checks = [

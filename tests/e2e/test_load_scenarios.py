@@ -1,5 +1,5 @@
-"""The shipped load scenarios (open loop, dataset, shared prefix, trace replay) run for real through the CLI on the sim engine,
-on one local stack started once with `harness up` (state in a tmp dir). ~2.5 min on the 2-core box."""
+"""The shipped load scenarios (open loop, dataset, shared prefix, trace replay) run for real through the CLI on the
+sim engine, on the session's shared `harness up` stack (tests/conftest.py). ~2.5 min on the 2-core box."""
 
 from __future__ import annotations
 
@@ -22,14 +22,9 @@ def _harness(args: list[str], env: dict, timeout: float) -> subprocess.Completed
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def stack_env(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    env = {**os.environ, "HARNESS_STATE_DIR": str(state)}
-    up = _harness(["up"], env, 180)
-    assert up.returncode == 0, up.stderr[-2000:]
-    yield env
-    _harness(["down"], env, 120)
+@pytest.fixture
+def stack_env(shared_stack):
+    return shared_stack
 
 
 def _run(name: str, env: dict, results: Path) -> tuple[dict, dict, pd.DataFrame]:

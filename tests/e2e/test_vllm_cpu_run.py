@@ -68,6 +68,22 @@ def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_pro
     assert details["llm_config"]["model_loading_config"]["model_source"] == str(tmp_path / "model")
     assert details["tiny_model"]["spec"]["hidden_size"] == 128
 
+    # every TTFT quantile's client/server gap is judged one-sided against the server bucket, causes named
+    rec = summary["reconciliation"]
+    for q in ("p50", "p90", "p95", "p99"):
+        e = rec[f"ttft_{q}_ms"]
+        assert e["judgement"] in ("within_resolution", "client_slower", "client_faster"), e
+        assert e["judgement"] != "client_faster", e  # the engine never sees more latency than the client
+        if e["judgement"] == "client_slower":
+            assert e["likely_causes"]
+    assert "TTFT p50" in (run_dir / "report.md").read_text()
+    # server quantiles carry their bucket; vLLM got the finer buckets through Ray Serve LLM's engine_kwargs
+    res = summary["server_resolution"]
+    lo, hi = res["server_itl"]["quantile_buckets_ms"]["p50"]
+    assert hi is not None and hi - lo < 10.0, (lo, hi)  # vLLM's default lowest ITL bucket alone is 0-10 ms
+    assert "midpoint" in res["server_ttft"]["mean_note"]
+    assert details["llm_config"]["engine_kwargs"]["custom_histogram_buckets"]["inter_token_latency"][0] == 0.001
+
     c, s = summary["client"], server
     numbers = {
         "deploy_s": run["stage_durations_s"]["deploy_s"],
@@ -82,6 +98,9 @@ def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_pro
         "server_itl_p50_ms": round(s["server_itl"]["p50"], 2),
         "kv_cache_usage_max": s["kv_cache_usage"]["max"],
     }
+    numbers["ttft_judgements"] = {q: rec[f"ttft_{q}_ms"]["judgement"] for q in ("p50", "p90", "p95", "p99")}
+    numbers["server_itl_p50_bucket_ms"] = [lo, hi]
     print("\nvLLM CPU run:", json.dumps(numbers))
+    print("reconciliation:", json.dumps(rec))
     for k, v in numbers.items():
         record_property(k, v)

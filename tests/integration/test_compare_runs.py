@@ -1,10 +1,8 @@
 """Real runs compared: an injected sim slowdown (x1.5) is a significant regression (exit 1); the same scenario
-run twice is not (exit 0). One local stack (`harness up` in a private HARNESS_STATE_DIR) serves all three runs.
+run twice is not (exit 0). The session's shared `harness up` stack (tests/conftest.py) serves all three runs.
 
-The "same scenario twice" case gates on medians with ±30 %: on a shared 2-core box the tails of two honest runs
-differ for real (measured here at load average ~17: ITL p95 15.6 ms in one run, 47.6 ms in the next — event-loop
-stalls under CPU contention), and a within-run bootstrap correctly calls that significant. Medians are robust to
-such stalls; the injected x1.5 slowdown is judged with the default (p95) gates.
+Both cases use the default gates: central statistics with thresholds above the run-to-run noise measured on this
+machine kind (tails of two honest runs differ for real under CPU contention), resampled in blocks of time.
 """
 
 from __future__ import annotations
@@ -38,8 +36,6 @@ load:
 slos:
   - ttft.p95 <= 5s
 """
-WIDE = ["--fail-on", "ttft.p50:+30%", "--fail-on", "itl.p50:+30%", "--fail-on", "e2e.p50:+30%",
-        "--fail-on", "throughput:-30%", "--fail-on", "error_rate:+1pp"]
 
 
 def harness(*args, env, timeout=300):
@@ -48,23 +44,18 @@ def harness(*args, env, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, shared_stack):
     tmp = tmp_path_factory.mktemp("compare-it")
-    env = {**os.environ, "HARNESS_STATE_DIR": str(tmp / "state")}
-    r = harness("up", env=env, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
-        out = {}
-        for name, slowdown in (("base", 1.0), ("again", 1.0), ("slow", 1.5)):
-            sc = tmp / f"{name}.yaml"
-            sc.write_text(SCENARIO.format(slowdown=slowdown))
-            res = tmp / f"results-{name}"
-            r = harness("run", sc, "--results-dir", res, "--label", f"case={name}", "-q", env=env)
-            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-            (out[name],) = [d for d in res.iterdir() if d.is_dir()]
-        yield out, env, tmp
-    finally:
-        harness("down", env=env, timeout=120)
+    env = shared_stack
+    out = {}
+    for name, slowdown in (("base", 1.0), ("again", 1.0), ("slow", 1.5)):
+        sc = tmp / f"{name}.yaml"
+        sc.write_text(SCENARIO.format(slowdown=slowdown))
+        res = tmp / f"results-{name}"
+        r = harness("run", sc, "--results-dir", res, "--label", f"case={name}", "-q", env=env)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        (out[name],) = [d for d in res.iterdir() if d.is_dir()]
+    return out, env, tmp
 
 
 def test_injected_slowdown_is_a_significant_regression(runs):
@@ -76,7 +67,7 @@ def test_injected_slowdown_is_a_significant_regression(runs):
     c = json.loads(js.read_text())["comparisons"][0]
     rows = {row["key"]: row for row in c["rows"]}
     assert rows["itl.p50"]["significant"] and rows["itl.p50"]["rel_change"] > 0.3  # 8 ms → ~12 ms per token
-    assert rows["e2e.p95"]["regression"] and rows["e2e.p95"]["ci"][0] > 0
+    assert rows["tpot.p50"]["regression"] and rows["tpot.p50"]["ci"][0] > 0  # a default gate (central statistics)
     assert any("slowdown_factor: 1.0 → 1.5" in w for w in c["warnings"])
     # server signals compared by logical name, both answered by the same series here
     assert rows["server_ttft.p95"]["new"] > rows["server_ttft.p95"]["base"]
@@ -85,7 +76,7 @@ def test_injected_slowdown_is_a_significant_regression(runs):
 
 def test_same_scenario_twice_is_not_a_regression(runs):
     out, env, tmp = runs
-    r = harness("compare", out["base"], out["again"], *WIDE, env=env)
+    r = harness("compare", out["base"], out["again"], env=env)  # the default gates
     print(r.stdout[-4000:])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "no regression" in r.stdout

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 SCENARIO = """
 name: dash
-target: {engine: sim, model: sim-dash, sim: {ttft_ms: 20, itl_ms: 5}}
+# its own app and route: the app stays up (--keep-app) on the shared stack while later modules deploy `llm` at /
+target: {engine: sim, model: sim-dash, app_name: dash, route_prefix: /dash, sim: {ttft_ms: 20, itl_ms: 5}}
 workload: {prompt_tokens: {mean: 32}, output_tokens: {mean: 16}}
 load: {stages: [{duration_s: 12, users: 3, spawn_rate: 3}]}
 slos: [error_rate <= 1%]
@@ -33,17 +34,15 @@ def query(url: str, expr: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def live(tmp_path_factory, shared_stack):
     tmp = tmp_path_factory.mktemp("dash")
-    env = {**os.environ, "HARNESS_STATE_DIR": str(tmp / "state")}
+    env = shared_stack  # the session's `harness up` stack; it is stopped after the session
     sc = tmp / "dash.yaml"
     sc.write_text(SCENARIO)
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(sc), "--keep-up", "--keep-app", "-q",
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(sc), "--keep-app", "-q",
                         "--results-dir", str(tmp / "res")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    stack = json.loads((tmp / "state" / "current-stack.json").read_text())
-    yield stack
-    subprocess.run([sys.executable, "-m", "harness.cli", "down"], cwd=ROOT, env=env, timeout=120)
+    return json.loads((Path(env["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
 
 
 def test_every_panel_query_parses_and_sim_signals_have_data(live):

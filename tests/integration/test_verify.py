@@ -26,12 +26,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
+def live(tmp_path_factory, shared_stack):
     old = os.environ.get("HARNESS_STATE_DIR")
-    os.environ["HARNESS_STATE_DIR"] = str(state)
-    st = stack_mod.start_local_stack()
-    stack_mod.save_current(st)
+    os.environ["HARNESS_STATE_DIR"] = shared_stack["HARNESS_STATE_DIR"]  # the session's `harness up` stack
+    st = stack_mod.load_current()
+    assert st is not None
     try:
         from harness.pipeline import RunOptions, run
         from harness.scenario import parse_scenario
@@ -47,8 +46,6 @@ def live(tmp_path_factory):
         out = run(sc, RunOptions(results_dir=tmp_path_factory.mktemp("res"), keep_up=True), RichUI(quiet=True))
         yield st, out
     finally:
-        stack_mod.stop_local_stack(st)
-        stack_mod.clear_current()
         if old is None:
             os.environ.pop("HARNESS_STATE_DIR", None)
         else:

@@ -56,7 +56,7 @@ def test_slower_version_is_a_significant_regression():
     assert r.exit_code == 1, r.output
     res = compare_runs([A, SLOW])
     keys = {x.split()[0] for x in res["comparisons"][0]["regressions"]}
-    assert {"ttft.p95", "itl.p95", "e2e.p95", "throughput"} <= keys
+    assert {"itl.p50", "tpot.p50", "e2e.p50", "throughput"} <= keys  # the default gates: central stats
     row = _row(res, "e2e.p95")
     assert row["significant"] and row["ci"][0] > 0 and 0.15 < row["rel_change"] < 0.35
     assert _row(res, "throughput")["assessment"] == "worse" and _row(res, "throughput")["change"] < 0
@@ -157,7 +157,7 @@ def test_rules_parse():
     t = parse_rule("throughput:-10%")
     assert t.beyond(100.0, 85.0) and not t.beyond(100.0, 95.0) and not t.beyond(100.0, 130.0)
     assert parse_rule("error_rate.value:+1pp").metric == "error_rate"
-    assert len(parse_rules(None)) == 5 and parse_rules(["none"]) == []
+    assert len(parse_rules(None)) == 6 and parse_rules(["none"]) == []
     with pytest.raises(HarnessError):
         parse_rule("ttft.p95:10%")
 

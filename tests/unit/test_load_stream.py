@@ -47,9 +47,9 @@ def test_spaced_json_and_completions_text():
     assert st.usage["completion_tokens"] == 1 and st.finish_error() is None
 
 
-def test_reasoning_content_is_not_a_content_token():
+def test_reasoning_content_is_a_token_but_not_a_content_token():
     st = feed_all([_chat({"reasoning_content": "hmm"}), _chat({"content": "ok"}), b"data: [DONE]\n"])
-    assert st.token_times == [1.0]
+    assert st.token_times == [0.0, 1.0] and st.first_content == 1.0
 
 
 @pytest.mark.parametrize(

@@ -109,11 +109,22 @@ def test_write_reports_rerenders_everything(tmp_path):
     src = REC / "step-autoscale"
     for f in src.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
-    run, summary, *_ = record("step-autoscale")
+        if f.name in ("report.md", "report.html", "junit.xml"):
+            (tmp_path / f.name).unlink()
+    run, summary, samples, series = record("step-autoscale")
     assert sorted(write_reports(tmp_path, run, summary)) == ["junit.xml", "report.html", "report.md"]
-    assert (tmp_path / "report.html").stat().st_size > 20_000
+    expected = render_all(run, summary, samples, series)  # what was written is the render of the stored data
+    assert {n: (tmp_path / n).read_text() for n in expected} == expected
 
 
 def test_render_all_is_pure():
+    import copy
+
     run, summary, samples, series = record("step-autoscale")
-    assert render_all(run, summary, samples, series) == render_all(run, summary, samples, series)
+    before = copy.deepcopy((run, summary)), samples.copy(), series.copy()
+    out = render_all(run, summary, samples, series)
+    assert (run, summary) == before[0] and samples.equals(before[1]) and series.equals(before[2])  # inputs untouched
+    again = render_all(*record("step-autoscale"))  # an independent load of the same record: the same text
+    assert again == out
+    renamed = render_all({**run, "scenario": {**run["scenario"], "name": "renamed-xyz"}}, summary, samples, series)
+    assert all("renamed-xyz" in t for n, t in renamed.items() if n != "junit.xml") and renamed != out
