@@ -297,7 +297,8 @@ class Workload(_Model):
             raise ValueError("set either `dataset` or `shared_prefix`, not both")
         if self.dataset is not None and self.session_turns > 1:
             raise ValueError("session_turns is for synthetic prompts; for a dataset set dataset.multi_turn: true")
-        if self.trace is not None and (self.dataset is not None or self.shared_prefix is not None or self.session_turns > 1):
+        if self.trace is not None and (self.dataset is not None or self.shared_prefix is not None
+                                       or self.session_turns > 1):
             raise ValueError("trace gives every request's lengths (and prefixes): remove dataset, shared_prefix and "
                              "session_turns, or remove trace")
         return self
@@ -337,7 +338,8 @@ class Trace(_Model):
     prefix_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="jsonl: shared-prefix length of rows "
                                       "with prefix_id and no prefix_tokens of their own.")
     max_concurrency: int | None = Field(
-        None, ge=1, le=MAX_USERS, description="Most requests in flight; later ones wait for a slot (their lateness is recorded; <= 100000)."
+        None, ge=1, le=MAX_USERS,
+        description="Most requests in flight; later ones wait for a slot (their lateness is recorded; <= 100000).",
     )
 
 
@@ -863,8 +865,8 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             raise ScenarioError(f"{source}: {where}{e.message}",
                                 problems=[f"{source}: workload.trace: {p}" for p in e.problems], fix=e.fix) from None
         except OSError as e:
-            raise ScenarioError(f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
-                                fix="check the file's permissions") from None
+            raise ScenarioError(f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read "
+                                f"({e.strerror or e})", fix="check the file's permissions") from None
     if sc.workload.tokenizer:
         from harness.load.prepare import tokenizer_path
 

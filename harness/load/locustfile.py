@@ -52,8 +52,9 @@ _MAX_REQ: int | None = CFG["max_requests"]
 _OPEN: dict[str, Any] | None = CFG.get("open_loop")  # None: closed loop
 _POOL = json.loads(Path(CFG["pool_path"]).read_text()) if CFG.get("pool_path") else None
 _SOURCE = RequestSource(_W, CFG.get("vocab"), _POOL)
-_TRACE = (TraceReplay(json.loads(Path(CFG["trace_path"]).read_text()), CFG.get("vocab"), _W, int(CFG["trace_block_tokens"]))
-          if CFG.get("trace_path") else None)  # open loop on a trace's send times (harness.load.trace)
+_TRACE = (  # open loop on a trace's send times (harness.load.trace)
+    TraceReplay(json.loads(Path(CFG["trace_path"]).read_text()), CFG.get("vocab"), _W, int(CFG["trace_block_tokens"]))
+    if CFG.get("trace_path") else None)
 _STOP_FILE = _LOCUST_DIR / "stop"
 
 
@@ -304,7 +305,8 @@ class ArrivalUser(_LLMBase):
             group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 
-    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float, trace_row: int | None = None) -> None:
+    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float,
+             trace_row: int | None = None) -> None:
         rng = random.Random(f"harness-arrival:{_W['seed']}:{os.getpid()}:{sched[1]!r}")
         session = _TRACE.session(trace_row) if _TRACE is not None and trace_row is not None else _SOURCE.session(rng)
         if sem is None:

@@ -350,8 +350,8 @@ def run_load(
     )
     lreq, lfail = read_locust_totals(locust_dir)
     generator, warnings = generator_report(monitor, locust_dir, samples_path,
-                                           capped=bool((ld.arrival and ld.arrival.max_concurrency)
-                                                       or (scenario.workload.trace and scenario.workload.trace.max_concurrency)))
+                                           capped=bool((ld.arrival and ld.arrival.max_concurrency) or (
+                                               scenario.workload.trace and scenario.workload.trace.max_concurrency)))
     stats_end = stats_end_at(started_at, ended_at, total_s, ld.cooldown_s)
     return LoadResult(
         started_at=started_at,

@@ -4,7 +4,7 @@ Pure (no gevent, no Locust) so the harness, the locustfile and the tests share i
 
 Formats (column names as published by each trace's owners):
   mooncake  JSONL  {"timestamp": ms, "input_length": n, "output_length": m, "hash_ids": [block ids]}
-  azure     CSV    TIMESTAMP (datetime, e.g. 2023-11-16 18:15:46.6805900, optional +00:00), ContextTokens, GeneratedTokens
+  azure     CSV    TIMESTAMP (e.g. 2023-11-16 18:15:46.6805900, optional +00:00), ContextTokens, GeneratedTokens
   burstgpt  CSV    Timestamp (s), Request tokens, Response tokens, optional Model (other columns ignored)
   jsonl     JSONL  {"timestamp_ms": t, "input_tokens": n, "output_tokens": m, "model": opt, "prefix_id": opt,
                     "prefix_tokens": opt}
@@ -28,11 +28,12 @@ import math
 import random
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.load.workload import VOCAB, Session
@@ -57,7 +58,7 @@ def parse_azure_time(text: str) -> float:
     if not m:
         raise ValueError(f"TIMESTAMP {text!r} is not a date-time like 2023-11-16 18:15:46.6805900")
     day, hms, frac, tz = m.groups()
-    dt = datetime.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    dt = datetime.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     t = dt.timestamp() + (float("0." + frac) if frac else 0.0)
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
@@ -67,7 +68,8 @@ def parse_azure_time(text: str) -> float:
 
 
 def _count(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (isinstance(v, float) and not v.is_integer()):
+    bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+    if bad or (isinstance(v, float) and not v.is_integer()):
         raise ValueError(f"{what} must be a whole number >= 0, got {v!r}")
     return int(v)
 
@@ -161,24 +163,28 @@ def parse_trace(path: Path, fmt: str) -> list[dict[str, Any]]:
     """Rows {t (s, as in the file), in, out, line, [blocks], [model], [prefix_id, prefix_tokens]} in file order.
     Raises HarnessError naming file:line for every bad row (the first ten)."""
     if fmt not in FORMATS:
-        raise HarnessError(f"workload.trace.format: {fmt!r} is not a trace format", fix=f"use one of {', '.join(FORMATS)}")
+        raise HarnessError(f"workload.trace.format: {fmt!r} is not a trace format",
+                           fix=f"use one of {', '.join(FORMATS)}")
     try:
         rows, problems = _parse_csv(path, fmt) if fmt in _COLUMNS else _parse_jsonl(path, fmt)
     except UnicodeDecodeError as e:
         raise HarnessError(f"{path}: not UTF-8 text ({e})", fix=f"give the {fmt} trace as a UTF-8 text file") from None
     except csv.Error as e:
-        raise HarnessError(f"{path}: not a readable CSV file ({e})", fix=f"check that the file is a {fmt} CSV trace") from None
+        raise HarnessError(f"{path}: not a readable CSV file ({e})",
+                           fix=f"check that the file is a {fmt} CSV trace") from None
     if problems:
         raise HarnessError(f"{path}: invalid {fmt} trace", problems=problems,
-                           fix=f"fix those rows (format {fmt}: see datasets/README.md), or set workload.trace.format to "
-                               "the file's format")
+                           fix=f"fix those rows (format {fmt}: see datasets/README.md), or set "
+                               "workload.trace.format to the file's format")
     if not rows:
         raise HarnessError(f"{path}: the {fmt} trace has no requests", fix="give a trace with at least one row")
     return rows
 
 
-def schedule(rows: list[dict[str, Any]], *, speedup: float, start_s: float, duration_s: float,
-             prefix_tokens: int | None, block_tokens: int, path: Path | str = "<trace>") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def schedule(
+    rows: list[dict[str, Any]], *, speedup: float, start_s: float, duration_s: float, prefix_tokens: int | None,
+    block_tokens: int, path: Path | str = "<trace>",
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows to send, in time order, with `t` = send offset in seconds from the load's start; and the record's info.
 
     Rows before `start_s` (trace seconds after its first request) or at/after the end of the stages (after
@@ -220,8 +226,9 @@ def schedule(rows: list[dict[str, Any]], *, speedup: float, start_s: float, dura
     if not out:
         span = (ordered[-1]["t"] - t0) / speedup
         raise HarnessError(f"{path}: none of the trace's {len(rows)} requests falls inside the load",
-                           fix=f"the trace spans {span:.3g} s after scaling (speedup {speedup:g}, start_s {start_s:g}) "
-                               f"and the stages last {duration_s:g} s: lower start_s, raise speedup or lengthen the stages")
+                           fix=f"the trace spans {span:.3g} s after scaling (speedup {speedup:g}, start_s "
+                               f"{start_s:g}) and the stages last {duration_s:g} s: lower start_s, raise speedup or "
+                               "lengthen the stages")
     # the offered rate over the load, for the report's load-shape chart: sends per bin (<= 600 bins)
     bin_s = max(1.0, math.ceil(duration_s / 600.0))
     bins = [0] * max(1, math.ceil(min(duration_s, out[-1]["t"] + bin_s) / bin_s))
@@ -263,7 +270,7 @@ class TraceOffset(float):
 
     row: int
 
-    def __new__(cls, t: float, row: int) -> "TraceOffset":
+    def __new__(cls, t: float, row: int) -> TraceOffset:
         self = super().__new__(cls, t)
         self.row = row
         return self

@@ -38,7 +38,8 @@ def test_mooncake_rows_and_hash_ids(tmp_path):
 
 
 def test_azure_timestamps_both_eras(tmp_path):
-    assert parse_azure_time("2023-11-16 18:15:50.9951690") - parse_azure_time("2023-11-16 18:15:46.6805900") == pytest.approx(4.314579)
+    gap = parse_azure_time("2023-11-16 18:15:50.9951690") - parse_azure_time("2023-11-16 18:15:46.6805900")
+    assert gap == pytest.approx(4.314579)
     assert parse_azure_time("2024-05-10 01:00:00.5+01:00") == parse_azure_time("2024-05-10 00:00:00.5")
     f = tmp_path / "a.csv"
     f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
@@ -55,7 +56,8 @@ def test_burstgpt_models_and_failed_rows(tmp_path):
     f.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
                  "5,ChatGPT,472,18,490,Conversation log\n6.5,GPT-4,1087,0,1087,Conversation log\n")
     rows, info = _load(f, "burstgpt")
-    assert [(r["t"], r["in"], r["out"], r["model"]) for r in rows] == [(0.0, 472, 18, "ChatGPT"), (1.5, 1087, 1, "GPT-4")]
+    got = [(r["t"], r["in"], r["out"], r["model"]) for r in rows]
+    assert got == [(0.0, 472, 18, "ChatGPT"), (1.5, 1087, 1, "GPT-4")]
     assert info["zero_length_rows_sent_as_1"] == 1 and info["models"] == {"ChatGPT": 1, "GPT-4": 1}
     f.write_text("Timestamp,Request tokens,Response tokens\n0,10,2\n")  # Model is optional
     assert "model" not in _load(f, "burstgpt")[0][0]
@@ -65,7 +67,8 @@ def test_burstgpt_models_and_failed_rows(tmp_path):
 
 def test_generic_jsonl_prefix_ids(tmp_path):
     f = tmp_path / "g.jsonl"
-    f.write_text('{"timestamp_ms": 0, "input_tokens": 50, "output_tokens": 4, "model": "a", "prefix_id": "sys", "prefix_tokens": 20}\n'
+    f.write_text('{"timestamp_ms": 0, "input_tokens": 50, "output_tokens": 4, "model": "a", "prefix_id": "sys", '
+                 '"prefix_tokens": 20}\n'
                  '{"timestamp_ms": 250, "input_tokens": 10, "output_tokens": 4, "prefix_id": "sys"}\n'
                  '{"timestamp_ms": 500, "input_tokens": 30, "output_tokens": 4}\n')
     with pytest.raises(HarnessError) as ei:  # row 2 has a prefix_id and no length anywhere
@@ -82,7 +85,8 @@ def test_generic_jsonl_prefix_ids(tmp_path):
     ("mooncake", '{"timestamp": 0, "input_length": 5}\n', ":1:", "missing output_length"),
     ("mooncake", '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": "x"}\n', ":1:", "hash_ids"),
     ("jsonl", '{"timestamp_ms": 0, "input_tokens": 1, "output_tokens": 1}\nnot json\n', ":2:", "Expecting value"),
-    ("jsonl", '{"timestamp_ms": "soon", "input_tokens": 1, "output_tokens": 1}\n', ":1:", "timestamp_ms must be a number"),
+    ("jsonl", '{"timestamp_ms": "soon", "input_tokens": 1, "output_tokens": 1}\n', ":1:",
+     "timestamp_ms must be a number"),
     ("azure", "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n", ":2:", "not a date-time"),
     ("azure", "Timestamp,Request tokens,Response tokens\n1,1,1\n", ":1:", "the header lacks TIMESTAMP"),
     ("burstgpt", "Timestamp,Request tokens,Response tokens\n1,-3,1\n", ":2:", "whole number >= 0"),
