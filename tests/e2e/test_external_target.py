@@ -135,14 +135,16 @@ def plain_vllm(tmp_path_factory):
 
 @pytest.mark.vllm
 def test_external_plain_vllm_server_signals_come_from_its_own_metrics(plain_vllm, tmp_path):
-    slos = "error_rate <= 1%, ttft.p95 <= 5s, kv_cache_usage.max < 0.95, requests_running.max >= 1"
+    # Server SLOs from counters/histograms: a 1 s gauge sample of requests_running often misses 60 ms requests.
+    slos = "error_rate <= 1%, ttft.p95 <= 5s, kv_cache_usage.max < 0.95, server_ttft.p50 <= 5s"
     r, run, summary = _run(tmp_path, SCENARIO.format(name="ext-vllm", model="tiny-plain", url=plain_vllm, slos=slos))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert run["stack"]["ray"] is None and run["stack"]["metrics_url"] == f"{plain_vllm}/metrics"
     series, server = summary["server_series"], summary["server"]
     assert series["kv_cache_usage"] == "vllm:kv_cache_usage_perc", series
     assert series["requests_running"] == "vllm:num_requests_running", series
-    assert server["requests_running"]["max"] >= 1 and server["kv_cache_usage"]["max"] > 0
+    assert series["server_ttft"].startswith("vllm:time_to_first_token_seconds"), series
+    assert server["kv_cache_usage"]["max"] > 0
     sent = run["load"]["requests"]
     assert abs(server["engine_requests"]["total_run"] - sent) <= max(2, 0.02 * sent), (server["engine_requests"], sent)
     assert not series.get("replicas")  # Serve signals: nothing of ours runs in Serve

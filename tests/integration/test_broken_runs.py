@@ -55,7 +55,7 @@ def runs(tmp_path_factory):
             before = set(res.iterdir()) if res.exists() else set()
             r = harness("run", sc, "--results-dir", res, *flags, env=env)
             assert r.returncode == code, (name, r.stdout[-3000:] + r.stderr[-3000:])
-            (d,) = set(res.iterdir()) - before
+            (d,) = {p for p in set(res.iterdir()) - before if p.is_dir()}  # not the results store (harness.db)
             out[name] = (d, json.loads((d / "summary.json").read_text()), r.stdout)
         print(f"three runs in {time.monotonic() - t0:.0f} s")
         yield out, env, tmp

@@ -129,7 +129,7 @@ def test_installed_wheel_runs_smoke_unactivated_with_relative_results(venv, tmp_
 
 def test_deploy_failure_names_the_replica_exception_and_keeps_the_logs(venv, tmp_path):
     sc = tmp_path / "bad-start.yaml"
-    sc.write_text((ROOT / "scenarios" / "smoke.yaml").read_text().replace(
+    sc.write_text((ROOT / "scenarios" / "smoke.yaml").read_text().replace("name: smoke", "name: bad-start").replace(
         "sim: {ttft_ms: 40,", 'sim: {startup_error: "the replica cannot start (injected)", ttft_ms: 40,'))
     r = subprocess.run([str(venv / "bin" / "harness"), "run", "bad-start.yaml", "-o", "res"], cwd=tmp_path,
                        capture_output=True, text=True, env={**_user_env(), "HARNESS_STATE_DIR": str(tmp_path / "state")},
