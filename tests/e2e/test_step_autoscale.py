@@ -31,8 +31,8 @@ def test_step_autoscale_scales_up_and_reports_it(tmp_path, shared_stack):
     for slo in auto:
         assert verdicts[slo]["passed"], (slo, verdicts[slo], summary.get("autoscaling"))
     a = summary["autoscaling"]
-    up = a["scale_ups"][0]
-    assert up["stage"] == "step" and up["reached"] and 0 < up["time_s"] < 40 and up["wanted"] >= 3
+    up = next(u for u in a["scale_ups"] if u["stage"] == "step")  # a fresh app's first replica may count for `low`
+    assert up["reached"] and 0 < up["time_s"] < 40 and up["wanted"] >= 3
     assert a["replica_starts"] >= 2 and a["churn_per_min"] > 0
     print(f"scale-up 1 -> {up['wanted']:g} replicas in {up['time_s']:.1f} s; {a['replica_starts']:g} starts, "
           f"churn {a['churn_per_min']:.2f}/min; verdict {summary['verdict']}")
