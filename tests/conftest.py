@@ -83,3 +83,25 @@ def write(tmp_path):
         p.write_text(text)
         return p
     return _write
+
+
+MOCK_SERVER = ROOT / "bench" / "mock_openai.py"
+
+
+@pytest.fixture
+def mock_server():
+    """Start the mock in its own process (own CPU, like a real server); yields a starter -> base URL."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> str:
+        p = subprocess.Popen([sys.executable, str(MOCK_SERVER), "--host", "127.0.0.1", "--port", "0", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(p)
+        line = p.stdout.readline()
+        assert line.startswith("LISTENING"), line
+        return line.split()[1]
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)

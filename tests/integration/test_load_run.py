@@ -26,23 +26,6 @@ MOCK = Path(__file__).resolve().parents[2] / "bench" / "mock_openai.py"
 TTFT_MS, ITL_MS = 30.0, 10.0
 
 
-@pytest.fixture
-def mock_server():
-    """Start the mock in its own process (own CPU, like a real server); yields a starter -> base URL."""
-    procs: list[subprocess.Popen] = []
-
-    def start(*args: str) -> str:
-        p = subprocess.Popen([sys.executable, str(MOCK), "--host", "127.0.0.1", "--port", "0", *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(p)
-        line = p.stdout.readline()
-        assert line.startswith("LISTENING"), line
-        return line.split()[1]
-
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(10)
 
 
 def _records(url: str) -> list[dict]:

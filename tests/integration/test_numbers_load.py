@@ -19,22 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 MOCK = Path(__file__).resolve().parents[2] / "bench" / "mock_openai.py"
 
 
-@pytest.fixture
-def mock():
-    procs: list[subprocess.Popen] = []
-
-    def start(*args: str) -> str:
-        p = subprocess.Popen([sys.executable, str(MOCK), "--host", "127.0.0.1", "--port", "0", *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(p)
-        line = p.stdout.readline()
-        assert line.startswith("LISTENING"), line
-        return line.split()[1]
-
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(10)
 
 
 def _verdicts(sc, res):
@@ -45,10 +29,10 @@ def _verdicts(sc, res):
     return samples, client, {v.slo: v for v in verdicts}
 
 
-def test_open_loop_overload_fails_latency_and_goodput(mock, tmp_path):
+def test_open_loop_overload_fails_latency_and_goodput(mock_server, tmp_path):
     """~4 req/s of capacity (cap 1, 250 ms per request) against 12 arrivals/s: from the send every request looks
     fine (TTFT ~100 ms); from the schedule the queue behind the cap shows, and the arrivals never sent fail."""
-    url = mock("--ttft-ms", "100", "--itl-ms", "10", "--tokens", "16")
+    url = mock_server("--ttft-ms", "100", "--itl-ms", "10", "--tokens", "16")
     sc = parse_scenario({
         "name": "overload", "target": {"engine": "external", "model": "mock", "url": url},
         "workload": {"prompt_tokens": {"mean": 20}, "output_tokens": {"mean": 16}, "request_timeout_s": 5},
@@ -70,9 +54,9 @@ def test_open_loop_overload_fails_latency_and_goodput(mock, tmp_path):
     assert any("lateness p99" in w and "max_concurrency" in w for w in res.warnings), res.warnings
 
 
-def test_per_token_itl_against_coalesced_events(mock, tmp_path):
+def test_per_token_itl_against_coalesced_events(mock_server, tmp_path):
     """4 tokens per event every 40 ms (10 ms per token): per-token ITL is ~10 ms, the inter-chunk gap ~40 ms."""
-    url = mock("--ttft-ms", "20", "--itl-ms", "10", "--tokens", "16", "--coalesce", "4")
+    url = mock_server("--ttft-ms", "20", "--itl-ms", "10", "--tokens", "16", "--coalesce", "4")
     out = {}
     for cont in (True, False):
         sc = parse_scenario({
