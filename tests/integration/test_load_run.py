@@ -22,7 +22,6 @@ from harness.scenario import parse_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-MOCK = Path(__file__).resolve().parents[2] / "bench" / "mock_openai.py"
 TTFT_MS, ITL_MS = 30.0, 10.0
 
 

@@ -16,7 +16,6 @@ from harness.scenario import parse_scenario
 from harness.slo.evaluate import client_stats, evaluate_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-MOCK = Path(__file__).resolve().parents[2] / "bench" / "mock_openai.py"
 
 
 
