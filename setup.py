@@ -4,7 +4,11 @@ finds them there). Code packages are found automatically, so a new subpackage ca
 
 from setuptools import find_packages, setup
 
-ASSETS = {"harness._data.scenarios": "scenarios", "harness._data.datasets": "datasets", "harness._data.docker": "docker"}
+ASSETS = {
+    "harness._data.scenarios": "scenarios",
+    "harness._data.datasets": "datasets",
+    "harness._data.docker": "docker",
+}
 
 setup(
     packages=find_packages(include=["harness", "harness.*", "serve_apps", "serve_apps.*"]) + list(ASSETS),

@@ -32,20 +32,30 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     a = ap.parse_args()
     url = serve_in_thread(MockConfig(ttft_ms=a.ttft_ms, itl_ms=a.itl_ms, record_tokens=False))
-    sc = parse_scenario({
-        "name": "overhead", "target": {"engine": "external", "model": "mock", "url": url},
-        "workload": {"output_tokens": {"mean": a.tokens}, "prompt_tokens": {"mean": 128}},
-        "load": {"workers": a.workers, "stages": [{"duration_s": a.duration_s, "users": a.users, "spawn_rate": 100}]},
-    })
+    sc = parse_scenario(
+        {
+            "name": "overhead",
+            "target": {"engine": "external", "model": "mock", "url": url},
+            "workload": {"output_tokens": {"mean": a.tokens}, "prompt_tokens": {"mean": 128}},
+            "load": {
+                "workers": a.workers,
+                "stages": [{"duration_s": a.duration_s, "users": a.users, "spawn_rate": 100}],
+            },
+        }
+    )
     with tempfile.TemporaryDirectory() as d:
         res = run_load(sc, url, Path(d))
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = ru.ru_utime + ru.ru_stime
     n = max(res.requests, 1)
-    print(f"requests={res.requests} locust={res.locust_requests} errors={res.errors} "
-          f"rps={res.requests / a.duration_s:.1f} tokens/s={res.requests * a.tokens / a.duration_s:.0f}")
-    print(f"locust cpu={cpu:.2f}s (incl. ~0.6 s start-up + drain baseline on this box) per_request={cpu / n * 1000:.2f}ms "
-          f"per_token={cpu / (n * a.tokens) * 1e6:.1f}us")
+    print(
+        f"requests={res.requests} locust={res.locust_requests} errors={res.errors} "
+        f"rps={res.requests / a.duration_s:.1f} tokens/s={res.requests * a.tokens / a.duration_s:.0f}"
+    )
+    print(
+        f"locust cpu={cpu:.2f}s (incl. ~0.6 s start-up + drain baseline on this box) per_request={cpu / n * 1000:.2f}ms "
+        f"per_token={cpu / (n * a.tokens) * 1e6:.1f}us"
+    )
 
 
 if __name__ == "__main__":

@@ -65,19 +65,37 @@ def make_app(cfg: MockConfig) -> web.Application:
         if not body.get("stream"):
             await asyncio.sleep(max(0.0, t0 + (cfg.ttft_ms + (n - 1) * cfg.itl_ms) / 1000 - loop.time()))
             text = " tok" * n
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
+            choice = (
+                {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
+            )
             cfg.records.append({"id": rid, "t_recv": t_recv, "status": 200, "n": n, "t_end": time.time()})
-            return web.json_response({**head, "object": "chat.completion" if chat else "text_completion",
-                                      "choices": [{**choice, "finish_reason": "length"}], "usage": usage})
+            return web.json_response(
+                {
+                    **head,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "choices": [{**choice, "finish_reason": "length"}],
+                    "usage": usage,
+                }
+            )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         obj = "chat.completion.chunk" if chat else "text_completion"
         if chat:  # like vLLM: an immediate role chunk with empty content (must not count as the first token)
-            await resp.write(_sse({**head, "object": obj, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}))
+            await resp.write(
+                _sse({**head, "object": obj, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            )
         # Pre-render the token chunk: the mock must stay cheap so the client is what gets measured.
         if chat:
-            mid = _sse({**head, "object": obj, "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]})
-            last = _sse({**head, "object": obj, "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": "length"}]})
+            mid = _sse(
+                {**head, "object": obj, "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]}
+            )
+            last = _sse(
+                {
+                    **head,
+                    "object": obj,
+                    "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": "length"}],
+                }
+            )
         else:
             mid = _sse({**head, "object": obj, "choices": [{"index": 0, "text": " tok", "finish_reason": None}]})
             last = _sse({**head, "object": obj, "choices": [{"index": 0, "text": " tok", "finish_reason": "length"}]})
@@ -137,7 +155,9 @@ def make_app(cfg: MockConfig) -> web.Application:
     return app
 
 
-async def _serve(cfg: MockConfig, host: str, port: int, ready: threading.Event | None = None, box: list | None = None) -> None:
+async def _serve(
+    cfg: MockConfig, host: str, port: int, ready: threading.Event | None = None, box: list | None = None
+) -> None:
     runner = web.AppRunner(make_app(cfg), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -175,8 +195,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-record-tokens", action="store_true", help="keep only the first send time per request")
     ap.add_argument("--coalesce", type=int, default=1, help="tokens per SSE event (each on its per-token schedule)")
     a = ap.parse_args(argv)
-    cfg = MockConfig(ttft_ms=a.ttft_ms, itl_ms=a.itl_ms, tokens=a.tokens, error_rate=a.error_rate, seed=a.seed,
-                     record_tokens=not a.no_record_tokens, api_key=a.api_key, coalesce=a.coalesce)
+    cfg = MockConfig(
+        ttft_ms=a.ttft_ms,
+        itl_ms=a.itl_ms,
+        tokens=a.tokens,
+        error_rate=a.error_rate,
+        seed=a.seed,
+        record_tokens=not a.no_record_tokens,
+        api_key=a.api_key,
+        coalesce=a.coalesce,
+    )
     try:
         asyncio.run(_serve(cfg, a.host, a.port))
     except KeyboardInterrupt:

@@ -47,8 +47,15 @@ async def _worker(session: aiohttp.ClientSession, url: str, body: bytes, deadlin
 
 
 async def main_async(a: argparse.Namespace) -> dict:
-    body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "hello " * 32}],
-                       "max_tokens": a.tokens, "stream": True, "stream_options": {"include_usage": True}}).encode()
+    body = json.dumps(
+        {
+            "model": "mock",
+            "messages": [{"role": "user", "content": "hello " * 32}],
+            "max_tokens": a.tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
     url = a.url.rstrip("/") + "/v1/chat/completions"
     out: dict = {"requests": 0, "errors": 0, "ttft_ms": [], "itl_ms": []}
     conn = aiohttp.TCPConnector(limit=a.concurrency)

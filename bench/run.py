@@ -48,8 +48,12 @@ def _children_cpu() -> float:
 
 class Mock:
     def __init__(self, *args: str) -> None:
-        self.p = subprocess.Popen([sys.executable, str(HERE / "mock_openai.py"), "--port", "0", *args],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.p = subprocess.Popen(
+            [sys.executable, str(HERE / "mock_openai.py"), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         line = self.p.stdout.readline()
         if not line.startswith("LISTENING"):
             raise SystemExit(f"mock did not start: {line!r}")
@@ -67,14 +71,26 @@ class Mock:
         self.p.wait(10)
 
 
-def _scenario(url: str, users: int, duration_s: float, workers: int = 0, warmup_s: float = 1.0, continuous: bool = True):
-    return parse_scenario({
-        "name": "bench", "target": {"engine": "external", "model": "mock", "url": url},
-        "workload": {"prompt_tokens": {"mean": 32}, "output_tokens": {"mean": TOKENS}, "request_timeout_s": 30,
-                     "continuous_usage_stats": continuous},
-        "load": {"warmup_s": warmup_s if users else 0, "workers": workers,
-                 "stages": [{"duration_s": duration_s, "users": users, "spawn_rate": 1000}]},
-    })
+def _scenario(
+    url: str, users: int, duration_s: float, workers: int = 0, warmup_s: float = 1.0, continuous: bool = True
+):
+    return parse_scenario(
+        {
+            "name": "bench",
+            "target": {"engine": "external", "model": "mock", "url": url},
+            "workload": {
+                "prompt_tokens": {"mean": 32},
+                "output_tokens": {"mean": TOKENS},
+                "request_timeout_s": 30,
+                "continuous_usage_stats": continuous,
+            },
+            "load": {
+                "warmup_s": warmup_s if users else 0,
+                "workers": workers,
+                "stages": [{"duration_s": duration_s, "users": users, "spawn_rate": 1000}],
+            },
+        }
+    )
 
 
 def locust_run(url: str, users: int, duration_s: float, workers: int = 0, continuous: bool = True) -> dict:
@@ -89,15 +105,38 @@ def locust_run(url: str, users: int, duration_s: float, workers: int = 0, contin
     meas = ok[~ok.warmup]
     itl = np.concatenate([np.asarray(x) for x in meas.itl_ms if len(x)]) if len(meas) else np.array([])
     gaps = np.concatenate([np.asarray(x) for x in meas.chunk_gap_ms if len(x)]) if len(meas) else np.array([])
-    return {"requests": int(len(ok)), "errors": res.errors, "cpu_s": cpu, "wall_s": duration_s, "chunk_gap_ms": gaps,
-            "rps": len(ok) / duration_s, "ttft_ms": meas.ttft_ms.to_numpy(), "itl_ms": itl, "started_at": res.started_at,
-            "warmup_end": res.warmup_end, "generator": res.generator}
+    return {
+        "requests": int(len(ok)),
+        "errors": res.errors,
+        "cpu_s": cpu,
+        "wall_s": duration_s,
+        "chunk_gap_ms": gaps,
+        "rps": len(ok) / duration_s,
+        "ttft_ms": meas.ttft_ms.to_numpy(),
+        "itl_ms": itl,
+        "started_at": res.started_at,
+        "warmup_end": res.warmup_end,
+        "generator": res.generator,
+    }
 
 
 def ref_run(url: str, conc: int, duration_s: float) -> dict:
-    out = subprocess.run([sys.executable, str(HERE / "ref_aiohttp.py"), url, "--concurrency", str(conc),
-                          "--duration-s", str(duration_s), "--tokens", str(TOKENS)], capture_output=True, text=True,
-                         timeout=duration_s + 120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "ref_aiohttp.py"),
+            url,
+            "--concurrency",
+            str(conc),
+            "--duration-s",
+            str(duration_s),
+            "--tokens",
+            str(TOKENS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 120,
+    )
     d = json.loads(out.stdout.strip().splitlines()[-1])
     d["rps"] = d["requests"] / d["wall_s"]
     d["ttft_ms"], d["itl_ms"] = np.asarray(d["ttft_ms"]), np.asarray(d["itl_ms"])
@@ -148,9 +187,18 @@ def efficiency(dur: float) -> dict:
     # fixed cost scales a little with duration (idle greenlets); subtract it once
     loc_net = max(loc["cpu_s"] - idle["cpu_s"], 0.0)
     return {
-        "locust": {"cpu_ms_per_req": loc_net * 1000 / max(loc["requests"], 1), "cpu_ms_per_req_raw": loc["cpu_s"] * 1000 / max(loc["requests"], 1),
-                   "rps": loc["rps"], "requests": loc["requests"], "fixed_cpu_s": idle["cpu_s"]},
-        "aiohttp": {"cpu_ms_per_req": ref["cpu_s"] * 1000 / max(ref["requests"], 1), "rps": ref["rps"], "requests": ref["requests"]},
+        "locust": {
+            "cpu_ms_per_req": loc_net * 1000 / max(loc["requests"], 1),
+            "cpu_ms_per_req_raw": loc["cpu_s"] * 1000 / max(loc["requests"], 1),
+            "rps": loc["rps"],
+            "requests": loc["requests"],
+            "fixed_cpu_s": idle["cpu_s"],
+        },
+        "aiohttp": {
+            "cpu_ms_per_req": ref["cpu_s"] * 1000 / max(ref["requests"], 1),
+            "rps": ref["rps"],
+            "requests": ref["requests"],
+        },
     }
 
 
@@ -173,8 +221,11 @@ def fidelity(dur: float) -> dict:
                     "ttft_p99_err_ms": pct(c["ttft_ms"], 99) - pct(st, 99),
                     "itl_p50_err_ms": pct(c["itl_ms"], 50) - pct(si, 50),
                     "itl_p99_err_ms": pct(c["itl_ms"], 99) - pct(si, 99),
-                    "itl_mean_err_ms": float(np.mean(c["itl_ms"]) - np.mean(si)) if len(si) and len(c["itl_ms"]) else float("nan"),
-                    "server_ttft_p50_ms": pct(st, 50), "server_ttft_p99_ms": pct(st, 99),
+                    "itl_mean_err_ms": float(np.mean(c["itl_ms"]) - np.mean(si))
+                    if len(si) and len(c["itl_ms"])
+                    else float("nan"),
+                    "server_ttft_p50_ms": pct(st, 50),
+                    "server_ttft_p99_ms": pct(st, 99),
                 }
             row["locust"]["lag_p99_ms"] = (loc["generator"] or {}).get("lag_p99_ms_max")
             out[f"streams_{conc}"] = row
@@ -203,10 +254,16 @@ def coalesced(dur: float) -> dict:
             loc = locust_run(m.url, 8, dur, continuous=cont)
             truth = server_per_token_itl(m.records(), since=loc["warmup_end"])
             c = loc["itl_ms"]
-            out[name] = {"requests": loc["requests"], "itl_values": int(len(c)), "truth_values": int(len(truth)),
-                         "itl_p50_err_ms": pct(c, 50) - pct(truth, 50), "itl_p99_err_ms": pct(c, 99) - pct(truth, 99),
-                         "itl_mean_err_ms": float(np.mean(c) - np.mean(truth)) if len(c) and len(truth) else float("nan"),
-                         "truth_p50_ms": pct(truth, 50), "chunk_gap_p50_ms": pct(loc["chunk_gap_ms"], 50)}
+            out[name] = {
+                "requests": loc["requests"],
+                "itl_values": int(len(c)),
+                "truth_values": int(len(truth)),
+                "itl_p50_err_ms": pct(c, 50) - pct(truth, 50),
+                "itl_p99_err_ms": pct(c, 99) - pct(truth, 99),
+                "itl_mean_err_ms": float(np.mean(c) - np.mean(truth)) if len(c) and len(truth) else float("nan"),
+                "truth_p50_ms": pct(truth, 50),
+                "chunk_gap_p50_ms": pct(loc["chunk_gap_ms"], 50),
+            }
     finally:
         m.stop()
     return out
@@ -220,31 +277,45 @@ def render(r: dict) -> str:
     if "efficiency" in r:
         e = r["efficiency"]
         lo, ao = e["locust"], e["aiohttp"]
-        L += ["(a) efficiency: zero-latency mock, 64 streams x 64 tokens",
-              f"  {'client':10} {'CPU-ms/req':>11} {'req/s':>9} {'requests':>9}",
-              f"  {'locust':10} {lo['cpu_ms_per_req']:11.3f} {lo['rps']:9.1f} {lo['requests']:9d}   (raw incl. start-up {lo['cpu_ms_per_req_raw']:.3f}; fixed {lo['fixed_cpu_s']:.2f} s)",
-              f"  {'aiohttp':10} {ao['cpu_ms_per_req']:11.3f} {ao['rps']:9.1f} {ao['requests']:9d}",
-              f"  ratio locust/aiohttp: CPU {lo['cpu_ms_per_req'] / max(ao['cpu_ms_per_req'], 1e-9):.2f}x, req/s {lo['rps'] / max(ao['rps'], 1e-9):.2f}x   (target <= 0.5 CPU-ms/req)", ""]
+        L += [
+            "(a) efficiency: zero-latency mock, 64 streams x 64 tokens",
+            f"  {'client':10} {'CPU-ms/req':>11} {'req/s':>9} {'requests':>9}",
+            f"  {'locust':10} {lo['cpu_ms_per_req']:11.3f} {lo['rps']:9.1f} {lo['requests']:9d}   (raw incl. start-up {lo['cpu_ms_per_req_raw']:.3f}; fixed {lo['fixed_cpu_s']:.2f} s)",
+            f"  {'aiohttp':10} {ao['cpu_ms_per_req']:11.3f} {ao['rps']:9.1f} {ao['requests']:9d}",
+            f"  ratio locust/aiohttp: CPU {lo['cpu_ms_per_req'] / max(ao['cpu_ms_per_req'], 1e-9):.2f}x, req/s {lo['rps'] / max(ao['rps'], 1e-9):.2f}x   (target <= 0.5 CPU-ms/req)",
+            "",
+        ]
     if "fidelity" in r:
-        L += ["(b) fidelity: client minus mock-measured timing (ms), mock TTFT 50 / ITL 10",
-              f"  {'streams':8} {'client':8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'n':>6}"]
+        L += [
+            "(b) fidelity: client minus mock-measured timing (ms), mock TTFT 50 / ITL 10",
+            f"  {'streams':8} {'client':8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'n':>6}",
+        ]
         for k, row in r["fidelity"].items():
             for name in ("locust", "aiohttp"):
                 x = row[name]
-                L.append(f"  {k.split('_')[1]:8} {name:8} {x['ttft_p50_err_ms']:+9.2f} {x['ttft_p99_err_ms']:+9.2f} "
-                         f"{x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} {x['requests']:6d}")
+                L.append(
+                    f"  {k.split('_')[1]:8} {name:8} {x['ttft_p50_err_ms']:+9.2f} {x['ttft_p99_err_ms']:+9.2f} "
+                    f"{x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} {x['requests']:6d}"
+                )
         L += ["  (targets: TTFT p50 <= 1 ms @1, p99 <= 5 ms @64, ITL <= 0.1 ms)", ""]
     if "scaling" in r:
         s = r["scaling"]
-        L += ["(c) scaling: req/s vs Locust worker processes (zero-latency mock, 64 streams)",
-              f"  workers 1: {s['workers_1']:.1f}   workers 2: {s['workers_2']:.1f}   ratio {s['workers_2'] / max(s['workers_1'], 1e-9):.2f}x"
-              f"   aiohttp (1 process): {s['aiohttp']:.1f}"]
+        L += [
+            "(c) scaling: req/s vs Locust worker processes (zero-latency mock, 64 streams)",
+            f"  workers 1: {s['workers_1']:.1f}   workers 2: {s['workers_2']:.1f}   ratio {s['workers_2'] / max(s['workers_1'], 1e-9):.2f}x"
+            f"   aiohttp (1 process): {s['aiohttp']:.1f}",
+        ]
     if "coalesced" in r:
-        L += ["", "(d) coalesced: 4 tokens per SSE event, mock ITL 10 ms per token; client per-token ITL minus the mock's (ms)",
-              f"  {'token counts':22} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'values':>8} {'truth':>8} {'gap p50':>8}"]
+        L += [
+            "",
+            "(d) coalesced: 4 tokens per SSE event, mock ITL 10 ms per token; client per-token ITL minus the mock's (ms)",
+            f"  {'token counts':22} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'values':>8} {'truth':>8} {'gap p50':>8}",
+        ]
         for name, x in r["coalesced"].items():
-            L.append(f"  {name:22} {x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} "
-                     f"{x['itl_values']:8d} {x['truth_values']:8d} {x['chunk_gap_p50_ms']:8.2f}")
+            L.append(
+                f"  {name:22} {x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} "
+                f"{x['itl_values']:8d} {x['truth_values']:8d} {x['chunk_gap_p50_ms']:8.2f}"
+            )
     return "\n".join(L)
 
 
@@ -255,15 +326,19 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     a = ap.parse_args()
     fns = {"efficiency": efficiency, "fidelity": fidelity, "scaling": scaling, "coalesced": coalesced}
-    res: dict = {"machine": {"cpus": __import__("os").cpu_count(), "loadavg_start": list(__import__("os").getloadavg())}}
+    res: dict = {
+        "machine": {"cpus": __import__("os").cpu_count(), "loadavg_start": list(__import__("os").getloadavg())}
+    }
     for name in a.only.split(","):
         t0 = time.monotonic()
         res[name] = fns[name](a.duration_s)
         print(f"[{name} done in {time.monotonic() - t0:.0f} s]", file=sys.stderr)
     res["machine"]["loadavg_end"] = list(__import__("os").getloadavg())
     print(render(res))
-    print(f"load average start {res['machine']['loadavg_start'][0]:.1f}, end {res['machine']['loadavg_end'][0]:.1f} "
-          f"on {res['machine']['cpus']} CPUs (shared machine: expect noise)")
+    print(
+        f"load average start {res['machine']['loadavg_start'][0]:.1f}, end {res['machine']['loadavg_end'][0]:.1f} "
+        f"on {res['machine']['cpus']} CPUs (shared machine: expect noise)"
+    )
     if a.json:
         a.json.write_text(json.dumps(res, indent=2, default=float))
 

@@ -37,8 +37,14 @@ def one_run(scenario: Path, work: Path, i: int) -> dict:
     env = {**os.environ, "HARNESS_STATE_DIR": str(work / f"state-{i}")}  # no `harness up` stack: a fresh one
     results = work / f"results-{i}"
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(scenario), "-o", str(results), "--json"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(scenario), "-o", str(results), "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wall = time.monotonic() - t0
     run_dirs = [d for d in results.iterdir() if d.is_dir()] if results.exists() else []
     if not run_dirs:
@@ -47,9 +53,15 @@ def one_run(scenario: Path, work: Path, i: int) -> dict:
     stages = dict(run.get("stage_durations_s") or {})
     stack_t = (run.get("stack") or {}).get("timings_s") or {}
     load_s = stages.get("load_s", 0.0)
-    return {"exit_code": p.returncode, "wall_s": round(wall, 2), "overhead_s": round(wall - load_s, 2),
-            "stages_s": stages, "stack_timings_s": stack_t,
-            "settle_s": (run.get("scrape") or {}).get("settle_s"), "error": run.get("error")}
+    return {
+        "exit_code": p.returncode,
+        "wall_s": round(wall, 2),
+        "overhead_s": round(wall - load_s, 2),
+        "stages_s": stages,
+        "stack_timings_s": stack_t,
+        "settle_s": (run.get("scrape") or {}).get("settle_s"),
+        "error": run.get("error"),
+    }
 
 
 def main() -> None:
@@ -65,15 +77,19 @@ def main() -> None:
             sc.write_text(SCENARIO)
         runs = [one_run(sc, work, i) for i in range(a.runs)]
     ok = [r for r in runs if "load_s" in r.get("stages_s", {})]
-    print(f"{len(ok)}/{len(runs)} runs recorded (exit codes {[r['exit_code'] for r in runs]}); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"{len(ok)}/{len(runs)} runs recorded (exit codes {[r['exit_code'] for r in runs]}); "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     for r in runs:
         if r.get("error"):
             print("  failed:", r["error"][-1500:])
     if not ok:
         return
-    keys = sorted({k for r in ok for k in r["stages_s"]}, key=lambda k: list(ok[0]["stages_s"]).index(k)
-                  if k in ok[0]["stages_s"] else 99)
+    keys = sorted(
+        {k for r in ok for k in r["stages_s"]},
+        key=lambda k: list(ok[0]["stages_s"]).index(k) if k in ok[0]["stages_s"] else 99,
+    )
     med = lambda xs: statistics.median(xs) if xs else float("nan")
     overhead = med([r["overhead_s"] for r in ok])
     print(f"{'stage':<22}{'median s':>10}{'of overhead':>13}   per run")
@@ -88,8 +104,10 @@ def main() -> None:
     print(f"  scrape.settle_s{'':<6}{med(xs):>10.2f}{'':>13}   {xs}")
     walls = [r["wall_s"] for r in ok]
     print(f"{'process wall':<22}{med(walls):>10.2f}{'':>13}   {walls}")
-    print(f"{'overhead (wall-load)':<22}{overhead:>10.2f}{overhead / med(walls):>12.0%} of wall   "
-          f"{[r['overhead_s'] for r in ok]}")
+    print(
+        f"{'overhead (wall-load)':<22}{overhead:>10.2f}{overhead / med(walls):>12.0%} of wall   "
+        f"{[r['overhead_s'] for r in ok]}"
+    )
     if a.json:
         a.json.write_text(json.dumps(runs, indent=2))
 

@@ -49,8 +49,10 @@ def local_rules(state_dir: Path, for_cap_s: float = LOCAL_FOR_S) -> Path:
             if "for" in r and _dur_s(r["for"]) > for_cap_s:
                 r["for"] = f"{for_cap_s:g}s"
     out = state_dir / "alerts.local.yml"
-    out.write_text("# generated from docker/prometheus/rules/alerts.yml, `for:` capped for the local stack\n"
-                   + yaml.safe_dump(data, sort_keys=False))
+    out.write_text(
+        "# generated from docker/prometheus/rules/alerts.yml, `for:` capped for the local stack\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
     return out
 
 
@@ -74,29 +76,56 @@ class LocalAlertmanager:
 def start_alertmanager(state_dir: Path, timeout_s: float = 30.0) -> LocalAlertmanager:
     exe = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if not exe:
-        raise StackError("the `prometheus-alertmanager` binary was not found on PATH (needed for live alerts)",
-                         fix=INSTALL_HINT)
+        raise StackError(
+            "the `prometheus-alertmanager` binary was not found on PATH (needed for live alerts)", fix=INSTALL_HINT
+        )
     port, rport = free_port(), free_port()
     cfg = state_dir / "alertmanager.yml"
-    cfg.write_text(yaml.safe_dump({
-        "route": {"receiver": "run", "group_by": ["alertname", "instance"], "group_wait": "1s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "run", "webhook_configs": [
-            {"url": f"http://{LOOPBACK}:{rport}/alerts", "send_resolved": True}]}],
-    }, sort_keys=False))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "run",
+                    "group_by": ["alertname", "instance"],
+                    "group_wait": "1s",
+                    "group_interval": "1s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {
+                        "name": "run",
+                        "webhook_configs": [{"url": f"http://{LOOPBACK}:{rport}/alerts", "send_resolved": True}],
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     data = state_dir / "alertmanager-data"
     data.mkdir(parents=True, exist_ok=True)
     log = (state_dir / "alertmanager.log").open("w")
     # --cluster.listen-address= turns the HA gossip off (it would bind 0.0.0.0:9094)
-    proc = subprocess.Popen([exe, f"--config.file={cfg}", f"--storage.path={data}",
-                             f"--web.listen-address={LOOPBACK}:{port}", "--cluster.listen-address="],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            exe,
+            f"--config.file={cfg}",
+            f"--storage.path={data}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     am = LocalAlertmanager(port, rport, str(cfg), "", LOCAL_FOR_S, proc.pid)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StackError(f"alertmanager exited at start (code {proc.returncode}): "
-                             f"{Path(log.name).read_text(errors='replace')[-800:]}", fix=f"see {log.name}")
+            raise StackError(
+                f"alertmanager exited at start (code {proc.returncode}): "
+                f"{Path(log.name).read_text(errors='replace')[-800:]}",
+                fix=f"see {log.name}",
+            )
         try:
             if http_get(f"{am.url}/-/ready", 1.0)[0] == 200:
                 return am
@@ -149,11 +178,13 @@ class AlertReceiver:
         try:
             self.server = ThreadingHTTPServer((LOOPBACK, port), Handler)
         except OSError as e:
-            raise StackError(f"cannot listen for alerts on {LOOPBACK}:{port} ({e.strerror or e})",
-                             fix="another run on this stack is receiving its alerts: wait for it to finish") from None
+            raise StackError(
+                f"cannot listen for alerts on {LOOPBACK}:{port} ({e.strerror or e})",
+                fix="another run on this stack is receiving its alerts: wait for it to finish",
+            ) from None
         self.thread = threading.Thread(target=self.server.serve_forever, name="harness-alerts", daemon=True)
 
-    def start(self) -> "AlertReceiver":
+    def start(self) -> AlertReceiver:
         self.thread.start()
         return self
 
@@ -187,9 +218,17 @@ def merge(events: list[dict]) -> list[dict]:
     by: dict[str, dict] = {}
     for e in events:
         fp = e.get("fingerprint") or json.dumps(e.get("labels", {}), sort_keys=True)
-        a = by.setdefault(fp, {"name": e.get("labels", {}).get("alertname"), "labels": e.get("labels", {}),
-                               "starts_at": _epoch(e.get("startsAt")), "ends_at": None,
-                               "notified_at": e["received_at"], "status": e.get("status")})
+        a = by.setdefault(
+            fp,
+            {
+                "name": e.get("labels", {}).get("alertname"),
+                "labels": e.get("labels", {}),
+                "starts_at": _epoch(e.get("startsAt")),
+                "ends_at": None,
+                "notified_at": e["received_at"],
+                "status": e.get("status"),
+            },
+        )
         a["status"] = e.get("status")
         if e.get("status") == "resolved":
             a["ends_at"] = _epoch(e.get("endsAt"))
@@ -210,8 +249,13 @@ def alert_signals(alerts: list[dict], fault_results: list[dict], window_start: f
     for f in fault_results:
         if f.get("action") not in ("kill_node", "partition_node") or not f.get("fired_at"):
             continue
-        hits = [a["starts_at"] - f["fired_at"] for a in fired if a["name"] == NODE_DOWN_ALERT
-                and str(a["labels"].get("instance", "")).split(":")[0] == f.get("node") and a["starts_at"] >= f["fired_at"] - 5]
+        hits = [
+            a["starts_at"] - f["fired_at"]
+            for a in fired
+            if a["name"] == NODE_DOWN_ALERT
+            and str(a["labels"].get("instance", "")).split(":")[0] == f.get("node")
+            and a["starts_at"] >= f["fired_at"] - 5
+        ]
         if not hits:
             return out  # one node fault without its alert: the delay signal has no data (an SLO on it fails)
         delays.append(max(0.0, min(hits)) * 1000.0)
@@ -230,7 +274,9 @@ def start_receiver(stack, run_dir: Path) -> AlertReceiver | None:
 def wait_node_alerts(receiver: AlertReceiver, fault_results: list[dict], timeout_s: float = 30.0) -> list[dict]:
     """Bounded wait until every fired node fault has its RayNodeDown alert (Prometheus `for:` + Alertmanager
     grouping lag a few seconds behind the kill); returns the merged alerts."""
-    nodes = {f.get("node") for f in fault_results if f.get("action") in ("kill_node", "partition_node") and f.get("fired_at")}
+    nodes = {
+        f.get("node") for f in fault_results if f.get("action") in ("kill_node", "partition_node") and f.get("fired_at")
+    }
     deadline = time.monotonic() + (timeout_s if nodes else 0.0)
     while True:
         got = receiver.alerts()

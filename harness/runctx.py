@@ -18,8 +18,9 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PASS, EXIT_SLO_FAILED, HarnessError
 from harness.record import Recorder
@@ -35,11 +36,20 @@ class UI(Protocol):
 
 
 class NullUI:
-    def run_dir(self, path): pass
-    def stage_start(self, name): pass
-    def stage_done(self, name, seconds): pass
-    def progress(self, p): pass
-    def warn(self, msg): pass
+    def run_dir(self, path):
+        pass
+
+    def stage_start(self, name):
+        pass
+
+    def stage_done(self, name, seconds):
+        pass
+
+    def progress(self, p):
+        pass
+
+    def warn(self, msg):
+        pass
 
 
 _TIMELINE = {"stack": "stack_ready_at", "deploy": "deployed_at", "scrape": "scrape_ended_at"}
@@ -91,15 +101,16 @@ class RunContext:
         finally:
             os._exit(EXIT_INTERRUPTED)
 
-    def __enter__(self) -> "RunContext":
+    def __enter__(self) -> RunContext:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._on_signal)
         return self
 
     # ---- stages ----
-    def stage(self, name: str, fn: Callable[[], Any], on_done: Callable[[Any], dict] | None = None,
-              optional: bool = False) -> Any:
+    def stage(
+        self, name: str, fn: Callable[[], Any], on_done: Callable[[Any], dict] | None = None, optional: bool = False
+    ) -> Any:
         """Run one stage and save the record. `optional`: a failure (not an interrupt) is recorded in
         `stage_errors`, warned about, and the stage returns None so the run goes on."""
         self.current = name
@@ -120,7 +131,10 @@ class RunContext:
             setattr(r.timeline, _TIMELINE[name], time.time())
         if name == "load":
             r.timeline.load_started_at, r.timeline.warmup_end_at, r.timeline.load_ended_at = (
-                result.started_at, result.warmup_end, result.ended_at)
+                result.started_at,
+                result.warmup_end,
+                result.ended_at,
+            )
         if result is not None:
             for k, v in (on_done(result) if on_done else {}).items():
                 setattr(r, k, v)
@@ -241,7 +255,9 @@ def leftover_pgids(run_dir: Path | None = None, pid: int | None = None) -> set[i
         pf = Path(run_dir) / "locust" / "locust.pid"
         try:
             lp = psutil.Process(int(pf.read_text().strip()))
-            if str(Path(run_dir) / "locust") in " ".join(lp.cmdline()) and os.getpgid(lp.pid) != own:  # not a reused pid
+            if (
+                str(Path(run_dir) / "locust") in " ".join(lp.cmdline()) and os.getpgid(lp.pid) != own
+            ):  # not a reused pid
                 groups.add(os.getpgid(lp.pid))
         except (OSError, ValueError, psutil.Error):
             pass

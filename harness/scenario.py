@@ -42,32 +42,46 @@ class _Model(BaseModel):
     def _no_bool_numbers(cls, data: Any) -> Any:
         """pydantic reads `users: true` (YAML also: yes/on) as 1; a boolean where a number belongs is a mistake."""
         if isinstance(data, dict):
-            bad = [k for k, v in data.items() if isinstance(v, bool) and k in cls.model_fields
-                   and _wants_number(cls.model_fields[k].annotation)]
+            bad = [
+                k
+                for k, v in data.items()
+                if isinstance(v, bool) and k in cls.model_fields and _wants_number(cls.model_fields[k].annotation)
+            ]
             if bad:
-                raise ValueError("; ".join(f"{k}: {str(data[k]).lower()} is a boolean, not a number (YAML reads "
-                                           "true/false/yes/no/on/off as booleans): write a number" for k in bad))
+                raise ValueError(
+                    "; ".join(
+                        f"{k}: {str(data[k]).lower()} is a boolean, not a number (YAML reads "
+                        "true/false/yes/no/on/off as booleans): write a number"
+                        for k in bad
+                    )
+                )
         return data
 
 
 class Autoscaling(_Model):
     min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Fewest replicas Serve keeps running (<= 1000).")
     max_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Most replicas Serve may start (<= 1000).")
-    initial_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS, description="Replicas at deploy time (default: min_replicas).")
+    initial_replicas: int | None = Field(
+        None, ge=0, le=MAX_REPLICAS, description="Replicas at deploy time (default: min_replicas)."
+    )
     target_ongoing_requests: float = Field(
         8, gt=0, le=100_000, description="Ongoing requests per replica that Serve's autoscaler aims for (<= 100000)."
     )
-    upscale_delay_s: float = Field(3.0, ge=0, le=86400, description="How long demand must stay high before scaling up (<= 1 day).")
-    downscale_delay_s: float = Field(30.0, ge=0, le=86400, description="How long demand must stay low before scaling down (<= 1 day).")
-    look_back_period_s: float = Field(5.0, gt=0, le=86400, description="Window over which Serve averages ongoing requests (<= 1 day).")
+    upscale_delay_s: float = Field(
+        3.0, ge=0, le=86400, description="How long demand must stay high before scaling up (<= 1 day)."
+    )
+    downscale_delay_s: float = Field(
+        30.0, ge=0, le=86400, description="How long demand must stay low before scaling down (<= 1 day)."
+    )
+    look_back_period_s: float = Field(
+        5.0, gt=0, le=86400, description="Window over which Serve averages ongoing requests (<= 1 day)."
+    )
 
     @model_validator(mode="after")
-    def _order(self) -> "Autoscaling":
+    def _order(self) -> Autoscaling:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
-        if self.initial_replicas is not None and not (
-            self.min_replicas <= self.initial_replicas <= self.max_replicas
-        ):
+        if self.initial_replicas is not None and not (self.min_replicas <= self.initial_replicas <= self.max_replicas):
             raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
         return self
 
@@ -75,23 +89,42 @@ class Autoscaling(_Model):
 class SimEngine(_Model):
     """Knobs of the simulated vLLM-like engine (continuous batching over a paged KV cache)."""
 
-    ttft_ms: float = Field(40.0, ge=0, le=600_000, description="Fixed time to first token before prefill cost, per request (<= 10 min).")
-    prefill_ms_per_token: float = Field(0.05, ge=0, le=1000, description="Extra prefill time per prompt token (<= 1000).")
-    itl_ms: float = Field(8.0, ge=0, le=60_000, description="Decode step time with a batch of one (inter-token latency; <= 1 min).")
-    itl_ms_per_seq: float = Field(0.05, ge=0, le=1000, description="Extra decode step time per running sequence in the batch (<= 1000).")
+    ttft_ms: float = Field(
+        40.0, ge=0, le=600_000, description="Fixed time to first token before prefill cost, per request (<= 10 min)."
+    )
+    prefill_ms_per_token: float = Field(
+        0.05, ge=0, le=1000, description="Extra prefill time per prompt token (<= 1000)."
+    )
+    itl_ms: float = Field(
+        8.0, ge=0, le=60_000, description="Decode step time with a batch of one (inter-token latency; <= 1 min)."
+    )
+    itl_ms_per_seq: float = Field(
+        0.05, ge=0, le=1000, description="Extra decode step time per running sequence in the batch (<= 1000)."
+    )
     jitter_frac: float = Field(0.05, ge=0, le=1, description="Seeded multiplicative jitter on step times (0.05 = ±5%).")
-    max_num_seqs: int = Field(32, ge=1, le=65536, description="Most sequences decoded together (vLLM max_num_seqs; <= 65536).")
+    max_num_seqs: int = Field(
+        32, ge=1, le=65536, description="Most sequences decoded together (vLLM max_num_seqs; <= 65536)."
+    )
     kv_blocks: int = Field(512, ge=1, le=100_000_000, description="KV-cache blocks per replica (<= 1e8).")
     block_size: int = Field(16, ge=1, le=4096, description="Tokens per KV-cache block (<= 4096).")
-    slowdown_factor: float = Field(1.0, gt=0, le=1000, description="Multiplies every step time: inject a regression on purpose (<= 1000).")
-    error_rate: float = Field(0.0, ge=0, le=1, description="Fraction of requests answered with HTTP 500 (fault injection).")
+    slowdown_factor: float = Field(
+        1.0, gt=0, le=1000, description="Multiplies every step time: inject a regression on purpose (<= 1000)."
+    )
+    error_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of requests answered with HTTP 500 (fault injection)."
+    )
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for jitter and error injection (0 <= seed < 2^63).")
     startup_error: str | None = Field(
-        None, max_length=500, description="Fault injection: every replica raises this error in its constructor, so "
-        "the deploy fails (checks that the replica's exception reaches the user and its logs reach the run folder).")
+        None,
+        max_length=500,
+        description="Fault injection: every replica raises this error in its constructor, so "
+        "the deploy fails (checks that the replica's exception reaches the user and its logs reach the run folder).",
+    )
     coalesce_events: bool = Field(
-        False, description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
-        "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.")
+        False,
+        description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
+        "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.",
+    )
 
 
 class VllmEngine(_Model):
@@ -112,13 +145,19 @@ class VllmEngine(_Model):
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. A100 or L4; none on CPU.")
     device: Literal["cpu", "gpu"] = Field("gpu", description="Where the engine runs: gpu (production) or cpu.")
     stream_batching_interval_ms: float = Field(
-        0.0, ge=0, le=60_000, description="Ray Serve LLM stream batching; 0 sends every token as produced (true TTFT/ITL)."
+        0.0,
+        ge=0,
+        le=60_000,
+        description="Ray Serve LLM stream batching; 0 sends every token as produced (true TTFT/ITL).",
     )
     runtime_env_vars: dict[Annotated[str, Field(pattern=_ENV_RE)], str] = Field(
-        default_factory=dict, description="Env vars for the engine replicas (names: letters, digits, _).")
+        default_factory=dict, description="Env vars for the engine replicas (names: letters, digits, _)."
+    )
     max_model_len: int | None = Field(
-        None, ge=16, le=16 * MAX_TOKENS, description="Longest context (prompt + output) in tokens (vLLM max_model_len; "
-        "default: model's; <= 16 Mi)."
+        None,
+        ge=16,
+        le=16 * MAX_TOKENS,
+        description="Longest context (prompt + output) in tokens (vLLM max_model_len; default: model's; <= 16 Mi).",
     )
     max_num_seqs: int | None = Field(
         None, ge=1, le=65536, description="Most sequences the engine batches together (vLLM max_num_seqs; <= 65536)."
@@ -133,18 +172,30 @@ class VllmEngine(_Model):
         None, gt=0, le=1, description="Fraction of GPU memory vLLM may use (device gpu only; default 0.9)."
     )
     cpu_kvcache_space_gib: int | None = Field(
-        None, ge=1, le=65536, description="KV-cache size in GiB on CPU (<= 65536) (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1 "
+        None,
+        ge=1,
+        le=65536,
+        description="KV-cache size in GiB on CPU (<= 65536) (env VLLM_CPU_KVCACHE_SPACE; device cpu only; default 1 "
         "unless engine_kwargs.kv_cache_memory_bytes sets it in bytes).",
     )
     max_ongoing_requests: int | None = Field(
-        None, ge=1, le=1_000_000, description="Serve's cap on requests in flight per replica (default: Ray Serve LLM's, "
-        "unbounded; <= 1e6)."
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Serve's cap on requests in flight per replica (default: Ray Serve LLM's, unbounded; <= 1e6).",
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "VllmEngine":
-        own = {"max_model_len", "max_num_seqs", "dtype", "enable_prefix_caching", "gpu_memory_utilization",
-               "tensor_parallel_size", "pipeline_parallel_size"}
+    def _consistent(self) -> VllmEngine:
+        own = {
+            "max_model_len",
+            "max_num_seqs",
+            "dtype",
+            "enable_prefix_caching",
+            "gpu_memory_utilization",
+            "tensor_parallel_size",
+            "pipeline_parallel_size",
+        }
         clash = sorted(own & self.engine_kwargs.keys())
         if clash:
             raise ValueError(f"engine_kwargs: set {', '.join(clash)} with the field(s) of the same name under `vllm:`")
@@ -167,8 +218,12 @@ class Placement(_Model):
     """Where each sim replica runs, built like Ray Serve LLM builds vLLM's: one bundle per TP x PP rank."""
 
     device: Literal["gpu", "cpu"] = Field("gpu", description="What each rank holds: one GPU (gpu) or one CPU (cpu).")
-    tensor_parallel_size: int = Field(1, ge=1, le=64, description="Ranks (GPUs) per pipeline stage of one replica (<= 64).")
-    pipeline_parallel_size: int = Field(1, ge=1, le=64, description="Pipeline stages per replica (bundles = TP x PP; <= 64).")
+    tensor_parallel_size: int = Field(
+        1, ge=1, le=64, description="Ranks (GPUs) per pipeline stage of one replica (<= 64)."
+    )
+    pipeline_parallel_size: int = Field(
+        1, ge=1, le=64, description="Pipeline stages per replica (bundles = TP x PP; <= 64)."
+    )
     accelerator_type: str | None = Field(
         None, description="Ray accelerator type (e.g. H100): every bundle asks for `accelerator_type:<T>: 0.001`."
     )
@@ -177,7 +232,7 @@ class Placement(_Model):
     )
 
     @model_validator(mode="after")
-    def _cpu_no_accel(self) -> "Placement":
+    def _cpu_no_accel(self) -> Placement:
         if self.device == "cpu" and self.accelerator_type:
             raise ValueError("accelerator_type is for device gpu; remove it for device cpu")
         return self
@@ -187,12 +242,16 @@ class ClusterSpec(_Model):
     """A local multi-node Ray cluster the harness starts (network namespaces; needs root). Ignored when attaching."""
 
     workers: int = Field(..., ge=1, le=16, description="Ray worker nodes, each in its own network namespace.")
-    gpus_per_worker: int = Field(0, ge=0, le=64, description="GPUs each worker node declares to Ray (Ray trusts the count; <= 64).")
+    gpus_per_worker: int = Field(
+        0, ge=0, le=64, description="GPUs each worker node declares to Ray (Ray trusts the count; <= 64)."
+    )
     cpus_per_worker: int = Field(2, ge=1, le=256, description="Logical CPUs each worker node declares (<= 256).")
     accelerator_type: str | None = Field(
         None, description="Adds the resource `accelerator_type:<NAME>` to every worker node (e.g. H100)."
     )
-    head_cpus: int = Field(4, ge=1, le=256, description="Logical CPUs of the head node (Serve controller, proxy; no GPUs; <= 256).")
+    head_cpus: int = Field(
+        4, ge=1, le=256, description="Logical CPUs of the head node (Serve controller, proxy; no GPUs; <= 256)."
+    )
 
 
 class Target(_Model):
@@ -202,18 +261,21 @@ class Target(_Model):
     app_name: str = Field("llm", pattern=_NAME_RE, max_length=100, description="Ray Serve application name.")
     route_prefix: str = Field("/", description="Route prefix of the Serve application.")
     api_key_env: str | None = Field(
-        None, pattern=_ENV_RE, description="Name of the env var holding the API key (sent as a Bearer token; never recorded)."
+        None,
+        pattern=_ENV_RE,
+        description="Name of the env var holding the API key (sent as a Bearer token; never recorded).",
     )
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Serve autoscaling config.")
     replica_cpus: float = Field(0.5, ge=0, le=1024, description="Logical CPUs each replica reserves in Ray (<= 1024).")
     sim: SimEngine | None = Field(None, description="Simulated-engine knobs (engine: sim).")
     vllm: VllmEngine | None = Field(None, description="vLLM settings (engine: vllm).")
     placement: Placement | None = Field(
-        None, description="engine sim: GPUs/bundles per replica as vLLM on Ray Serve would ask (engine vllm: see vllm:)."
+        None,
+        description="engine sim: GPUs/bundles per replica as vLLM on Ray Serve would ask (engine vllm: see vllm:).",
     )
 
     @model_validator(mode="after")
-    def _engine_fields(self) -> "Target":
+    def _engine_fields(self) -> Target:
         if self.engine == "external" and not self.url:
             raise ValueError("engine 'external' needs `url` (an OpenAI-compatible base URL)")
         if self.engine == "sim" and self.sim is None:
@@ -227,16 +289,20 @@ class Target(_Model):
         return self
 
     @model_validator(mode="after")
-    def _sections_route_url(self) -> "Target":
+    def _sections_route_url(self) -> Target:
         from harness.urls import url_problem
 
         for section, engine in (("sim", "sim"), ("vllm", "vllm")):
             if getattr(self, section) is not None and self.engine != engine:
-                raise ValueError(f"`{section}:` is for engine {engine!r}; this target is engine {self.engine!r} and would "
-                                 f"ignore it: remove the section or set engine: {engine}")
+                raise ValueError(
+                    f"`{section}:` is for engine {engine!r}; this target is engine {self.engine!r} and would "
+                    f"ignore it: remove the section or set engine: {engine}"
+                )
         if not self.route_prefix.startswith("/") or re.search(r"[\s?#]", self.route_prefix):
-            raise ValueError(f"route_prefix {self.route_prefix!r}: must be a URL path starting with '/' (no spaces, ? or #), "
-                             "e.g. / or /llm")
+            raise ValueError(
+                f"route_prefix {self.route_prefix!r}: must be a URL path starting with '/' (no spaces, ? or #), "
+                "e.g. / or /llm"
+            )
         if self.url is not None:
             why = url_problem(self.url)
             if why:
@@ -246,18 +312,22 @@ class Target(_Model):
 
 class TokenDist(_Model):
     mean: float = Field(..., gt=0, le=MAX_TOKENS, description="Mean length in tokens (<= 1 Mi).")
-    stddev: float = Field(0.0, ge=0, le=MAX_TOKENS, description="Standard deviation in tokens (normal, clipped to [min, max]).")
+    stddev: float = Field(
+        0.0, ge=0, le=MAX_TOKENS, description="Standard deviation in tokens (normal, clipped to [min, max])."
+    )
     min: int = Field(1, ge=1, le=MAX_TOKENS, description="Shortest length in tokens.")
     max: int | None = Field(None, ge=1, le=MAX_TOKENS, description="Longest length in tokens (<= 1 Mi).")
 
     @model_validator(mode="after")
-    def _range(self) -> "TokenDist":
+    def _range(self) -> TokenDist:
         if self.max is not None and self.max < self.min:
             raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
         hi = self.max if self.max is not None else float("inf")
         if not self.min <= self.mean <= hi:
-            raise ValueError(f"mean ({self.mean:g}) must lie between min ({self.min}) and max ({self.max}): every "
-                             "length would be clipped to one end")
+            raise ValueError(
+                f"mean ({self.mean:g}) must lie between min ({self.min}) and max ({self.max}): every "
+                "length would be clipped to one end"
+            )
         return self
 
 
@@ -265,17 +335,24 @@ class Workload(_Model):
     api: Literal["chat", "completions"] = Field("chat", description="OpenAI endpoint: chat or completions.")
     stream: bool = Field(True, description="Stream tokens (SSE); needed for TTFT and ITL.")
     prompt_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=128), description="Prompt length.")
-    output_tokens: TokenDist = Field(default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens).")
+    output_tokens: TokenDist = Field(
+        default_factory=lambda: TokenDist(mean=64), description="Output length (max_tokens)."
+    )
     ignore_eos: bool = Field(True, description="Ask the server to produce exactly max_tokens (vLLM ignore_eos).")
     continuous_usage_stats: bool = Field(
-        True, description="Ask for usage in every streamed event (stream_options.continuous_usage_stats; vLLM, Ray "
+        True,
+        description="Ask for usage in every streamed event (stream_options.continuous_usage_stats; vLLM, Ray "
         "Serve LLM and the sim engine support it) to count the tokens each event carries for per-token ITL. Turn off "
-        "for servers that reject it; the tokenizer (if on disk) or one token per event is used instead.")
+        "for servers that reject it; the tokenizer (if on disk) or one token per event is used instead.",
+    )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
-    request_timeout_s: float = Field(60.0, gt=0, le=86400, description="Per-request timeout; a timed out request is an error (<= 1 day).")
+    request_timeout_s: float = Field(
+        60.0, gt=0, le=86400, description="Per-request timeout; a timed out request is an error (<= 1 day)."
+    )
     seed: int = Field(0, ge=0, lt=2**63, description="Seed for prompt and length sampling (0 <= seed < 2^63).")
     tokenizer: str | None = Field(
-        None, description="tokenizer.json, or a model directory holding one: synthetic prompts then have exact token "
+        None,
+        description="tokenizer.json, or a model directory holding one: synthetic prompts then have exact token "
         "counts (needs the `tokenizers` package). Default: the served model's directory when target.vllm.model_source "
         "is local; otherwise prompt lengths are word-approximate. The record says which.",
     )
@@ -284,37 +361,50 @@ class Workload(_Model):
         None, description="Synthetic prompts that share a few long prefixes (exercises the server's prefix cache)."
     )
     session_turns: int = Field(
-        1, ge=1, le=1000, description="Synthetic multi-turn sessions: turns per session; each turn resends the whole history (<= 1000)."
+        1,
+        ge=1,
+        le=1000,
+        description="Synthetic multi-turn sessions: turns per session; each turn resends the whole history (<= 1000).",
     )
-    trace: "Trace | None" = Field(
-        None, description="Replay a request trace in open loop: send times and input/output lengths from the trace "
+    trace: Trace | None = Field(
+        None,
+        description="Replay a request trace in open loop: send times and input/output lengths from the trace "
         "(load.stages then give durations only; load.arrival is not used).",
     )
 
     @model_validator(mode="after")
-    def _one_source(self) -> "Workload":
+    def _one_source(self) -> Workload:
         if self.dataset is not None and self.shared_prefix is not None:
             raise ValueError("set either `dataset` or `shared_prefix`, not both")
         if self.dataset is not None and self.session_turns > 1:
             raise ValueError("session_turns is for synthetic prompts; for a dataset set dataset.multi_turn: true")
-        if self.trace is not None and (self.dataset is not None or self.shared_prefix is not None
-                                       or self.session_turns > 1):
-            raise ValueError("trace gives every request's lengths (and prefixes): remove dataset, shared_prefix and "
-                             "session_turns, or remove trace")
+        if self.trace is not None and (
+            self.dataset is not None or self.shared_prefix is not None or self.session_turns > 1
+        ):
+            raise ValueError(
+                "trace gives every request's lengths (and prefixes): remove dataset, shared_prefix and "
+                "session_turns, or remove trace"
+            )
         return self
 
 
 class Dataset(_Model):
     """A JSONL file: one JSON object per line."""
 
-    path: str = Field(..., min_length=1, description="JSONL file: absolute, relative to the current directory, or a "
-                      "shipped one (e.g. datasets/sharegpt-mini.jsonl).")
+    path: str = Field(
+        ...,
+        min_length=1,
+        description="JSONL file: absolute, relative to the current directory, or a "
+        "shipped one (e.g. datasets/sharegpt-mini.jsonl).",
+    )
     format: Literal["sharegpt", "prompts"] = Field(
-        ..., description="sharegpt: {conversations: [{from: human|gpt, value}, ...]}; "
+        ...,
+        description="sharegpt: {conversations: [{from: human|gpt, value}, ...]}; "
         "prompts: {prompt, output_tokens} (output_tokens optional: workload.output_tokens).",
     )
     multi_turn: bool = Field(
-        False, description="sharegpt: replay each conversation turn by turn as one session (history grows; the "
+        False,
+        description="sharegpt: replay each conversation turn by turn as one session (history grows; the "
         "dataset's answers are the history); false: first human turn only.",
     )
     max_items: int | None = Field(None, ge=1, description="Use only the first N lines.")
@@ -323,22 +413,43 @@ class Dataset(_Model):
 class Trace(_Model):
     """A request trace replayed in open loop (harness/load/trace.py; formats in datasets/README.md)."""
 
-    path: str = Field(..., min_length=1, description="Trace file: absolute, relative to the current directory or the "
-                      "scenario's folder, or a shipped one (e.g. datasets/trace-mooncake-mini.jsonl).")
+    path: str = Field(
+        ...,
+        min_length=1,
+        description="Trace file: absolute, relative to the current directory or the "
+        "scenario's folder, or a shipped one (e.g. datasets/trace-mooncake-mini.jsonl).",
+    )
     format: Literal["mooncake", "azure", "burstgpt", "jsonl"] = Field(
-        ..., description="mooncake: JSONL {timestamp (ms), input_length, output_length, hash_ids}; azure: CSV "
+        ...,
+        description="mooncake: JSONL {timestamp (ms), input_length, output_length, hash_ids}; azure: CSV "
         "TIMESTAMP, ContextTokens, GeneratedTokens; burstgpt: CSV Timestamp (s), Request tokens, Response tokens, "
         "Model; jsonl: {timestamp_ms, input_tokens, output_tokens, model?, prefix_id?, prefix_tokens?}.",
     )
-    speedup: float = Field(1.0, gt=0, le=1_000_000, description="Replay this many times faster than recorded (send "
-                           "offset = trace offset / speedup; 2 = twice the rate).")
+    speedup: float = Field(
+        1.0,
+        gt=0,
+        le=1_000_000,
+        description="Replay this many times faster than recorded (send "
+        "offset = trace offset / speedup; 2 = twice the rate).",
+    )
     start_s: float = Field(0.0, ge=0, description="Skip the trace's first N seconds (trace time, before speedup).")
-    block_tokens: int = Field(512, ge=1, le=MAX_TOKENS, description="Tokens per prefix block: mooncake hash_ids "
-                              "(Mooncake's traces use 512) and jsonl prefix_id blocks.")
-    prefix_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS, description="jsonl: shared-prefix length of rows "
-                                      "with prefix_id and no prefix_tokens of their own.")
+    block_tokens: int = Field(
+        512,
+        ge=1,
+        le=MAX_TOKENS,
+        description="Tokens per prefix block: mooncake hash_ids "
+        "(Mooncake's traces use 512) and jsonl prefix_id blocks.",
+    )
+    prefix_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TOKENS,
+        description="jsonl: shared-prefix length of rows with prefix_id and no prefix_tokens of their own.",
+    )
     max_concurrency: int | None = Field(
-        None, ge=1, le=MAX_USERS,
+        None,
+        ge=1,
+        le=MAX_USERS,
         description="Most requests in flight; later ones wait for a slot (their lateness is recorded; <= 100000).",
     )
 
@@ -346,12 +457,14 @@ class Trace(_Model):
 class SharedPrefix(_Model):
     """num_prefixes × suffixes_per_prefix distinct prompts: prefix + suffix (suffix length: workload.prompt_tokens)."""
 
-    num_prefixes: int = Field(..., ge=1, le=100_000, description="Distinct shared prefixes (<= 100000; prompts in all <= 1e6).")
+    num_prefixes: int = Field(
+        ..., ge=1, le=100_000, description="Distinct shared prefixes (<= 100000; prompts in all <= 1e6)."
+    )
     prefix_tokens: int = Field(..., ge=1, le=MAX_TOKENS, description="Length of each prefix in tokens (<= 1 Mi).")
     suffixes_per_prefix: int = Field(..., ge=1, le=100_000, description="Distinct suffixes per prefix (<= 100000).")
 
     @model_validator(mode="after")
-    def _pool(self) -> "SharedPrefix":
+    def _pool(self) -> SharedPrefix:
         n = self.num_prefixes * self.suffixes_per_prefix
         if n > 1_000_000:  # the pool is built in memory before the load starts (harness/load/prepare.py)
             raise ValueError(f"num_prefixes x suffixes_per_prefix = {n} prompts; at most 1000000 are built up front")
@@ -359,17 +472,32 @@ class SharedPrefix(_Model):
 
 
 class Stage(_Model):
-    name: str | None = Field(None, pattern=_NAME_RE, max_length=100, description="Stage label in reports and SLO "
-                             "scopes (`@name`; letters, digits, _ . -; default: stage<i>; `@steady` always means the steady part of every stage).")
+    name: str | None = Field(
+        None,
+        pattern=_NAME_RE,
+        max_length=100,
+        description="Stage label in reports and SLO "
+        "scopes (`@name`; letters, digits, _ . -; default: stage<i>; `@steady` always means the steady part of every stage).",
+    )
     duration_s: float = Field(..., gt=0, le=MAX_DURATION_S, description="How long this stage lasts (<= 7 days).")
-    users: int | None = Field(None, ge=0, le=MAX_USERS, description="Concurrent users (closed loop: each waits for its reply; <= 100000).")
-    spawn_rate: float = Field(1.0, gt=0, le=10_000, description="Users started (or stopped) per second to reach `users` (<= 10000).")
+    users: int | None = Field(
+        None, ge=0, le=MAX_USERS, description="Concurrent users (closed loop: each waits for its reply; <= 100000)."
+    )
+    spawn_rate: float = Field(
+        1.0, gt=0, le=10_000, description="Users started (or stopped) per second to reach `users` (<= 10000)."
+    )
     rate_rps: float | None = Field(
-        None, ge=0, le=MAX_RATE_RPS, description="Open loop (load.arrival set): arrivals per second in this stage (<= 100000; default: "
+        None,
+        ge=0,
+        le=MAX_RATE_RPS,
+        description="Open loop (load.arrival set): arrivals per second in this stage (<= 100000; default: "
         "load.arrival.rate_rps). With session_turns/multi_turn an arrival starts a session.",
     )
     ramp_to_rps: float | None = Field(
-        None, ge=0, le=MAX_RATE_RPS, description="Open loop: ramp the rate linearly from rate_rps to this by the stage's end (<= 100000)."
+        None,
+        ge=0,
+        le=MAX_RATE_RPS,
+        description="Open loop: ramp the rate linearly from rate_rps to this by the stage's end (<= 100000).",
     )
 
 
@@ -379,34 +507,53 @@ class Arrival(_Model):
     process: Literal["poisson", "gamma", "constant"] = Field(
         "poisson", description="Inter-arrival times: poisson (exponential), gamma (see burstiness), constant."
     )
-    rate_rps: float | None = Field(None, gt=0, le=MAX_RATE_RPS, description="Arrivals per second for stages without rate_rps (<= 100000).")
+    rate_rps: float | None = Field(
+        None, gt=0, le=MAX_RATE_RPS, description="Arrivals per second for stages without rate_rps (<= 100000)."
+    )
     burstiness: float = Field(
-        1.0, gt=0, le=10_000, description="gamma (<= 10000): shape of the inter-arrival distribution; 1 = Poisson, < 1 burstier, > 1 more "
+        1.0,
+        gt=0,
+        le=10_000,
+        description="gamma (<= 10000): shape of the inter-arrival distribution; 1 = Poisson, < 1 burstier, > 1 more "
         "regular (coefficient of variation 1/sqrt(burstiness)).",
     )
     max_concurrency: int | None = Field(
-        None, ge=1, le=MAX_USERS, description="Most requests in flight; later arrivals wait for a slot (their lateness is recorded; <= 100000)."
+        None,
+        ge=1,
+        le=MAX_USERS,
+        description="Most requests in flight; later arrivals wait for a slot (their lateness is recorded; <= 100000).",
     )
 
 
 class Load(_Model):
-    warmup_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="Leading seconds whose samples are excluded from statistics (shorter than the stages).")
+    warmup_s: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_DURATION_S,
+        description="Leading seconds whose samples are excluded from statistics (shorter than the stages).",
+    )
     stages: list[Stage] = Field(..., min_length=1, description="Load shape: consecutive stages.")
-    max_requests: int | None = Field(None, gt=0, le=1_000_000_000, description="Stop after this many requests (bound on the run; <= 1e9).")
+    max_requests: int | None = Field(
+        None, gt=0, le=1_000_000_000, description="Stop after this many requests (bound on the run; <= 1e9)."
+    )
     think_time_s: float = Field(0.0, ge=0, le=86400, description="Pause between a user's requests (<= 1 day).")
     workers: int = Field(0, ge=0, le=256, description="Locust worker processes (0: a single local process; <= 256).")
     worker_hosts: Literal["local", "ray"] = Field(
-        "local", description="Where the Locust workers run: local (forked here) or ray (one Ray actor per worker on "
-        "the cluster's nodes, master here; the run folder must be on a filesystem every node shares)."
+        "local",
+        description="Where the Locust workers run: local (forked here) or ray (one Ray actor per worker on "
+        "the cluster's nodes, master here; the run folder must be on a filesystem every node shares).",
     )
     worker_nodes: list[str] = Field(
-        default_factory=list, description="worker_hosts ray: node IPs or worker indexes to place workers on "
-        "(round-robin); empty: the non-head nodes."
+        default_factory=list,
+        description="worker_hosts ray: node IPs or worker indexes to place workers on "
+        "(round-robin); empty: the non-head nodes.",
     )
     arrival: Arrival | None = Field(
         None, description="Open-loop arrivals at stage rates (rate_rps); absent: closed loop with stage users."
     )
-    cooldown_s: float = Field(0.0, ge=0, le=MAX_DURATION_S, description="Trailing seconds whose samples are excluded from statistics.")
+    cooldown_s: float = Field(
+        0.0, ge=0, le=MAX_DURATION_S, description="Trailing seconds whose samples are excluded from statistics."
+    )
 
     @property
     def duration_s(self) -> float:
@@ -417,7 +564,7 @@ class Load(_Model):
         return self.arrival is not None
 
     @model_validator(mode="after")
-    def _hosts(self) -> "Load":
+    def _hosts(self) -> Load:
         if self.worker_hosts == "ray" and self.workers < 1:
             raise ValueError("worker_hosts ray needs workers >= 1 (Locust workers to place on the cluster)")
         if self.worker_nodes and self.worker_hosts != "ray":
@@ -425,14 +572,20 @@ class Load(_Model):
         return self
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Load":
+    def _bounds(self) -> Load:
         if self.warmup_s + self.cooldown_s >= self.duration_s:
-            what = f"warmup_s + cooldown_s ({self.warmup_s + self.cooldown_s})" if self.cooldown_s else f"warmup_s ({self.warmup_s})"
+            what = (
+                f"warmup_s + cooldown_s ({self.warmup_s + self.cooldown_s})"
+                if self.cooldown_s
+                else f"warmup_s ({self.warmup_s})"
+            )
             raise ValueError(f"{what} must be shorter than the stages ({self.duration_s} s)")
         for i, s in enumerate(self.stages):
             # users missing without arrival: fine only for a trace replay (Scenario._trace_load checks)
             if self.arrival is None and (s.rate_rps is not None or s.ramp_to_rps is not None):
-                raise ValueError(f"stages[{i}]: closed loop needs `users` (for open loop with rate_rps set `load.arrival`)")
+                raise ValueError(
+                    f"stages[{i}]: closed loop needs `users` (for open loop with rate_rps set `load.arrival`)"
+                )
             if self.arrival is not None:
                 if s.users is not None:
                     raise ValueError(f"stages[{i}]: open loop (load.arrival) uses rate_rps, not users")
@@ -449,9 +602,11 @@ class Load(_Model):
         return self
 
     @model_validator(mode="after")
-    def _honourable(self) -> "Load":
+    def _honourable(self) -> Load:
         if self.duration_s > MAX_DURATION_S:
-            raise ValueError(f"the stages last {self.duration_s:g} s in all; at most {MAX_DURATION_S} s (7 days) per run")
+            raise ValueError(
+                f"the stages last {self.duration_s:g} s in all; at most {MAX_DURATION_S} s (7 days) per run"
+            )
         if self.arrival is None and all(s.users == 0 for s in self.stages):
             raise ValueError("every stage has users: 0, so no request would be sent; give a stage users >= 1")
         if self.arrival is not None:
@@ -462,9 +617,11 @@ class Load(_Model):
             n = expected_arrivals([s.model_dump() for s in self.stages])
             cap = MAX_ARRIVALS * max(1, self.workers)
             if n > cap and (self.max_requests is None or self.max_requests > cap):
-                raise ValueError(f"the stages schedule ~{n:.3g} arrivals; one load process schedules at most "
-                                 f"{MAX_ARRIVALS:.0e} (here {cap:.0e}): shorten the stages, lower rate_rps, or set "
-                                 "max_requests")
+                raise ValueError(
+                    f"the stages schedule ~{n:.3g} arrivals; one load process schedules at most "
+                    f"{MAX_ARRIVALS:.0e} (here {cap:.0e}): shorten the stages, lower rate_rps, or set "
+                    "max_requests"
+                )
         return self
 
 
@@ -473,82 +630,114 @@ class Fault(_Model):
 
     at_s: float = Field(..., ge=0, description="When, in seconds after the load starts (t=0 of the stages).")
     action: Literal["kill_replica", "kill_node", "partition_node"] = Field(
-        ..., description="kill_replica: ray.kill one or more replica actors; kill_node: SIGKILL a worker node's Ray "
-        "processes (local multi-node cluster); partition_node: take a worker's network link down for duration_s.")
-    node: str | None = Field(
-        None, description="kill_node/partition_node: worker index (0, 1, ...), IP or namespace (default: the worker "
-        "holding the first replica of the deployment)."
+        ...,
+        description="kill_replica: ray.kill one or more replica actors; kill_node: SIGKILL a worker node's Ray "
+        "processes (local multi-node cluster); partition_node: take a worker's network link down for duration_s.",
     )
-    duration_s: float = Field(10.0, gt=0, le=MAX_DURATION_S, description="partition_node: how long the link stays down.")
+    node: str | None = Field(
+        None,
+        description="kill_node/partition_node: worker index (0, 1, ...), IP or namespace (default: the worker "
+        "holding the first replica of the deployment).",
+    )
+    duration_s: float = Field(
+        10.0, gt=0, le=MAX_DURATION_S, description="partition_node: how long the link stays down."
+    )
     deployment: str | None = Field(
         None, min_length=1, description="Serve deployment whose replicas are killed (default: the app's only one)."
     )
-    count: int = Field(1, ge=1, le=MAX_REPLICAS, description="How many replicas to kill at once (<= target.autoscaling.max_replicas).")
+    count: int = Field(
+        1, ge=1, le=MAX_REPLICAS, description="How many replicas to kill at once (<= target.autoscaling.max_replicas)."
+    )
     recovery_timeout_s: float = Field(
-        60.0, gt=0, le=86400, description="Longest wait for the replica count to come back (else: no recovery, an SLO fails; <= 1 day)."
+        60.0,
+        gt=0,
+        le=86400,
+        description="Longest wait for the replica count to come back (else: no recovery, an SLO fails; <= 1 day).",
     )
 
 
 class Goodput(_Model):
     """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded and met every bound set."""
 
-    ttft_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest time to first token of a good request (<= 1 day).")
-    tpot_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest mean time per output token of a good request (<= 1 day).")
-    e2e_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest end-to-end latency of a good request (<= 1 day).")
-    itl_max_ms: float | None = Field(None, gt=0, le=86_400_000, description="Longest single inter-token gap of a good request (<= 1 day).")
+    ttft_ms: float | None = Field(
+        None, gt=0, le=86_400_000, description="Longest time to first token of a good request (<= 1 day)."
+    )
+    tpot_ms: float | None = Field(
+        None, gt=0, le=86_400_000, description="Longest mean time per output token of a good request (<= 1 day)."
+    )
+    e2e_ms: float | None = Field(
+        None, gt=0, le=86_400_000, description="Longest end-to-end latency of a good request (<= 1 day)."
+    )
+    itl_max_ms: float | None = Field(
+        None, gt=0, le=86_400_000, description="Longest single inter-token gap of a good request (<= 1 day)."
+    )
 
     @model_validator(mode="after")
-    def _some(self) -> "Goodput":
+    def _some(self) -> Goodput:
         if all(v is None for v in self.model_dump().values()):
             raise ValueError("set at least one of ttft_ms, tpot_ms, e2e_ms, itl_max_ms")
         return self
 
 
 class Scenario(_Model):
-    name: str = Field(..., pattern=_NAME_RE, max_length=100, description="Scenario name (used in run ids and history; <= 100 characters).")
+    name: str = Field(
+        ...,
+        pattern=_NAME_RE,
+        max_length=100,
+        description="Scenario name (used in run ids and history; <= 100 characters).",
+    )
     description: str = Field("", description="What this scenario checks, in a sentence.")
     target: Target = Field(..., description="What is deployed (or reached) and served.")
     workload: Workload = Field(default_factory=Workload, description="What each request looks like.")
     load: Load = Field(..., description="How much load, over how long.")
     slos: list[str] = Field(default_factory=list, description="SLOs like `ttft.p95 <= 500ms`; all must pass.")
     goodput: Goodput | None = Field(
-        None, description="Criteria of a good request; gives the SLO signals goodput.rate (req/s) and goodput.attainment (%)."
+        None,
+        description="Criteria of a good request; gives the SLO signals goodput.rate (req/s) and goodput.attainment (%).",
     )
-    scrape: "ScrapeSettings" = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
+    scrape: ScrapeSettings = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
     faults: list[Fault] = Field(
         default_factory=list, description="Faults injected during the load, e.g. {at_s: 20, action: kill_replica}."
     )
     cluster: ClusterSpec | None = Field(
-        None, description="Start a local multi-node cluster (e.g. {workers: 2, gpus_per_worker: 2, accelerator_type: "
-        "H100}) instead of the single-node loopback stack."
+        None,
+        description="Start a local multi-node cluster (e.g. {workers: 2, gpus_per_worker: 2, accelerator_type: "
+        "H100}) instead of the single-node loopback stack.",
     )
     measure_only: bool = Field(
-        False, description="A run that only measures: no SLOs to judge (`slos:` must be empty). Its summary.json "
+        False,
+        description="A run that only measures: no SLOs to judge (`slos:` must be empty). Its summary.json "
         "says verdict `measured` (exit 0) when the load worked, `fail` (exit 1) when it did not (run not completed, "
         "or more than half of the requests failed). Without it a scenario must have SLOs. Same as `harness run "
         "--measure-only`.",
     )
 
     @model_validator(mode="after")
-    def _trace_load(self) -> "Scenario":
+    def _trace_load(self) -> Scenario:
         ld = self.load
         if self.workload.trace is None:
             for i, s in enumerate(ld.stages):
                 if ld.arrival is None and s.users is None:
-                    raise ValueError(f"load.stages[{i}]: closed loop needs `users` (for open loop with rate_rps set "
-                                     "`load.arrival`; to replay a trace set `workload.trace`)")
+                    raise ValueError(
+                        f"load.stages[{i}]: closed loop needs `users` (for open loop with rate_rps set "
+                        "`load.arrival`; to replay a trace set `workload.trace`)"
+                    )
             return self
         if ld.arrival is not None:
-            raise ValueError("load.arrival: workload.trace sets the send times; remove load.arrival (cap requests in "
-                             "flight with workload.trace.max_concurrency)")
+            raise ValueError(
+                "load.arrival: workload.trace sets the send times; remove load.arrival (cap requests in "
+                "flight with workload.trace.max_concurrency)"
+            )
         for i, s in enumerate(ld.stages):
             if s.users is not None or s.rate_rps is not None or s.ramp_to_rps is not None:
-                raise ValueError(f"load.stages[{i}]: with workload.trace the stages give durations only (and names); "
-                                 "remove users / rate_rps / ramp_to_rps")
+                raise ValueError(
+                    f"load.stages[{i}]: with workload.trace the stages give durations only (and names); "
+                    "remove users / rate_rps / ramp_to_rps"
+                )
         return self
 
     @model_validator(mode="after")
-    def _faults_in_load(self) -> "Scenario":
+    def _faults_in_load(self) -> Scenario:
         for i, f in enumerate(self.faults):
             if f.at_s >= self.load.duration_s:
                 raise ValueError(f"faults[{i}].at_s ({f.at_s}) must fall inside the load ({self.load.duration_s} s)")
@@ -559,28 +748,34 @@ class Scenario(_Model):
         return self
 
     @model_validator(mode="after")
-    def _honourable(self) -> "Scenario":
+    def _honourable(self) -> Scenario:
         for i, f in enumerate(self.faults):
             if f.count > self.target.autoscaling.max_replicas:
-                raise ValueError(f"faults[{i}].count ({f.count}) kills more replicas than target.autoscaling.max_replicas "
-                                 f"({self.target.autoscaling.max_replicas}) can exist")
+                raise ValueError(
+                    f"faults[{i}].count ({f.count}) kills more replicas than target.autoscaling.max_replicas "
+                    f"({self.target.autoscaling.max_replicas}) can exist"
+                )
         points = (self.load.duration_s + 60.0) / self.scrape.step_s  # range queries reach ~30 s before and after
         if points > PROM_MAX_POINTS:
             need = (self.load.duration_s + 60.0) / PROM_MAX_POINTS
-            raise ValueError(f"scrape.step_s: {self.scrape.step_s:g} s over a {self.load.duration_s:g} s load asks "
-                             f"Prometheus for {points:.0f} points per series; it answers at most {PROM_MAX_POINTS}: "
-                             f"set scrape.step_s >= {need:.3g}")
+            raise ValueError(
+                f"scrape.step_s: {self.scrape.step_s:g} s over a {self.load.duration_s:g} s load asks "
+                f"Prometheus for {points:.0f} points per series; it answers at most {PROM_MAX_POINTS}: "
+                f"set scrape.step_s >= {need:.3g}"
+            )
         return self
 
     @model_validator(mode="after")
-    def _measure_only_has_no_slos(self) -> "Scenario":
+    def _measure_only_has_no_slos(self) -> Scenario:
         if self.measure_only and self.slos:
-            raise ValueError(f"measure_only: true, but slos lists {len(self.slos)} SLO(s): remove one of the two "
-                             "(SLOs to gate on, or measure_only to only measure)")
+            raise ValueError(
+                f"measure_only: true, but slos lists {len(self.slos)} SLO(s): remove one of the two "
+                "(SLOs to gate on, or measure_only to only measure)"
+            )
         return self
 
     @model_validator(mode="after")
-    def _slo_meaning(self) -> "Scenario":
+    def _slo_meaning(self) -> Scenario:
         from harness.slo.parse import check_slos  # late: slo imports nothing from here
 
         errs = check_slos(self.slos, [s.name for s in self.load.stages], self.goodput is not None)
@@ -589,7 +784,7 @@ class Scenario(_Model):
         return self
 
     @model_validator(mode="after")
-    def _slos_possible(self) -> "Scenario":
+    def _slos_possible(self) -> Scenario:
         """SLOs that can never pass (or never fail) gate nothing: negative thresholds, contradicting bounds on one
         statistic, a scope whose stage lies entirely inside the warmup."""
         from harness.slo.parse import STEADY, parse_slo
@@ -605,19 +800,25 @@ class Scenario(_Model):
             except ValueError:
                 continue  # reported by _slos_parse
             if slo.threshold < 0:
-                errs.append(f"slos[{i}]: {text!r}: a negative threshold never {'passes' if slo.op in ('<', '<=', '==') else 'fails'}; "
-                            "thresholds are >= 0")
+                errs.append(
+                    f"slos[{i}]: {text!r}: a negative threshold never {'passes' if slo.op in ('<', '<=', '==') else 'fails'}; "
+                    "thresholds are >= 0"
+                )
             if slo.scope and slo.scope != STEADY and slo.scope in ends and ends[slo.scope] <= self.load.warmup_s:
-                errs.append(f"slos[{i}]: {text!r}: stage {slo.scope!r} ends at {ends[slo.scope]:g} s, inside "
-                            f"load.warmup_s ({self.load.warmup_s:g} s): it has no measured requests; shorten the warmup")
+                errs.append(
+                    f"slos[{i}]: {text!r}: stage {slo.scope!r} ends at {ends[slo.scope]:g} s, inside "
+                    f"load.warmup_s ({self.load.warmup_s:g} s): it has no measured requests; shorten the warmup"
+                )
             lo, hi = bounds.setdefault(slo.key, [(-float("inf"), False, ""), (float("inf"), False, "")])
             if slo.op in (">", ">=", "==") and (slo.threshold, slo.op == ">") > lo[:2]:
                 bounds[slo.key][0] = lo = (slo.threshold, slo.op == ">", text)
             if slo.op in ("<", "<=", "==") and (slo.threshold, slo.op != "<") < hi[:2]:
                 bounds[slo.key][1] = hi = (slo.threshold, slo.op == "<", text)
             if lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] or hi[1])):
-                errs.append(f"slos[{i}]: {text!r} contradicts {(lo[2] if lo[2] != text else hi[2])!r}: no value meets "
-                            "both, so the gate can never pass; keep one")
+                errs.append(
+                    f"slos[{i}]: {text!r} contradicts {(lo[2] if lo[2] != text else hi[2])!r}: no value meets "
+                    "both, so the gate can never pass; keep one"
+                )
         if errs:
             raise ValueError("; ".join(errs))
         return self
@@ -639,10 +840,19 @@ class Scenario(_Model):
 
 
 class ScrapeSettings(_Model):
-    step_s: float = Field(1.0, gt=0, le=3600, description="Resolution of range queries (Prometheus answers at most "
-                          "11000 points per series: step_s >= (load + 60 s) / 11000).")
-    settle_timeout_s: float = Field(30.0, ge=0, le=3600, description="Longest wait for server counters to stop moving (<= 1 h).")
-    settle_quiet_s: float = Field(3.0, ge=0, le=3600, description="Counters must be unchanged this long to count as settled (<= 1 h).")
+    step_s: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="Resolution of range queries (Prometheus answers at most "
+        "11000 points per series: step_s >= (load + 60 s) / 11000).",
+    )
+    settle_timeout_s: float = Field(
+        30.0, ge=0, le=3600, description="Longest wait for server counters to stop moving (<= 1 h)."
+    )
+    settle_quiet_s: float = Field(
+        3.0, ge=0, le=3600, description="Counters must be unchanged this long to count as settled (<= 1 h)."
+    )
 
 
 Scenario.model_rebuild()
@@ -681,7 +891,11 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
 def _hint(e: dict) -> str:
     """How to fix the errors pydantic words for programmers."""
     t, inp = e["type"], e.get("input")
-    if t in ("float_parsing", "int_parsing") and isinstance(inp, str) and re.fullmatch(r"\s*[-+\d.eE]+\s*[A-Za-z%]+\s*", inp):
+    if (
+        t in ("float_parsing", "int_parsing")
+        and isinstance(inp, str)
+        and re.fullmatch(r"\s*[-+\d.eE]+\s*[A-Za-z%]+\s*", inp)
+    ):
         return "; write the number without a unit (the unit is in the field's name, e.g. duration_s: 10)"
     if t == "string_pattern_mismatch":
         pat = (e.get("ctx") or {}).get("pattern")
@@ -705,7 +919,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     except ValidationError as e:
         raise ScenarioError(f"{source}: invalid scenario", problems=format_validation_error(source, e)) from None
     except RecursionError:
-        raise ScenarioError(f"{source}: nested too deeply to be a scenario", fix="see scenarios/smoke.yaml for the layout") from None
+        raise ScenarioError(
+            f"{source}: nested too deeply to be a scenario", fix="see scenarios/smoke.yaml for the layout"
+        ) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -717,27 +933,38 @@ def load_scenario(path: str | Path) -> Scenario:
 
             close = difflib.get_close_matches(re.sub(r"\.ya?ml$", "", p.name), [q.stem for q in list_scenarios()], n=1)
             near = resolve_name(close[0]) if close else None
-        hint = (f"did you mean the shipped scenario `{near.stem}` ({near})? give its name: harness run {near.stem}"
-                if near else "give a path to a .yaml file, or a name from `harness scenarios list`")
+        hint = (
+            f"did you mean the shipped scenario `{near.stem}` ({near})? give its name: harness run {near.stem}"
+            if near
+            else "give a path to a .yaml file, or a name from `harness scenarios list`"
+        )
         raise ScenarioError(f"{p}: scenario file not found", fix=hint)
     if p.is_dir():
         raise ScenarioError(f"{p}: is a directory, not a scenario file", fix="give the path of a .yaml file")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"{p}: cannot read the file ({e.__class__.__name__}: {e})", fix="check permissions and encoding (UTF-8)") from None
+        raise ScenarioError(
+            f"{p}: cannot read the file ({e.__class__.__name__}: {e})", fix="check permissions and encoding (UTF-8)"
+        ) from None
     try:
         check_yaml_tree(yaml.compose(text, Loader=yaml.SafeLoader), str(p))  # duplicated keys, alias bombs
         data = yaml.safe_load(text)
     except RecursionError:
-        raise ScenarioError(f"{p}: YAML nested too deeply", fix="a scenario is a few levels deep; see scenarios/smoke.yaml") from None
+        raise ScenarioError(
+            f"{p}: YAML nested too deeply", fix="a scenario is a few levels deep; see scenarios/smoke.yaml"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        fix = ("indent with spaces: YAML does not allow tabs" if "\\t" in problem or "\t" in problem
-               else "one scenario per file: remove the second `---` document" if "another document" in problem
-               else "fix the YAML syntax at that line")
+        fix = (
+            "indent with spaces: YAML does not allow tabs"
+            if "\\t" in problem or "\t" in problem
+            else "one scenario per file: remove the second `---` document"
+            if "another document" in problem
+            else "fix the YAML syntax at that line"
+        )
         raise ScenarioError(f"{p}: {where}YAML syntax error: {problem}", fix=fix) from None
     return parse_scenario(data, str(p))
 
@@ -746,7 +973,7 @@ SCENARIO_DIR = asset_dir("scenarios")
 MAX_YAML_NODES = 100_000  # a scenario has a few hundred values; anchors/aliases can make billions ("YAML bomb")
 
 
-def check_yaml_tree(root: "yaml.Node | None", source: str) -> None:
+def check_yaml_tree(root: yaml.Node | None, source: str) -> None:
     """Problems plain YAML loading hides: a key given twice in one mapping (the last silently wins, e.g. a second
     `slos:` emptying the gate), and aliases that expand past MAX_YAML_NODES values (or into themselves)."""
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -756,8 +983,15 @@ def check_yaml_tree(root: "yaml.Node | None", source: str) -> None:
 
     def children(node) -> list[tuple[Any, Any]]:
         if isinstance(node, MappingNode):
-            return [(None if k.tag == "tag:yaml.org,2002:merge" else (k.value if isinstance(k, ScalarNode) else f"<{k.id}>"), v)
-                    for k, v in node.value]
+            return [
+                (
+                    None
+                    if k.tag == "tag:yaml.org,2002:merge"
+                    else (k.value if isinstance(k, ScalarNode) else f"<{k.id}>"),
+                    v,
+                )
+                for k, v in node.value
+            ]
         return list(enumerate(node.value)) if isinstance(node, SequenceNode) else []
 
     def walk(node, path: tuple) -> float:
@@ -771,9 +1005,14 @@ def check_yaml_tree(root: "yaml.Node | None", source: str) -> None:
                 if k.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys override merged ones by design
                     continue
                 if key in first:
-                    problems.append((k.start_mark.line, f"{source}: line {k.start_mark.line + 1}: {_loc((*path, key))}: "
-                                     f"key given twice (first on line {first[key] + 1}); YAML would keep only the last "
-                                     "one: merge them into one"))
+                    problems.append(
+                        (
+                            k.start_mark.line,
+                            f"{source}: line {k.start_mark.line + 1}: {_loc((*path, key))}: "
+                            f"key given twice (first on line {first[key] + 1}); YAML would keep only the last "
+                            "one: merge them into one",
+                        )
+                    )
                 else:
                     first[key] = k.start_mark.line
         n = 1.0
@@ -785,13 +1024,13 @@ def check_yaml_tree(root: "yaml.Node | None", source: str) -> None:
         return n
 
     if root is not None and walk(root, ()) > MAX_YAML_NODES:
-        raise ScenarioError(f"{source}: the YAML expands to more than {MAX_YAML_NODES} values (anchors and aliases "
-                            "nested in each other, or an alias inside its own anchor?)", fix="write the scenario out "
-                            "without nested aliases; a scenario has a few hundred values")
+        raise ScenarioError(
+            f"{source}: the YAML expands to more than {MAX_YAML_NODES} values (anchors and aliases "
+            "nested in each other, or an alias inside its own anchor?)",
+            fix="write the scenario out without nested aliases; a scenario has a few hundred values",
+        )
     if problems:
         raise ScenarioError(f"{source}: duplicated keys", problems=[m for _, m in sorted(problems)])
-
-
 
 
 def list_scenarios(root: Path = SCENARIO_DIR) -> list[Path]:
@@ -853,8 +1092,10 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
         except HarnessError as e:
             raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
         except OSError as e:
-            raise ScenarioError(f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
-                                fix="check the file's permissions") from None
+            raise ScenarioError(
+                f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
+                fix="check the file's permissions",
+            ) from None
     if sc.workload.trace is not None:
         from harness.load.prepare import trace_rows
 
@@ -862,11 +1103,16 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
         except HarnessError as e:
             where = "" if e.message.startswith("workload.") else "workload.trace: "
-            raise ScenarioError(f"{source}: {where}{e.message}",
-                                problems=[f"{source}: workload.trace: {p}" for p in e.problems], fix=e.fix) from None
+            raise ScenarioError(
+                f"{source}: {where}{e.message}",
+                problems=[f"{source}: workload.trace: {p}" for p in e.problems],
+                fix=e.fix,
+            ) from None
         except OSError as e:
-            raise ScenarioError(f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read "
-                                f"({e.strerror or e})", fix="check the file's permissions") from None
+            raise ScenarioError(
+                f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
+                fix="check the file's permissions",
+            ) from None
     if sc.workload.tokenizer:
         from harness.load.prepare import tokenizer_path
 
@@ -875,16 +1121,22 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
         except HarnessError as e:
             raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
     if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
-        raise ScenarioError(f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
-                            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env")
+        raise ScenarioError(
+            f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
+            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env",
+        )
     v = sc.target.vllm
     if v is not None and v.model_source.startswith((".", "/", "~")):
         p = Path(v.model_source).expanduser()
         if not p.is_dir():
-            raise ScenarioError(f"{source}: target.vllm.model_source: {p}: model directory not found",
-                                fix="give a folder holding config.json and the weights, a Hugging Face id, or `tiny`")
+            raise ScenarioError(
+                f"{source}: target.vllm.model_source: {p}: model directory not found",
+                fix="give a folder holding config.json and the weights, a Hugging Face id, or `tiny`",
+            )
         if not os.access(p, os.R_OK | os.X_OK):
-            raise ScenarioError(f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions")
+            raise ScenarioError(
+                f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions"
+            )
 
 
 def looks_like_path(arg: str) -> bool:
@@ -901,18 +1153,25 @@ def resolve_scenario_path(arg: str) -> Path:
     return resolve_name(arg) or p
 
 
-def check_judgeable(sc: Scenario, source: str = "<scenario>", *, measure_only: bool = False, need_slos: bool = False) -> None:
+def check_judgeable(
+    sc: Scenario, source: str = "<scenario>", *, measure_only: bool = False, need_slos: bool = False
+) -> None:
     """A run must have SLOs to judge, unless it asked to only measure (`--measure-only` or `measure_only: true`):
     a gate that checks nothing would pass every release."""
     if measure_only and sc.slos:
-        raise ScenarioError(f"{source}: --measure-only, but the scenario has {len(sc.slos)} SLO(s) to judge",
-                            fix="drop --measure-only to gate on the SLOs, or remove `slos:` to only measure")
+        raise ScenarioError(
+            f"{source}: --measure-only, but the scenario has {len(sc.slos)} SLO(s) to judge",
+            fix="drop --measure-only to gate on the SLOs, or remove `slos:` to only measure",
+        )
     if need_slos and not sc.slos:
-        raise ScenarioError(f"{source}: slos: empty; this command searches for the load that meets the SLOs",
-                            fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`")
+        raise ScenarioError(
+            f"{source}: slos: empty; this command searches for the load that meets the SLOs",
+            fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`",
+        )
     if not sc.slos and not (measure_only or sc.measure_only):
         raise ScenarioError(
             f"{source}: slos: the scenario has no SLOs, so the run would have nothing to judge (and would pass "
             "whatever happened)",
             fix="add SLOs, e.g. `slos: [ttft.p95 <= 500ms, error_rate <= 1%]`; or, to only measure, run with "
-                "--measure-only or set `measure_only: true` (verdict `measured`)")
+            "--measure-only or set `measure_only: true` (verdict `measured`)",
+        )

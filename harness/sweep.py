@@ -131,11 +131,22 @@ def candidates(values: list[float], results: dict[float, Step], refine: int) -> 
     return round(mid, 3) if abs(hi - lo) > 0.02 * hi else None
 
 
-def run_sweep(base: Scenario, mode: Mode, values: list[float] | None, *, results_dir: Path, step_duration_s: float | None,
-              refine: int, ui, scenario_file: str | None = None, max_steps: int = 12) -> tuple[dict, Path]:
+def run_sweep(
+    base: Scenario,
+    mode: Mode,
+    values: list[float] | None,
+    *,
+    results_dir: Path,
+    step_duration_s: float | None,
+    refine: int,
+    ui,
+    scenario_file: str | None = None,
+    max_steps: int = 12,
+) -> tuple[dict, Path]:
     from harness import deploy as deploy_stage
     from harness import stack as stack_stage
-    from harness.pipeline import RunOptions, run as run_pipeline
+    from harness.pipeline import RunOptions
+    from harness.pipeline import run as run_pipeline
 
     vals = sorted(set(values or DEFAULT_VALUES[mode]))
     if any(v <= 0 for v in vals):
@@ -158,8 +169,16 @@ def run_sweep(base: Scenario, mode: Mode, values: list[float] | None, *, results
             if v is None:
                 break
             sc = step_scenario(base, mode, v, dur)
-            out = run_pipeline(sc, RunOptions(results_dir=steps_dir, keep_app=True, scenario_file=scenario_file,
-                                              labels={"sweep": sweep_dir.name, f"sweep_{mode}": f"{v:g}"}), ui)
+            out = run_pipeline(
+                sc,
+                RunOptions(
+                    results_dir=steps_dir,
+                    keep_app=True,
+                    scenario_file=scenario_file,
+                    labels={"sweep": sweep_dir.name, f"sweep_{mode}": f"{v:g}"},
+                ),
+                ui,
+            )
             results[v] = summarize_step(v, out, criteria)
             _write(sweep_dir, base, mode, dur, criteria, results)
             if out.exit_code == EXIT_INTERRUPTED:
@@ -176,15 +195,24 @@ def run_sweep(base: Scenario, mode: Mode, values: list[float] | None, *, results
             if cur is not None:  # leave the user's stack as we found it: without our app
                 try:
                     deploy_stage.connect_ray(cur.ray_address, cur.ray_env)
-                    deploy_stage.undeploy(deploy_stage.Deployment(base.target.engine, base.target.app_name, "", base.target.model, 0.0))
+                    deploy_stage.undeploy(
+                        deploy_stage.Deployment(base.target.engine, base.target.app_name, "", base.target.model, 0.0)
+                    )
                 finally:
                     deploy_stage.disconnect()
     doc = _write(sweep_dir, base, mode, dur, criteria, results, interrupted=interrupted)
     return doc, sweep_dir
 
 
-def _write(sweep_dir: Path, base: Scenario, mode: Mode, dur: float, criteria: dict, results: dict[float, Step],
-           interrupted: bool = False) -> dict:
+def _write(
+    sweep_dir: Path,
+    base: Scenario,
+    mode: Mode,
+    dur: float,
+    criteria: dict,
+    results: dict[float, Step],
+    interrupted: bool = False,
+) -> dict:
     steps = [results[v] for v in sorted(results)]
     passing = [s.value for s in steps if s.verdict == "pass"]
     best = max(passing) if passing else None
@@ -192,9 +220,18 @@ def _write(sweep_dir: Path, base: Scenario, mode: Mode, dur: float, criteria: di
     if best is not None and any(s.verdict != "pass" for s in steps if s.value < best):
         best = min(s.value for s in steps if s.verdict != "pass")
         best = max((v for v in passing if v < best), default=None)
-    doc = {"schema_version": 1, "scenario": base.name, "mode": mode, "unit": "req/s" if mode == "rate" else "users",
-           "step_duration_s": dur, "slos": base.slos, "goodput_criteria": criteria, "max_passing": best,
-           "interrupted": interrupted, "steps": [asdict(s) for s in steps]}
+    doc = {
+        "schema_version": 1,
+        "scenario": base.name,
+        "mode": mode,
+        "unit": "req/s" if mode == "rate" else "users",
+        "step_duration_s": dur,
+        "slos": base.slos,
+        "goodput_criteria": criteria,
+        "max_passing": best,
+        "interrupted": interrupted,
+        "steps": [asdict(s) for s in steps],
+    }
     (sweep_dir / "sweep.json").write_text(json.dumps(doc, indent=2))
     (sweep_dir / "sweep.md").write_text(render_table(doc) + "\n")
     return doc
@@ -213,10 +250,23 @@ def render_table(doc: dict) -> str:
         r = f"{s['achieved_rps']:.2f}" if s["achieved_rps"] is not None else "-"
         e = f"{s['error_rate'] * 100:.1f}%" if s["error_rate"] is not None else "-"
         flag = " (generator bound)" if s["generator_bottleneck"] else ""
-        lines.append(f"| {s['value']:g} | {s['verdict']}{flag} | {r} | {g} | {ms(s['ttft_ms'], 'p50')} | {ms(s['ttft_ms'], 'p95')} | "
-                     f"{ms(s['ttft_ms'], 'p99')} | {ms(s['itl_ms'], 'p50')} | {ms(s['itl_ms'], 'p99')} | {e} | "
-                     f"{'; '.join(s['failed_slos']) or '-'} |")
+        lines.append(
+            f"| {s['value']:g} | {s['verdict']}{flag} | {r} | {g} | {ms(s['ttft_ms'], 'p50')} | {ms(s['ttft_ms'], 'p95')} | "
+            f"{ms(s['ttft_ms'], 'p99')} | {ms(s['itl_ms'], 'p50')} | {ms(s['itl_ms'], 'p99')} | {e} | "
+            f"{'; '.join(s['failed_slos']) or '-'} |"
+        )
     best = doc["max_passing"]
-    lines += ["", f"highest {doc['mode']} meeting every SLO: " + (f"{best:g} {unit}" if best is not None else "none of the tried values")]
-    lines.append("(latencies in ms; goodput: requests/s meeting " + (", ".join(f"{k} <= {v:g}" for k, v in doc["goodput_criteria"].items()) or "no per-request bound: all successful") + ")")
+    lines += [
+        "",
+        f"highest {doc['mode']} meeting every SLO: "
+        + (f"{best:g} {unit}" if best is not None else "none of the tried values"),
+    ]
+    lines.append(
+        "(latencies in ms; goodput: requests/s meeting "
+        + (
+            ", ".join(f"{k} <= {v:g}" for k, v in doc["goodput_criteria"].items())
+            or "no per-request bound: all successful"
+        )
+        + ")"
+    )
     return "\n".join(lines)

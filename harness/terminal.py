@@ -70,9 +70,11 @@ class RichUI:
 
 def progress_line(p: dict) -> str:
     ttft = f"TTFT p50/p95 {p.get('ttft_p50_ms') or 0:.0f}/{p.get('ttft_p95_ms') or 0:.0f} ms"
-    return (f"  {p.get('elapsed_s', 0):.0f}/{p.get('total_s', 0):.0f} s  {p.get('stage', '-')}  users {p.get('users', 0)}  "
-            f"req {p.get('requests', 0)} ({p.get('rps', 0):.1f}/s)  err {p.get('errors', 0)}  {ttft}"
-            + (f"  replicas {p['replicas']:g}" if p.get("replicas") is not None else ""))  # when a poller provides it
+    return (
+        f"  {p.get('elapsed_s', 0):.0f}/{p.get('total_s', 0):.0f} s  {p.get('stage', '-')}  users {p.get('users', 0)}  "
+        f"req {p.get('requests', 0)} ({p.get('rps', 0):.1f}/s)  err {p.get('errors', 0)}  {ttft}"
+        + (f"  replicas {p['replicas']:g}" if p.get("replicas") is not None else "")
+    )  # when a poller provides it
 
 
 def _observed(s: dict) -> str:
@@ -88,15 +90,24 @@ def print_verdict(summary: dict | None, run_dir: Path, quiet: bool = False) -> N
     if quiet:
         for s in slos:
             if not s["passed"]:
-                console.print(escape(f"FAIL {s['slo']} (observed {_observed(s)})" + (f": {s['reason']}" if s.get("reason") else "")))
+                console.print(
+                    escape(
+                        f"FAIL {s['slo']} (observed {_observed(s)})" + (f": {s['reason']}" if s.get("reason") else "")
+                    )
+                )
     else:
         t = Table(title_justify="left")
         for col in ("", "SLO", "observed", "threshold", "source", "why"):
             t.add_column(col, overflow="fold")
         for s in slos:
-            t.add_row("PASS" if s["passed"] else "[red]FAIL[/]", escape(s["slo"]), _observed(s),
-                      escape(f"{s['op']} {fmt_value(s['threshold'], s['unit'])}"), escape(s["source"]),
-                      "" if s["passed"] else escape(s.get("reason") or ""))
+            t.add_row(
+                "PASS" if s["passed"] else "[red]FAIL[/]",
+                escape(s["slo"]),
+                _observed(s),
+                escape(f"{s['op']} {fmt_value(s['threshold'], s['unit'])}"),
+                escape(s["source"]),
+                "" if s["passed"] else escape(s.get("reason") or ""),
+            )
         console.print(t)
         for w in summary.get("warnings", []):
             console.print(f"[yellow]warning:[/] {escape(w)}")

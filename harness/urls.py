@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 from harness.errors import HarnessError
 
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
 
 
 def _host_problem(host: str | None) -> str | None:
@@ -64,8 +66,11 @@ def url_problem(url: str, schemes: tuple[str, ...] = ("http", "https")) -> str |
         return f"scheme {parts.scheme!r} is not one of {', '.join(schemes)}"
     if parts.username or parts.password:
         return "credentials in the URL would be recorded in run.json; pass an API key with target.api_key_env"
-    return _host_problem(parts.hostname) or _port_problem(parts) or (
-        "a base URL takes no ?query or #fragment" if parts.query or parts.fragment else None)
+    return (
+        _host_problem(parts.hostname)
+        or _port_problem(parts)
+        or ("a base URL takes no ?query or #fragment" if parts.query or parts.fragment else None)
+    )
 
 
 def check_url(url: str | None, what: str, example: str = "http://127.0.0.1:9090") -> None:
@@ -105,5 +110,7 @@ def check_ray_address(addr: str | None) -> None:
         return
     why = ray_address_problem(addr)
     if why:
-        raise HarnessError(f"--ray-address {addr!r}: {why}",
-                           fix="give host:port of the head's GCS (e.g. 10.0.0.5:6379) or ray://host:10001")
+        raise HarnessError(
+            f"--ray-address {addr!r}: {why}",
+            fix="give host:port of the head's GCS (e.g. 10.0.0.5:6379) or ray://host:10001",
+        )

@@ -68,10 +68,70 @@ def _is_local(v: VllmEngine) -> bool:
 # through Ray Serve LLM's engine_kwargs to vLLM's ObservabilityConfig.custom_histogram_buckets (vLLM >= 0.32): a
 # server ITL p50 of "5.4 ms" then means 5-7.5 ms, not 0-10 ms. A user's own custom_histogram_buckets win.
 FINE_HISTOGRAM_BUCKETS = {
-    "time_to_first_token": [0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15,
-                            0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0],
-    "inter_token_latency": [0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04,
-                            0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0],
+    "time_to_first_token": [
+        0.001,
+        0.0025,
+        0.005,
+        0.0075,
+        0.01,
+        0.015,
+        0.02,
+        0.03,
+        0.04,
+        0.05,
+        0.06,
+        0.08,
+        0.1,
+        0.15,
+        0.2,
+        0.25,
+        0.3,
+        0.4,
+        0.5,
+        0.75,
+        1.0,
+        2.5,
+        5.0,
+        7.5,
+        10.0,
+        20.0,
+        40.0,
+        80.0,
+        160.0,
+        640.0,
+    ],
+    "inter_token_latency": [
+        0.001,
+        0.002,
+        0.003,
+        0.004,
+        0.005,
+        0.0075,
+        0.01,
+        0.0125,
+        0.015,
+        0.02,
+        0.025,
+        0.03,
+        0.04,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.75,
+        1.0,
+        2.5,
+        5.0,
+        7.5,
+        10.0,
+        20.0,
+        40.0,
+        80.0,
+    ],
 }
 
 
@@ -101,9 +161,7 @@ def runtime_env_vars(target: Target) -> dict[str, str]:
         # vLLM's CPU platform lets this env var override engine_kwargs.kv_cache_memory_bytes: set only one.
         if "kv_cache_memory_bytes" not in v.engine_kwargs:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(v.cpu_kvcache_space_gib or DEFAULT_CPU_KVCACHE_SPACE_GIB)
-        env["VLLM_CACHE_ROOT"] = os.environ.get(
-            "VLLM_CACHE_ROOT", str(Path.home() / ".cache" / "harness" / "vllm")
-        )
+        env["VLLM_CACHE_ROOT"] = os.environ.get("VLLM_CACHE_ROOT", str(Path.home() / ".cache" / "harness" / "vllm"))
     env.update(v.runtime_env_vars)
     return env
 
@@ -152,7 +210,7 @@ def vllm_version() -> dict[str, str | None]:
     return {"distribution": None, "version": None}
 
 
-def serve_deployments(app: "Application") -> dict[str, Any] | None:
+def serve_deployments(app: Application) -> dict[str, Any] | None:
     """Names of the app's Serve deployments: the ingress and the engine (LLMServer) ones it binds (best effort).
 
     Serve metrics of an application sum over all of them; an engine-only view filters on `deployment`.
@@ -180,7 +238,7 @@ def serve_deployments(app: "Application") -> dict[str, Any] | None:
     return {"ingress": ingress.name, "engine": engines} if engines else None
 
 
-def describe_deployment(target: Target, app: "Application | None" = None) -> dict[str, Any]:
+def describe_deployment(target: Target, app: Application | None = None) -> dict[str, Any]:
     """Provenance for the run record: the LLMConfig as data, placement, stream batching and the vLLM version."""
     v = _vllm(target)
     cfg = llm_config_dict(target)
@@ -242,7 +300,7 @@ def llm_config_dict(target: Target) -> dict[str, Any]:
     }
 
 
-def build_llm_config(target: Target) -> "LLMConfig":
+def build_llm_config(target: Target) -> LLMConfig:
     """Target → ray.serve.llm.LLMConfig. Pure: needs ray.serve.llm importable, not a cluster or the model."""
     from ray.serve.llm import LLMConfig
 
@@ -281,7 +339,7 @@ def _quiet_driver_logs():
             lg.setLevel(lvl)
 
 
-def build_app(target: Target, *, ensure_model: bool = True) -> "Application":
+def build_app(target: Target, *, ensure_model: bool = True) -> Application:
     """The OpenAI-compatible Serve app (ingress + LLMServer). Builds the tiny model first when it is used.
 
     Call it once connected to the target Ray cluster: Ray's builder reads the runtime context, and with no

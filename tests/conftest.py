@@ -44,8 +44,10 @@ def pytest_runtest_makereport(item, call):
     reason = _forbidden_skip(report)
     if reason is not None:
         report.outcome = "failed"
-        report.longrepr = (f"skipped under CI=true, but .ci/setup installs what this test needs: {reason}\n"
-                           f"(fix the install, or add the reason to CI_ALLOWED_SKIPS in tests/conftest.py with why)")
+        report.longrepr = (
+            f"skipped under CI=true, but .ci/setup installs what this test needs: {reason}\n"
+            f"(fix the install, or add the reason to CI_ALLOWED_SKIPS in tests/conftest.py with why)"
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -59,8 +61,9 @@ def pytest_make_collect_report(collector):
 
 
 def _harness_cli(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +85,7 @@ def write(tmp_path):
         p = tmp_path / name
         p.write_text(text)
         return p
+
     return _write
 
 
@@ -94,8 +98,12 @@ def mock_server():
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> str:
-        p = subprocess.Popen([sys.executable, str(MOCK_SERVER), "--host", "127.0.0.1", "--port", "0", *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        p = subprocess.Popen(
+            [sys.executable, str(MOCK_SERVER), "--host", "127.0.0.1", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         procs.append(p)
         line = p.stdout.readline()
         assert line.startswith("LISTENING"), line

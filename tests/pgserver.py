@@ -48,16 +48,40 @@ class PostgresServer:
             shutil.chown(self.root, "postgres")
             shutil.chown(self.sock, "postgres")
             shutil.chown(pw, "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", self.user, f"--pwfile={pw}", "--auth-host=scram-sha-256",
-                  "--auth-local=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            f"--pwfile={pw}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         pw.unlink()
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as, str(self.bin / tool), *args], check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [*self._as, str(self.bin / tool), *args], check=True, capture_output=True, text=True, timeout=120
+        )
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start", "-o",
-                  f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            "-o",
+            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")

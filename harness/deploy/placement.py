@@ -19,8 +19,11 @@ PENDING_FAIL_S = 20.0  # a placement group still PENDING this long after the dep
 def node_capacity() -> list[dict[str, Any]]:
     import ray
 
-    return [{"node_ip": n["NodeManagerAddress"], "node_id": n["NodeID"], "resources": dict(n.get("Resources", {}))}
-            for n in ray.nodes() if n.get("Alive")]
+    return [
+        {"node_ip": n["NodeManagerAddress"], "node_id": n["NodeID"], "resources": dict(n.get("Resources", {}))}
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
 
 
 def _fits(bundle: dict[str, float], free: dict[str, float]) -> bool:
@@ -32,8 +35,9 @@ def _take(bundle: dict[str, float], free: dict[str, float]) -> None:
         free[k] = free.get(k, 0.0) - v
 
 
-def infeasible_reason(bundles: list[dict[str, float]], strategy: str, replicas: int,
-                      nodes: list[dict[str, Any]]) -> str | None:
+def infeasible_reason(
+    bundles: list[dict[str, float]], strategy: str, replicas: int, nodes: list[dict[str, Any]]
+) -> str | None:
     """Greedy first-fit of `replicas` placement groups over the nodes' total resources; None when they fit.
 
     A necessary check (Ray may still fragment worse), enough to turn "hangs forever" into a clear reason."""
@@ -63,17 +67,24 @@ def infeasible_reason(bundles: list[dict[str, float]], strategy: str, replicas: 
 def _reason(r: int, bundles, strategy, nodes, why: str) -> str:
     inv = "; ".join(
         f"{n['node_ip']}: GPU {n['resources'].get('GPU', 0):g}, CPU {n['resources'].get('CPU', 0):g}"
-        + "".join(f", {k}" for k in n["resources"] if k.startswith("accelerator_type:")) for n in nodes)
-    return (f"pending placement: replica {r + 1} cannot be placed ({why}); each replica asks for bundles {bundles} "
-            f"with strategy {strategy}; alive nodes: {inv}")
+        + "".join(f", {k}" for k in n["resources"] if k.startswith("accelerator_type:"))
+        for n in nodes
+    )
+    return (
+        f"pending placement: replica {r + 1} cannot be placed ({why}); each replica asks for bundles {bundles} "
+        f"with strategy {strategy}; alive nodes: {inv}"
+    )
 
 
 def check_feasible(bundles: list[dict[str, float]], strategy: str, replicas: int) -> None:
     reason = infeasible_reason(bundles, strategy, replicas, node_capacity())
     if reason:
-        raise DeployError(reason, fix="ask for fewer replicas or GPUs per replica (tensor/pipeline parallel size), "
-                          "or start more / bigger worker nodes (cluster.workers, cluster.gpus_per_worker, "
-                          "cluster.accelerator_type)")
+        raise DeployError(
+            reason,
+            fix="ask for fewer replicas or GPUs per replica (tensor/pipeline parallel size), "
+            "or start more / bigger worker nodes (cluster.workers, cluster.gpus_per_worker, "
+            "cluster.accelerator_type)",
+        )
 
 
 def pending_groups(min_age_s: float = 0.0) -> list[dict]:
@@ -104,10 +115,18 @@ def placement_of_replicas(timeout_s: float = 10.0) -> list[dict]:
     ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
     replicas: dict[str, dict] = {}
     for i in sorted(infos, key=lambda x: (x["replica_id"], x["bundle_index"])):
-        r = replicas.setdefault(i["replica_id"], {"replica_id": i["replica_id"], "node_id": i["replica_node_id"],
-                                                  "node_ip": ips.get(i["replica_node_id"]), "bundles": []})
-        r["bundles"].append({"index": i["bundle_index"], "node_id": i["node_id"], "node_ip": i["node_ip"],
-                             "gpu_ids": i["gpu_ids"]})
+        r = replicas.setdefault(
+            i["replica_id"],
+            {
+                "replica_id": i["replica_id"],
+                "node_id": i["replica_node_id"],
+                "node_ip": ips.get(i["replica_node_id"]),
+                "bundles": [],
+            },
+        )
+        r["bundles"].append(
+            {"index": i["bundle_index"], "node_id": i["node_id"], "node_ip": i["node_ip"], "gpu_ids": i["gpu_ids"]}
+        )
     for r in replicas.values():
         r["gpu_ids"] = [g for b in r["bundles"] for g in b["gpu_ids"]]
         r["nodes"] = sorted({b["node_ip"] for b in r["bundles"]})
@@ -121,5 +140,7 @@ def wait_placed(t0: float) -> str | None:
     pend = pending_groups()
     if not pend:
         return None
-    return (f"pending placement: {len(pend)} placement group(s) still PENDING after {PENDING_FAIL_S:.0f} s "
-            f"(bundles {pend[0]['bundles']}, strategy {pend[0]['strategy']}): the cluster has no node with room")
+    return (
+        f"pending placement: {len(pend)} placement group(s) still PENDING after {PENDING_FAIL_S:.0f} s "
+        f"(bundles {pend[0]['bundles']}, strategy {pend[0]['strategy']}): the cluster has no node with room"
+    )

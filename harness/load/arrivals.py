@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 
 def _segments(stages: Sequence[dict[str, Any]], share: float) -> list[tuple[float, float, float, float]]:

@@ -54,7 +54,9 @@ _POOL = json.loads(Path(CFG["pool_path"]).read_text()) if CFG.get("pool_path") e
 _SOURCE = RequestSource(_W, CFG.get("vocab"), _POOL)
 _TRACE = (  # open loop on a trace's send times (harness.load.trace)
     TraceReplay(json.loads(Path(CFG["trace_path"]).read_text()), CFG.get("vocab"), _W, int(CFG["trace_block_tokens"]))
-    if CFG.get("trace_path") else None)
+    if CFG.get("trace_path")
+    else None
+)
 _STOP_FILE = _LOCUST_DIR / "stop"
 
 
@@ -157,12 +159,19 @@ class _LLMBase(User):
                 gevent.sleep(CFG["think_time_s"])  # the user reads the answer before the next turn
             session.reply(self.send(messages, max_tokens, prompt_len, idx, sched if idx == 0 else None))
 
-    def send(self, messages: list, max_tokens: int, prompt_len: int, turn: int, sched: tuple[float, float] | None) -> int:
+    def send(
+        self, messages: list, max_tokens: int, prompt_len: int, turn: int, sched: tuple[float, float] | None
+    ) -> int:
         """One request; writes its sample; returns the output tokens received."""
         stream = bool(_W["stream"])
         body = build_body(
-            api=_W["api"], model=CFG["model"], messages=messages, max_tokens=max_tokens,
-            stream=stream, ignore_eos=bool(_W["ignore_eos"]), temperature=float(_W["temperature"]),
+            api=_W["api"],
+            model=CFG["model"],
+            messages=messages,
+            max_tokens=max_tokens,
+            stream=stream,
+            ignore_eos=bool(_W["ignore_eos"]),
+            temperature=float(_W["temperature"]),
             continuous_usage=bool(_W.get("continuous_usage_stats", True)),
         )
         http = self._free.pop() if self._free else self._client()
@@ -224,18 +233,35 @@ class _LLMBase(User):
         else:
             self._free.append(http)
         row = build_sample(
-            t_start=t_start, p_start=p0, p_end=p_end, token_times=st.token_times, usage=usage, status=status,
-            error=error, prompt_words=prompt_len, max_tokens=max_tokens, worker=os.getpid(),
+            t_start=t_start,
+            p_start=p0,
+            p_end=p_end,
+            token_times=st.token_times,
+            usage=usage,
+            status=status,
+            error=error,
+            prompt_words=prompt_len,
+            max_tokens=max_tokens,
+            worker=os.getpid(),
             sched_s=sched[1] if sched else None,
-            lateness_ms=round((p0 - sched[0]) * 1000.0, 4) if sched else None, turn=turn,
-            event_tokens=st.event_tokens, first_content=st.first_content, token_count_source=source,
+            lateness_ms=round((p0 - sched[0]) * 1000.0, 4) if sched else None,
+            turn=turn,
+            event_tokens=st.event_tokens,
+            first_content=st.first_content,
+            token_count_source=source,
         )
         _writer.write(row)
         _done.bump()
         # Exactly one Locust event per sample, so Locust's count reconciles with ours.
         self.environment.events.request.fire(
-            request_type="POST", name=_W["api"], response_time=row["e2e_ms"], response_length=nbytes,
-            exception=RuntimeError(error) if error else None, context={}, response=None, url=self.path,
+            request_type="POST",
+            name=_W["api"],
+            response_time=row["e2e_ms"],
+            response_length=nbytes,
+            exception=RuntimeError(error) if error else None,
+            context={},
+            response=None,
+            url=self.path,
         )
         return int(row["output_tokens"] or 0)
 
@@ -281,9 +307,17 @@ class ArrivalUser(_LLMBase):
         self._ran = True
         n_proc = max(1, int(CFG["workers"]))
         idx = self.worker_index % n_proc
-        offsets = _TRACE.offsets(idx, n_proc) if _TRACE is not None else arrival_offsets(
-            _OPEN["stages"], process=_OPEN["process"], burstiness=float(_OPEN["burstiness"]),
-            seed=int(_W["seed"]) * 1000 + idx, share=1.0 / n_proc, phase=idx / n_proc,
+        offsets = (
+            _TRACE.offsets(idx, n_proc)
+            if _TRACE is not None
+            else arrival_offsets(
+                _OPEN["stages"],
+                process=_OPEN["process"],
+                burstiness=float(_OPEN["burstiness"]),
+                seed=int(_W["seed"]) * 1000 + idx,
+                share=1.0 / n_proc,
+                phase=idx / n_proc,
+            )
         )
         cap = _OPEN.get("max_concurrency")
         sem = BoundedSemaphore(max(1, -(-int(cap) // n_proc))) if cap else None
@@ -305,8 +339,9 @@ class ArrivalUser(_LLMBase):
             group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 
-    def _one(self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float,
-             trace_row: int | None = None) -> None:
+    def _one(
+        self, sched: tuple[float, float], sem: BoundedSemaphore | None, end_perf: float, trace_row: int | None = None
+    ) -> None:
         rng = random.Random(f"harness-arrival:{_W['seed']}:{os.getpid()}:{sched[1]!r}")
         session = _TRACE.session(trace_row) if _TRACE is not None and trace_row is not None else _SOURCE.session(rng)
         if sem is None:
@@ -320,8 +355,14 @@ class ArrivalUser(_LLMBase):
                 _writer.write(row)
                 _done.bump()
                 self.environment.events.request.fire(
-                    request_type="POST", name=_W["api"], response_time=row["lateness_ms"], response_length=0,
-                    exception=RuntimeError("dropped"), context={}, response=None, url=self.path,
+                    request_type="POST",
+                    name=_W["api"],
+                    response_time=row["lateness_ms"],
+                    response_length=0,
+                    exception=RuntimeError("dropped"),
+                    context={},
+                    response=None,
+                    url=self.path,
                 )
                 return
             self.run_session(session, rng, sched)
@@ -350,7 +391,9 @@ class StagesShape(LoadTestShape):
             tmp.replace(_LOCUST_DIR / "started_at")
         if self._drain_since is None:
             _probe.start()  # the master's own scheduling lag
-            cur = open_tick(self.ends, t, max(1, int(CFG["workers"]))) if _OPEN else stage_tick(self.stages, t, self.ends)
+            cur = (
+                open_tick(self.ends, t, max(1, int(CFG["workers"]))) if _OPEN else stage_tick(self.stages, t, self.ends)
+            )
             stop = (_LOCUST_DIR / "stop").exists() or (_MAX_REQ is not None and _done.value() >= _MAX_REQ)
             if cur is not None and not stop:
                 return cur

@@ -62,14 +62,16 @@ class GeneratorMonitor:
             if not vals:
                 continue
             srt = sorted(vals)
-            out.append({
-                "pid": pid,
-                "role": ("master" if pid == self.root_pid else "worker") if multi else "single",
-                "cpu_pct_mean": round(sum(vals) / len(vals), 1),
-                "cpu_pct_p90": round(srt[int(0.9 * (len(srt) - 1))], 1),
-                "cpu_s": round(self.cpu_s.get(pid, 0.0), 3),
-                "polls": len(vals),
-            })
+            out.append(
+                {
+                    "pid": pid,
+                    "role": ("master" if pid == self.root_pid else "worker") if multi else "single",
+                    "cpu_pct_mean": round(sum(vals) / len(vals), 1),
+                    "cpu_pct_p90": round(srt[int(0.9 * (len(srt) - 1))], 1),
+                    "cpu_s": round(self.cpu_s.get(pid, 0.0), 3),
+                    "polls": len(vals),
+                }
+            )
         return out
 
 
@@ -88,12 +90,19 @@ def _lateness(samples_path: Path) -> dict[str, float] | None:
     def q(p: float) -> float:
         return round(vals[min(len(vals) - 1, int(p * (len(vals) - 1) + 0.5))], 3)
 
-    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(vals[-1], 3),
-            "late_over_10ms_frac": round(sum(v > 10.0 for v in vals) / len(vals), 4), "count": len(vals)}
+    return {
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "p99": q(0.99),
+        "max": round(vals[-1], 3),
+        "late_over_10ms_frac": round(sum(v > 10.0 for v in vals) / len(vals), 4),
+        "count": len(vals),
+    }
 
 
-def generator_report(monitor: GeneratorMonitor, locust_dir: Path, samples_path: Path,
-                     capped: bool = False) -> tuple[dict[str, Any], list[str]]:
+def generator_report(
+    monitor: GeneratorMonitor, locust_dir: Path, samples_path: Path, capped: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     procs = monitor.processes()
     lags = {}
     for f in sorted(Path(locust_dir).glob("probe-*.json")):
@@ -109,26 +118,38 @@ def generator_report(monitor: GeneratorMonitor, locust_dir: Path, samples_path: 
     warnings = []
     hot = [p for p in procs if p["cpu_pct_mean"] > CPU_LIMIT_PCT]
     if hot:
-        warnings.append("load generator CPU-bound: " + ", ".join(f"{p['role']} {p['pid']} at {p['cpu_pct_mean']:.0f}% "
-                        "of a core" for p in hot) + "; latencies include generator delay (add load.workers)")
-    laggy = {pid: l for pid, l in lags.items() if l.get("p99", 0) > LAG_P99_LIMIT_MS}
+        warnings.append(
+            "load generator CPU-bound: "
+            + ", ".join(f"{p['role']} {p['pid']} at {p['cpu_pct_mean']:.0f}% of a core" for p in hot)
+            + "; latencies include generator delay (add load.workers)"
+        )
+    laggy = {pid: lag for pid, lag in lags.items() if lag.get("p99", 0) > LAG_P99_LIMIT_MS}
     if laggy:
-        warnings.append("load generator scheduling lag p99 " + ", ".join(f"{l['p99']:.1f} ms (pid {pid})" for pid, l in laggy.items())
-                        + f" > {LAG_P99_LIMIT_MS:.0f} ms: timestamps are late by about that much")
+        warnings.append(
+            "load generator scheduling lag p99 "
+            + ", ".join(f"{lag['p99']:.1f} ms (pid {pid})" for pid, lag in laggy.items())
+            + f" > {LAG_P99_LIMIT_MS:.0f} ms: timestamps are late by about that much"
+        )
     if late and late["p99"] > LATENESS_P99_LIMIT_MS:
         if capped:  # waiting at the cap is the server not keeping up, and it is in the latencies (from schedule)
-            warnings.append(f"open-loop arrivals were sent late: lateness p99 {late['p99']:.1f} ms, waiting at "
-                            "arrival.max_concurrency (the server did not keep up with the rate) or behind a busy "
-                            "generator; TTFT and e2e count from the scheduled arrival, from-send figures are "
-                            "client.ttft_from_send_ms / e2e_from_send_ms")
+            warnings.append(
+                f"open-loop arrivals were sent late: lateness p99 {late['p99']:.1f} ms, waiting at "
+                "arrival.max_concurrency (the server did not keep up with the rate) or behind a busy "
+                "generator; TTFT and e2e count from the scheduled arrival, from-send figures are "
+                "client.ttft_from_send_ms / e2e_from_send_ms"
+            )
         else:
-            warnings.append(f"open-loop arrivals were sent late: lateness p99 {late['p99']:.1f} ms: the generator did "
-                            "not keep the schedule (add load.workers or lower the rate)")
+            warnings.append(
+                f"open-loop arrivals were sent late: lateness p99 {late['p99']:.1f} ms: the generator did "
+                "not keep the schedule (add load.workers or lower the rate)"
+            )
     dropped = (locust_dir / "dropped.cnt").stat().st_size if (locust_dir / "dropped.cnt").exists() else 0
     if dropped:
-        warnings.append(f"{dropped} open-loop arrivals were never sent: still queued at arrival.max_concurrency when "
-                        "the stages ended (the server could not keep up with the rate at that concurrency)")
-    worst_lag = max((l.get("p99", 0.0) for l in lags.values()), default=None)
+        warnings.append(
+            f"{dropped} open-loop arrivals were never sent: still queued at arrival.max_concurrency when "
+            "the stages ended (the server could not keep up with the rate at that concurrency)"
+        )
+    worst_lag = max((lag.get("p99", 0.0) for lag in lags.values()), default=None)
     gen = {
         "processes": procs,
         "cpu_pct_max_mean": max((p["cpu_pct_mean"] for p in procs), default=None),

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.load.workload import VOCAB, make_prompt, sample_length
@@ -45,8 +46,10 @@ def tokenizer_path(scenario: Scenario) -> Path | None:
         p = Path(w.tokenizer).expanduser()
         f = p / "tokenizer.json" if p.is_dir() else p
         if not f.is_file():
-            raise HarnessError(f"workload.tokenizer: {w.tokenizer}: no tokenizer.json there",
-                               fix="point it at a tokenizer.json file or a model directory holding one, or remove it")
+            raise HarnessError(
+                f"workload.tokenizer: {w.tokenizer}: no tokenizer.json there",
+                fix="point it at a tokenizer.json file or a model directory holding one, or remove it",
+            )
         return f
     if t.engine == "vllm" and t.vllm is not None:
         if t.vllm.model_source == "tiny":
@@ -94,13 +97,21 @@ def resolve_dataset(path: str, relative_to: Path | None = None) -> Path:
     found = resolve_input(path, relative_to=relative_to, asset="datasets")
     if found is not None and found.is_file():
         return found
-    raise HarnessError(f"workload.dataset.path: {path}: file not found",
-                       fix=f"give an absolute path, one relative to the current directory, or a shipped one "
-                           f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in sorted((REPO_ROOT / 'datasets').glob('*.jsonl')))})")
+    raise HarnessError(
+        f"workload.dataset.path: {path}: file not found",
+        fix=f"give an absolute path, one relative to the current directory, or a shipped one "
+        f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in sorted((REPO_ROOT / 'datasets').glob('*.jsonl')))})",
+    )
 
 
-_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-         "system": "system"}
+_ROLE = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "system": "system",
+}
 
 
 def _sharegpt_turns(obj: Any, count: Callable[[str], int], multi_turn: bool) -> list[dict[str, Any]]:
@@ -108,7 +119,7 @@ def _sharegpt_turns(obj: Any, count: Callable[[str], int], multi_turn: bool) -> 
     if convs is None and isinstance(obj, dict):
         convs = obj.get("messages")
     if not isinstance(convs, list) or not convs:
-        raise ValueError("expected {\"conversations\": [{\"from\": \"human\", \"value\": ...}, {\"from\": \"gpt\", ...}]}")
+        raise ValueError('expected {"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}]}')
     msgs = []
     for j, m in enumerate(convs):
         if not isinstance(m, dict):
@@ -127,8 +138,9 @@ def _sharegpt_turns(obj: Any, count: Callable[[str], int], multi_turn: bool) -> 
         if answer is None:
             continue  # a question without an answer gives no output length
         a_len = max(1, count(answer))
-        turns.append({"user": text, "prompt_len": count(text), "assistant": answer, "assistant_len": a_len,
-                      "max_tokens": a_len})
+        turns.append(
+            {"user": text, "prompt_len": count(text), "assistant": answer, "assistant_len": a_len, "max_tokens": a_len}
+        )
         if not multi_turn:
             break
     if not turns:
@@ -138,7 +150,7 @@ def _sharegpt_turns(obj: Any, count: Callable[[str], int], multi_turn: bool) -> 
 
 def _prompt_turns(obj: Any, count: Callable[[str], int], w: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
     if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
-        raise ValueError("expected {\"prompt\": \"...\", \"output_tokens\": N}")
+        raise ValueError('expected {"prompt": "...", "output_tokens": N}')
     out = obj.get("output_tokens", obj.get("max_tokens"))
     if out is None:
         out = sample_length(rng, w["output_tokens"])
@@ -162,8 +174,11 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
                 continue
             try:
                 obj = json.loads(line)
-                turns = (_sharegpt_turns(obj, count, ds.multi_turn) if ds.format == "sharegpt"
-                         else _prompt_turns(obj, count, w, rng))
+                turns = (
+                    _sharegpt_turns(obj, count, ds.multi_turn)
+                    if ds.format == "sharegpt"
+                    else _prompt_turns(obj, count, w, rng)
+                )
             except ValueError as e:  # JSONDecodeError is a ValueError
                 problems.append(f"{path}:{i}: {e}")
                 if len(problems) >= 10:
@@ -171,15 +186,23 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
                 continue
             pool.append({"turns": turns})
     if problems:
-        raise HarnessError(f"{path}: invalid {ds.format} dataset", problems=problems,
-                           fix=f"fix those lines (format {ds.format}: see datasets/README.md)")
+        raise HarnessError(
+            f"{path}: invalid {ds.format} dataset",
+            problems=problems,
+            fix=f"fix those lines (format {ds.format}: see datasets/README.md)",
+        )
     if not pool:
         raise HarnessError(f"{path}: the dataset has no usable lines", fix="add at least one line")
     turns = [t for it in pool for t in it["turns"]]
-    info = {"dataset": str(path), "format": ds.format, "items": len(pool), "turns": len(turns),
-            "multi_turn": ds.multi_turn,
-            "mean_prompt_len": round(sum(t["prompt_len"] for t in turns) / len(turns), 1),
-            "mean_output_tokens": round(sum(t["max_tokens"] for t in turns) / len(turns), 1)}
+    info = {
+        "dataset": str(path),
+        "format": ds.format,
+        "items": len(pool),
+        "turns": len(turns),
+        "multi_turn": ds.multi_turn,
+        "mean_prompt_len": round(sum(t["prompt_len"] for t in turns) / len(turns), 1),
+        "mean_output_tokens": round(sum(t["max_tokens"] for t in turns) / len(turns), 1),
+    }
     return pool, info
 
 
@@ -191,9 +214,11 @@ def resolve_trace(path: str) -> Path:
     if found is not None and found.is_file():
         return found
     shipped = sorted((REPO_ROOT / "datasets").glob("trace-*"))
-    raise HarnessError(f"workload.trace.path: {path}: file not found",
-                       fix=f"give an absolute path, one relative to the current directory, or a shipped one "
-                           f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in shipped)})")
+    raise HarnessError(
+        f"workload.trace.path: {path}: file not found",
+        fix=f"give an absolute path, one relative to the current directory, or a shipped one "
+        f"({', '.join(str(x.relative_to(REPO_ROOT)) for x in shipped)})",
+    )
 
 
 def trace_rows(scenario: Scenario) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -202,8 +227,15 @@ def trace_rows(scenario: Scenario) -> tuple[list[dict[str, Any]], dict[str, Any]
 
     tr = scenario.workload.trace
     assert tr is not None
-    return load_trace(resolve_trace(tr.path), tr.format, speedup=tr.speedup, start_s=tr.start_s,
-                      duration_s=scenario.load.duration_s, prefix_tokens=tr.prefix_tokens, block_tokens=tr.block_tokens)
+    return load_trace(
+        resolve_trace(tr.path),
+        tr.format,
+        speedup=tr.speedup,
+        start_s=tr.start_s,
+        duration_s=scenario.load.duration_s,
+        prefix_tokens=tr.prefix_tokens,
+        block_tokens=tr.block_tokens,
+    )
 
 
 # ---------- shared prefix ----------
@@ -218,15 +250,29 @@ def shared_prefix_pool(scenario: Scenario, vocab: list[str] | None) -> tuple[lis
     pool = []
     for i in range(sp.num_prefixes):
         prefix = make_prompt(rng, sp.prefix_tokens, v)
-        for j in range(sp.suffixes_per_prefix):
+        for _ in range(sp.suffixes_per_prefix):
             n = sample_length(rng, w["prompt_tokens"])
-            pool.append({"prefix": i, "turns": [{
-                "user": f"{prefix} {make_prompt(rng, n, v)}", "prompt_len": sp.prefix_tokens + n, "assistant": None,
-                "max_tokens": sample_length(rng, w["output_tokens"])}]})
-    info = {"num_prefixes": sp.num_prefixes, "prefix_tokens": sp.prefix_tokens,
-            "suffixes_per_prefix": sp.suffixes_per_prefix, "prompts": len(pool),
-            "prefix_cache": "hit rate from the server's prefix_cache_hits/queries counters (engines without a "
-                            "prefix cache, such as the sim engine, export none: no data)"}
+            pool.append(
+                {
+                    "prefix": i,
+                    "turns": [
+                        {
+                            "user": f"{prefix} {make_prompt(rng, n, v)}",
+                            "prompt_len": sp.prefix_tokens + n,
+                            "assistant": None,
+                            "max_tokens": sample_length(rng, w["output_tokens"]),
+                        }
+                    ],
+                }
+            )
+    info = {
+        "num_prefixes": sp.num_prefixes,
+        "prefix_tokens": sp.prefix_tokens,
+        "suffixes_per_prefix": sp.suffixes_per_prefix,
+        "prompts": len(pool),
+        "prefix_cache": "hit rate from the server's prefix_cache_hits/queries counters (engines without a "
+        "prefix cache, such as the sim engine, export none: no data)",
+    }
     return pool, info
 
 
@@ -274,6 +320,8 @@ def workload_server_stats(info: dict[str, Any], server: dict[str, Any]) -> tuple
     if hits is not None and queries and "prefix_cache_hit_rate" not in server:
         out["prefix_cache_hit_rate"] = {"value": hits / queries, "hits": hits, "queries": queries}
     elif info.get("kind") == "shared_prefix" and "prefix_cache_hit_rate" not in server:
-        notes.append("prefix-cache hit rate: no data (the engine exports no prefix-cache counters; the sim engine "
-                     "does not model a prefix cache)")
+        notes.append(
+            "prefix-cache hit rate: no data (the engine exports no prefix-cache counters; the sim engine "
+            "does not model a prefix cache)"
+        )
     return out, notes

@@ -27,8 +27,14 @@ def lag_stats(lags_ms: list[float]) -> dict[str, float] | None:
     def q(p: float) -> float:
         return round(a[min(len(a) - 1, int(p * (len(a) - 1) + 0.5))], 3)
 
-    return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "max": round(a[-1], 3), "mean": round(sum(a) / len(a), 3),
-            "count": len(a)}
+    return {
+        "p50": q(0.50),
+        "p90": q(0.90),
+        "p99": q(0.99),
+        "max": round(a[-1], 3),
+        "mean": round(sum(a) / len(a), 3),
+        "count": len(a),
+    }
 
 
 class LagProbe:

@@ -29,13 +29,23 @@ def _actor_class():
             self.proc = None
 
         def where(self) -> dict:
-            return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-                    "pid": os.getpid()}
+            return {
+                "node_id": ray.get_runtime_context().get_node_id(),
+                "node_ip": ray.util.get_node_ip_address(),
+                "pid": os.getpid(),
+            }
 
         def start(self, cmd: list[str], env: dict, cwd: str, log: str) -> int:
             out = open(log, "ab")
-            self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             return self.proc.pid
 
         def wait(self, timeout_s: float) -> int | None:
@@ -66,12 +76,16 @@ def choose_nodes(n: int, wanted: list[str], head_ip: str | None) -> list[dict]:
             elif w.isdigit() and int(w) < len(workers):
                 pool.append(workers[int(w)])
             else:
-                raise LoadError(f"load.worker_nodes: {w!r} is not an alive Ray node",
-                                fix=f"use node IPs {sorted(by_ip)} or worker indexes 0..{len(workers) - 1}")
+                raise LoadError(
+                    f"load.worker_nodes: {w!r} is not an alive Ray node",
+                    fix=f"use node IPs {sorted(by_ip)} or worker indexes 0..{len(workers) - 1}",
+                )
     else:
         pool = workers or alive
-    return [{"node_id": pool[i % len(pool)]["NodeID"], "node_ip": pool[i % len(pool)]["NodeManagerAddress"]}
-            for i in range(n)]
+    return [
+        {"node_id": pool[i % len(pool)]["NodeID"], "node_ip": pool[i % len(pool)]["NodeManagerAddress"]}
+        for i in range(n)
+    ]
 
 
 class RayLocustWorkers:
@@ -83,14 +97,18 @@ class RayLocustWorkers:
 
         self.nodes = choose_nodes(n, wanted, head_ip)
         cls = _actor_class()
-        self.actors = [cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nd["node_id"], soft=False)).remote()
-                       for nd in self.nodes]
+        self.actors = [
+            cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nd["node_id"], soft=False)).remote()
+            for nd in self.nodes
+        ]
         try:
             self.where = ray.get([a.where.remote() for a in self.actors], timeout=60)
         except Exception as e:  # noqa: BLE001 — GetTimeoutError, actor died...
             self.stop()
-            raise LoadError(f"Locust worker actors did not start on nodes {[x['node_ip'] for x in self.nodes]}: {e}",
-                            fix=f"each needs {ACTOR_CPUS} free logical CPU on its node") from None
+            raise LoadError(
+                f"Locust worker actors did not start on nodes {[x['node_ip'] for x in self.nodes]}: {e}",
+                fix=f"each needs {ACTOR_CPUS} free logical CPU on its node",
+            ) from None
         self.pids: list[int] = []
 
     def start(self, locustfile: str, master_host: str, master_port: int, env: dict, locust_dir: Path) -> None:
@@ -98,8 +116,22 @@ class RayLocustWorkers:
 
         refs = []
         for i, a in enumerate(self.actors):
-            cmd = [sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", master_host,
-                   "--master-port", str(master_port), "--logfile", str(locust_dir / f"worker-{i}.log"), "--loglevel", "INFO"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                locustfile,
+                "--worker",
+                "--master-host",
+                master_host,
+                "--master-port",
+                str(master_port),
+                "--logfile",
+                str(locust_dir / f"worker-{i}.log"),
+                "--loglevel",
+                "INFO",
+            ]
             refs.append(a.start.remote(cmd, env, str(locust_dir), str(locust_dir / f"worker-{i}.out")))
         self.pids = ray.get(refs, timeout=30)
 
@@ -118,5 +150,12 @@ class RayLocustWorkers:
                 pass
             ray.kill(a)
         w = getattr(self, "where", [{}] * len(self.actors))
-        return [{"index": i, "node_ip": w[i].get("node_ip"), "locust_pid": self.pids[i] if i < len(self.pids) else None,
-                 "exit_code": codes[i] if i < len(codes) else None} for i in range(len(self.actors))]
+        return [
+            {
+                "index": i,
+                "node_ip": w[i].get("node_ip"),
+                "locust_pid": self.pids[i] if i < len(self.pids) else None,
+                "exit_code": codes[i] if i < len(codes) else None,
+            }
+            for i in range(len(self.actors))
+        ]

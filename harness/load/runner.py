@@ -25,9 +25,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import LoadError
 from harness.load.monitor import GeneratorMonitor, generator_report
@@ -74,15 +75,22 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         pool_path.write_text(json.dumps(prepared.pool, separators=(",", ":")))
     open_loop = None
     if ld.arrival is not None:
-        open_loop = {**ld.arrival.model_dump(mode="json"),
-                     "stages": [{"duration_s": s.duration_s, "rate_rps": s.rate_rps, "ramp_to_rps": s.ramp_to_rps}
-                                for s in ld.stages]}
+        open_loop = {
+            **ld.arrival.model_dump(mode="json"),
+            "stages": [
+                {"duration_s": s.duration_s, "rate_rps": s.rate_rps, "ramp_to_rps": s.ramp_to_rps} for s in ld.stages
+            ],
+        }
     trace_path = None
     if prepared is not None and prepared.trace is not None and w.trace is not None:
         trace_path = run_dir / "locust" / "trace.json"  # rows to send: {t (s), in, out, [blocks, shared, model]}
         trace_path.write_text(json.dumps(prepared.trace, separators=(",", ":")))
-        open_loop = {"process": "trace", "burstiness": 1.0, "max_concurrency": w.trace.max_concurrency,
-                     "stages": [{"duration_s": s.duration_s, "rate_rps": None, "ramp_to_rps": None} for s in ld.stages]}
+        open_loop = {
+            "process": "trace",
+            "burstiness": 1.0,
+            "max_concurrency": w.trace.max_concurrency,
+            "stages": [{"duration_s": s.duration_s, "rate_rps": None, "ramp_to_rps": None} for s in ld.stages],
+        }
     return {
         "trace_path": str(trace_path) if trace_path else None,
         "trace_block_tokens": w.trace.block_tokens if w.trace is not None else None,
@@ -90,7 +98,9 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         "workers": ld.workers,
         "pool_path": str(pool_path) if pool_path else None,
         "vocab": prepared.vocab if prepared is not None else None,
-        "tokenizer_path": str(prepared.tokenizer_path) if prepared is not None and getattr(prepared, "tokenizer_path", None) else None,
+        "tokenizer_path": str(prepared.tokenizer_path)
+        if prepared is not None and getattr(prepared, "tokenizer_path", None)
+        else None,
         "model": scenario.target.model,
         "workload": w.model_dump(mode="json"),
         "stages": [s.model_dump(mode="json") for s in ld.stages],
@@ -115,25 +125,60 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def locust_command(scenario: Scenario, base_url: str, locust_dir: Path, master: tuple[str, int] | None = None) -> list[str]:
+def locust_command(
+    scenario: Scenario, base_url: str, locust_dir: Path, master: tuple[str, int] | None = None
+) -> list[str]:
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", base_url,
-        "--csv", str(locust_dir / "locust"), "--only-summary",
-        "--logfile", str(locust_dir / "locust.log"), "--loglevel", "INFO",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        base_url,
+        "--csv",
+        str(locust_dir / "locust"),
+        "--only-summary",
+        "--logfile",
+        str(locust_dir / "locust.log"),
+        "--loglevel",
+        "INFO",
         # In-flight requests finish when users stop (stage ramp-down, drain), bounded by the request timeout.
-        "--stop-timeout", str(math.ceil(scenario.workload.request_timeout_s)),  # Locust wants whole seconds
+        "--stop-timeout",
+        str(math.ceil(scenario.workload.request_timeout_s)),  # Locust wants whole seconds
         # Request failures are data, not a Locust failure: a non-zero exit then means Locust itself broke.
-        "--exit-code-on-error", "0",
+        "--exit-code-on-error",
+        "0",
     ]
     n = scenario.load.workers
     if master is not None:  # workers elsewhere (Ray actors on the cluster's nodes) connect to this master
-        cmd += ["--master", "--master-bind-host", master[0], "--master-bind-port", str(master[1]),
-                "--expect-workers", str(n), "--expect-workers-max-wait", "60"]
+        cmd += [
+            "--master",
+            "--master-bind-host",
+            master[0],
+            "--master-bind-port",
+            str(master[1]),
+            "--expect-workers",
+            str(n),
+            "--expect-workers-max-wait",
+            "60",
+        ]
     elif n > 0:
         port = _free_port()
         cmd += [
-            "--processes", str(n), "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-            "--master-host", "127.0.0.1", "--master-port", str(port), "--expect-workers-max-wait", "30",
+            "--processes",
+            str(n),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "--expect-workers-max-wait",
+            "30",
         ]
     return cmd
 
@@ -198,13 +243,18 @@ def run_load(
     mid-run yields a LoadResult with exit_code != 0 and `message` (samples written so far are still merged).
     """
     if importlib.util.find_spec("locust") is None:  # find_spec: no import, so no monkey-patching here
-        raise LoadError("Locust is not installed in this Python environment", fix=f"{sys.executable} -m pip install locust")
+        raise LoadError(
+            "Locust is not installed in this Python environment", fix=f"{sys.executable} -m pip install locust"
+        )
     run_dir = Path(run_dir)
     locust_dir, samples_dir = run_dir / "locust", run_dir / "samples"
     locust_dir.mkdir(parents=True, exist_ok=True)
     samples_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*samples_dir.glob(SAMPLE_GLOB), *locust_dir.glob("probe-*.json"),
-                  *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "tickets.cnt", "dropped.cnt"))]:
+    for stale in [
+        *samples_dir.glob(SAMPLE_GLOB),
+        *locust_dir.glob("probe-*.json"),
+        *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "tickets.cnt", "dropped.cnt")),
+    ]:
         stale.unlink(missing_ok=True)  # a reused run_dir must not mix in an earlier run's samples
     prepared = prepare_workload(scenario)
 
@@ -233,11 +283,18 @@ def run_load(
     with open(locust_dir / "stdout.txt", "wb") as out, open(locust_dir / "stderr.txt", "wb") as err:
         try:
             proc = subprocess.Popen(
-                cmd, cwd=locust_dir, env=_child_env(config_path, api_key), stdout=out, stderr=err,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                cmd,
+                cwd=locust_dir,
+                env=_child_env(config_path, api_key),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         except OSError as e:
-            raise LoadError(f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`") from None
+            raise LoadError(
+                f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`"
+            ) from None
     (locust_dir / "locust.pid").write_text(f"{proc.pid}\n")
     monitor = GeneratorMonitor(proc.pid)
     if remote is not None:
@@ -280,7 +337,11 @@ def run_load(
                 if started_at is None:
                     _signal_group(proc, signal.SIGTERM)
                     term_sent_at = now_m
-            if stop_sent_at is not None and term_sent_at is None and now_m - stop_sent_at > scenario.workload.request_timeout_s + 10:
+            if (
+                stop_sent_at is not None
+                and term_sent_at is None
+                and now_m - stop_sent_at > scenario.workload.request_timeout_s + 10
+            ):
                 _signal_group(proc, signal.SIGTERM)
                 term_sent_at = now_m
             if started_at is not None and term_sent_at is None and now_m > deadline:
@@ -345,13 +406,24 @@ def run_load(
 
     samples_path = run_dir / "samples.parquet"
     n, errs = merge_samples(
-        samples_dir, samples_path, started_at=started_at, warmup_s=ld.warmup_s, stage_names=names, stage_ends=ends,
+        samples_dir,
+        samples_path,
+        started_at=started_at,
+        warmup_s=ld.warmup_s,
+        stage_names=names,
+        stage_ends=ends,
         cooldown_s=ld.cooldown_s,
     )
     lreq, lfail = read_locust_totals(locust_dir)
-    generator, warnings = generator_report(monitor, locust_dir, samples_path,
-                                           capped=bool((ld.arrival and ld.arrival.max_concurrency) or (
-                                               scenario.workload.trace and scenario.workload.trace.max_concurrency)))
+    generator, warnings = generator_report(
+        monitor,
+        locust_dir,
+        samples_path,
+        capped=bool(
+            (ld.arrival and ld.arrival.max_concurrency)
+            or (scenario.workload.trace and scenario.workload.trace.max_concurrency)
+        ),
+    )
     stats_end = stats_end_at(started_at, ended_at, total_s, ld.cooldown_s)
     return LoadResult(
         started_at=started_at,

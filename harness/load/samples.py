@@ -6,8 +6,9 @@ import json
 import math
 import statistics
 from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -139,14 +140,23 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def derive(
-    r: dict[str, Any], *, started_at: float, warmup_end: float, names: Sequence[str], ends: Sequence[float],
+    r: dict[str, Any],
+    *,
+    started_at: float,
+    warmup_end: float,
+    names: Sequence[str],
+    ends: Sequence[float],
     cooldown_start: float = math.inf,
 ) -> dict[str, Any]:
     """Final parquet row from a raw JSONL sample."""
     itl = r.get("itl_ms") or []
     n_out = r.get("output_tokens")
     ttft, e2e = r.get("ttft_ms"), r.get("e2e_ms")
-    tpot = (e2e - ttft) / (n_out - 1) if ttft is not None and e2e is not None and n_out is not None and n_out >= 2 else None
+    tpot = (
+        (e2e - ttft) / (n_out - 1)
+        if ttft is not None and e2e is not None and n_out is not None and n_out >= 2
+        else None
+    )
     late = r.get("lateness_ms")
     return {
         "t_start_s": r["t_start_s"],
@@ -208,8 +218,14 @@ def merge_samples(
         batch: list[dict[str, Any]] = []
         for p in sorted(samples_dir.glob(SAMPLE_GLOB)):
             for r in read_jsonl(p):
-                d = derive(r, started_at=started_at, warmup_end=warmup_end, names=stage_names, ends=stage_ends,
-                           cooldown_start=cooldown_start)
+                d = derive(
+                    r,
+                    started_at=started_at,
+                    warmup_end=warmup_end,
+                    names=stage_names,
+                    ends=stage_ends,
+                    cooldown_start=cooldown_start,
+                )
                 batch.append(d)
                 n += 1
                 errs += not d["ok"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any, Sequence
+from typing import Any
 
 
 def stage_ends(stages: Sequence[dict[str, Any]]) -> list[float]:
@@ -17,7 +18,9 @@ def stage_index(ends: Sequence[float], t: float) -> int | None:
     return i if i < len(ends) else None
 
 
-def stage_tick(stages: Sequence[dict[str, Any]], t: float, ends: Sequence[float] | None = None) -> tuple[int, float] | None:
+def stage_tick(
+    stages: Sequence[dict[str, Any]], t: float, ends: Sequence[float] | None = None
+) -> tuple[int, float] | None:
     """What LoadTestShape.tick() returns at run time `t`: (users, spawn_rate) of the current stage, else None."""
     i = stage_index(ends if ends is not None else stage_ends(stages), t)
     if i is None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # A content-bearing chunk has a non-empty "content" (chat delta) or "text" (completions) string.
 # `"reasoning_content"` doesn't match (the quote must open the key) and escaped quotes inside generated
@@ -31,8 +32,19 @@ class StreamState:
     JSON is parsed only for chunks with usage (every chunk with continuous usage stats) and for chunks without
     `choices` (errors)."""
 
-    __slots__ = ("token_times", "event_tokens", "first_content", "usage", "done", "error", "_ct", "_error_event",
-                 "payloads", "keep_payloads", "_usage_payload")
+    __slots__ = (
+        "token_times",
+        "event_tokens",
+        "first_content",
+        "usage",
+        "done",
+        "error",
+        "_ct",
+        "_error_event",
+        "payloads",
+        "keep_payloads",
+        "_usage_payload",
+    )
 
     def __init__(self, keep_payloads: bool = False) -> None:
         self.token_times: list[float] = []  # arrival of every event carrying a token of any kind
@@ -219,8 +231,24 @@ def dropped_sample(*, sched_s: float, waited_ms: float, worker: int, max_tokens:
     """An open-loop arrival that was never sent (still queued at max_concurrency when the stages ended): a failed
     request at its scheduled time, so it counts in error_rate and the goodput denominator."""
     return {
-        "t_start_s": sched_s, "ttft_ms": None, "ttft_content_ms": None, "e2e_ms": None, "itl_ms": [],
-        "chunk_gap_ms": [], "events": 0, "multi_token_events": 0, "token_count_source": None, "prompt_tokens": None,
-        "output_tokens": 0, "usage_reported": False, "prompt_words": 0, "max_tokens": max_tokens, "status": 0,
-        "error": "dropped", "worker": worker, "sched_s": sched_s, "lateness_ms": round(waited_ms, 4), "turn": 0,
+        "t_start_s": sched_s,
+        "ttft_ms": None,
+        "ttft_content_ms": None,
+        "e2e_ms": None,
+        "itl_ms": [],
+        "chunk_gap_ms": [],
+        "events": 0,
+        "multi_token_events": 0,
+        "token_count_source": None,
+        "prompt_tokens": None,
+        "output_tokens": 0,
+        "usage_reported": False,
+        "prompt_words": 0,
+        "max_tokens": max_tokens,
+        "status": 0,
+        "error": "dropped",
+        "worker": worker,
+        "sched_s": sched_s,
+        "lateness_ms": round(waited_ms, 4),
+        "turn": 0,
     }

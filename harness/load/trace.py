@@ -136,18 +136,26 @@ def _parse_csv(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[str]]:
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [k for k in (tk, ik, ok) if k not in header]
         if missing:
-            raise HarnessError(f"{path}: not a {fmt} trace", problems=[
-                f"{path}:1: the header lacks {', '.join(missing)} (found: {', '.join(header) or 'no header'})"],
+            raise HarnessError(
+                f"{path}: not a {fmt} trace",
+                problems=[
+                    f"{path}:1: the header lacks {', '.join(missing)} (found: {', '.join(header) or 'no header'})"
+                ],
                 fix=f"a {fmt} trace is a CSV with the columns {tk}, {ik}, {ok}; or set workload.trace.format to the "
-                    "file's format (see datasets/README.md)")
+                "file's format (see datasets/README.md)",
+            )
         reader.fieldnames = header
         for i, rec in enumerate(reader, 2):
             if not any((v or "").strip() for v in rec.values() if isinstance(v, str)):
                 continue
             try:
                 t = parse_azure_time(rec[tk] or "") if fmt == "azure" else _time(_csv_number(rec[tk], tk), tk)
-                row: dict[str, Any] = {"t": t, "in": _count(_csv_number(rec[ik], ik), ik),
-                                       "out": _count(_csv_number(rec[ok], ok), ok), "line": i}
+                row: dict[str, Any] = {
+                    "t": t,
+                    "in": _count(_csv_number(rec[ik], ik), ik),
+                    "out": _count(_csv_number(rec[ok], ok), ok),
+                    "line": i,
+                }
                 if mk and (rec.get(mk) or "").strip():
                     row["model"] = rec[mk].strip()
             except ValueError as e:
@@ -163,27 +171,38 @@ def parse_trace(path: Path, fmt: str) -> list[dict[str, Any]]:
     """Rows {t (s, as in the file), in, out, line, [blocks], [model], [prefix_id, prefix_tokens]} in file order.
     Raises HarnessError naming file:line for every bad row (the first ten)."""
     if fmt not in FORMATS:
-        raise HarnessError(f"workload.trace.format: {fmt!r} is not a trace format",
-                           fix=f"use one of {', '.join(FORMATS)}")
+        raise HarnessError(
+            f"workload.trace.format: {fmt!r} is not a trace format", fix=f"use one of {', '.join(FORMATS)}"
+        )
     try:
         rows, problems = _parse_csv(path, fmt) if fmt in _COLUMNS else _parse_jsonl(path, fmt)
     except UnicodeDecodeError as e:
         raise HarnessError(f"{path}: not UTF-8 text ({e})", fix=f"give the {fmt} trace as a UTF-8 text file") from None
     except csv.Error as e:
-        raise HarnessError(f"{path}: not a readable CSV file ({e})",
-                           fix=f"check that the file is a {fmt} CSV trace") from None
+        raise HarnessError(
+            f"{path}: not a readable CSV file ({e})", fix=f"check that the file is a {fmt} CSV trace"
+        ) from None
     if problems:
-        raise HarnessError(f"{path}: invalid {fmt} trace", problems=problems,
-                           fix=f"fix those rows (format {fmt}: see datasets/README.md), or set "
-                               "workload.trace.format to the file's format")
+        raise HarnessError(
+            f"{path}: invalid {fmt} trace",
+            problems=problems,
+            fix=f"fix those rows (format {fmt}: see datasets/README.md), or set "
+            "workload.trace.format to the file's format",
+        )
     if not rows:
         raise HarnessError(f"{path}: the {fmt} trace has no requests", fix="give a trace with at least one row")
     return rows
 
 
 def schedule(
-    rows: list[dict[str, Any]], *, speedup: float, start_s: float, duration_s: float, prefix_tokens: int | None,
-    block_tokens: int, path: Path | str = "<trace>",
+    rows: list[dict[str, Any]],
+    *,
+    speedup: float,
+    start_s: float,
+    duration_s: float,
+    prefix_tokens: int | None,
+    block_tokens: int,
+    path: Path | str = "<trace>",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows to send, in time order, with `t` = send offset in seconds from the load's start; and the record's info.
 
@@ -221,14 +240,19 @@ def schedule(
             row["shared"] = k
         out.append(row)
     if missing_prefix:
-        raise HarnessError(f"{path}: rows with prefix_id need a prefix length", problems=missing_prefix[:MAX_PROBLEMS],
-                           fix="give each such row `prefix_tokens`, or set workload.trace.prefix_tokens")
+        raise HarnessError(
+            f"{path}: rows with prefix_id need a prefix length",
+            problems=missing_prefix[:MAX_PROBLEMS],
+            fix="give each such row `prefix_tokens`, or set workload.trace.prefix_tokens",
+        )
     if not out:
         span = (ordered[-1]["t"] - t0) / speedup
-        raise HarnessError(f"{path}: none of the trace's {len(rows)} requests falls inside the load",
-                           fix=f"the trace spans {span:.3g} s after scaling (speedup {speedup:g}, start_s "
-                               f"{start_s:g}) and the stages last {duration_s:g} s: lower start_s, raise speedup or "
-                               "lengthen the stages")
+        raise HarnessError(
+            f"{path}: none of the trace's {len(rows)} requests falls inside the load",
+            fix=f"the trace spans {span:.3g} s after scaling (speedup {speedup:g}, start_s "
+            f"{start_s:g}) and the stages last {duration_s:g} s: lower start_s, raise speedup or "
+            "lengthen the stages",
+        )
     # the offered rate over the load, for the report's load-shape chart: sends per bin (<= 600 bins)
     bin_s = max(1.0, math.ceil(duration_s / 600.0))
     bins = [0] * max(1, math.ceil(min(duration_s, out[-1]["t"] + bin_s) / bin_s))
@@ -238,30 +262,58 @@ def schedule(
     blocks = {b for r in out for b in r.get("blocks", ())}
     span = out[-1]["t"] - out[0]["t"]
     info: dict[str, Any] = {
-        "rows_in_file": len(rows), "rows": len(out), "rows_before_start": before, "rows_after_load": after,
-        "reordered": reordered, "zero_length_rows_sent_as_1": clamped,
-        "first_send_s": round(out[0]["t"], 6), "last_send_s": round(out[-1]["t"], 6),
+        "rows_in_file": len(rows),
+        "rows": len(out),
+        "rows_before_start": before,
+        "rows_after_load": after,
+        "reordered": reordered,
+        "zero_length_rows_sent_as_1": clamped,
+        "first_send_s": round(out[0]["t"], 6),
+        "last_send_s": round(out[-1]["t"], 6),
         "mean_rate_rps": round((len(out) - 1) / span, 3) if span > 0 else None,
         "mean_input_tokens": round(sum(r["in"] for r in out) / len(out), 1),
         "mean_output_tokens": round(sum(r["out"] for r in out) / len(out), 1),
-        "prefix_blocks": len(blocks), "rate_bin_s": bin_s, "sends_per_bin": bins,
+        "prefix_blocks": len(blocks),
+        "rate_bin_s": bin_s,
+        "sends_per_bin": bins,
     }
     if models:
         info["models"] = dict(models.most_common())
-        info["models_note"] = ("the trace's model names are recorded, not sent: every request goes to target.model "
-                               "(per-model results are not computed yet)")
+        info["models_note"] = (
+            "the trace's model names are recorded, not sent: every request goes to target.model "
+            "(per-model results are not computed yet)"
+        )
     return out, info
 
 
-def load_trace(path: Path, fmt: str, *, speedup: float, start_s: float, duration_s: float,
-               prefix_tokens: int | None, block_tokens: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def load_trace(
+    path: Path,
+    fmt: str,
+    *,
+    speedup: float,
+    start_s: float,
+    duration_s: float,
+    prefix_tokens: int | None,
+    block_tokens: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = parse_trace(path, fmt)
-    out, info = schedule(rows, speedup=speedup, start_s=start_s, duration_s=duration_s, prefix_tokens=prefix_tokens,
-                         block_tokens=block_tokens, path=path)
-    prefix = (f"mooncake hash_ids: one id = one block of {block_tokens} prompt tokens; equal id prefixes give equal "
-              "prompt prefixes" if fmt == "mooncake" else
-              "jsonl prefix_id: rows with one prefix_id share their first prefix_tokens tokens" if fmt == "jsonl" else
-              "none in this format: every prompt is fresh")
+    out, info = schedule(
+        rows,
+        speedup=speedup,
+        start_s=start_s,
+        duration_s=duration_s,
+        prefix_tokens=prefix_tokens,
+        block_tokens=block_tokens,
+        path=path,
+    )
+    prefix = (
+        f"mooncake hash_ids: one id = one block of {block_tokens} prompt tokens; equal id prefixes give equal "
+        "prompt prefixes"
+        if fmt == "mooncake"
+        else "jsonl prefix_id: rows with one prefix_id share their first prefix_tokens tokens"
+        if fmt == "jsonl"
+        else "none in this format: every prompt is fresh"
+    )
     return out, {"trace": str(path), "format": fmt, "speedup": speedup, "start_s": start_s, **info, "prefix": prefix}
 
 

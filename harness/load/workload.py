@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # ~200 short, frequent words: each is a single BPE token (with leading space) in common tokenizers.
 VOCAB: tuple[str, ...] = tuple(
@@ -71,8 +72,12 @@ class Session:
             return None
         if isinstance(self._turns, int):  # synthetic
             n = sample_length(self._rng, self._w["prompt_tokens"])
-            t = {"user": make_prompt(self._rng, n, self._vocab), "prompt_len": n,
-                 "max_tokens": sample_length(self._rng, self._w["output_tokens"]), "assistant": None}
+            t = {
+                "user": make_prompt(self._rng, n, self._vocab),
+                "prompt_len": n,
+                "max_tokens": sample_length(self._rng, self._w["output_tokens"]),
+                "assistant": None,
+            }
         else:
             t = self._turns[self._i]
         self._pending = t
@@ -122,8 +127,16 @@ def endpoint_path(base_path: str, api: str) -> str:
 
 
 def build_body(
-    *, api: str, model: str, prompt: str = "", max_tokens: int, stream: bool, ignore_eos: bool, temperature: float,
-    messages: list[dict[str, str]] | None = None, continuous_usage: bool = False,
+    *,
+    api: str,
+    model: str,
+    prompt: str = "",
+    max_tokens: int,
+    stream: bool,
+    ignore_eos: bool,
+    temperature: float,
+    messages: list[dict[str, str]] | None = None,
+    continuous_usage: bool = False,
 ) -> bytes:
     """`messages` (a conversation) wins over `prompt`; for the completions API they are joined with newlines."""
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature, "stream": stream}

@@ -58,39 +58,136 @@ _MS = dict(scale=1000.0, unit="ms")  # vLLM histograms are in seconds
 CATALOG: dict[str, MetricSignal] = {
     s.name: s
     for s in [
-        MetricSignal("kv_cache_usage", "gauge", _vllm("kv_cache_usage_perc") + _vllm("gpu_cache_usage_perc"), agg="max", unit="fraction"),
+        MetricSignal(
+            "kv_cache_usage",
+            "gauge",
+            _vllm("kv_cache_usage_perc") + _vllm("gpu_cache_usage_perc"),
+            agg="max",
+            unit="fraction",
+        ),
         MetricSignal("requests_running", "gauge", _vllm("num_requests_running"), unit="count"),
         MetricSignal("queue_waiting", "gauge", _vllm("num_requests_waiting"), unit="count"),
         MetricSignal("server_ttft", "histogram", _vllm("time_to_first_token_seconds"), **_MS),
-        MetricSignal("server_itl", "histogram", _vllm("inter_token_latency_seconds") + _vllm("time_per_output_token_seconds"), **_MS),
+        MetricSignal(
+            "server_itl",
+            "histogram",
+            _vllm("inter_token_latency_seconds") + _vllm("time_per_output_token_seconds"),
+            **_MS,
+        ),
         MetricSignal("server_tpot", "histogram", _vllm("request_time_per_output_token_seconds"), **_MS),
         MetricSignal("server_e2e", "histogram", _vllm("e2e_request_latency_seconds"), **_MS),
         MetricSignal("queue_time", "histogram", _vllm("request_queue_time_seconds"), **_MS),
         MetricSignal("preemptions", "counter", _vllm("num_preemptions_total"), zero_if_absent=True, unit="count"),
         MetricSignal("prompt_tokens", "counter", _vllm("prompt_tokens_total"), zero_if_absent=True, unit="count"),
-        MetricSignal("generation_tokens", "counter", _vllm("generation_tokens_total"), zero_if_absent=True, unit="count"),
+        MetricSignal(
+            "generation_tokens", "counter", _vllm("generation_tokens_total"), zero_if_absent=True, unit="count"
+        ),
         MetricSignal("engine_requests", "counter", _vllm("request_success_total"), zero_if_absent=True, unit="count"),
-        MetricSignal("prefix_cache_queries", "counter", _vllm("prefix_cache_queries_total") + _vllm("gpu_prefix_cache_queries_total"),
-                     zero_if_absent=True, unit="count"),
-        MetricSignal("prefix_cache_hits", "counter", _vllm("prefix_cache_hits_total") + _vllm("gpu_prefix_cache_hits_total"),
-                     zero_if_absent=True, unit="count"),
-        MetricSignal("replicas", "gauge", ("ray_serve_deployment_replica_healthy",), scope="app", hold_s=15.0, unit="count"),
-        MetricSignal("desired_replicas", "gauge", ("ray_serve_autoscaling_desired_replicas",), scope="app", unit="count"),
+        MetricSignal(
+            "prefix_cache_queries",
+            "counter",
+            _vllm("prefix_cache_queries_total") + _vllm("gpu_prefix_cache_queries_total"),
+            zero_if_absent=True,
+            unit="count",
+        ),
+        MetricSignal(
+            "prefix_cache_hits",
+            "counter",
+            _vllm("prefix_cache_hits_total") + _vllm("gpu_prefix_cache_hits_total"),
+            zero_if_absent=True,
+            unit="count",
+        ),
+        MetricSignal(
+            "replicas", "gauge", ("ray_serve_deployment_replica_healthy",), scope="app", hold_s=15.0, unit="count"
+        ),
+        MetricSignal(
+            "desired_replicas", "gauge", ("ray_serve_autoscaling_desired_replicas",), scope="app", unit="count"
+        ),
         MetricSignal("target_replicas", "gauge", ("ray_serve_autoscaling_target_replicas",), scope="app", unit="count"),
-        MetricSignal("replica_starts", "counter", ("ray_serve_deployment_replica_starts_total",), scope="app", zero_if_absent=True, unit="count"),
-        MetricSignal("serve_requests", "counter", ("ray_serve_num_router_requests_total",), scope="app", zero_if_absent=True, unit="count"),
-        MetricSignal("serve_http_requests", "counter", ("ray_serve_num_http_requests_total",), scope="app", zero_if_absent=True, unit="count"),
-        MetricSignal("serve_errors", "counter", ("ray_serve_num_http_error_requests_total",), scope="app", zero_if_absent=True, unit="count"),
+        MetricSignal(
+            "replica_starts",
+            "counter",
+            ("ray_serve_deployment_replica_starts_total",),
+            scope="app",
+            zero_if_absent=True,
+            unit="count",
+        ),
+        MetricSignal(
+            "serve_requests",
+            "counter",
+            ("ray_serve_num_router_requests_total",),
+            scope="app",
+            zero_if_absent=True,
+            unit="count",
+        ),
+        MetricSignal(
+            "serve_http_requests",
+            "counter",
+            ("ray_serve_num_http_requests_total",),
+            scope="app",
+            zero_if_absent=True,
+            unit="count",
+        ),
+        MetricSignal(
+            "serve_errors",
+            "counter",
+            ("ray_serve_num_http_error_requests_total",),
+            scope="app",
+            zero_if_absent=True,
+            unit="count",
+        ),
         MetricSignal("serve_latency", "histogram", ("ray_serve_http_request_latency_ms",), scope="app", unit="ms"),
-        MetricSignal("cluster_nodes", "gauge", ("ray_cluster_active_nodes",), scope="cluster", hold_s=15.0, unit="count"),
+        MetricSignal(
+            "cluster_nodes", "gauge", ("ray_cluster_active_nodes",), scope="cluster", hold_s=15.0, unit="count"
+        ),
         # node hardware (cluster-wide): CPU in percent per node → fraction, busiest node. Ray 2.60's agent exports
         # these (and cluster_nodes) in bursts: 2 of every 5 scrapes at 2 s, hence hold_s
-        MetricSignal("node_cpu_utilization", "gauge", ("ray_node_cpu_utilization",), agg="max", scale=0.01, scope="cluster", hold_s=15.0, unit="fraction"),
-        MetricSignal("node_mem_used", "gauge", ("ray_node_mem_used", "ray_node_mem_used_host"), scope="cluster", hold_s=15.0, unit="bytes"),
-        MetricSignal("node_mem_total", "gauge", ("ray_node_mem_total", "ray_node_mem_total_host"), scope="cluster", hold_s=15.0, unit="bytes"),
+        MetricSignal(
+            "node_cpu_utilization",
+            "gauge",
+            ("ray_node_cpu_utilization",),
+            agg="max",
+            scale=0.01,
+            scope="cluster",
+            hold_s=15.0,
+            unit="fraction",
+        ),
+        MetricSignal(
+            "node_mem_used",
+            "gauge",
+            ("ray_node_mem_used", "ray_node_mem_used_host"),
+            scope="cluster",
+            hold_s=15.0,
+            unit="bytes",
+        ),
+        MetricSignal(
+            "node_mem_total",
+            "gauge",
+            ("ray_node_mem_total", "ray_node_mem_total_host"),
+            scope="cluster",
+            hold_s=15.0,
+            unit="bytes",
+        ),
         # GPU series exist only on GPU nodes (a CPU cluster records `no data`, never 0)
-        MetricSignal("gpu_utilization", "gauge", ("ray_node_gpus_utilization",), agg="max", scale=0.01, scope="cluster", hold_s=15.0, unit="fraction"),
-        MetricSignal("gpu_memory_used", "gauge", ("ray_node_gram_used",), scale=1024.0 * 1024.0, scope="cluster", hold_s=15.0, unit="bytes"),
+        MetricSignal(
+            "gpu_utilization",
+            "gauge",
+            ("ray_node_gpus_utilization",),
+            agg="max",
+            scale=0.01,
+            scope="cluster",
+            hold_s=15.0,
+            unit="fraction",
+        ),
+        MetricSignal(
+            "gpu_memory_used",
+            "gauge",
+            ("ray_node_gram_used",),
+            scale=1024.0 * 1024.0,
+            scope="cluster",
+            hold_s=15.0,
+            unit="bytes",
+        ),
     ]
 }
 
@@ -131,7 +228,7 @@ def base_signals(signals) -> tuple[str, ...]:
     """The catalog signals to query for `signals` (derived ones replaced by their parts), order kept."""
     out: list[str] = []
     for s in signals:
-        for b in ((DERIVED[s].num, DERIVED[s].den) if s in DERIVED else (s,)):
+        for b in (DERIVED[s].num, DERIVED[s].den) if s in DERIVED else (s,):
             if b not in out:
                 out.append(b)
     return tuple(out)

@@ -30,7 +30,10 @@ def cluster_metric_facts(timeout_s: float = 30.0) -> dict:
         except Exception:
             pass
         # Ray's OpenTelemetry recorder exports every max(metrics_report_interval_ms, 1000) ms
-        return {"session_name": sess, "export_interval_s": max(int(r._config.metrics_report_interval_ms()), 1000) / 1000.0}
+        return {
+            "session_name": sess,
+            "export_interval_s": max(int(r._config.metrics_report_interval_ms()), 1000) / 1000.0,
+        }
 
     try:
         got = ray.get(_probe.remote(), timeout=timeout_s)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 Points = Sequence[tuple[float, float]]  # (epoch seconds, value), ascending
 
@@ -112,8 +112,13 @@ def gauge_stats(points: Points) -> dict[str, float]:
         return {}
     s = sorted(vals)
     return {
-        "max": s[-1], "min": s[0], "mean": sum(s) / len(s), "p50": percentile(s, 0.5),
-        "p95": percentile(s, 0.95), "last": vals[-1], "samples": float(len(vals)),
+        "max": s[-1],
+        "min": s[0],
+        "mean": sum(s) / len(s),
+        "p50": percentile(s, 0.5),
+        "p95": percentile(s, 0.95),
+        "last": vals[-1],
+        "samples": float(len(vals)),
     }
 
 

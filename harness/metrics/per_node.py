@@ -8,7 +8,9 @@ from harness.metrics.catalog import CATALOG
 NODE_SIGNALS = ("node_cpu_utilization", "node_mem_used", "node_mem_total", "gpu_utilization", "gpu_memory_used")
 
 
-def per_node_stats(prom_url: str, resolved: dict[str, str | None], session: str | None, start: float, end: float) -> dict:
+def per_node_stats(
+    prom_url: str, resolved: dict[str, str | None], session: str | None, start: float, end: float
+) -> dict:
     """{signal: {ip: {max, mean, last}}} over [start, end] in the signal's canonical unit; signals without a
     series are left out."""
     from harness.metrics.scrape import Prom

@@ -6,10 +6,17 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 
 from harness.metrics.catalog import CATALOG, DEFAULT_SIGNALS, DERIVED, MetricSignal, base_signals, resolve, series_name
 from harness.metrics.mathx import (
-    aggregate_instants, bridge_gaps, gauge_stats, histogram_quantile, increase_since, quantile_bucket, sum_by_le,
+    aggregate_instants,
+    bridge_gaps,
+    gauge_stats,
+    histogram_quantile,
+    increase_since,
+    quantile_bucket,
+    sum_by_le,
 )
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
@@ -36,7 +43,9 @@ class ScrapeResult:
     settled: bool
     stats: dict[str, dict[str, float]]  # signal → {stat: value} in canonical units
     lag_s: float | None = None  # load end → last observed change of the final counters (upper bound, poll resolution)
-    histograms: dict[str, dict] = field(default_factory=dict)  # signal → {"le": [...], "counts": [...]} post-warmup, canonical units
+    histograms: dict[str, dict] = field(
+        default_factory=dict
+    )  # signal → {"le": [...], "counts": [...]} post-warmup, canonical units
     notes: dict[str, str] = field(default_factory=dict)  # "signal.stat" → caveat (e.g. approximate means)
     rows: list[dict] = field(default_factory=list)  # tidy time series: signal, t, value
     errors: list[str] = field(default_factory=list)
@@ -73,10 +82,12 @@ class Prom:
         return float(res[0]["value"][1]) if res else None
 
     def range(self, q: str, start: float, end: float, step_s: float) -> list[dict]:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         return self.api.custom_query_range(
-            q, start_time=datetime.fromtimestamp(start, timezone.utc), end_time=datetime.fromtimestamp(end, timezone.utc),
+            q,
+            start_time=datetime.fromtimestamp(start, UTC),
+            end_time=datetime.fromtimestamp(end, UTC),
             step=f"{step_s:g}",  # plain seconds: Prometheus rejects "0.5s" as a duration
         )
 
@@ -114,7 +125,7 @@ def current_session(prom: Prom, at: float, errors: list[str]) -> str | None:
     Reads raw samples of the last 5 minutes: Ray exports these gauges in bursts, so an instant query can land
     in a staleness gap.
     """
-    q = "{__name__=~\"ray_cluster_active_nodes|ray_serve_num_router_requests_total\"}[5m]"
+    q = '{__name__=~"ray_cluster_active_nodes|ray_serve_num_router_requests_total"}[5m]'
     try:
         res = [r for r in prom.instant(q, at) if r["metric"].get("SessionName")]
     except Exception as e:
@@ -138,8 +149,15 @@ class Settle:
 FINAL_AFTER_S = 1.5
 
 
-def settle(prom: Prom, queries: list[str], *, timeout_s: float, quiet_s: float, poll_s: float = 0.25,
-           final_after_s: float = FINAL_AFTER_S) -> Settle:
+def settle(
+    prom: Prom,
+    queries: list[str],
+    *,
+    timeout_s: float,
+    quiet_s: float,
+    poll_s: float = 0.25,
+    final_after_s: float = FINAL_AFTER_S,
+) -> Settle:
     """Wait until the final counters are in Prometheus (bounded by timeout_s), called right after the load.
 
     Final as soon as every counter's newest sample was scraped `final_after_s` after the wait began and the
@@ -197,9 +215,18 @@ def _duration_s(text: str) -> float | None:
 
 
 def scrape(
-    prom_url: str, window: Window, *, model: str, app: str | None, step_s: float,
-    settle_timeout_s: float, settle_quiet_s: float, signals=DEFAULT_SIGNALS, deployments: list[str] | None = None,
-    session: str | None = None, export_interval_s: float | None = None,
+    prom_url: str,
+    window: Window,
+    *,
+    model: str,
+    app: str | None,
+    step_s: float,
+    settle_timeout_s: float,
+    settle_quiet_s: float,
+    signals=DEFAULT_SIGNALS,
+    deployments: list[str] | None = None,
+    session: str | None = None,
+    export_interval_s: float | None = None,
 ) -> ScrapeResult:
     """`session`: the connected cluster's SessionName (else the newest session in Prometheus is assumed);
     `export_interval_s`: Ray's metric export interval in force. Server statistics cover the client's stats
@@ -226,17 +253,32 @@ def scrape(
 
     settle_on = [
         scope.selector(CATALOG[s], parts[s])
-        for s in ("serve_requests", "generation_tokens", "engine_requests") if parts.get(s)
+        for s in ("serve_requests", "generation_tokens", "engine_requests")
+        if parts.get(s)
     ]
-    st = settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s) if settle_on else Settle(0.0, False, None)
+    st = (
+        settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s)
+        if settle_on
+        else Settle(0.0, False, None)
+    )
     end = time.time()
     if not st.settled and settle_on:
         errors.append(f"server counters still moving after {st.waited_s:.0f} s; server totals may be short")
     lag = None if st.last_change_at is None else round(max(st.last_change_at - raw_window.end, 0.0), 2)
 
-    out = ScrapeResult(resolved=resolved, session=session, settle_s=st.waited_s, settled=st.settled, stats={}, lag_s=lag,
-                       errors=errors, session_source=session_source, export_interval_s=export_interval_s if has_ray else None,
-                       scrape_interval_s=si, window_shift_s=shift)
+    out = ScrapeResult(
+        resolved=resolved,
+        session=session,
+        settle_s=st.waited_s,
+        settled=st.settled,
+        stats={},
+        lag_s=lag,
+        errors=errors,
+        session_source=session_source,
+        export_interval_s=export_interval_s if has_ray else None,
+        scrape_interval_s=si,
+        window_shift_s=shift,
+    )
     # Range queries reach LOOKBACK_S before the load: a counter with no sample there was born during the run
     for name in base_signals(signals):
         metric = parts.get(name)
@@ -270,11 +312,16 @@ def _absent_counters(out: ScrapeResult, parts: dict[str, str | None]) -> None:
     """Zero where zero is the truth: a counter without series while its source (engine / Serve app) exports others."""
     for name, metric in parts.items():
         sig = CATALOG[name]
-        if metric is None and sig.zero_if_absent and name not in out.stats and any(
-            parts.get(o) and CATALOG[o].scope == sig.scope and CATALOG[o].kind != "counter" for o in parts
+        if (
+            metric is None
+            and sig.zero_if_absent
+            and name not in out.stats
+            and any(parts.get(o) and CATALOG[o].scope == sig.scope and CATALOG[o].kind != "counter" for o in parts)
         ):
             out.stats[name] = {"total": 0.0, "total_run": 0.0, "rate": 0.0}
-            out.notes[name] = "no series: 0 (counters appear only after their first increment; the source's other series exist)"
+            out.notes[name] = (
+                "no series: 0 (counters appear only after their first increment; the source's other series exist)"
+            )
 
 
 def _gauge(out: ScrapeResult, name, sig: MetricSignal, series, window: Window, end: float, step_s: float) -> None:
@@ -293,13 +340,19 @@ def _counter(out: ScrapeResult, name, sig: MetricSignal, series, window: Window,
     inc = sum(increase_since(_inside(p, -math.inf, end), window.stats_start) for p in series)
     run = sum(increase_since(_inside(p, -math.inf, end), window.start) for p in series)
     win = sum(increase_since(_inside(p, -math.inf, window.end), window.stats_start) for p in series)
-    out.stats[name] = {"total": inc, "total_run": run, "total_stats_window": win,
-                       "rate": win / max(window.end - window.stats_start, 1e-9)}
+    out.stats[name] = {
+        "total": inc,
+        "total_run": run,
+        "total_stats_window": win,
+        "rate": win / max(window.end - window.stats_start, 1e-9),
+    }
     cum = aggregate_instants(series, "sum")
     out.rows += [{"signal": name, "t": t, "value": v} for t, v in cum]
 
 
-def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, res, window: Window, end, scope: Scope) -> None:
+def _histogram(
+    out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, res, window: Window, end, scope: Scope
+) -> None:
     """Per-bucket increase over the stats window, summed by le, then Prometheus-style interpolation."""
     per = [(r["metric"], increase_since(_inside(_points(r), -math.inf, end), window.stats_start)) for r in res]
     per_run = [(r["metric"], increase_since(_inside(_points(r), -math.inf, end), window.start)) for r in res]
@@ -308,8 +361,12 @@ def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, r
     st = {k: v * sig.scale for k, q in QUANTILES.items() if (v := histogram_quantile(q, buckets)) is not None}
     if count <= 0:
         return
-    bounds = {k: [lo * sig.scale, None if math.isinf(hi) else hi * sig.scale]  # JSON: null = +Inf
-              for k, q in QUANTILES.items() if (b := quantile_bucket(q, buckets)) is not None for lo, hi in [b]}
+    bounds = {
+        k: [lo * sig.scale, None if math.isinf(hi) else hi * sig.scale]  # JSON: null = +Inf
+        for k, q in QUANTILES.items()
+        if (b := quantile_bucket(q, buckets)) is not None
+        for lo, hi in [b]
+    }
     st["count"] = count
     st["count_run"] = sum_by_le(per_run).get(math.inf, 0.0)
     mean = _histogram_mean(prom, sig, metric, scope, window, end)
@@ -319,8 +376,12 @@ def _histogram(out: ScrapeResult, prom: Prom, name, sig: MetricSignal, metric, r
             out.notes[f"{name}.mean"] = MEAN_NOTE
     out.stats[name] = st
     les = sorted(le for le in buckets if not math.isinf(le))  # JSON has no inf: the +Inf bucket is `count`
-    out.histograms[name] = {"le": [le * sig.scale for le in les], "counts": [buckets[le] for le in les], "count": count,
-                            "quantile_buckets": bounds}
+    out.histograms[name] = {
+        "le": [le * sig.scale for le in les],
+        "counts": [buckets[le] for le in les],
+        "count": count,
+        "quantile_buckets": bounds,
+    }
 
 
 def _derived(out: ScrapeResult, name: str, window: Window) -> None:
@@ -337,7 +398,9 @@ def _derived(out: ScrapeResult, name: str, window: Window) -> None:
             out.stats[name] = st  # no queries in the window → no data, never 0
         return
     nums = {r["t"]: r["value"] for r in out.rows if r["signal"] == d.num}
-    ratio = [(r["t"], nums[r["t"]] / r["value"]) for r in out.rows if r["signal"] == d.den and r["value"] and r["t"] in nums]
+    ratio = [
+        (r["t"], nums[r["t"]] / r["value"]) for r in out.rows if r["signal"] == d.den and r["value"] and r["t"] in nums
+    ]
     out.rows += [{"signal": name, "t": t, "value": v} for t, v in ratio]
     st = gauge_stats(_inside(ratio, window.stats_start, window.end))
     if st:
@@ -362,7 +425,15 @@ def scrape_run(prom_url: str, scenario, dep, window: Window) -> ScrapeResult:
     the connected cluster's SessionName and export interval (recorded by deploy)."""
     sc = scenario.scrape
     facts = (getattr(dep, "details", None) or {}).get("ray_metrics") or {}
-    return scrape(prom_url, window, model=scenario.target.model, app=dep.app_name, deployments=dep.engine_deployments,
-                  step_s=sc.step_s, settle_timeout_s=sc.settle_timeout_s,
-                  settle_quiet_s=sc.settle_quiet_s, session=facts.get("session_name"),
-                  export_interval_s=facts.get("export_interval_s"))
+    return scrape(
+        prom_url,
+        window,
+        model=scenario.target.model,
+        app=dep.app_name,
+        deployments=dep.engine_deployments,
+        step_s=sc.step_s,
+        settle_timeout_s=sc.settle_timeout_s,
+        settle_quiet_s=sc.settle_quiet_s,
+        session=facts.get("session_name"),
+        export_interval_s=facts.get("export_interval_s"),
+    )

@@ -190,8 +190,9 @@ def _build_into(tmp: Path, seed: int) -> None:
     )
     model.save_pretrained(tmp, safe_serialization=True)
     (tmp / MARKER).write_text(
-        json.dumps({"spec": _spec(seed), "vocab_size": vocab, "params": sum(p.numel() for p in model.parameters())},
-                   indent=2)
+        json.dumps(
+            {"spec": _spec(seed), "vocab_size": vocab, "params": sum(p.numel() for p in model.parameters())}, indent=2
+        )
     )
 
 

@@ -17,7 +17,7 @@ class Recorder:
         self.record = record
 
     @classmethod
-    def create(cls, results_dir: Path, scenario_name: str, **fields) -> "Recorder":
+    def create(cls, results_dir: Path, scenario_name: str, **fields) -> Recorder:
         d = new_run_dir(results_dir, scenario_name)
         rec = RunRecord(run_id=d.name, owner=owner_info(), **fields)
         rec.timeline.created_at = time.time()

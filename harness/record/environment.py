@@ -6,7 +6,6 @@ import importlib.metadata as md
 import platform
 import shutil
 import subprocess
-from pathlib import Path
 
 from harness.paths import checkout_root
 
@@ -24,8 +23,12 @@ def git_commit() -> str | None:
         return None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -38,11 +41,15 @@ def nvidia_smi() -> list[dict] | None:
     if not exe:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    rows = [l.split(", ") for l in out.stdout.strip().splitlines() if l.strip()]
+    rows = [line.split(", ") for line in out.stdout.strip().splitlines() if line.strip()]
     return [{"name": r[0], "driver": r[1], "memory": r[2]} for r in rows if len(r) >= 3]
 
 
@@ -61,11 +68,19 @@ def ray_inventory() -> dict | None:
         res = n.get("Resources", {})
         inv["cpus"] += res.get("CPU", 0.0)
         inv["gpus"] += res.get("GPU", 0.0)
-        for k, v in res.items():
+        for k in res:
             if k.startswith("accelerator_type:"):
-                inv["accelerators"][k.split(":", 1)[1]] = inv["accelerators"].get(k.split(":", 1)[1], 0) + res.get("GPU", 0.0)
-        inv["node_list"].append({"node_ip": n.get("NodeManagerAddress"), "cpus": res.get("CPU", 0.0),
-                                 "gpus": res.get("GPU", 0.0), "memory_bytes": res.get("memory")})
+                inv["accelerators"][k.split(":", 1)[1]] = inv["accelerators"].get(k.split(":", 1)[1], 0) + res.get(
+                    "GPU", 0.0
+                )
+        inv["node_list"].append(
+            {
+                "node_ip": n.get("NodeManagerAddress"),
+                "cpus": res.get("CPU", 0.0),
+                "gpus": res.get("GPU", 0.0),
+                "memory_bytes": res.get("memory"),
+            }
+        )
     return inv
 
 

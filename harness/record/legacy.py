@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-
 _UNITS = {"time": "ms", "ratio": "fraction", "count": "", "rate": "per_s"}
 
 
@@ -41,19 +40,33 @@ def _slo_v0(s: dict) -> dict:
         parts = text.split()
         signal, _, stat = (parts[0] if parts else "?").partition(".")
         op, threshold, source, unit = (parts[1] if len(parts) > 1 else "?"), float("nan"), "client", ""
-    return {"slo": text, "signal": signal, "stat": stat or "value", "op": op, "threshold": threshold,
-            "observed": s.get("value"), "passed": bool(s.get("ok")),
-            "source": "client samples" if source == "client" else "prometheus", "unit": unit,
-            "reason": "" if s.get("ok") else "failed (schema 0 record)"}
+    return {
+        "slo": text,
+        "signal": signal,
+        "stat": stat or "value",
+        "op": op,
+        "threshold": threshold,
+        "observed": s.get("value"),
+        "passed": bool(s.get("ok")),
+        "source": "client samples" if source == "client" else "prometheus",
+        "unit": unit,
+        "reason": "" if s.get("ok") else "failed (schema 0 record)",
+    }
 
 
 def summary_v0_to_v1(s: dict) -> dict:
     lat = s.get("latency_ms") or {}
     n, errs, dur = s.get("requests") or 0, s.get("errors") or 0, s.get("duration_s") or 0.0
     client = {f"{k}_ms": lat.get(k) for k in ("ttft", "itl", "tpot", "e2e")}
-    client.update(requests=n, errors=errs, errors_by_class={}, error_rate=errs / n if n else None,
-                  output_tokens_per_s=s.get("tokens_per_s"), requests_per_s=(n - errs) / dur if dur else None,
-                  duration_s=dur)
+    client.update(
+        requests=n,
+        errors=errs,
+        errors_by_class={},
+        error_rate=errs / n if n else None,
+        output_tokens_per_s=s.get("tokens_per_s"),
+        requests_per_s=(n - errs) / dur if dur else None,
+        duration_s=dur,
+    )
     server, series = {}, {}
     for name, st in (s.get("server") or {}).items():
         sig = _logical(name)
@@ -61,10 +74,17 @@ def summary_v0_to_v1(s: dict) -> dict:
             server[sig], series[sig] = st, name.removesuffix("_bucket")
     passed = bool(s.get("passed"))
     return {
-        "schema_version": 1, "run_id": s.get("run_id"), "scenario": s.get("scenario"),
-        "status": s.get("status", "completed"), "verdict": "pass" if passed else "fail",
-        "slos": [_slo_v0(x) for x in s.get("slos", [])], "client": client, "server": server,
-        "server_series": series, "reconciliation": {}, "warnings": list(s.get("warnings", [])),
+        "schema_version": 1,
+        "run_id": s.get("run_id"),
+        "scenario": s.get("scenario"),
+        "status": s.get("status", "completed"),
+        "verdict": "pass" if passed else "fail",
+        "slos": [_slo_v0(x) for x in s.get("slos", [])],
+        "client": client,
+        "server": server,
+        "server_series": series,
+        "reconciliation": {},
+        "warnings": list(s.get("warnings", [])),
     }
 
 
@@ -73,11 +93,15 @@ def run_v0_to_v1(r: dict) -> dict:
     out = {k: v for k, v in r.items() if k not in ("env", "started_at", "finished_at")}
     out.update(
         schema_version=1,
-        environment={"python": env.get("python_version"), "ray": env.get("ray_version"), "vllm": env.get("vllm_version"),
-                     "cpu_count": env.get("cpu_count"), "machine": env.get("machine"),
-                     "cluster": {"nodes": env.get("nodes"), "gpus": float(env.get("gpu_count") or 0)}},
-        timeline={"created_at": r.get("started_at"), "finished_at": r.get("finished_at"),
-                  **(r.get("timeline") or {})},
+        environment={
+            "python": env.get("python_version"),
+            "ray": env.get("ray_version"),
+            "vllm": env.get("vllm_version"),
+            "cpu_count": env.get("cpu_count"),
+            "machine": env.get("machine"),
+            "cluster": {"nodes": env.get("nodes"), "gpus": float(env.get("gpu_count") or 0)},
+        },
+        timeline={"created_at": r.get("started_at"), "finished_at": r.get("finished_at"), **(r.get("timeline") or {})},
         labels=r.get("labels") or {},
     )
     return out

@@ -46,23 +46,35 @@ class Summary(_M):
     scenario: str = Field(..., description="Scenario name.")
     status: Literal["completed", "interrupted", "failed"] = Field(..., description="How the run ended.")
     verdict: Literal["pass", "fail", "measured"] = Field(
-        ..., description="pass (exit 0): the run completed and every SLO passed; fail (exit 1): an SLO failed, the run "
+        ...,
+        description="pass (exit 0): the run completed and every SLO passed; fail (exit 1): an SLO failed, the run "
         "did not complete, or (measure-only) the load failed; measured (exit 0): a measure-only run (no SLOs) whose "
-        "load worked. CI gating on `verdict == 'pass'` treats a measure-only run as not passed.")
+        "load worked. CI gating on `verdict == 'pass'` treats a measure-only run as not passed.",
+    )
     slos: list[SLOResult] = Field(default_factory=list, description="One entry per SLO.")
-    client: dict[str, Any] = Field(default_factory=dict, description="Client-side stats from raw samples (warmup excluded).")
+    client: dict[str, Any] = Field(
+        default_factory=dict, description="Client-side stats from raw samples (warmup excluded)."
+    )
     server: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per server signal: its stats.")
-    server_series: dict[str, str | None] = Field(default_factory=dict, description="Which series answered each server signal.")
+    server_series: dict[str, str | None] = Field(
+        default_factory=dict, description="Which series answered each server signal."
+    )
     reconciliation: dict[str, Any] = Field(default_factory=dict, description="Client vs server cross-checks.")
     warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
-    measure_only: bool = Field(False, description="The run only measured (no SLOs; scenario measure_only or --measure-only).")
+    measure_only: bool = Field(
+        False, description="The run only measured (no SLOs; scenario measure_only or --measure-only)."
+    )
     load_failure: str | None = Field(
-        None, description="Why the load itself failed (run not completed, no request measured, or more than half of "
-        "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).")
+        None,
+        description="Why the load itself failed (run not completed, no request measured, or more than half of "
+        "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).",
+    )
     server_resolution: dict[str, Any] = Field(
-        default_factory=dict, description="Per server histogram signal: `quantile_buckets_ms` {stat: [lower, upper]} "
+        default_factory=dict,
+        description="Per server histogram signal: `quantile_buckets_ms` {stat: [lower, upper]} "
         "(the bucket each quantile lies in, upper null = +Inf; the quantile itself is a linear guess inside it) and "
-        "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).")
+        "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).",
+    )
 
 
 class RunRecord(_M):
@@ -78,11 +90,16 @@ class RunRecord(_M):
     scenario: dict[str, Any] = Field(..., description="The fully resolved scenario (defaults filled in).")
     environment: dict[str, Any] = Field(default_factory=dict, description="Python/Ray/vLLM versions, nodes, GPUs.")
     stack: dict[str, Any] = Field(default_factory=dict, description="Ray address, Prometheus URL, local or attached.")
-    deployment: dict[str, Any] = Field(default_factory=dict, description="Engine, endpoint, deploy time, engine details.")
+    deployment: dict[str, Any] = Field(
+        default_factory=dict, description="Engine, endpoint, deploy time, engine details."
+    )
     timeline: Timeline = Field(default_factory=Timeline, description="When each stage ended (epoch seconds).")
     stage_durations_s: dict[str, float] = Field(default_factory=dict, description="Wall time per stage.")
     load: dict[str, Any] = Field(default_factory=dict, description="Load result: request counts, Locust's counts.")
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
     files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder.")
-    origin: dict[str, str] = Field(default_factory=dict, description="Where the run came from: branch, commit, "
-                                   "runner (CI variables, else git and the host name), CI artifacts URL.")
+    origin: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where the run came from: branch, commit, "
+        "runner (CI variables, else git and the host name), CI artifacts URL.",
+    )

@@ -69,8 +69,10 @@ def run_state(run: dict) -> tuple[str, str]:
         return "running", f"status is running (written by pid {pid} on {host}); cannot check that process from here"
     if _alive(int(pid)):
         return "running", f"the run is still in progress (pid {pid})"
-    return "abandoned", (f"status is running but its process (pid {pid}) is gone: the run died before finishing "
-                         "(killed, out of memory, power loss); the files here are what it measured until then")
+    return "abandoned", (
+        f"status is running but its process (pid {pid}) is gone: the run died before finishing "
+        "(killed, out of memory, power loss); the files here are what it measured until then"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -88,7 +90,9 @@ def new_run_dir(results_dir: Path, scenario_name: str) -> Path:
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise HarnessError(f"cannot create results dir {results_dir}: {e.strerror}", fix="pass --results-dir to a writable folder") from None
+        raise HarnessError(
+            f"cannot create results dir {results_dir}: {e.strerror}", fix="pass --results-dir to a writable folder"
+        ) from None
     if not os.access(results_dir, os.W_OK):
         raise HarnessError(f"results dir {results_dir} is not writable", fix="pass --results-dir to a writable folder")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", scenario_name)
@@ -101,8 +105,10 @@ def new_run_dir(results_dir: Path, scenario_name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as e:  # e.g. read-only file system, or no permission despite os.access (ACLs, root squash)
-            raise HarnessError(f"cannot create a run folder in {results_dir}: {e.strerror}",
-                               fix="pass --results-dir to a writable folder") from None
+            raise HarnessError(
+                f"cannot create a run folder in {results_dir}: {e.strerror}",
+                fix="pass --results-dir to a writable folder",
+            ) from None
     raise HarnessError(f"could not create a new run folder in {results_dir}")
 
 

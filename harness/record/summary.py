@@ -13,8 +13,12 @@ _TTFT_QS = ("p50", "p90", "p95", "p99")
 
 
 def reconcile(
-    client: dict, server: dict, locust_requests: int | None, sample_rows: int | None,
-    histograms: dict[str, dict] | None = None, context: dict | None = None,
+    client: dict,
+    server: dict,
+    locust_requests: int | None,
+    sample_rows: int | None,
+    histograms: dict[str, dict] | None = None,
+    context: dict | None = None,
 ) -> tuple[dict, list[str]]:
     """Client vs server side by side, with the difference and a warning beyond what bucket resolution explains.
 
@@ -27,7 +31,11 @@ def reconcile(
     rec: dict = {}
     warnings: list[str] = []
     if locust_requests is not None and sample_rows is not None:
-        rec["samples_vs_locust"] = {"samples": sample_rows, "locust": locust_requests, "diff": sample_rows - locust_requests}
+        rec["samples_vs_locust"] = {
+            "samples": sample_rows,
+            "locust": locust_requests,
+            "diff": sample_rows - locust_requests,
+        }
         if sample_rows != locust_requests:
             warnings.append(f"samples ({sample_rows}) differ from Locust's count ({locust_requests})")
     _counts(client, server, rec, warnings)
@@ -43,15 +51,28 @@ def _counts(client: dict, server: dict, rec: dict, warnings: list[str]) -> None:
         if "total_run" in st:
             srv = st["total_run"]
             ok = abs(srv - n_all) <= max(_COUNT_SLACK, _COUNT_REL * n_all)
-            rec[f"requests_whole_run_vs_{sig}"] = {"client": n_all, "server": round(srv, 1), "diff": round(srv - n_all, 1), "agree": ok}
+            rec[f"requests_whole_run_vs_{sig}"] = {
+                "client": n_all,
+                "server": round(srv, 1),
+                "diff": round(srv - n_all, 1),
+                "agree": ok,
+            }
             if not ok:
-                warnings.append(f"client sent {n_all} requests from load start, server {what} counted {srv:.0f} "
-                                f"(diff {srv - n_all:+.0f}): lost requests, double counting, or counters that had not settled")
+                warnings.append(
+                    f"client sent {n_all} requests from load start, server {what} counted {srv:.0f} "
+                    f"(diff {srv - n_all:+.0f}): lost requests, double counting, or counters that had not settled"
+                )
         if "total" in st:  # informational: the server side is cut at a scrape boundary
-            rec[f"requests_after_warmup_vs_{sig}"] = {"client": n, "server": round(st["total"], 1), "diff": round(st["total"] - n, 1)}
+            rec[f"requests_after_warmup_vs_{sig}"] = {
+                "client": n,
+                "server": round(st["total"], 1),
+                "diff": round(st["total"] - n, 1),
+            }
 
 
-def _ttft(client: dict, server: dict, hist: dict | None, rec: dict, warnings: list[str], context: dict | None = None) -> None:
+def _ttft(
+    client: dict, server: dict, hist: dict | None, rec: dict, warnings: list[str], context: dict | None = None
+) -> None:
     """One-sided: the client sees the whole path (generator, proxy, router, ingress, engine), the engine only its
     part, so a client quantile may exceed the server's but never fall below it. The server quantile is only
     known to lie in its bucket: the client value agrees when it lies within one bucket of that bucket, is
@@ -87,12 +108,18 @@ def _ttft(client: dict, server: dict, hist: dict | None, rec: dict, warnings: li
                 entry["judgement"], entry["agree"] = "within_resolution", True
         rec[f"ttft_{q}_ms"] = entry
     if faster:
-        warnings.append("client TTFT is below what the server histogram allows (the client sees more of the path than "
-                        "the engine, never less): " + "; ".join(faster) + ". Check that the server series is this "
-                        "deployment's and the scrape window matches the load")
+        warnings.append(
+            "client TTFT is below what the server histogram allows (the client sees more of the path than "
+            "the engine, never less): " + "; ".join(faster) + ". Check that the server series is this "
+            "deployment's and the scrape window matches the load"
+        )
     if slower:
-        warnings.append("client TTFT exceeds the server's by more than the histogram's resolution: " + "; ".join(slower)
-                        + ". Likely causes: " + "; ".join(causes))
+        warnings.append(
+            "client TTFT exceeds the server's by more than the histogram's resolution: "
+            + "; ".join(slower)
+            + ". Likely causes: "
+            + "; ".join(causes)
+        )
 
 
 def likely_causes(server: dict, context: dict) -> list[str]:
@@ -106,7 +133,9 @@ def likely_causes(server: dict, context: dict) -> list[str]:
         out.append(f"Ray Serve LLM stream batching ({sb:g} ms interval) delays the first chunk")
     sl, se = (server.get("serve_latency") or {}).get("p50"), (server.get("server_e2e") or {}).get("p50")
     if sl is not None and se is not None:
-        out.append(f"HTTP proxy, router and ingress hops (Serve HTTP latency p50 {sl:.1f} ms vs engine e2e p50 {se:.1f} ms)")
+        out.append(
+            f"HTTP proxy, router and ingress hops (Serve HTTP latency p50 {sl:.1f} ms vs engine e2e p50 {se:.1f} ms)"
+        )
     else:
         out.append("HTTP proxy, Serve router and ingress deployment hops (not measured separately here)")
     out.append("queueing in Serve before the request reaches the engine (max_ongoing_requests)")
@@ -114,8 +143,17 @@ def likely_causes(server: dict, context: dict) -> list[str]:
 
 
 def build_summary(
-    *, run_id: str, scenario: str, status: str, verdicts: list[Verdict], client: dict, server: dict,
-    server_series: dict, reconciliation: dict, warnings: list[str], measure_only: bool = False,
+    *,
+    run_id: str,
+    scenario: str,
+    status: str,
+    verdicts: list[Verdict],
+    client: dict,
+    server: dict,
+    server_series: dict,
+    reconciliation: dict,
+    warnings: list[str],
+    measure_only: bool = False,
 ) -> Summary:
     from harness.record.health import load_failure
 
@@ -129,8 +167,16 @@ def build_summary(
         if not verdicts:  # a gate that checks nothing must not pass (the CLI refuses such scenarios up front)
             warnings = ["no SLOs were judged: verdict fail (set measure_only to only measure)", *warnings]
     return Summary(
-        run_id=run_id, scenario=scenario, status=status, verdict=verdict,
-        slos=[SLOResult(**v.to_dict()) for v in verdicts], client=client, server=server,
-        server_series=server_series, reconciliation=reconciliation, warnings=warnings,
-        measure_only=measure_only, load_failure=failure,
+        run_id=run_id,
+        scenario=scenario,
+        status=status,
+        verdict=verdict,
+        slos=[SLOResult(**v.to_dict()) for v in verdicts],
+        client=client,
+        server=server,
+        server_series=server_series,
+        reconciliation=reconciliation,
+        warnings=warnings,
+        measure_only=measure_only,
+        load_failure=failure,
     )

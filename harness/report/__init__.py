@@ -28,8 +28,9 @@ def load_data(run_dir: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     return _read(run_dir / SAMPLES_FILE), _read(run_dir / SERIES_FILE)
 
 
-def render_all(run: dict, summary: dict | None, samples: pd.DataFrame | None = None,
-               series: pd.DataFrame | None = None) -> dict[str, str]:
+def render_all(
+    run: dict, summary: dict | None, samples: pd.DataFrame | None = None, series: pd.DataFrame | None = None
+) -> dict[str, str]:
     """Every report as {file name: text} (pure)."""
     return {
         "report.md": render_markdown(run, summary),

@@ -18,12 +18,22 @@ def step_summary(report_md: str, gate: dict | None = None, store: dict | None = 
         from harness.report.compare_md import render_compare_markdown
 
         b = gate.get("baseline") or {}
-        parts += [f"## Baseline gate: {'REGRESSION' if gate['exit_code'] else 'no regression'} "
-                  f"(baseline `{b.get('run_id')}`)", "", render_compare_markdown(gate).rstrip(), ""]
+        parts += [
+            f"## Baseline gate: {'REGRESSION' if gate['exit_code'] else 'no regression'} "
+            f"(baseline `{b.get('run_id')}`)",
+            "",
+            render_compare_markdown(gate).rstrip(),
+            "",
+        ]
     if store is not None:
-        parts.append(f"Results store: `{store.get('store')}` — " +
-                     ("indexed." if store.get("indexed") else f"**not indexed** ({store.get('error')}); "
-                      "`harness store sync` adds it later."))
+        parts.append(
+            f"Results store: `{store.get('store')}` — "
+            + (
+                "indexed."
+                if store.get("indexed")
+                else f"**not indexed** ({store.get('error')}); `harness store sync` adds it later."
+            )
+        )
     return "\n".join(parts) + "\n"
 
 

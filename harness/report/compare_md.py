@@ -5,10 +5,24 @@ from __future__ import annotations
 from harness.report.fmt import fmt_value
 
 # rows the terminal shows for server signals (Markdown and HTML show all)
-KEY_SERVER = ("server_ttft.p95", "server_itl.p95", "server_e2e.p95", "kv_cache_usage.max", "queue_waiting.max",
-              "replicas.max", "preemptions.total")
-MARK = {"worse": "▲ worse", "better": "▼ better", "within noise": "≈", "changed": "changed", "untested": "n/a",
-        "no data": "no data", "too few samples": "too few samples"}
+KEY_SERVER = (
+    "server_ttft.p95",
+    "server_itl.p95",
+    "server_e2e.p95",
+    "kv_cache_usage.max",
+    "queue_waiting.max",
+    "replicas.max",
+    "preemptions.total",
+)
+MARK = {
+    "worse": "▲ worse",
+    "better": "▼ better",
+    "within noise": "≈",
+    "changed": "changed",
+    "untested": "n/a",
+    "no data": "no data",
+    "too few samples": "too few samples",
+}
 
 
 def fmt_change(row: dict) -> str:
@@ -57,19 +71,27 @@ def title(result: dict) -> str:
 def _table(rows: list[dict]) -> list[str]:
     out = ["| metric | base | new | change | 95% CI of change | MWU p | rule | |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| `{r['key']}` | {fmt_obs(r, 'base')} | {fmt_obs(r, 'new')} | {fmt_change(r)} | {fmt_ci(r)} | "
-                   f"{fmt_p(r.get('p_mwu'))} | {r.get('rule') or ''} | {verdict_cell(r)} |")
+        out.append(
+            f"| `{r['key']}` | {fmt_obs(r, 'base')} | {fmt_obs(r, 'new')} | {fmt_change(r)} | {fmt_ci(r)} | "
+            f"{fmt_p(r.get('p_mwu'))} | {r.get('rule') or ''} | {verdict_cell(r)} |"
+        )
     return out
 
 
 def render_compare_markdown(result: dict) -> str:
     runs = {r["run_id"]: r for r in result["runs"]}
-    lines = [f"# Comparison — {title(result)}", "",
-             "| | run | labels | environment | verdict | requests |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Comparison — {title(result)}",
+        "",
+        "| | run | labels | environment | verdict | requests |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(result["runs"]):
         labels = ", ".join(f"{k}={v}" for k, v in r["labels"].items()) or "—"
-        lines.append(f"| {'base' if i == 0 else f'new {i}'} | `{r['run_id']}` | {labels} | {r['environment']} | "
-                     f"{(r.get('verdict') or '?').upper()} | {r.get('requests')} |")
+        lines.append(
+            f"| {'base' if i == 0 else f'new {i}'} | `{r['run_id']}` | {labels} | {r['environment']} | "
+            f"{(r.get('verdict') or '?').upper()} | {r.get('requests')} |"
+        )
     rules = ", ".join(f"`{r['text']}`" for r in result["rules"]) or "none (not gated)"
     st = result["settings"]
     lines += ["", f"Gate (fires when beyond the threshold AND significant): {rules}.", ""]
@@ -90,6 +112,9 @@ def render_compare_markdown(result: dict) -> str:
         if c["warnings"]:
             lines += ["", "### Warnings", ""] + [f"- {w}" for w in c["warnings"]]
         lines.append("")
-    lines += ["---", f"Method: {st['method']}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
-              f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational)."]
+    lines += [
+        "---",
+        f"Method: {st['method']}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
+        f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational).",
+    ]
     return "\n".join(lines) + "\n"

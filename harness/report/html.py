@@ -30,8 +30,13 @@ def _t0(run: dict) -> float | None:
 def _stages(run: dict) -> list[dict]:
     out, t = [], 0.0
     for s in (run.get("scenario", {}).get("load") or {}).get("stages", []):
-        level = (f"{s['users']} users" if s.get("users") is not None else f"{s.get('rate_rps')} req/s"
-                 if s.get("rate_rps") is not None else "trace replay")
+        level = (
+            f"{s['users']} users"
+            if s.get("users") is not None
+            else f"{s.get('rate_rps')} req/s"
+            if s.get("rate_rps") is not None
+            else "trace replay"
+        )
         d = float(s.get("duration_s", 0))
         out.append({"name": str(s.get("name")), "level": level, "start": t, "end": t + d})
         t += d
@@ -45,8 +50,13 @@ def _time_range(run: dict) -> tuple[float, float] | None:
 
 def _stage_caption(run: dict) -> str:
     st = _stages(run)
-    return "Stages: " + "; ".join(f"{i + 1} {s['name']} {s['start']:g}–{s['end']:g} s ({s['level']})"
-                                  for i, s in enumerate(st)) + "." if st else ""
+    return (
+        "Stages: "
+        + "; ".join(f"{i + 1} {s['name']} {s['start']:g}–{s['end']:g} s ({s['level']})" for i, s in enumerate(st))
+        + "."
+        if st
+        else ""
+    )
 
 
 def _decorate_time(fig: go.Figure, run: dict) -> None:
@@ -64,8 +74,17 @@ def _decorate_time(fig: go.Figure, run: dict) -> None:
         frac = (s["end"] - s["start"]) / total if total else 0
         text = s["name"] if len(s["name"]) * 7 < frac * 480 else (str(i + 1) if frac * 480 > 10 else "")
         if text:
-            fig.add_annotation(text=text, x=(s["start"] + s["end"]) / 2, xref="x", y=1, yref="paper", yanchor="bottom",
-                               showarrow=False, font=dict(size=10, color="#777"), hovertext=f"{s['name']}: {s['level']}")
+            fig.add_annotation(
+                text=text,
+                x=(s["start"] + s["end"]) / 2,
+                xref="x",
+                y=1,
+                yref="paper",
+                yanchor="bottom",
+                showarrow=False,
+                font=dict(size=10, color="#777"),
+                hovertext=f"{s['name']}: {s['level']}",
+            )
 
 
 def _slos(summary: dict | None, signal: str) -> list[dict]:
@@ -76,8 +95,14 @@ def _slo_name(s: dict) -> str:
     return f"SLO {s['slo']} ({'PASS' if s['passed'] else 'FAIL'})"
 
 
-def _y_thresholds(fig: go.Figure, summary: dict | None, signals: list[str], span: tuple[float, float] | None,
-                  scale: float = 1.0, unit: str = "") -> None:
+def _y_thresholds(
+    fig: go.Figure,
+    summary: dict | None,
+    signals: list[str],
+    span: tuple[float, float] | None,
+    scale: float = 1.0,
+    unit: str = "",
+) -> None:
     """Horizontal SLO lines. The y axis is fitted to the data; a threshold within 1.5x of it stretches the axis,
     one far above is named at the top edge instead of squashing the data into the floor."""
     top = plot.data_max(fig)
@@ -146,33 +171,72 @@ def latency_charts(run: dict, summary: dict | None, samples: pd.DataFrame | None
         v = ok[col].to_numpy(float)
         step = max(1, int(np.ceil(len(t) / MAX_DOTS)))
         fig = plot.figure(TIME_X, f"{label} (ms)", hover="closest")
-        fig.add_trace(go.Scatter(x=t[::step], y=v[::step], mode="markers", name=f"{label} of a request",
-                                 marker=dict(size=4, color=plot.PALETTE[0], opacity=0.45),
-                                 hovertemplate="start %{x:.1f} s<br>%{y:,.1f} ms<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=t[::step],
+                y=v[::step],
+                mode="markers",
+                name=f"{label} of a request",
+                marker=dict(size=4, color=plot.PALETTE[0], opacity=0.45),
+                hovertemplate="start %{x:.1f} s<br>%{y:,.1f} ms<extra></extra>",
+            )
+        )
         bx, by = _binned(t, v, 95)
-        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines+markers", name=f"p95 per {BIN_S:g} s",
-                                 line=dict(color="#222", width=2), marker=dict(size=4),
-                                 hovertemplate="p95 %{y:,.1f} ms<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=bx,
+                y=by,
+                mode="lines+markers",
+                name=f"p95 per {BIN_S:g} s",
+                line=dict(color="#222", width=2),
+                marker=dict(size=4),
+                hovertemplate="p95 %{y:,.1f} ms<extra></extra>",
+            )
+        )
         _decorate_time(fig, run)
         _y_thresholds(fig, summary, [sig], _span(run), unit=" ms")
         shown = "" if step == 1 else f" Every {step}th request is drawn ({len(t)} in all); the p95 line uses all."
-        charts.append(Chart(f"{label} over time", fig, f"Each dot is one successful request at its start time; the line "
-                            f"is the p95 per {BIN_S:g}-s bin (warmup included).{shown} {_stage_caption(run)}",
-                            key=f"{sig}-time"))
+        charts.append(
+            Chart(
+                f"{label} over time",
+                fig,
+                f"Each dot is one successful request at its start time; the line "
+                f"is the p95 per {BIN_S:g}-s bin (warmup included).{shown} {_stage_caption(run)}",
+                key=f"{sig}-time",
+            )
+        )
     it, iv = _all_itl(ok, t0)
     fig = plot.figure(TIME_X, "inter-token gap (ms)")
     for q, color in ((50, plot.PALETTE[0]), (95, plot.PALETTE[1])):
         bx, by = _binned(it, iv, q)
-        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines+markers", name=f"p{q} per {BIN_S:g} s", line=dict(color=color),
-                                 marker=dict(size=4), hovertemplate=f"p{q} %{{y:,.2f}} ms<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=bx,
+                y=by,
+                mode="lines+markers",
+                name=f"p{q} per {BIN_S:g} s",
+                line=dict(color=color),
+                marker=dict(size=4),
+                hovertemplate=f"p{q} %{{y:,.2f}} ms<extra></extra>",
+            )
+        )
     _decorate_time(fig, run)
     _y_thresholds(fig, summary, ["itl"], _span(run), unit=" ms")
-    charts.append(Chart("Inter-token latency over time", fig, f"Every gap between streamed tokens, binned by the "
-                        f"request's start time ({BIN_S:g} s). {_stage_caption(run)}", key="itl-time"))
+    charts.append(
+        Chart(
+            "Inter-token latency over time",
+            fig,
+            f"Every gap between streamed tokens, binned by the "
+            f"request's start time ({BIN_S:g} s). {_stage_caption(run)}",
+            key="itl-time",
+        )
+    )
     post = ok[~ok["warmup"].astype(bool)] if "warmup" in ok else ok
-    for vals, sig, label, what in ((post["ttft_ms"].to_numpy(float), "ttft", "TTFT", "requests"),
-                                   (_all_itl(post, t0)[1], "itl", "ITL", "gaps"),
-                                   (post["e2e_ms"].to_numpy(float), "e2e", "E2E latency", "requests")):
+    for vals, sig, label, what in (
+        (post["ttft_ms"].to_numpy(float), "ttft", "TTFT", "requests"),
+        (_all_itl(post, t0)[1], "itl", "ITL", "gaps"),
+        (post["e2e_ms"].to_numpy(float), "e2e", "E2E latency", "requests"),
+    ):
         charts.append(_cdf_chart(vals, sig, label, what, summary))
     return charts
 
@@ -184,8 +248,16 @@ def _cdf_chart(vals: np.ndarray, sig: str, label: str, what: str, summary: dict 
     if not xs:
         plot.no_data(fig)
         return Chart(f"{label} CDF", fig, caption, key=f"{sig}-cdf")
-    fig.add_trace(go.Scatter(x=xs, y=ps, mode="lines", line=dict(shape="hv", color=plot.PALETTE[0], width=2),
-                             name=label, hovertemplate="%{x:,.2f} ms: %{y:.3f}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ps,
+            mode="lines",
+            line=dict(shape="hv", color=plot.PALETTE[0], width=2),
+            name=label,
+            hovertemplate="%{x:,.2f} ms: %{y:.3f}<extra></extra>",
+        )
+    )
     finite = vals[~np.isnan(vals)]
     lo, hi = float(finite.min()), float(np.percentile(finite, 99.9))
     right = hi * 1.1 if hi > 0 else 1.0
@@ -199,9 +271,17 @@ def _cdf_chart(vals: np.ndarray, sig: str, label: str, what: str, summary: dict 
             plot.off_scale(fig, "x", f"{escape(s['slo'])} at {v:g} ms →", color)
         q = s["stat"][1:] if s["stat"].startswith("p") else None
         if q and s.get("observed") is not None and not s.get("scope"):  # a scoped value is not on this curve
-            fig.add_trace(go.Scatter(x=[s["observed"]], y=[min(float(q) / 100, 1.0)], mode="markers", name=f"observed {s['stat']}",
-                                     marker=dict(size=10, symbol="diamond", color=color, line=dict(color="#fff", width=1)),
-                                     hovertemplate=f"{s['stat']} %{{x:,.1f}} ms<extra></extra>", meta={"ref": True}))
+            fig.add_trace(
+                go.Scatter(
+                    x=[s["observed"]],
+                    y=[min(float(q) / 100, 1.0)],
+                    mode="markers",
+                    name=f"observed {s['stat']}",
+                    marker=dict(size=10, symbol="diamond", color=color, line=dict(color="#fff", width=1)),
+                    hovertemplate=f"{s['stat']} %{{x:,.1f}} ms<extra></extra>",
+                    meta={"ref": True},
+                )
+            )
     left = 0.0 if lo < 0.25 * right else lo * 0.95
     fig.update_xaxes(range=[left, right])
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", rangemode="normal")
@@ -224,20 +304,46 @@ def throughput_charts(run: dict, summary: dict | None, samples: pd.DataFrame | N
         err.append(float((m & ~ok).sum()) / BIN_S)
         tok.append(float(toks[m & ok].sum()) / BIN_S)
     f1 = plot.figure(TIME_X, "requests per second")
-    f1.add_trace(go.Scatter(x=mids, y=req, mode="lines", line=dict(shape="hv", color=plot.PALETTE[0]), name="completed ok",
-                            hovertemplate="%{y:.2f} req/s<extra>ok</extra>"))
-    f1.add_trace(go.Scatter(x=mids, y=err, mode="lines", line=dict(shape="hv", color=FAIL), name="errors",
-                            hovertemplate="%{y:.2f} req/s<extra>errors</extra>"))
+    f1.add_trace(
+        go.Scatter(
+            x=mids,
+            y=req,
+            mode="lines",
+            line=dict(shape="hv", color=plot.PALETTE[0]),
+            name="completed ok",
+            hovertemplate="%{y:.2f} req/s<extra>ok</extra>",
+        )
+    )
+    f1.add_trace(
+        go.Scatter(
+            x=mids,
+            y=err,
+            mode="lines",
+            line=dict(shape="hv", color=FAIL),
+            name="errors",
+            hovertemplate="%{y:.2f} req/s<extra>errors</extra>",
+        )
+    )
     _decorate_time(f1, run)
     _y_thresholds(f1, summary, ["request_rate"], _span(run))
     f2 = plot.figure(TIME_X, "output tokens per second")
-    f2.add_trace(go.Scatter(x=mids, y=tok, mode="lines", line=dict(shape="hv", color=plot.PALETTE[2]), name="output tok/s",
-                            hovertemplate="%{y:,.0f} tok/s<extra></extra>"))
+    f2.add_trace(
+        go.Scatter(
+            x=mids,
+            y=tok,
+            mode="lines",
+            line=dict(shape="hv", color=plot.PALETTE[2]),
+            name="output tok/s",
+            hovertemplate="%{y:,.0f} tok/s<extra></extra>",
+        )
+    )
     _decorate_time(f2, run)
     _y_thresholds(f2, summary, ["throughput"], _span(run))
     cap = f"Client side, {BIN_S:g}-s bins by completion time. {_stage_caption(run)}"
-    return [Chart("Requests completed per second", f1, cap, key="request-rate"),
-            Chart("Output tokens per second", f2, cap, key="throughput")]
+    return [
+        Chart("Requests completed per second", f1, cap, key="request-rate"),
+        Chart("Output tokens per second", f2, cap, key="throughput"),
+    ]
 
 
 def _series(series: pd.DataFrame | None, signal: str, t0: float) -> tuple[list[float], list[float]]:
@@ -282,29 +388,65 @@ def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) 
     span = _span(run)
 
     fu = plot.figure(TIME_X, "offered req/s" if open_loop else "users", height=260)
-    fu.add_trace(go.Scatter(x=ux, y=uy, mode="lines", line=dict(color="#444", width=2),
-                            name="offered rate" if open_loop else "users", hovertemplate="%{y:g}<extra></extra>"))
+    fu.add_trace(
+        go.Scatter(
+            x=ux,
+            y=uy,
+            mode="lines",
+            line=dict(color="#444", width=2),
+            name="offered rate" if open_loop else "users",
+            hovertemplate="%{y:g}<extra></extra>",
+        )
+    )
     _decorate_time(fu, run)
 
     fr = plot.figure(TIME_X, "replicas")
-    for sig, name, color, dash in (("replicas", "healthy replicas", plot.PALETTE[0], "solid"),
-                                   ("desired_replicas", "desired (autoscaler)", plot.PALETTE[1], "dash"),
-                                   ("target_replicas", "target (autoscaler)", plot.PALETTE[2], "dot")):
+    for sig, name, color, dash in (
+        ("replicas", "healthy replicas", plot.PALETTE[0], "solid"),
+        ("desired_replicas", "desired (autoscaler)", plot.PALETTE[1], "dash"),
+        ("target_replicas", "target (autoscaler)", plot.PALETTE[2], "dot"),
+    ):
         x, y = _series(series, sig, t0)
-        fr.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(shape="hv", color=color, dash=dash, width=2), name=name,
-                                hovertemplate="%{y:g}<extra>" + name + "</extra>"))
+        fr.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                line=dict(shape="hv", color=color, dash=dash, width=2),
+                name=name,
+                hovertemplate="%{y:g}<extra>" + name + "</extra>",
+            )
+        )
     if per > 0 and not open_loop:
-        fr.add_trace(go.Scatter(x=ux, y=[u / per for u in uy], mode="lines", line=dict(color="#aaa", dash="dash"),
-                                name=f"users ÷ {per:g} (the load's need)", hovertemplate="%{y:.2f}<extra>need</extra>",
-                                meta={"ref": True}))
+        fr.add_trace(
+            go.Scatter(
+                x=ux,
+                y=[u / per for u in uy],
+                mode="lines",
+                line=dict(color="#aaa", dash="dash"),
+                name=f"users ÷ {per:g} (the load's need)",
+                hovertemplate="%{y:.2f}<extra>need</extra>",
+                meta={"ref": True},
+            )
+        )
     ev = [e for e in auto.get("scale_ups", []) + auto.get("scale_downs", []) if e.get("reached")]
     if ev:
-        fr.add_trace(go.Scatter(x=[e["at_s"] + e["time_s"] for e in ev], y=[e["wanted"] for e in ev], mode="markers",
-                                name="scale step reached", marker=dict(symbol="star", size=12, color="#6a1b9a"),
-                                text=[f"{e['wanted']:g} replicas after {e['time_s']:.1f} s ({e['stage']})" for e in ev],
-                                hovertemplate="%{text}<extra></extra>", meta={"ref": True}))
+        fr.add_trace(
+            go.Scatter(
+                x=[e["at_s"] + e["time_s"] for e in ev],
+                y=[e["wanted"] for e in ev],
+                mode="markers",
+                name="scale step reached",
+                marker=dict(symbol="star", size=12, color="#6a1b9a"),
+                text=[f"{e['wanted']:g} replicas after {e['time_s']:.1f} s ({e['stage']})" for e in ev],
+                hovertemplate="%{text}<extra></extra>",
+                meta={"ref": True},
+            )
+        )
     if asc.get("max_replicas"):
-        plot.ref_line(fr, "y", float(asc["max_replicas"]), f"max_replicas {asc['max_replicas']}", "#555", span, dash="dot")
+        plot.ref_line(
+            fr, "y", float(asc["max_replicas"]), f"max_replicas {asc['max_replicas']}", "#555", span, dash="dot"
+        )
     _decorate_time(fr, run)
     _y_thresholds(fr, summary, ["replicas", "desired_replicas"], span)
     if not any(t.x is not None and len(t.x) for t in fr.data if not (t.meta or {}).get("ref")):
@@ -312,8 +454,16 @@ def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) 
 
     fk = plot.figure(TIME_X, "KV cache in use")
     x, y = _series(series, "kv_cache_usage", t0)
-    fk.add_trace(go.Scatter(x=x, y=y, mode="lines", name="kv_cache_usage (max over replicas)",
-                            line=dict(color=plot.PALETTE[3], width=2), hovertemplate="%{y:.1%}<extra></extra>"))
+    fk.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="lines",
+            name="kv_cache_usage (max over replicas)",
+            line=dict(color=plot.PALETTE[3], width=2),
+            hovertemplate="%{y:.1%}<extra></extra>",
+        )
+    )
     _decorate_time(fk, run)
     for s in _slos(summary, "kv_cache_usage"):
         plot.ref_line(fk, "y", s["threshold"], _slo_name(s), PASS if s["passed"] else FAIL, span)
@@ -322,20 +472,37 @@ def server_charts(run: dict, summary: dict | None, series: pd.DataFrame | None) 
         plot.no_data(fk, "no KV-cache series from Prometheus")
 
     fq = plot.figure(TIME_X, "requests in the engine")
-    for sig, name, color in (("queue_waiting", "waiting", plot.PALETTE[1]), ("requests_running", "running", plot.PALETTE[0])):
+    for sig, name, color in (
+        ("queue_waiting", "waiting", plot.PALETTE[1]),
+        ("requests_running", "running", plot.PALETTE[0]),
+    ):
         x, y = _series(series, sig, t0)
-        fq.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=color, width=2),
-                                hovertemplate="%{y:g}<extra>" + name + "</extra>"))
+        fq.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name=name,
+                line=dict(color=color, width=2),
+                hovertemplate="%{y:g}<extra>" + name + "</extra>",
+            )
+        )
     _decorate_time(fq, run)
     _y_thresholds(fq, summary, ["queue_waiting", "requests_running"], span)
     if not any(t.x is not None and len(t.x) for t in fq.data if not (t.meta or {}).get("ref")):
         plot.no_data(fq, "no engine queue series from Prometheus")
     src = "Prometheus (Serve / engine series, see summary.json → server_series)"
-    return [Chart("Load shape", fu, f"From the scenario. {_stage_caption(run)}", key="users"),
-            Chart("Replicas: healthy vs desired vs target", fr, f"{src}. Stars: a scale step reached its wanted count.",
-                  key="replicas"),
-            Chart("KV-cache usage", fk, f"{src}; max over replicas.", key="kv-cache"),
-            Chart("Engine queue: waiting and running requests", fq, f"{src}.", key="queue")]
+    return [
+        Chart("Load shape", fu, f"From the scenario. {_stage_caption(run)}", key="users"),
+        Chart(
+            "Replicas: healthy vs desired vs target",
+            fr,
+            f"{src}. Stars: a scale step reached its wanted count.",
+            key="replicas",
+        ),
+        Chart("KV-cache usage", fk, f"{src}; max over replicas.", key="kv-cache"),
+        Chart("Engine queue: waiting and running requests", fq, f"{src}.", key="queue"),
+    ]
 
 
 def _slo_table(summary: dict) -> str:
@@ -343,28 +510,42 @@ def _slo_table(summary: dict) -> str:
     for s in sorted(summary["slos"], key=lambda s: s["passed"]):  # failed first
         obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
         cls, mark = ("pass", "PASS") if s["passed"] else ("fail", "FAIL")
-        rows.append(f'<tr class="{cls}"><td>{mark}</td><td><code>{escape(s["slo"])}</code></td><td>{escape(obs)}</td>'
-                    f'<td>{escape(s["op"])} {escape(fmt_value(s["threshold"], s["unit"]))}</td>'
-                    f'<td>{escape(s["source"])}</td><td>{escape(s.get("reason") or "")}</td></tr>')
-    return ('<table class="slos"><tr><th></th><th>SLO</th><th>observed</th><th>threshold</th><th>source</th>'
-            '<th>why</th></tr>' + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr class="{cls}"><td>{mark}</td><td><code>{escape(s["slo"])}</code></td><td>{escape(obs)}</td>'
+            f"<td>{escape(s['op'])} {escape(fmt_value(s['threshold'], s['unit']))}</td>"
+            f"<td>{escape(s['source'])}</td><td>{escape(s.get('reason') or '')}</td></tr>"
+        )
+    return (
+        '<table class="slos"><tr><th></th><th>SLO</th><th>observed</th><th>threshold</th><th>source</th>'
+        "<th>why</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _autoscaling_html(auto: dict) -> str:
-    parts = [f"<p>Replicas {auto.get('replicas_min'):g}–{auto.get('replicas_max'):g} during the load"
-             + (f"; the autoscaler asked for up to {auto['wanted_max']:g} ({escape(auto.get('wanted_series') or '')})"
-                if auto.get("wanted_max") is not None else "")
-             + (f"; {auto['replica_starts']:g} replica starts ({auto['churn_per_min']:.2f}/min)"
-                if auto.get("replica_starts") is not None else "")
-             + f"; {auto.get('flaps', 0)} flap(s).</p>"]
+    parts = [
+        f"<p>Replicas {auto.get('replicas_min'):g}–{auto.get('replicas_max'):g} during the load"
+        + (
+            f"; the autoscaler asked for up to {auto['wanted_max']:g} ({escape(auto.get('wanted_series') or '')})"
+            if auto.get("wanted_max") is not None
+            else ""
+        )
+        + (
+            f"; {auto['replica_starts']:g} replica starts ({auto['churn_per_min']:.2f}/min)"
+            if auto.get("replica_starts") is not None
+            else ""
+        )
+        + f"; {auto.get('flaps', 0)} flap(s).</p>"
+    ]
     evs = [("up", e) for e in auto.get("scale_ups", [])] + [("down", e) for e in auto.get("scale_downs", [])]
     if evs:
         parts.append("<table><tr><th>step</th><th>at</th><th>users</th><th>replicas</th><th>time to reach</th></tr>")
         for d, e in evs:
             took = f"{e['time_s']:.1f} s" if e["reached"] else f"not reached in {e['stage_s']:g} s (best {e['best']:g})"
-            parts.append(f"<tr><td>scale-{d} ({escape(e['stage'])})</td><td>{e['at_s']:.0f} s</td>"
-                         f"<td>{e['users_from']} → {e['users_to']}</td><td>{e['replicas_from']:g} → {e['wanted']:g}</td>"
-                         f"<td>{took}</td></tr>")
+            parts.append(
+                f"<tr><td>scale-{d} ({escape(e['stage'])})</td><td>{e['at_s']:.0f} s</td>"
+                f"<td>{e['users_from']} → {e['users_to']}</td><td>{e['replicas_from']:g} → {e['wanted']:g}</td>"
+                f"<td>{took}</td></tr>"
+            )
         parts.append("</table>")
     for k, note in (auto.get("notes") or {}).items():
         parts.append(f"<p class='note'>{escape(k)}: {escape(note)}</p>")
@@ -376,16 +557,28 @@ def _client_table(c: dict) -> str:
     for k, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E")):
         d = c.get(k)
         if d:
-            rows.append(f"<tr><td>{label}</td>" + "".join(f"<td>{fmt_ms(d.get(s))}</td>" for s in
-                                                        ("p50", "p90", "p95", "p99", "max", "mean")) + "</tr>")
+            rows.append(
+                f"<tr><td>{label}</td>"
+                + "".join(f"<td>{fmt_ms(d.get(s))}</td>" for s in ("p50", "p90", "p95", "p99", "max", "mean"))
+                + "</tr>"
+            )
     g = c.get("goodput")
-    gp = (f"<p>Goodput ({escape(', '.join(f'{k} ≤ {v:g}' for k, v in g['criteria'].items()))}): "
-          f"{g['rate']:.2f} req/s, attainment {100 * (g['attainment'] or 0):.1f}%.</p>") if g else ""
-    return ("<table><tr><th>metric</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>max</th><th>mean</th></tr>"
-            + "".join(rows) + "</table>"
-            + f"<p>Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}), "
-              f"{c.get('requests_per_s') or 0:.1f} req/s, {c.get('output_tokens_per_s') or 0:.1f} "
-              f"output tok/s over {c.get('duration_s', 0):.1f} s after warmup.</p>" + gp)
+    gp = (
+        (
+            f"<p>Goodput ({escape(', '.join(f'{k} ≤ {v:g}' for k, v in g['criteria'].items()))}): "
+            f"{g['rate']:.2f} req/s, attainment {100 * (g['attainment'] or 0):.1f}%.</p>"
+        )
+        if g
+        else ""
+    )
+    return (
+        "<table><tr><th>metric</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>max</th><th>mean</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + f"<p>Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}), "
+        f"{c.get('requests_per_s') or 0:.1f} req/s, {c.get('output_tokens_per_s') or 0:.1f} "
+        f"output tok/s over {c.get('duration_s', 0):.1f} s after warmup.</p>" + gp
+    )
 
 
 def _reconciliation_table(summary: dict) -> str:
@@ -393,26 +586,35 @@ def _reconciliation_table(summary: dict) -> str:
     if not rows:
         return ""
     body = "".join("<tr>" + "".join(f"<td>{escape(c.replace('**', ''))}</td>" for c in r) + "</tr>" for r in rows)
-    return ("<h2>Client vs server</h2><p class='note'>Latency SLOs use client samples; Serve's and vLLM's histograms "
-            "are cross-checks (their buckets are coarse).</p><div class='tablewrap'><table><tr><th>check</th><th>client</th>"
-            "<th>server</th><th>difference</th><th>agrees</th></tr>" + body + "</table></div>")
+    return (
+        "<h2>Client vs server</h2><p class='note'>Latency SLOs use client samples; Serve's and vLLM's histograms "
+        "are cross-checks (their buckets are coarse).</p><div class='tablewrap'><table><tr><th>check</th><th>client</th>"
+        "<th>server</th><th>difference</th><th>agrees</th></tr>" + body + "</table></div>"
+    )
 
 
-def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = None,
-                series: pd.DataFrame | None = None) -> str:
+def render_html(
+    run: dict, summary: dict | None, samples: pd.DataFrame | None = None, series: pd.DataFrame | None = None
+) -> str:
     sc = run.get("scenario", {})
     title = f"{sc.get('name', '?')} — run {run.get('run_id')}"
     body = [f"<h1>{escape(title)}</h1>"]
     if summary is None:
-        body.append(f"<p><b>Status: {escape(str(run.get('status')))}</b> — no summary was written"
-                    + (f": {escape(run['error'])}" if run.get("error") else ".") + "</p>")
+        body.append(
+            f"<p><b>Status: {escape(str(run.get('status')))}</b> — no summary was written"
+            + (f": {escape(run['error'])}" if run.get("error") else ".")
+            + "</p>"
+        )
     else:
         v = summary["verdict"]
         failed = sum(1 for s in summary["slos"] if not s["passed"])
-        body.append(f'<p><span class="verdict {v}">{v.upper()}</span> {len(summary["slos"]) - failed}/'
-                    f'{len(summary["slos"])} SLOs passed; status {escape(summary["status"])}'
-                    + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
-                    + (f" — the load failed: {escape(summary['load_failure'])}" if summary.get("load_failure") else "") + "</p>")
+        body.append(
+            f'<p><span class="verdict {v}">{v.upper()}</span> {len(summary["slos"]) - failed}/'
+            f"{len(summary['slos'])} SLOs passed; status {escape(summary['status'])}"
+            + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
+            + (f" — the load failed: {escape(summary['load_failure'])}" if summary.get("load_failure") else "")
+            + "</p>"
+        )
         if sc.get("description"):
             body.append(f"<p><i>{escape(sc['description'])}</i></p>")
         body += ["<h2>SLOs (failed first)</h2>", "<div class='tablewrap'>" + _slo_table(summary) + "</div>"]
@@ -433,8 +635,10 @@ def render_html(run: dict, summary: dict | None, samples: pd.DataFrame | None = 
         if summary.get("warnings"):
             body += ["<h2>Warnings</h2><ul>"] + [f"<li>{escape(w)}</li>" for w in summary["warnings"]] + ["</ul>"]
     env = run.get("environment", {})
-    body.append(f"<h2>Run</h2><p>harness {escape(str(env.get('harness')))} ({escape(str(env.get('git_commit') or 'no git'))}), "
-                f"Ray {escape(str(env.get('ray')))}, vLLM {escape(str(env.get('vllm') or '—'))}, "
-                f"Python {escape(str(env.get('python')))}; target {escape(str(sc.get('target', {}).get('engine')))} "
-                f"<code>{escape(str(sc.get('target', {}).get('model')))}</code>.</p>")
+    body.append(
+        f"<h2>Run</h2><p>harness {escape(str(env.get('harness')))} ({escape(str(env.get('git_commit') or 'no git'))}), "
+        f"Ray {escape(str(env.get('ray')))}, vLLM {escape(str(env.get('vllm') or '—'))}, "
+        f"Python {escape(str(env.get('python')))}; target {escape(str(sc.get('target', {}).get('engine')))} "
+        f"<code>{escape(str(sc.get('target', {}).get('model')))}</code>.</p>"
+    )
     return plot.page(title, body)

@@ -16,7 +16,10 @@ def _timestamp(run: dict) -> str:
 
 def _hostname(run: dict) -> str:
     env = run.get("environment") or {}
-    return str(env.get("hostname") or (run.get("stack") or {}).get("ray_address") or "localhost").split(":")[0] or "localhost"
+    return (
+        str(env.get("hostname") or (run.get("stack") or {}).get("ray_address") or "localhost").split(":")[0]
+        or "localhost"
+    )
 
 
 def render_junit(run: dict, summary: dict | None) -> str:
@@ -29,13 +32,30 @@ def render_junit(run: dict, summary: dict | None) -> str:
     failures = sum(1 for s in slos if not s["passed"]) + load_bad
     tests, errors = len(slos) + (1 if run_error else 0) + load_bad, 1 if run_error else 0
     dur = f"{float(run.get('stage_durations_s', {}).get('load_s', 0) or 0):.3f}"
-    suites = ET.Element("testsuites", name="harness", tests=str(tests), failures=str(failures), errors=str(errors), time=dur)
-    suite = ET.SubElement(suites, "testsuite", name=cls, tests=str(tests), failures=str(failures), errors=str(errors),
-                          skipped="0", time=dur, timestamp=_timestamp(run), hostname=_hostname(run))
+    suites = ET.Element(
+        "testsuites", name="harness", tests=str(tests), failures=str(failures), errors=str(errors), time=dur
+    )
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=cls,
+        tests=str(tests),
+        failures=str(failures),
+        errors=str(errors),
+        skipped="0",
+        time=dur,
+        timestamp=_timestamp(run),
+        hostname=_hostname(run),
+    )
     props = ET.SubElement(suite, "properties")
     env = run.get("environment", {})
-    for k, v in (("run_id", run.get("run_id")), ("status", status), ("ray", env.get("ray")), ("vllm", env.get("vllm")),
-                 ("git_commit", env.get("git_commit"))):
+    for k, v in (
+        ("run_id", run.get("run_id")),
+        ("status", status),
+        ("ray", env.get("ray")),
+        ("vllm", env.get("vllm")),
+        ("git_commit", env.get("git_commit")),
+    ):
         ET.SubElement(props, "property", name=k, value=str(v))
     if run_error:  # a run that did not complete fails the build even if every SLO measured so far passed
         case = ET.SubElement(suite, "testcase", classname=cls, name="run completed", time="0")
@@ -43,7 +63,9 @@ def render_junit(run: dict, summary: dict | None) -> str:
         ET.SubElement(case, "error", message=f"run {status}: {why}", type="RunError").text = why
     if load_bad:  # a measure-only run has no SLOs; its one check is that the load worked
         case = ET.SubElement(suite, "testcase", classname=cls, name="load worked", time="0")
-        ET.SubElement(case, "failure", message=f"the load failed: {summary['load_failure']}", type="LoadFailed").text = summary["load_failure"]
+        ET.SubElement(
+            case, "failure", message=f"the load failed: {summary['load_failure']}", type="LoadFailed"
+        ).text = summary["load_failure"]
     for s in sorted(slos, key=lambda s: s["passed"]):  # failed first
         case = ET.SubElement(suite, "testcase", classname=cls, name=s["slo"], time="0")
         if not s["passed"]:

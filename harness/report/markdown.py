@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.report.fmt import fmt_value, fmt_ms
+from harness.report.fmt import fmt_ms, fmt_value
 
 
 def render_markdown(run: dict, summary: dict | None) -> str:
@@ -10,13 +10,18 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     env = run.get("environment", {})
     lines = [f"# {sc.get('name', '?')} — run `{run.get('run_id')}`", ""]
     if summary is None:
-        lines += [f"**Status: {run.get('status')}** — no summary was written" + (f": {run['error']}" if run.get("error") else "."), ""]
+        lines += [
+            f"**Status: {run.get('status')}** — no summary was written"
+            + (f": {run['error']}" if run.get("error") else "."),
+            "",
+        ]
         return "\n".join(lines)
     verdict = summary["verdict"].upper()
     failed = [s for s in summary["slos"] if not s["passed"]]
     lines += [
         f"**Verdict: {verdict}** ({len(summary['slos']) - len(failed)}/{len(summary['slos'])} SLOs passed; "
-        f"status {summary['status']})" + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
+        f"status {summary['status']})"
+        + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
         + (f" — the load failed: {summary['load_failure']}" if summary.get("load_failure") else ""),
         "",
     ]
@@ -27,26 +32,47 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         mark = "✅" if s["passed"] else "❌"
         obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
         why = (s.get("reason") or "").replace("|", "\\|")
-        lines.append(f"| {mark} | `{s['slo']}` | {obs} | {s['op']} {fmt_value(s['threshold'], s['unit'])} | {s['source']} | {why} |")
+        lines.append(
+            f"| {mark} | `{s['slo']}` | {obs} | {s['op']} {fmt_value(s['threshold'], s['unit'])} | {s['source']} | {why} |"
+        )
     if summary.get("autoscaling"):
         lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary["autoscaling"])
     c = summary.get("client", {})
-    lines += ["", "## Client (raw samples, warmup excluded)", "",
-              "| metric | p50 | p90 | p95 | p99 | max | mean |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Client (raw samples, warmup excluded)",
+        "",
+        "| metric | p50 | p90 | p95 | p99 | max | mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     sched = " (from scheduled arrival)" if c.get("latency_from") == "scheduled arrival" else ""
-    for k, label in (("ttft_ms", "TTFT" + sched), ("ttft_from_send_ms", "TTFT from send"),
-                     ("ttft_content_ms", "TTFT, first content token"), ("itl_ms", "ITL (per token)"),
-                     ("chunk_gap_ms", "gap between SSE events"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E" + sched),
-                     ("e2e_from_send_ms", "E2E from send")):
+    for k, label in (
+        ("ttft_ms", "TTFT" + sched),
+        ("ttft_from_send_ms", "TTFT from send"),
+        ("ttft_content_ms", "TTFT, first content token"),
+        ("itl_ms", "ITL (per token)"),
+        ("chunk_gap_ms", "gap between SSE events"),
+        ("tpot_ms", "TPOT"),
+        ("e2e_ms", "E2E" + sched),
+        ("e2e_from_send_ms", "E2E from send"),
+    ):
         d = c.get(k)
         if d:
-            lines.append(f"| {label} | " + " | ".join(fmt_ms(d.get(s)) for s in ("p50", "p90", "p95", "p99", "max", "mean")) + " |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(fmt_ms(d.get(s)) for s in ("p50", "p90", "p95", "p99", "max", "mean"))
+                + " |"
+            )
     if c.get("dropped_arrivals"):
         lines += ["", f"{c['dropped_arrivals']} open-loop arrivals were never sent (counted as failed requests)."]
     lines += [
         "",
         f"Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}"
-        + (f": {', '.join(f'{k} {v}' for k, v in c.get('errors_by_class', {}).items())}" if c.get("errors_by_class") else "")
+        + (
+            f": {', '.join(f'{k} {v}' for k, v in c.get('errors_by_class', {}).items())}"
+            if c.get("errors_by_class")
+            else ""
+        )
         + f"), {c.get('requests_per_s') or 0:.1f} req/s, "
         f"{c.get('output_tokens_per_s') or 0:.1f} output tok/s over {c.get('duration_s', 0):.1f} s.",
     ]
@@ -54,10 +80,19 @@ def render_markdown(run: dict, summary: dict | None) -> str:
     if g:
         crit = ", ".join(f"{k} ≤ {v:g}" for k, v in g.get("criteria", {}).items())
         att = "—" if g.get("attainment") is None else f"{100 * g['attainment']:.1f}%"
-        lines += ["", f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} ({g['total']:.0f} of {g['requests']} requests)."]
+        lines += [
+            "",
+            f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} ({g['total']:.0f} of {g['requests']} requests).",
+        ]
     srv = summary.get("server", {})
     if srv:
-        lines += ["", "## Server (Prometheus, through Ray's discovered targets)", "", "| signal | series | stats |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Server (Prometheus, through Ray's discovered targets)",
+            "",
+            "| signal | series | stats |",
+            "|---|---|---|",
+        ]
         for name, st in sorted(srv.items()):
             series = summary.get("server_series", {}).get(name) or "—"
             res = (summary.get("server_resolution") or {}).get(name) or {}
@@ -68,13 +103,21 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         lines += ["", f"No series in Prometheus for: {', '.join(sorted(missing))}."]
     rows = reconciliation_rows(summary.get("reconciliation") or {})
     if rows:
-        lines += ["", "## Client vs server", "", "| check | client | server | difference | agrees |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Client vs server",
+            "",
+            "| check | client | server | difference | agrees |",
+            "|---|---|---|---|---|",
+        ]
         lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in rows]
     if summary.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     dur = run.get("stage_durations_s", {})
     lines += [
-        "", "## Run", "",
+        "",
+        "## Run",
+        "",
         f"- harness {env.get('harness')} ({env.get('git_commit') or 'no git'}), Ray {env.get('ray')}, "
         f"vLLM {env.get('vllm') or '—'}, Python {env.get('python')}",
         f"- target: {sc.get('target', {}).get('engine')} `{sc.get('target', {}).get('model')}` at {run.get('deployment', {}).get('base_url', '?')}",
@@ -85,18 +128,32 @@ def render_markdown(run: dict, summary: dict | None) -> str:
 
 def autoscaling_lines(a: dict) -> list[str]:
     """The scale-up/down story: replicas against the load steps, time to reach the wanted count, churn, flaps."""
-    out = [f"Replicas {a['replicas_min']:g}–{a['replicas_max']:g} during the load"
-           + (f"; the autoscaler asked for up to {a['wanted_max']:g} (`{a.get('wanted_series')}`)" if a.get("wanted_max") is not None else "")
-           + (f"; {a['replica_starts']:g} replica starts, churn {a['churn_per_min']:.2f}/min" if a.get("replica_starts") is not None else "")
-           + f"; {a.get('flaps', 0)} flap(s)" + (f" at {', '.join(f'{t:.0f} s' for t in a.get('flap_at_s', []))}" if a.get("flaps") else "")
-           + ".", ""]
+    out = [
+        f"Replicas {a['replicas_min']:g}–{a['replicas_max']:g} during the load"
+        + (
+            f"; the autoscaler asked for up to {a['wanted_max']:g} (`{a.get('wanted_series')}`)"
+            if a.get("wanted_max") is not None
+            else ""
+        )
+        + (
+            f"; {a['replica_starts']:g} replica starts, churn {a['churn_per_min']:.2f}/min"
+            if a.get("replica_starts") is not None
+            else ""
+        )
+        + f"; {a.get('flaps', 0)} flap(s)"
+        + (f" at {', '.join(f'{t:.0f} s' for t in a.get('flap_at_s', []))}" if a.get("flaps") else "")
+        + ".",
+        "",
+    ]
     evs = [("up", e) for e in a.get("scale_ups", [])] + [("down", e) for e in a.get("scale_downs", [])]
     if evs:
         out += ["| step | at | users | replicas | time to reach |", "|---|---|---|---|---|"]
         for d, e in evs:
             took = f"{e['time_s']:.1f} s" if e["reached"] else f"not reached in {e['stage_s']:g} s (best {e['best']:g})"
-            out.append(f"| scale-{d} (`{e['stage']}`) | {e['at_s']:.0f} s | {e['users_from']} → {e['users_to']} | "
-                       f"{e['replicas_from']:g} → {e['wanted']:g} | {took} |")
+            out.append(
+                f"| scale-{d} (`{e['stage']}`) | {e['at_s']:.0f} s | {e['users_from']} → {e['users_to']} | "
+                f"{e['replicas_from']:g} → {e['wanted']:g} | {took} |"
+            )
         out.append("")
     if a.get("stages"):
         out += ["| stage | users | replicas min–max | autoscaler asked max |", "|---|---|---|---|"]
@@ -127,8 +184,15 @@ def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
             continue
         agrees = {True: "yes", False: "**no**"}.get(v.get("agree"), "—")
         if key == "samples_vs_locust":
-            rows.append(("samples vs Locust's count", str(v.get("samples")), f"{v.get('locust')} (Locust)", f"{v.get('diff')}",
-                         "yes" if v.get("diff") == 0 else "**no**"))
+            rows.append(
+                (
+                    "samples vs Locust's count",
+                    str(v.get("samples")),
+                    f"{v.get('locust')} (Locust)",
+                    f"{v.get('diff')}",
+                    "yes" if v.get("diff") == 0 else "**no**",
+                )
+            )
         elif key.startswith("requests_"):
             label = key.replace("requests_", "requests ").replace("_vs_", " vs ").replace("_", " ")
             rows.append((label, str(v.get("client")), f"{v.get('server'):g}", f"{v.get('diff'):+g}", agrees))
@@ -137,11 +201,20 @@ def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
             where = f" (bucket {b[0]:g}–{b[1]:g} ms)" if b else ""
             j = v.get("judgement")
             if j == "client_slower":
-                agrees = "**no**: client slower than the server can resolve; likely " + "; ".join(v.get("likely_causes") or [])
+                agrees = "**no**: client slower than the server can resolve; likely " + "; ".join(
+                    v.get("likely_causes") or []
+                )
             elif j == "client_faster":
                 agrees = "**no**: client faster than the engine (impossible: wrong series or window)"
-            rows.append((f"TTFT {key.split('_')[1]} (ms)", f"{v.get('client'):.1f}", f"{v.get('server'):.1f}{where}",
-                         f"{v.get('client_minus_server'):+.1f}", agrees))
+            rows.append(
+                (
+                    f"TTFT {key.split('_')[1]} (ms)",
+                    f"{v.get('client'):.1f}",
+                    f"{v.get('server'):.1f}{where}",
+                    f"{v.get('client_minus_server'):+.1f}",
+                    agrees,
+                )
+            )
         else:
             rows.append((key, str(v.get("client", "")), str(v.get("server", "")), str(v.get("diff", "")), agrees))
     return rows

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from html import escape
 from functools import lru_cache
-from typing import Sequence
+from html import escape
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -20,8 +20,13 @@ from plotly.offline import get_plotlyjs
 
 PASS, FAIL, STAGE = "#2e7d32", "#c62828", "#9e9e9e"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f")
-CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False,
-          "modeBarButtonsToRemove": ["select2d", "lasso2d"], "toImageButtonOptions": {"format": "png", "scale": 2}}
+CONFIG = {
+    "responsive": True,
+    "displaylogo": False,
+    "scrollZoom": False,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}
 HEIGHT = 340
 
 
@@ -46,13 +51,29 @@ def figure(x_title: str, y_title: str, *, height: int = HEIGHT, hover: str = "x 
     fig = go.Figure()
     fig.update_layout(
         # template "none": the page's one copy of plotly_white is merged in when drawn (JS side)
-        template="none", height=height, hovermode=hover, margin=dict(l=64, r=16, t=44, b=8),
+        template="none",
+        height=height,
+        hovermode=hover,
+        margin=dict(l=64, r=16, t=44, b=8),
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left", font=dict(size=11)),
         font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12),
-        xaxis=dict(title=dict(text=x_title, standoff=6), exponentformat="none", separatethousands=True,
-                   showline=True, linecolor="#bbb", zeroline=False),
-        yaxis=dict(title=dict(text=y_title, standoff=6), exponentformat="none", separatethousands=True,
-                   showline=True, linecolor="#bbb", rangemode="tozero", zeroline=False),
+        xaxis=dict(
+            title=dict(text=x_title, standoff=6),
+            exponentformat="none",
+            separatethousands=True,
+            showline=True,
+            linecolor="#bbb",
+            zeroline=False,
+        ),
+        yaxis=dict(
+            title=dict(text=y_title, standoff=6),
+            exponentformat="none",
+            separatethousands=True,
+            showline=True,
+            linecolor="#bbb",
+            rangemode="tozero",
+            zeroline=False,
+        ),
     )
     return fig
 
@@ -73,29 +94,60 @@ def data_max(fig: go.Figure, axis: str = "y") -> float | None:
 
 
 def no_data(fig: go.Figure, text: str = "no data") -> None:
-    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                       font=dict(size=16, color="#999"))
+    fig.add_annotation(
+        text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=16, color="#999")
+    )
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
 
 
-def ref_line(fig: go.Figure, axis: str, value: float, name: str, color: str, span: tuple[float, float],
-             dash: str = "dash") -> None:
+def ref_line(
+    fig: go.Figure, axis: str, value: float, name: str, color: str, span: tuple[float, float], dash: str = "dash"
+) -> None:
     """A threshold drawn as a legend entry (hover, toggle) instead of a text label over the data."""
     a, b = span
     x, y = ([value, value], [a, b]) if axis == "x" else ([a, b], [value, value])
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=color, width=1.6, dash=dash),
-                             hovertemplate=f"{escape(name)}<extra></extra>", meta={"ref": True}))
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="lines",
+            name=name,
+            line=dict(color=color, width=1.6, dash=dash),
+            hovertemplate=f"{escape(name)}<extra></extra>",
+            meta={"ref": True},
+        )
+    )
 
 
 def off_scale(fig: go.Figure, axis: str, text: str, color: str) -> None:
     """A threshold beyond the data's range: say so at the plot's edge, with an arrow pointing off the plot."""
     if axis == "y":
-        fig.add_annotation(text=text, xref="paper", yref="paper", x=1, y=1, xanchor="right", yanchor="top",
-                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.85)")
+        fig.add_annotation(
+            text=text,
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=1,
+            xanchor="right",
+            yanchor="top",
+            showarrow=False,
+            font=dict(size=11, color=color),
+            bgcolor="rgba(255,255,255,0.85)",
+        )
     else:
-        fig.add_annotation(text=text, xref="paper", yref="paper", x=1, y=0.06, xanchor="right", yanchor="bottom",
-                           showarrow=False, font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.85)")
+        fig.add_annotation(
+            text=text,
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=0.06,
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            font=dict(size=11, color=color),
+            bgcolor="rgba(255,255,255,0.85)",
+        )
 
 
 @lru_cache(maxsize=1)
@@ -112,12 +164,16 @@ def div(chart: Chart, div_id: str) -> str:
     spec = chart.fig.to_plotly_json()
     spec["layout"].pop("template", None)
     h = chart.fig.layout.height or HEIGHT
-    body = (f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px;width:100%"></div>'
-            f'<script>Plotly.newPlot("{div_id}", {_js(spec["data"])}, '
-            f'Object.assign({{template: HARNESS_TEMPLATE}}, {_js(spec["layout"])}), {json.dumps(CONFIG)});</script>')
+    body = (
+        f'<div id="{div_id}" class="plotly-graph-div" style="height:{h}px;width:100%"></div>'
+        f'<script>Plotly.newPlot("{div_id}", {_js(spec["data"])}, '
+        f"Object.assign({{template: HARNESS_TEMPLATE}}, {_js(spec['layout'])}), {json.dumps(CONFIG)});</script>"
+    )
     cap = f'<p class="caption">{escape(chart.caption)}</p>' if chart.caption else ""
-    return (f'<figure class="chart{" wide" if chart.wide else ""}" data-chart="{escape(chart.key or div_id)}">'
-            f"<figcaption>{escape(chart.title)}</figcaption>{body}{cap}</figure>")
+    return (
+        f'<figure class="chart{" wide" if chart.wide else ""}" data-chart="{escape(chart.key or div_id)}">'
+        f"<figcaption>{escape(chart.title)}</figcaption>{body}{cap}</figure>"
+    )
 
 
 def grid(charts: list[Chart], prefix: str) -> str:
@@ -155,9 +211,12 @@ def _plotlyjs() -> str:
 
 def page(title: str, body: list[str], extra_css: str = "") -> str:
     """The whole document: plotly.js inline once (offline), then the body."""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{escape(title)}</title><style>{CSS}{extra_css}</style>"
-            f"<script type=\"text/javascript\">{_plotlyjs()}</script>"
-            f"<script>const HARNESS_TEMPLATE = {_template_json()};</script></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}{extra_css}</style>"
+        f'<script type="text/javascript">{_plotlyjs()}</script>'
+        f"<script>const HARNESS_TEMPLATE = {_template_json()};</script></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

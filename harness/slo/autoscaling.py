@@ -15,8 +15,9 @@ Inputs are the scraped series (rows of signal, t [epoch s], value) and the scena
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 Points = list[tuple[float, float]]
 
@@ -100,10 +101,18 @@ def step_events(windows: Sequence[StageWindow], replicas: Points, wanted: Points
         seen = _within(replicas, w.start, w.end)
         hit = next((t for t, v in seen if (v >= want if up else v <= want)), None)
         reached_best = (max if up else min)((v for _, v in seen), default=r0)
-        ev = {"stage": w.name, "at_s": w.start, "users_from": w.prev_users, "users_to": w.users,
-              "replicas_from": r0, "wanted": want, "reached": hit is not None,
-              "time_s": None if hit is None else round(hit - w.start, 3), "best": reached_best,
-              "stage_s": round(w.end - w.start, 3)}
+        ev = {
+            "stage": w.name,
+            "at_s": w.start,
+            "users_from": w.prev_users,
+            "users_to": w.users,
+            "replicas_from": r0,
+            "wanted": want,
+            "reached": hit is not None,
+            "time_s": None if hit is None else round(hit - w.start, 3),
+            "best": reached_best,
+            "stage_s": round(w.end - w.start, 3),
+        }
         (ups if up else downs).append(ev)
     return ups, downs
 
@@ -150,13 +159,23 @@ def _note(events: list[dict], direction: str, wanted_name: str) -> str | None:
     missed = [e for e in events if not e["reached"]]
     if missed:
         e = missed[0]
-        return (f"replicas did not reach {e['wanted']:g} within stage '{e['stage']}' ({e['stage_s']:g} s); "
-                f"{'most' if direction == 'up' else 'fewest'} seen {e['best']:g}")
+        return (
+            f"replicas did not reach {e['wanted']:g} within stage '{e['stage']}' ({e['stage_s']:g} s); "
+            f"{'most' if direction == 'up' else 'fewest'} seen {e['best']:g}"
+        )
     return None
 
 
-def analyze(rows, stages: Sequence[dict], load_start: float, warmup_end: float, load_end: float,
-            *, grace_s: float = 3.0, timeline_step_s: float = 5.0) -> dict | None:
+def analyze(
+    rows,
+    stages: Sequence[dict],
+    load_start: float,
+    warmup_end: float,
+    load_end: float,
+    *,
+    grace_s: float = 3.0,
+    timeline_step_s: float = 5.0,
+) -> dict | None:
     """Everything the report and the SLOs need about autoscaling; None when no replica series was scraped."""
     replicas = series_of(rows, "replicas")
     if not replicas:
@@ -174,17 +193,30 @@ def analyze(rows, stages: Sequence[dict], load_start: float, warmup_end: float, 
     for w in windows:
         rs = [v for _, v in _within(replicas, w.start, w.end)]
         ws = [v for _, v in _within(wanted, w.start, w.end)]
-        per_stage.append({"stage": w.name, "users": w.users, "start_s": round(w.start - load_start, 3),
-                          "end_s": round(w.end - load_start, 3),
-                          "replicas_min": min(rs) if rs else None, "replicas_max": max(rs) if rs else None,
-                          "wanted_max": max(ws) if ws else None})
+        per_stage.append(
+            {
+                "stage": w.name,
+                "users": w.users,
+                "start_s": round(w.start - load_start, 3),
+                "end_s": round(w.end - load_start, 3),
+                "replicas_min": min(rs) if rs else None,
+                "replicas_max": max(rs) if rs else None,
+                "wanted_max": max(ws) if ws else None,
+            }
+        )
     timeline = []
     n = int(math.ceil((load_end - load_start) / timeline_step_s)) + 1
     for i in range(min(n, 10_000)):
         t = load_start + i * timeline_step_s
-        timeline.append({"t_s": round(t - load_start, 3), "users": round(users_at(windows, t), 2),
-                         "replicas": value_at(replicas, t), "desired": value_at(desired, t),
-                         "target": value_at(target, t)})
+        timeline.append(
+            {
+                "t_s": round(t - load_start, 3),
+                "users": round(users_at(windows, t), 2),
+                "replicas": value_at(replicas, t),
+                "desired": value_at(desired, t),
+                "target": value_at(target, t),
+            }
+        )
     stats: dict[str, dict[str, float]] = {"flaps": {"total": float(len(flap_t))}}
     if (s := _time_stats(ups)) is not None:
         stats["scale_up_time"] = s
@@ -193,17 +225,29 @@ def analyze(rows, stages: Sequence[dict], load_start: float, warmup_end: float, 
     if starts is not None:
         stats["churn"] = {"value": starts / minutes}
         stats["replica_starts"] = {"total": starts}
-    notes = {k: v for k, v in (("scale_up_time", _note(ups, "up", wanted_name)),
-                               ("scale_down_time", _note(downs, "down", wanted_name))) if v}
+    notes = {
+        k: v
+        for k, v in (
+            ("scale_up_time", _note(ups, "up", wanted_name)),
+            ("scale_down_time", _note(downs, "down", wanted_name)),
+        )
+        if v
+    }
     if starts is None:
         notes["churn"] = notes["replica_starts"] = "no replica-start series was scraped"
     return {
         "wanted_series": wanted_name if wanted else None,
-        "replicas_max": max(v for _, v in during), "replicas_min": min(v for _, v in during),
+        "replicas_max": max(v for _, v in during),
+        "replicas_min": min(v for _, v in during),
         "wanted_max": max((v for _, v in _within(wanted, load_start, load_end)), default=None),
         "scale_ups": [{**e, "at_s": round(e["at_s"] - load_start, 3)} for e in ups],
         "scale_downs": [{**e, "at_s": round(e["at_s"] - load_start, 3)} for e in downs],
-        "replica_starts": starts, "churn_per_min": None if starts is None else starts / minutes,
-        "flaps": len(flap_t), "flap_at_s": [round(t - load_start, 3) for t in flap_t],
-        "stages": per_stage, "timeline": timeline, "stats": stats, "notes": notes,
+        "replica_starts": starts,
+        "churn_per_min": None if starts is None else starts / minutes,
+        "flaps": len(flap_t),
+        "flap_at_s": [round(t - load_start, 3) for t in flap_t],
+        "stages": per_stage,
+        "timeline": timeline,
+        "stats": stats,
+        "notes": notes,
     }

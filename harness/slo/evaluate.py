@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,9 +73,12 @@ def bunching(ok: pd.DataFrame) -> dict | None:
     multi = float(ok["multi_token_events"].fillna(0).sum()) if "multi_token_events" in ok else 0.0
     gaps = _flat(ok, "chunk_gap_ms")
     src = ok["token_count_source"].dropna().value_counts() if "token_count_source" in ok else pd.Series(dtype=int)
-    out = {"events": int(events), "multi_token_event_frac": multi / events if events else 0.0,
-           "sub_ms_gap_frac": float((gaps < _SUB_MS).mean()) if gaps.size else 0.0,
-           "token_count_source": str(src.index[0]) if len(src) else None}
+    out = {
+        "events": int(events),
+        "multi_token_event_frac": multi / events if events else 0.0,
+        "sub_ms_gap_frac": float((gaps < _SUB_MS).mean()) if gaps.size else 0.0,
+        "token_count_source": str(src.index[0]) if len(src) else None,
+    }
     out["bunched"] = out["multi_token_event_frac"] > BUNCHED_EVENT_FRAC or out["sub_ms_gap_frac"] > BUNCHED_GAP_FRAC
     return out
 
@@ -95,8 +99,10 @@ def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
     errors_by_class = {str(k): int(v) for k, v in df.loc[~df["ok"], "error"].value_counts().items()} if n_err else {}
     extra: dict = {}
     if is_open:
-        extra = {"ttft_from_send_ms": dist_stats(ok["ttft_ms"]) if len(ok) else None,
-                 "e2e_from_send_ms": dist_stats(ok["e2e_ms"]) if len(ok) else None}
+        extra = {
+            "ttft_from_send_ms": dist_stats(ok["ttft_ms"]) if len(ok) else None,
+            "e2e_from_send_ms": dist_stats(ok["e2e_ms"]) if len(ok) else None,
+        }
     return {
         "latency_from": "scheduled arrival" if is_open else "send",
         "ttft_ms": dist_stats(ok[latency_column(samples, "ttft")]) if len(ok) else None,
@@ -134,8 +140,13 @@ def goodput_stats(samples: pd.DataFrame, criteria: dict[str, float], duration_s:
         col = df[latency_column(samples, c[:-3]) if c in ("ttft_ms", "e2e_ms") else c].astype(float)
         good &= col.notna() & (col <= float(limit))
     n_good, n = int(good.sum()) if len(df) else 0, int(len(df))
-    return {"criteria": {k: v for k, v in criteria.items() if v is not None}, "total": float(n_good),
-            "rate": n_good / max(duration_s, 1e-9), "attainment": (n_good / n) if n else None, "requests": n}
+    return {
+        "criteria": {k: v for k, v in criteria.items() if v is not None},
+        "total": float(n_good),
+        "rate": n_good / max(duration_s, 1e-9),
+        "attainment": (n_good / n) if n else None,
+        "requests": n,
+    }
 
 
 def _stat(d: dict | None, stat: str) -> float | None:
@@ -197,7 +208,9 @@ class EvalContext:
     """Everything beyond the whole-run stats that verdicts may need (all optional)."""
 
     autoscaling: dict | None = None  # autoscaling.analyze() output
-    scoped: dict[str, dict] = field(default_factory=dict)  # scope → {"client": stats, "server": stats, "windows_s": ...}
+    scoped: dict[str, dict] = field(
+        default_factory=dict
+    )  # scope → {"client": stats, "server": stats, "windows_s": ...}
     max_replicas: int | None = None  # scenario cap, to explain replica SLOs that cannot pass
 
 
@@ -227,15 +240,26 @@ def _no_data_reason(slo: SLO, ctx: EvalContext) -> str:
 
 def _fail_reason(slo: SLO, obs: float, ctx: EvalContext) -> str:
     reason = f"observed {obs:.4g} is not {slo.op} {slo.threshold:.4g}"
-    if slo.signal in ("replicas", "desired_replicas", "target_replicas") and slo.op in (">", ">=") \
-            and ctx.max_replicas is not None and slo.threshold > ctx.max_replicas - (0 if slo.op == ">=" else 1):
-        reason += (f": the scenario caps target.autoscaling.max_replicas at {ctx.max_replicas}, so this SLO cannot "
-                   f"pass; raise max_replicas or lower the SLO")
+    if (
+        slo.signal in ("replicas", "desired_replicas", "target_replicas")
+        and slo.op in (">", ">=")
+        and ctx.max_replicas is not None
+        and slo.threshold > ctx.max_replicas - (0 if slo.op == ">=" else 1)
+    ):
+        reason += (
+            f": the scenario caps target.autoscaling.max_replicas at {ctx.max_replicas}, so this SLO cannot "
+            f"pass; raise max_replicas or lower the SLO"
+        )
     return reason
 
 
-def evaluate(slos: list[str], client: dict, server: dict, server_series: dict[str, str | None] | None = None,
-             ctx: EvalContext | None = None) -> list[Verdict]:
+def evaluate(
+    slos: list[str],
+    client: dict,
+    server: dict,
+    server_series: dict[str, str | None] | None = None,
+    ctx: EvalContext | None = None,
+) -> list[Verdict]:
     ctx = ctx or EvalContext()
     derived = (ctx.autoscaling or {}).get("stats", {})
     out = []
@@ -252,15 +276,30 @@ def evaluate(slos: list[str], client: dict, server: dict, server_series: dict[st
         else:
             passed = _OPS[slo.op](obs, slo.threshold)
             reason = "" if passed else _fail_reason(slo, obs, ctx)
-        out.append(Verdict(slo.text, slo.signal, slo.stat, slo.op, slo.threshold, obs, passed,
-                           _source(slo, server_series or {}, ctx), _UNIT[kind], reason, slo.scope))
+        out.append(
+            Verdict(
+                slo.text,
+                slo.signal,
+                slo.stat,
+                slo.op,
+                slo.threshold,
+                obs,
+                passed,
+                _source(slo, server_series or {}, ctx),
+                _UNIT[kind],
+                reason,
+                slo.scope,
+            )
+        )
     return out
 
 
 # ---------- scopes: one stage, or the steady part of the run ----------
 
 
-def scope_windows(scope: str, windows: Sequence[autoscaling_mod.StageWindow], warmup_end: float) -> list[tuple[float, float]]:
+def scope_windows(
+    scope: str, windows: Sequence[autoscaling_mod.StageWindow], warmup_end: float
+) -> list[tuple[float, float]]:
     if scope == STEADY:
         return autoscaling_mod.steady_windows(windows, warmup_end)
     return [(max(w.start, warmup_end), w.end) for w in windows if w.name == scope and max(w.start, warmup_end) < w.end]
@@ -273,8 +312,14 @@ def _in_windows(t: pd.Series, spans: list[tuple[float, float]]) -> pd.Series:
     return m
 
 
-def scoped_stats(scope: str, samples: pd.DataFrame, rows: pd.DataFrame | None, windows, warmup_end: float,
-                 goodput: dict | None = None) -> dict:
+def scoped_stats(
+    scope: str,
+    samples: pd.DataFrame,
+    rows: pd.DataFrame | None,
+    windows,
+    warmup_end: float,
+    goodput: dict | None = None,
+) -> dict:
     """Client and server-gauge stats restricted to the scope's time spans (requests by start time)."""
     spans = scope_windows(scope, windows, warmup_end)
     dur = sum(b - a for a, b in spans)
@@ -293,12 +338,26 @@ def scoped_stats(scope: str, samples: pd.DataFrame, rows: pd.DataFrame | None, w
             st = gauge_stats(list(zip(r["t"].astype(float), r["value"].astype(float))))
             if st:
                 server[name] = st
-    return {"client": client, "server": server,
-            "spans_s": [(round(a, 3), round(b, 3)) for a, b in spans], "duration_s": dur}
+    return {
+        "client": client,
+        "server": server,
+        "spans_s": [(round(a, 3), round(b, 3)) for a, b in spans],
+        "duration_s": dur,
+    }
 
 
-def evaluate_run(scenario: dict, samples: pd.DataFrame, rows: pd.DataFrame | None, client: dict, server: dict,
-                 server_series: dict, *, load_start: float, warmup_end: float, load_end: float) -> tuple[list[Verdict], dict]:
+def evaluate_run(
+    scenario: dict,
+    samples: pd.DataFrame,
+    rows: pd.DataFrame | None,
+    client: dict,
+    server: dict,
+    server_series: dict,
+    *,
+    load_start: float,
+    warmup_end: float,
+    load_end: float,
+) -> tuple[list[Verdict], dict]:
     """Verdicts for the whole record, plus what the summary carries beyond them (goodput, autoscaling, scopes).
 
     `scenario`: the resolved scenario as a dict; `rows`: the scraped series (signal, t, value) or None."""
@@ -307,11 +366,18 @@ def evaluate_run(scenario: dict, samples: pd.DataFrame, rows: pd.DataFrame | Non
     criteria = {k: v for k, v in (scenario.get("goodput") or {}).items() if v is not None}
     if criteria:
         client["goodput"] = goodput_stats(samples, criteria, client.get("duration_s") or 0.0)
-    auto = autoscaling_mod.analyze(rows, stages, load_start, warmup_end, load_end) if rows is not None and len(rows) else None
+    auto = (
+        autoscaling_mod.analyze(rows, stages, load_start, warmup_end, load_end)
+        if rows is not None and len(rows)
+        else None
+    )
     scopes = sorted({s.scope for s in map(parse_slo, scenario.get("slos", [])) if s.scope})
     scoped = {sc: scoped_stats(sc, samples, rows, windows, warmup_end, criteria or None) for sc in scopes}
-    ctx = EvalContext(autoscaling=auto, scoped=scoped,
-                      max_replicas=(scenario.get("target", {}).get("autoscaling") or {}).get("max_replicas"))
+    ctx = EvalContext(
+        autoscaling=auto,
+        scoped=scoped,
+        max_replicas=(scenario.get("target", {}).get("autoscaling") or {}).get("max_replicas"),
+    )
     verdicts = evaluate(scenario.get("slos", []), client, server, server_series, ctx)
     extra: dict[str, Any] = {}
     if auto is not None:

@@ -11,8 +11,8 @@ Examples: `ttft.p95 <= 500ms`, `ttft.p95 <= 500ms @steady`, `e2e.p99 <= 3s @step
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from harness.slo.signals import EQ_OK_KINDS, SIGNALS, Signal
 
@@ -24,8 +24,10 @@ _RE = re.compile(
     r"(?:\s*@\s*(?P<scope>[A-Za-z0-9][A-Za-z0-9_.-]*))?\s*$"
 )
 _UNITS_FOR = {"time": ("ms", "s"), "ratio": ("%", None), "count": (None,), "rate": (None,)}
-_SYNTAX = ("expected '<signal>[.<stat>] <op> <value>[unit] [@scope]' with op one of < <= > >= (== for counts), "
-           "unit ms, s or % and an optional scope @steady or @<stage name> (e.g. 'ttft.p95 <= 500ms @steady')")
+_SYNTAX = (
+    "expected '<signal>[.<stat>] <op> <value>[unit] [@scope]' with op one of < <= > >= (== for counts), "
+    "unit ms, s or % and an optional scope @steady or @<stage name> (e.g. 'ttft.p95 <= 500ms @steady')"
+)
 
 
 @dataclass(frozen=True)
@@ -64,21 +66,27 @@ def parse_slo(text: str, stage_names: Sequence[str] | None = None) -> SLO:
     name, stat, op, num, unit, scope = m["signal"], m["stat"], m["op"], float(m["num"]), m["unit"], m["scope"]
     if op in ("!=", "=<", "=>", "="):
         better = {"=<": "<=", "=>": ">=", "=": "=="}.get(op)
-        raise ValueError(f"operator {op!r} is not supported in {text!r}; use one of < <= > >= (== for counts)"
-                         + (f" — did you mean {better!r}?" if better else ""))
+        raise ValueError(
+            f"operator {op!r} is not supported in {text!r}; use one of < <= > >= (== for counts)"
+            + (f" — did you mean {better!r}?" if better else "")
+        )
     sig: Signal | None = SIGNALS.get(name)
     if sig is None:
         raise ValueError(f"unknown signal {name!r} in {text!r}; valid signals: {_valid_list()}")
     if stat is None:
         if sig.default_stat is None:
-            raise ValueError(f"{text!r}: signal {name!r} needs a stat, one of {', '.join(sig.stats)} (e.g. {name}.{sig.stats[0]})")
+            raise ValueError(
+                f"{text!r}: signal {name!r} needs a stat, one of {', '.join(sig.stats)} (e.g. {name}.{sig.stats[0]})"
+            )
         stat = sig.default_stat
     if stat not in sig.stats:
         raise ValueError(f"{text!r}: stat {stat!r} is not valid for {name!r}; valid: {', '.join(sig.stats)}")
     kind = sig.kind_of(stat)
     if op == "==" and kind not in EQ_OK_KINDS:
-        raise ValueError(f"{text!r}: '==' is only for counts (e.g. 'flaps.total == 0'); "
-                         f"{name}.{stat} is a {kind}: use <=, >=, < or >")
+        raise ValueError(
+            f"{text!r}: '==' is only for counts (e.g. 'flaps.total == 0'); "
+            f"{name}.{stat} is a {kind}: use <=, >=, < or >"
+        )
     allowed = _UNITS_FOR[kind]
     if unit not in allowed:
         shown = ", ".join(u or "no unit" for u in allowed)
@@ -94,13 +102,16 @@ def parse_slo(text: str, stage_names: Sequence[str] | None = None) -> SLO:
     if scope is not None:
         if not sig.scopable:
             scopable = ", ".join(s.name for s in SIGNALS.values() if s.scopable)
-            raise ValueError(f"{text!r}: signal {name!r} covers the whole run and takes no @scope; "
-                             f"signals that take one: {scopable}")
+            raise ValueError(
+                f"{text!r}: signal {name!r} covers the whole run and takes no @scope; signals that take one: {scopable}"
+            )
         if stage_names is not None and scope != STEADY and scope not in stage_names:
-            raise ValueError(f"{text!r}: unknown scope '@{scope}'; valid: @{STEADY}, "
-                             + ", ".join(f"@{s}" for s in stage_names))
-    return SLO(text=text.strip(), signal=name, stat=stat, op=op, threshold=value, source=sig.source, kind=kind,
-               scope=scope)
+            raise ValueError(
+                f"{text!r}: unknown scope '@{scope}'; valid: @{STEADY}, " + ", ".join(f"@{s}" for s in stage_names)
+            )
+    return SLO(
+        text=text.strip(), signal=name, stat=stat, op=op, threshold=value, source=sig.source, kind=kind, scope=scope
+    )
 
 
 def check_slos(slos: Sequence[str], stage_names: Sequence[str], has_goodput: bool) -> list[str]:
@@ -114,6 +125,8 @@ def check_slos(slos: Sequence[str], stage_names: Sequence[str], has_goodput: boo
             errs.append(f"slos[{i}]: {e}")
             continue
         if s.signal == "goodput" and not has_goodput:
-            errs.append(f"slos[{i}]: {text!r} needs per-request criteria: add e.g. `goodput: {{ttft_ms: 300, tpot_ms: 50}}` "
-                        "to the scenario (keys ttft_ms, tpot_ms, e2e_ms, itl_max_ms)")
+            errs.append(
+                f"slos[{i}]: {text!r} needs per-request criteria: add e.g. `goodput: {{ttft_ms: 300, tpot_ms: 50}}` "
+                "to the scenario (keys ttft_ms, tpot_ms, e2e_ms, itl_max_ms)"
+            )
     return errs

@@ -51,8 +51,10 @@ def _new_state_dir() -> Path:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StackError(f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
-                         fix="set HARNESS_STATE_DIR to a writable folder") from None
+        raise StackError(
+            f"cannot create the stack state dir {state_dir}: {e.strerror or e}",
+            fix="set HARNESS_STATE_DIR to a writable folder",
+        ) from None
     return state_dir
 
 
@@ -61,8 +63,10 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
     if not shutil.which("prometheus"):  # before starting Ray: fail in a second, not after Ray's ~15 s start
         from harness.stack.prometheus import INSTALL_HINT
 
-        raise StackError("the `prometheus` binary was not found on PATH (needed for the local stack)",
-                         fix=f"{INSTALL_HINT}; or pass --ray-address and --prometheus-url of an existing stack")
+        raise StackError(
+            "the `prometheus` binary was not found on PATH (needed for the local stack)",
+            fix=f"{INSTALL_HINT}; or pass --ray-address and --prometheus-url of an existing stack",
+        )
     state_dir = _new_state_dir()
     t0 = time.monotonic()
     temp_dir = new_temp_dir()
@@ -79,8 +83,15 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
     try:
         prom = prom_future.result()
         stack = Stack(
-            ray_address=ray.address, prometheus_url=prom.url, serve_port=free_port(), sd_file=str(ray.sd_file),
-            local=True, state_dir=str(state_dir), ray=ray.to_dict(), prometheus=prom.to_dict(), ray_env=ray.driver_env,
+            ray_address=ray.address,
+            prometheus_url=prom.url,
+            serve_port=free_port(),
+            sd_file=str(ray.sd_file),
+            local=True,
+            state_dir=str(state_dir),
+            ray=ray.to_dict(),
+            prometheus=prom.to_dict(),
+            ray_env=ray.driver_env,
         )
         # Ray lists all three targets (metrics agent, autoscaler, dashboard) within ~12 s of start.
         wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)
@@ -101,16 +112,25 @@ def start_external_stack(endpoint_url: str, *, targets_timeout_s: float = 15.0) 
     if not shutil.which("prometheus"):
         from harness.stack.prometheus import INSTALL_HINT
 
-        raise StackError("the `prometheus` binary was not found on PATH (needed to scrape the endpoint's /metrics)",
-                         fix=f"{INSTALL_HINT}; or pass --prometheus-url of a Prometheus that scrapes the endpoint")
+        raise StackError(
+            "the `prometheus` binary was not found on PATH (needed to scrape the endpoint's /metrics)",
+            fix=f"{INSTALL_HINT}; or pass --prometheus-url of a Prometheus that scrapes the endpoint",
+        )
     state_dir = _new_state_dir()
     t0 = time.monotonic()
     probe = endpoint_url.rstrip("/").removesuffix("/v1") + "/metrics"
     metrics_url = probe if _exposes_metrics(probe) else None
     prom = start_prometheus(state_dir, None, extra_jobs=[endpoint_job(metrics_url)] if metrics_url else [])
     t_prom = time.monotonic()
-    stack = Stack(ray_address="", prometheus_url=prom.url, endpoint_url=endpoint_url, local=True,
-                  state_dir=str(state_dir), prometheus=prom.to_dict(), metrics_url=metrics_url)
+    stack = Stack(
+        ray_address="",
+        prometheus_url=prom.url,
+        endpoint_url=endpoint_url,
+        local=True,
+        state_dir=str(state_dir),
+        prometheus=prom.to_dict(),
+        metrics_url=metrics_url,
+    )
     if metrics_url:
         try:
             wait_for_ray_targets(prom.url, None, timeout_s=targets_timeout_s, min_targets=1, job=ENDPOINT_JOB)
@@ -168,7 +188,9 @@ def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = Non
             fix="check --prometheus-url (scheme, host, port) and that Prometheus is running",
         ) from None
     if status != 200:
-        raise StackError(f"Prometheus at {url} answered /-/ready with HTTP {status}", fix="wait until it is ready, or check the URL")
+        raise StackError(
+            f"Prometheus at {url} answered /-/ready with HTTP {status}", fix="wait until it is ready, or check the URL"
+        )
     return Stack(ray_address=ray_address, prometheus_url=url, endpoint_url=endpoint_url)
 
 

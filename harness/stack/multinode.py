@@ -32,14 +32,19 @@ WORKER_METRICS_PORT = 58080  # each namespace has its own port space; outside Ra
 WORKER_OBJECT_STORE_BYTES = 256 * 1024**2  # /dev/shm is shared by every node on the machine
 # The GCS declares a node dead after `threshold` failed health checks `period` apart (defaults 3 s x 5): a dead
 # raylet refuses connections at once, so this finds a killed node in ~10 s; the timeout stays generous for load.
-HEAD_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "10",
-            "RAY_health_check_timeout_ms": "5000"}
+HEAD_ENV = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_failure_threshold": "10",
+    "RAY_health_check_timeout_ms": "5000",
+}
 # Every node of the cluster shares this machine's cores: give slow agent and raylet starts time under load.
 SLOW_START_ENV = {"RAY_raylet_start_wait_time_s": "180", "RAY_agent_register_timeout_ms": "180000"}
 REGISTRY = Path(os.environ.get("HARNESS_NETNS_REGISTRY", "/run/harness-multinode"))
-PRIV_FIX = ("run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN, e.g. a container started with "
-            "--cap-add NET_ADMIN --cap-add SYS_ADMIN), or drop `cluster:` / --workers for the single-node "
-            "loopback stack, or attach to a real cluster with --ray-address and --prometheus-url")
+PRIV_FIX = (
+    "run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN, e.g. a container started with "
+    "--cap-add NET_ADMIN --cap-add SYS_ADMIN), or drop `cluster:` / --workers for the single-node "
+    "loopback stack, or attach to a real cluster with --ray-address and --prometheus-url"
+)
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Cluster:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Cluster":
+    def from_dict(cls, d: dict) -> Cluster:
         d = dict(d)
         d["workers"] = [WorkerNode(**w) for w in d.get("workers", [])]
         return cls(**d)
@@ -95,16 +100,21 @@ def _ip(*args: str, check: bool = True, timeout_s: float = 15.0) -> subprocess.C
     exe = shutil.which("ip") or "/usr/sbin/ip"
     r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout_s)
     if check and r.returncode != 0:
-        raise StackError(f"`ip {' '.join(args)}` failed: {r.stderr.strip() or r.stdout.strip()}",
-                         fix=PRIV_FIX if "ermission" in r.stderr or "not permitted" in r.stderr else
-                         "see the message; `harness down` removes what a previous run left")
+        raise StackError(
+            f"`ip {' '.join(args)}` failed: {r.stderr.strip() or r.stdout.strip()}",
+            fix=PRIV_FIX
+            if "ermission" in r.stderr or "not permitted" in r.stderr
+            else "see the message; `harness down` removes what a previous run left",
+        )
     return r
 
 
 def check_privileges() -> None:
     if not (shutil.which("ip") or Path("/usr/sbin/ip").exists()):
-        raise StackError("the `ip` command (iproute2) was not found; it makes the network namespaces",
-                         fix="apt-get install -y iproute2")
+        raise StackError(
+            "the `ip` command (iproute2) was not found; it makes the network namespaces",
+            fix="apt-get install -y iproute2",
+        )
     if os.geteuid() != 0:
         raise StackError("a local multi-node cluster needs network namespaces, which need root", fix=PRIV_FIX)
 
@@ -134,7 +144,11 @@ def _pick_k() -> int:
     used_nets, links, spaces = _host_networks(), set(_links()), set(_netns_list())
     for k in range(1, 255):
         net = ipaddress.ip_network(SUBNET.format(k=k))
-        if (REGISTRY / f"{k}.json").exists() or f"{PREFIX}{k}" in links or any(s.startswith(f"{PREFIX}{k}-") for s in spaces):
+        if (
+            (REGISTRY / f"{k}.json").exists()
+            or f"{PREFIX}{k}" in links
+            or any(s.startswith(f"{PREFIX}{k}-") for s in spaces)
+        ):
             continue
         if any(net.overlaps(n) for n in used_nets):
             continue
@@ -215,21 +229,44 @@ def _ray_env(token_path: str) -> dict[str, str]:
     from harness.paths import child_env
 
     env = {k: v for k, v in child_env().items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}  # not a loopback cluster
-    env.update({**SLOW_START_ENV, "RAY_metrics_report_interval_ms": "1000", "RAY_USAGE_STATS_ENABLED": "0",
-                "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path})
+    env.update(
+        {
+            **SLOW_START_ENV,
+            "RAY_metrics_report_interval_ms": "1000",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": token_path,
+        }
+    )
     return env
 
 
-def start_worker(w: WorkerNode, head: str, token_path: str, accelerator_type: str | None, log: Path) -> subprocess.Popen:
+def start_worker(
+    w: WorkerNode, head: str, token_path: str, accelerator_type: str | None, log: Path
+) -> subprocess.Popen:
     resources = {f"accelerator_type:{accelerator_type}": 1} if accelerator_type else {}
-    cmd = [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", w.netns, *ray_cli(), "start",
-           f"--address={head}", f"--node-ip-address={w.ip}", f"--num-cpus={w.num_cpus}", f"--num-gpus={w.num_gpus}",
-           f"--resources={json.dumps(resources)}", f"--metrics-export-port={WORKER_METRICS_PORT}",
-           f"--temp-dir={w.temp_dir}", f"--object-store-memory={WORKER_OBJECT_STORE_BYTES}", "--disable-usage-stats"]
+    cmd = [
+        shutil.which("ip") or "/usr/sbin/ip",
+        "netns",
+        "exec",
+        w.netns,
+        *ray_cli(),
+        "start",
+        f"--address={head}",
+        f"--node-ip-address={w.ip}",
+        f"--num-cpus={w.num_cpus}",
+        f"--num-gpus={w.num_gpus}",
+        f"--resources={json.dumps(resources)}",
+        f"--metrics-export-port={WORKER_METRICS_PORT}",
+        f"--temp-dir={w.temp_dir}",
+        f"--object-store-memory={WORKER_OBJECT_STORE_BYTES}",
+        "--disable-usage-stats",
+    ]
     Path(w.temp_dir).mkdir(parents=True, exist_ok=True)
     # own session: the raylet and its children keep this process group, so kill_node ends exactly this node
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=_ray_env(token_path),
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=_ray_env(token_path), start_new_session=True
+    )
 
 
 def kill_worker(w: WorkerNode) -> None:
@@ -247,18 +284,36 @@ def set_link(w: WorkerNode, up: bool) -> None:
     _ip("link", "set", w.veth, "up" if up else "down")
 
 
-def start_cluster(state_dir: Path, head: LocalRay, head_ip: str, *, k: int, bridge: str,
-                  net: list[tuple[str, str, str]], cpus_per_worker: int, gpus_per_worker: int,
-                  accelerator_type: str | None, timeout_s: float = 180.0) -> Cluster:
+def start_cluster(
+    state_dir: Path,
+    head: LocalRay,
+    head_ip: str,
+    *,
+    k: int,
+    bridge: str,
+    net: list[tuple[str, str, str]],
+    cpus_per_worker: int,
+    gpus_per_worker: int,
+    accelerator_type: str | None,
+    timeout_s: float = 180.0,
+) -> Cluster:
     """Start one Ray worker node per namespace (in parallel) and wait until the head lists them all alive."""
-    cluster = Cluster(k=k, bridge=bridge, head_ip=head_ip, accelerator_type=accelerator_type,
-                      gpus_per_worker=gpus_per_worker, head_pgid=head.pgid)
+    cluster = Cluster(
+        k=k,
+        bridge=bridge,
+        head_ip=head_ip,
+        accelerator_type=accelerator_type,
+        gpus_per_worker=gpus_per_worker,
+        head_pgid=head.pgid,
+    )
     procs = []
     t0 = time.monotonic()
     for i, (ns, veth, ip) in enumerate(net):
         w = WorkerNode(i, ns, veth, ip, f"{head.temp_dir}-w{i}", cpus_per_worker, gpus_per_worker)
         cluster.workers.append(w)
-        p = start_worker(w, f"{head_ip}:{head.gcs_port}", head.auth_token_path, accelerator_type, state_dir / f"ray-{ns}.log")
+        p = start_worker(
+            w, f"{head_ip}:{head.gcs_port}", head.auth_token_path, accelerator_type, state_dir / f"ray-{ns}.log"
+        )
         w.pgid = p.pid
         procs.append((w, p))
     _save(cluster)
@@ -283,9 +338,11 @@ def start_cluster(state_dir: Path, head: LocalRay, head_ip: str, *, k: int, brid
                 break
         if rc != 0:
             tail = log.read_text(errors="replace")[-1500:]
-            raise StackError(f"`ray start` of worker {w.netns} ({w.ip}) failed twice (exit {rc}):\n{tail}\n"
-                             f"(first attempt ended: {first.strip().splitlines()[-1][:300] if first.strip() else ''})",
-                             fix=f"see {log} and the raylet logs under {w.temp_dir}")
+            raise StackError(
+                f"`ray start` of worker {w.netns} ({w.ip}) failed twice (exit {rc}):\n{tail}\n"
+                f"(first attempt ended: {first.strip().splitlines()[-1][:300] if first.strip() else ''})",
+                fix=f"see {log} and the raylet logs under {w.temp_dir}",
+            )
     _save(cluster)
     return cluster
 
@@ -310,8 +367,13 @@ def alive_nodes(dashboard_url: str, timeout_s: float = 5.0) -> list[dict]:
     out = []
     for r in rows:
         raylet = r.get("raylet", {})
-        out.append({"node_ip": raylet.get("nodeManagerAddress") or r.get("ip"), "state": raylet.get("state"),
-                    "node_id": raylet.get("nodeId")})
+        out.append(
+            {
+                "node_ip": raylet.get("nodeManagerAddress") or r.get("ip"),
+                "state": raylet.get("state"),
+                "node_id": raylet.get("nodeId"),
+            }
+        )
     return out
 
 
@@ -349,8 +411,12 @@ def cleanup_leftovers() -> list[str]:
             teardown(c)
             removed.append(f"{PREFIX}{c.k}")
     spaces = _netns_list()
-    ks = {int(s[len(PREFIX):].split("-")[0]) for s in spaces if s.startswith(PREFIX) and s[len(PREFIX):].split("-")[0].isdigit()}
-    ks |= {int(l[len(PREFIX):]) for l in _links() if l.startswith(PREFIX) and l[len(PREFIX):].isdigit()}
+    ks = {
+        int(s[len(PREFIX) :].split("-")[0])
+        for s in spaces
+        if s.startswith(PREFIX) and s[len(PREFIX) :].split("-")[0].isdigit()
+    }
+    ks |= {int(link[len(PREFIX) :]) for link in _links() if link.startswith(PREFIX) and link[len(PREFIX) :].isdigit()}
     for k in sorted(ks - live):
         remove_network(k)
         removed.append(f"{PREFIX}{k}")
@@ -395,9 +461,16 @@ def stop_head(head: LocalRay) -> None:
 # ---------- the stack ----------
 
 
-def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_worker: int = 2,
-                          accelerator_type: str | None = None, head_cpus: int = 4, targets_timeout_s: float = 90.0,
-                          alerting: bool = True):
+def start_multinode_stack(
+    *,
+    workers: int,
+    gpus_per_worker: int = 0,
+    cpus_per_worker: int = 2,
+    accelerator_type: str | None = None,
+    head_cpus: int = 4,
+    targets_timeout_s: float = 90.0,
+    alerting: bool = True,
+):
     """Bridge + namespaces, a Ray head on the bridge address, one Ray worker per namespace, and a loopback
     Prometheus reading the head's discovery file; waits until every node's metrics target is UP."""
     from harness.stack import Stack, state_root
@@ -416,8 +489,9 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
     t0 = time.monotonic()
     k = _pick_k()
     # registry entry first: a crash between here and the end still leaves a trail cleanup_leftovers follows
-    cluster = Cluster(k=k, bridge=f"{PREFIX}{k}", head_ip="", accelerator_type=accelerator_type,
-                      gpus_per_worker=gpus_per_worker)
+    cluster = Cluster(
+        k=k, bridge=f"{PREFIX}{k}", head_ip="", accelerator_type=accelerator_type, gpus_per_worker=gpus_per_worker
+    )
     _save(cluster)
     head = prom = am = None
     try:
@@ -425,21 +499,44 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
         cluster.head_ip = head_ip
         t_net = time.monotonic()
         try:
-            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env={**HEAD_ENV, **SLOW_START_ENV})
+            head = start_ray(
+                state_dir,
+                num_cpus=head_cpus,
+                host=head_ip,
+                extra_args=("--num-gpus=0",),
+                extra_env={**HEAD_ENV, **SLOW_START_ENV},
+            )
         except StackError:  # on a loaded machine the head's raylet can time out waiting for its agents: once more
-            head = start_ray(state_dir, num_cpus=head_cpus, host=head_ip, extra_args=("--num-gpus=0",), extra_env={**HEAD_ENV, **SLOW_START_ENV})
+            head = start_ray(
+                state_dir,
+                num_cpus=head_cpus,
+                host=head_ip,
+                extra_args=("--num-gpus=0",),
+                extra_env={**HEAD_ENV, **SLOW_START_ENV},
+            )
         cluster.head_pgid = head.pgid
         _save(cluster)
         t_head = time.monotonic()
-        cluster = start_cluster(state_dir, head, head_ip, k=k, bridge=bridge, net=net, cpus_per_worker=cpus_per_worker,
-                                gpus_per_worker=gpus_per_worker, accelerator_type=accelerator_type)
+        cluster = start_cluster(
+            state_dir,
+            head,
+            head_ip,
+            k=k,
+            bridge=bridge,
+            net=net,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            accelerator_type=accelerator_type,
+        )
         t_workers = time.monotonic()
         if alerting:
             from harness.alerts import local_rules, start_alertmanager
 
             am = start_alertmanager(state_dir)
             am.rules_file = str(local_rules(state_dir))
-            prom = start_prometheus(state_dir, head.sd_file, rule_files=[am.rules_file], alertmanager=f"127.0.0.1:{am.port}")
+            prom = start_prometheus(
+                state_dir, head.sd_file, rule_files=[am.rules_file], alertmanager=f"127.0.0.1:{am.port}"
+            )
         else:
             prom = start_prometheus(state_dir, head.sd_file)
         # head: metrics agent, autoscaler, dashboard; every worker: its metrics agent
@@ -456,24 +553,39 @@ def start_multinode_stack(*, workers: int, gpus_per_worker: int = 0, cpus_per_wo
         teardown(cluster)
         raise
     stack = Stack(
-        ray_address=head.address, prometheus_url=prom.url, serve_port=free_port(), sd_file=str(head.sd_file),
-        local=True, state_dir=str(state_dir), ray=head.to_dict(), prometheus=prom.to_dict(), ray_env=head.driver_env,
+        ray_address=head.address,
+        prometheus_url=prom.url,
+        serve_port=free_port(),
+        sd_file=str(head.sd_file),
+        local=True,
+        state_dir=str(state_dir),
+        ray=head.to_dict(),
+        prometheus=prom.to_dict(),
+        ray_env=head.driver_env,
     )
     stack.endpoint_url = f"http://{head.host}:{stack.serve_port}"  # Serve's one proxy listens on the bridge
     stack.cluster = cluster.to_dict()
     stack.alerting = am.to_dict() if am is not None else None
-    stack.timings_s = {"network_s": round(t_net - t0, 2), "ray_head_start_s": round(t_head - t_net, 2),
-                       "ray_workers_start_s": round(t_workers - t_head, 2),
-                       "targets_up_s": round(time.monotonic() - t_workers, 2), "nodes": 1 + workers}
+    stack.timings_s = {
+        "network_s": round(t_net - t0, 2),
+        "ray_head_start_s": round(t_head - t_net, 2),
+        "ray_workers_start_s": round(t_workers - t_head, 2),
+        "targets_up_s": round(time.monotonic() - t_workers, 2),
+        "nodes": 1 + workers,
+    }
     (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
     return stack
 
 
-def start_for(spec) -> "object":
+def start_for(spec) -> object:
     """start_multinode_stack from a scenario's `cluster:` section (harness.scenario.ClusterSpec)."""
-    return start_multinode_stack(workers=spec.workers, gpus_per_worker=spec.gpus_per_worker,
-                                 cpus_per_worker=spec.cpus_per_worker, accelerator_type=spec.accelerator_type,
-                                 head_cpus=spec.head_cpus)
+    return start_multinode_stack(
+        workers=spec.workers,
+        gpus_per_worker=spec.gpus_per_worker,
+        cpus_per_worker=spec.cpus_per_worker,
+        accelerator_type=spec.accelerator_type,
+        head_cpus=spec.head_cpus,
+    )
 
 
 def matches(stack, spec) -> str | None:
@@ -483,8 +595,13 @@ def matches(stack, spec) -> str | None:
         return None
     if not c:
         return "the running stack is single-node"
-    if len(c["workers"]) != spec.workers or c["gpus_per_worker"] != spec.gpus_per_worker \
-            or c.get("accelerator_type") != spec.accelerator_type:
-        return (f"the running stack has {len(c['workers'])} worker(s) x {c['gpus_per_worker']} GPU(s) "
-                f"({c.get('accelerator_type')})")
+    if (
+        len(c["workers"]) != spec.workers
+        or c["gpus_per_worker"] != spec.gpus_per_worker
+        or c.get("accelerator_type") != spec.accelerator_type
+    ):
+        return (
+            f"the running stack has {len(c['workers'])} worker(s) x {c['gpus_per_worker']} GPU(s) "
+            f"({c.get('accelerator_type')})"
+        )
     return None

@@ -7,7 +7,8 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 

@@ -25,17 +25,27 @@ def endpoint_job(metrics_url: str) -> dict[str, Any]:
     from urllib.parse import urlsplit
 
     u = urlsplit(metrics_url)
-    return {"job_name": ENDPOINT_JOB, "scheme": u.scheme or "http", "metrics_path": u.path or "/metrics",
-            "static_configs": [{"targets": [u.netloc]}]}
+    return {
+        "job_name": ENDPOINT_JOB,
+        "scheme": u.scheme or "http",
+        "metrics_path": u.path or "/metrics",
+        "static_configs": [{"targets": [u.netloc]}],
+    }
 
 
 def self_job(listen: str) -> dict[str, Any]:
     return {"job_name": "prometheus", "static_configs": [{"targets": [listen]}]}
 
 
-def prometheus_config(sd_file: str | None, listen: str, scrape_interval: str = "5s", extra_jobs: list | None = None,
-                      rule_files: list[str] | None = None, alertmanager: str | None = None,
-                      sd_refresh: str = SD_REFRESH) -> dict:
+def prometheus_config(
+    sd_file: str | None,
+    listen: str,
+    scrape_interval: str = "5s",
+    extra_jobs: list | None = None,
+    rule_files: list[str] | None = None,
+    alertmanager: str | None = None,
+    sd_refresh: str = SD_REFRESH,
+) -> dict:
     """`sd_file` None: no Ray job (an external endpoint is scraped through `extra_jobs` only)."""
     ray = [ray_job(sd_file, sd_refresh)] if sd_file else []
     cfg = {

@@ -34,9 +34,16 @@ class LocalPrometheus:
         return asdict(self)
 
 
-def start_prometheus(state_dir: Path, sd_file: Path | None, *, scrape_interval_s: float = LOCAL_SCRAPE_INTERVAL_S,
-                     timeout_s: float = 30.0, extra_jobs: list | None = None, rule_files: list[str] | None = None,
-                     alertmanager: str | None = None) -> LocalPrometheus:
+def start_prometheus(
+    state_dir: Path,
+    sd_file: Path | None,
+    *,
+    scrape_interval_s: float = LOCAL_SCRAPE_INTERVAL_S,
+    timeout_s: float = 30.0,
+    extra_jobs: list | None = None,
+    rule_files: list[str] | None = None,
+    alertmanager: str | None = None,
+) -> LocalPrometheus:
     """Start on a free loopback port and wait until ready. `sd_file` may not exist yet (Ray writes it ~7 s
     after its start): Prometheus re-reads it every LOCAL_SD_REFRESH, so it can start alongside Ray."""
     exe = shutil.which("prometheus")
@@ -47,14 +54,33 @@ def start_prometheus(state_dir: Path, sd_file: Path | None, *, scrape_interval_s
     data.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "prometheus.yml"
     listen = f"{LOOPBACK}:{port}"
-    cfg.write_text(yaml.safe_dump(prometheus_config(
-        str(sd_file) if sd_file else None, listen, f"{scrape_interval_s:g}s", extra_jobs,
-        rule_files=rule_files, alertmanager=alertmanager, sd_refresh=LOCAL_SD_REFRESH), sort_keys=False))
+    cfg.write_text(
+        yaml.safe_dump(
+            prometheus_config(
+                str(sd_file) if sd_file else None,
+                listen,
+                f"{scrape_interval_s:g}s",
+                extra_jobs,
+                rule_files=rule_files,
+                alertmanager=alertmanager,
+                sd_refresh=LOCAL_SD_REFRESH,
+            ),
+            sort_keys=False,
+        )
+    )
     log = (state_dir / "prometheus.log").open("w")
     proc = subprocess.Popen(
-        [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address={listen}",
-         "--web.enable-lifecycle", "--storage.tsdb.retention.time=7d"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            exe,
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address={listen}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=7d",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     prom = LocalPrometheus(port=port, data_dir=str(data), config_file=str(cfg), pid=proc.pid)
     deadline = time.monotonic() + timeout_s
@@ -99,8 +125,15 @@ def ray_targets(prom_url: str, job: str = RAY_JOB) -> list[dict]:
     ]
 
 
-def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float = 60.0, min_targets: int = 1,
-                         poll_s: float = 0.25, job: str = RAY_JOB) -> list[dict]:
+def wait_for_ray_targets(
+    prom_url: str,
+    sd_file: str | None,
+    *,
+    timeout_s: float = 60.0,
+    min_targets: int = 1,
+    poll_s: float = 0.25,
+    job: str = RAY_JOB,
+) -> list[dict]:
     """Bounded wait until Prometheus scrapes Ray's discovered targets successfully."""
     deadline = time.monotonic() + timeout_s
     targets: list[dict] = []
@@ -115,7 +148,10 @@ def wait_for_ray_targets(prom_url: str, sd_file: str | None, *, timeout_s: float
         time.sleep(poll_s)
     from harness.stack.discovery import TROUBLESHOOTING
 
-    detail = "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets) or f"no targets for job {job!r}"
+    detail = (
+        "; ".join(f"{t['url']} {t['health']} {t['last_error']}".strip() for t in targets)
+        or f"no targets for job {job!r}"
+    )
     raise StackError(
         f"Prometheus at {prom_url} did not see the {job!r} job's targets UP within {timeout_s:.0f} s "
         f"(discovery file: {sd_file or 'unknown'}): {detail}",

@@ -70,7 +70,9 @@ def ray_cli() -> list[str]:
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
-        raise StackError(f"Ray is not installed for {sys.executable}", fix='pip install "ray[serve]" (or `pip install .`)')
+        raise StackError(
+            f"Ray is not installed for {sys.executable}", fix='pip install "ray[serve]" (or `pip install .`)'
+        )
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
@@ -81,21 +83,43 @@ def new_temp_dir() -> Path:
     return temp_dir
 
 
-def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, host: str = LOOPBACK,
-              extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
-              temp_dir: Path | None = None) -> LocalRay:
+def start_ray(
+    state_dir: Path,
+    *,
+    num_cpus: int = 8,
+    timeout_s: float = 90.0,
+    host: str = LOOPBACK,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+    temp_dir: Path | None = None,
+) -> LocalRay:
     """`temp_dir` from new_temp_dir(): known before the start, so Prometheus can watch the discovery file early."""
     temp_dir = temp_dir or new_temp_dir()
     ray = LocalRay(
-        temp_dir=str(temp_dir), gcs_port=free_port(), dashboard_port=free_port(), metrics_port=free_port(),
-        client_port=free_port(), autoscaler_metrics_port=free_port(), dashboard_metrics_port=free_port(),
-        num_cpus=num_cpus, host=host,
+        temp_dir=str(temp_dir),
+        gcs_port=free_port(),
+        dashboard_port=free_port(),
+        metrics_port=free_port(),
+        client_port=free_port(),
+        autoscaler_metrics_port=free_port(),
+        dashboard_metrics_port=free_port(),
+        num_cpus=num_cpus,
+        host=host,
     )
     cmd = [
-        *ray_cli(), "start", "--head", f"--port={ray.gcs_port}", f"--node-ip-address={host}",
-        f"--dashboard-host={host}", f"--dashboard-port={ray.dashboard_port}",
-        f"--metrics-export-port={ray.metrics_port}", f"--ray-client-server-port={ray.client_port}",
-        f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats", *extra_args,
+        *ray_cli(),
+        "start",
+        "--head",
+        f"--port={ray.gcs_port}",
+        f"--node-ip-address={host}",
+        f"--dashboard-host={host}",
+        f"--dashboard-port={ray.dashboard_port}",
+        f"--metrics-export-port={ray.metrics_port}",
+        f"--ray-client-server-port={ray.client_port}",
+        f"--num-cpus={num_cpus}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+        *extra_args,
     ]
     # Token auth on, with a token of our own: Ray 2.60 otherwise picks ~/.ray/auth_token up or not
     # depending on who created it first, and drivers then fail with InvalidAuthToken.
@@ -105,12 +129,14 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, ho
     ray.auth_token_path = str(token)
     log = (state_dir / "ray-start.log").open("w")
     # Free ports instead of the fixed 44217/44227 so two stacks on one machine do not collide.
-    env = child_env({
-        **ray.driver_env,
-        "AUTOSCALER_METRIC_PORT": str(ray.autoscaler_metrics_port),
-        "DASHBOARD_METRIC_PORT": str(ray.dashboard_metrics_port),
-        **(extra_env or {}),
-    })
+    env = child_env(
+        {
+            **ray.driver_env,
+            "AUTOSCALER_METRIC_PORT": str(ray.autoscaler_metrics_port),
+            "DASHBOARD_METRIC_PORT": str(ray.dashboard_metrics_port),
+            **(extra_env or {}),
+        }
+    )
     if host != LOOPBACK:  # multi-node: a loopback flag left in our own env must not reach the head
         env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     # New session: every Ray daemon inherits this process group, so stop_ray can end exactly our cluster
@@ -125,7 +151,9 @@ def start_ray(state_dir: Path, *, num_cpus: int = 8, timeout_s: float = 90.0, ho
     if rc != 0:
         tail = Path(log.name).read_text(errors="replace")[-1500:]
         stop_ray(ray)
-        raise StackError(f"`ray start` failed (exit {rc}):\n{tail}", fix=f"see {log.name}; is another Ray using the ports?")
+        raise StackError(
+            f"`ray start` failed (exit {rc}):\n{tail}", fix=f"see {log.name}; is another Ray using the ports?"
+        )
     return ray
 
 

@@ -18,9 +18,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.paths import checkout_root
@@ -35,13 +36,20 @@ _SECRET = re.compile(r"(passw|secret|token|api[_-]?key|credential|auth)", re.I)
 
 # key statistics kept in columns-as-JSON (name -> path in summary.json); canonical units in the names
 STATS = {
-    "ttft_p50_ms": ("client", "ttft_ms", "p50"), "ttft_p95_ms": ("client", "ttft_ms", "p95"),
-    "ttft_p99_ms": ("client", "ttft_ms", "p99"), "itl_p50_ms": ("client", "itl_ms", "p50"),
-    "itl_p95_ms": ("client", "itl_ms", "p95"), "itl_p99_ms": ("client", "itl_ms", "p99"),
-    "tpot_p95_ms": ("client", "tpot_ms", "p95"), "e2e_p50_ms": ("client", "e2e_ms", "p50"),
-    "e2e_p95_ms": ("client", "e2e_ms", "p95"), "e2e_p99_ms": ("client", "e2e_ms", "p99"),
-    "error_rate": ("client", "error_rate"), "requests": ("client", "requests"),
-    "requests_per_s": ("client", "requests_per_s"), "output_tokens_per_s": ("client", "output_tokens_per_s"),
+    "ttft_p50_ms": ("client", "ttft_ms", "p50"),
+    "ttft_p95_ms": ("client", "ttft_ms", "p95"),
+    "ttft_p99_ms": ("client", "ttft_ms", "p99"),
+    "itl_p50_ms": ("client", "itl_ms", "p50"),
+    "itl_p95_ms": ("client", "itl_ms", "p95"),
+    "itl_p99_ms": ("client", "itl_ms", "p99"),
+    "tpot_p95_ms": ("client", "tpot_ms", "p95"),
+    "e2e_p50_ms": ("client", "e2e_ms", "p50"),
+    "e2e_p95_ms": ("client", "e2e_ms", "p95"),
+    "e2e_p99_ms": ("client", "e2e_ms", "p99"),
+    "error_rate": ("client", "error_rate"),
+    "requests": ("client", "requests"),
+    "requests_per_s": ("client", "requests_per_s"),
+    "output_tokens_per_s": ("client", "output_tokens_per_s"),
 }
 
 
@@ -78,8 +86,16 @@ def redact(url: str) -> str:
 def scrub(o: Any) -> Any:
     """Drop values under secret-looking keys (paths to a secret are kept: they are not the secret)."""
     if isinstance(o, dict):
-        return {k: ("<redacted>" if _SECRET.search(str(k)) and not str(k).lower().endswith(("_path", "_file", "mode"))
-                    and isinstance(v, str) else scrub(v)) for k, v in o.items()}
+        return {
+            k: (
+                "<redacted>"
+                if _SECRET.search(str(k))
+                and not str(k).lower().endswith(("_path", "_file", "mode"))
+                and isinstance(v, str)
+                else scrub(v)
+            )
+            for k, v in o.items()
+        }
     if isinstance(o, list):
         return [scrub(v) for v in o]
     if isinstance(o, float) and (math.isnan(o) or math.isinf(o)):
@@ -102,18 +118,28 @@ def origin() -> dict[str, str]:
 
     env = os.environ
     out: dict[str, str] = {}
-    branch = env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or env.get("CI_COMMIT_REF_NAME") \
+    branch = (
+        env.get("GITHUB_HEAD_REF")
+        or env.get("GITHUB_REF_NAME")
+        or env.get("CI_COMMIT_REF_NAME")
         or env.get("BUILDKITE_BRANCH")
+    )
     commit = env.get("GITHUB_SHA") or env.get("CI_COMMIT_SHA") or env.get("BUILDKITE_COMMIT")
     root = checkout_root()  # the harness's own checkout; an installed wheel has no git to ask
     if (not branch or not commit) and root is not None:
         try:
             if not branch:
-                r = subprocess.run(["git", "-C", str(root), "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True,
-                                   text=True, timeout=5)
+                r = subprocess.run(
+                    ["git", "-C", str(root), "rev-parse", "--abbrev-ref", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
                 branch = r.stdout.strip() if r.returncode == 0 and r.stdout.strip() != "HEAD" else None
             if not commit:
-                r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+                r = subprocess.run(
+                    ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+                )
                 commit = r.stdout.strip() if r.returncode == 0 else None
         except (OSError, subprocess.SubprocessError):
             pass
@@ -123,8 +149,10 @@ def origin() -> dict[str, str]:
         out["commit"] = commit[:12]
     out["runner"] = env.get("HARNESS_RUNNER") or env.get("RUNNER_NAME") or socket.gethostname()
     if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
-        out["artifacts"] = (f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
-                            f"/actions/runs/{env['GITHUB_RUN_ID']}")
+        out["artifacts"] = (
+            f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
+            f"/actions/runs/{env['GITHUB_RUN_ID']}"
+        )
     return out
 
 
@@ -156,18 +184,27 @@ def entry_from_folder(run_dir: Path) -> dict | None:
         "scenario": summ.get("scenario") or (run.get("scenario") or {}).get("name") or "?",
         "status": summ.get("status") or run.get("status"),
         "verdict": summ.get("verdict"),
-        "created_at": float(created), "finished_at": tl.get("finished_at"),
+        "created_at": float(created),
+        "finished_at": tl.get("finished_at"),
         "host": (run.get("owner") or {}).get("host") or labels.get("runner"),
-        "path": str(run_dir), "artifacts": org.get("artifacts"),
+        "path": str(run_dir),
+        "artifacts": org.get("artifacts"),
         "harness_version": env.get("harness") or run.get("harness_version"),
         "git_commit": env.get("git_commit") or run.get("git_commit"),
-        "ray_version": env.get("ray"), "vllm_version": env.get("vllm"), "python_version": env.get("python"),
+        "ray_version": env.get("ray"),
+        "vllm_version": env.get("vllm"),
+        "python_version": env.get("python"),
         "labels": labels,
-        "stats": {**{k: _get(summ, p) for k, p in STATS.items()},
-                  "load_failure": load_failure(summ) if summary is not None else None},  # broken: never a baseline
-        "slos": [{"slo": s.get("slo"), "passed": s.get("passed"), "observed": s.get("observed")}
-                 for s in summ.get("slos", [])],
-        "run_doc": scrub(run), "summary_doc": scrub(summary) if summary is not None else None,
+        "stats": {
+            **{k: _get(summ, p) for k, p in STATS.items()},
+            "load_failure": load_failure(summ) if summary is not None else None,
+        },  # broken: never a baseline
+        "slos": [
+            {"slo": s.get("slo"), "passed": s.get("passed"), "observed": s.get("observed")}
+            for s in summ.get("slos", [])
+        ],
+        "run_doc": scrub(run),
+        "summary_doc": scrub(summary) if summary is not None else None,
     }
 
 
@@ -181,15 +218,17 @@ class Selector:
     text: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Selector":
+    def parse(cls, text: str) -> Selector:
         head, _, rest = text.partition(":")
         if head not in ("latest-pass", "latest"):
             return cls("id", {}, run_id=text, text=text)
         labels = {}
         for part in filter(None, re.split(r"[:,]", rest)):
             if "=" not in part:
-                raise HarnessError(f"baseline {text!r}: {part!r} is not key=value",
-                                   fix="e.g. latest-pass, latest-pass:branch=main, latest:branch=main:runner=gpu-1")
+                raise HarnessError(
+                    f"baseline {text!r}: {part!r} is not key=value",
+                    fix="e.g. latest-pass, latest-pass:branch=main, latest:branch=main:runner=gpu-1",
+                )
             k, v = part.split("=", 1)
             labels[k] = v
         return cls(head, labels, text=text)
@@ -210,8 +249,10 @@ class Store:
         try:
             self.engine = create_engine(url, connect_args=args, pool_pre_ping=True)
         except Exception as e:  # noqa: BLE001 — bad URL or missing driver
-            raise StoreError(f"results store {self.shown}: {e.__class__.__name__}: {_msg(e, url)}",
-                             fix="give --store sqlite:///PATH or postgresql://USER@HOST:PORT/DB (password via $PGPASSWORD)") from None
+            raise StoreError(
+                f"results store {self.shown}: {e.__class__.__name__}: {_msg(e, url)}",
+                fix="give --store sqlite:///PATH or postgresql://USER@HOST:PORT/DB (password via $PGPASSWORD)",
+            ) from None
         from harness.store import tables
 
         self.t = tables
@@ -233,8 +274,10 @@ class Store:
         except HarnessError:
             raise
         except Exception as e:  # noqa: BLE001 — unreachable, auth, locked: one clear error, password masked
-            raise StoreError(f"results store {self.shown} unreachable while {what}: {e.__class__.__name__}: {_msg(e, self.url)}",
-                             fix="check the URL/server, or run without it (--store none); `harness store sync` indexes later") from None
+            raise StoreError(
+                f"results store {self.shown} unreachable while {what}: {e.__class__.__name__}: {_msg(e, self.url)}",
+                fix="check the URL/server, or run without it (--store none); `harness store sync` indexes later",
+            ) from None
 
     # ---- writing ----
     def put(self, entries: Iterable[dict]) -> int:
@@ -250,9 +293,12 @@ class Store:
                     c.execute(delete(self.t.runs).where(self.t.runs.c.run_id == e["run_id"]))
                     c.execute(insert(self.t.runs).values(**e, indexed_at=now, schema_version=STORE_SCHEMA_VERSION))
                     if e["labels"]:
-                        c.execute(insert(self.t.labels), [{"run_id": e["run_id"], "key": k, "value": v}
-                                                          for k, v in e["labels"].items()])
+                        c.execute(
+                            insert(self.t.labels),
+                            [{"run_id": e["run_id"], "key": k, "value": v} for k, v in e["labels"].items()],
+                        )
             return len(entries)
+
         return self._do("writing", go)
 
     # ---- reading ----
@@ -262,10 +308,18 @@ class Store:
         def go():
             with self.engine.connect() as c:
                 return {r[0] for r in c.execute(select(self.t.runs.c.run_id))}
+
         return self._do("reading", go)
 
-    def query(self, scenario: str | None = None, labels: dict[str, str] | None = None, verdict: str | None = None,
-              newest_first: bool = False, limit: int = 1000, docs: bool = False) -> list[dict]:
+    def query(
+        self,
+        scenario: str | None = None,
+        labels: dict[str, str] | None = None,
+        verdict: str | None = None,
+        newest_first: bool = False,
+        limit: int = 1000,
+        docs: bool = False,
+    ) -> list[dict]:
         """Runs oldest first (or newest first), filtered by scenario, verdict and label values (all must match)."""
         from sqlalchemy import and_, select
 
@@ -284,6 +338,7 @@ class Store:
             q = q.order_by(r.c.created_at.desc() if newest_first else r.c.created_at.asc()).limit(limit)
             with self.engine.connect() as c:
                 return [dict(row._mapping) for row in c.execute(q)]
+
         return self._do("reading", go)
 
     def get(self, run_id: str) -> dict | None:
@@ -293,13 +348,20 @@ class Store:
             with self.engine.connect() as c:
                 row = c.execute(select(self.t.runs).where(self.t.runs.c.run_id == run_id)).first()
                 return dict(row._mapping) if row else None
+
         return self._do("reading", go)
 
     def find(self, sel: Selector, scenario: str | None) -> dict | None:
         if sel.kind == "id":
             return self.get(sel.run_id or "")
-        rows = self.query(scenario, sel.labels, verdict="pass" if sel.kind == "latest-pass" else None,
-                          newest_first=True, limit=1, docs=True)
+        rows = self.query(
+            scenario,
+            sel.labels,
+            verdict="pass" if sel.kind == "latest-pass" else None,
+            newest_first=True,
+            limit=1,
+            docs=True,
+        )
         return rows[0] if rows else None
 
     def close(self) -> None:
@@ -366,7 +428,9 @@ def sync(results_dir: Path, store: Store) -> dict:
     """Upsert every finished run folder under results_dir that the store lacks (or whose marker says not indexed)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise HarnessError(f"{results_dir}: no such folder", fix="pass --results-dir where `harness run` wrote its runs")
+        raise HarnessError(
+            f"{results_dir}: no such folder", fix="pass --results-dir where `harness run` wrote its runs"
+        )
     have = store.run_ids()
     added, skipped = [], 0
     for d in sorted(p for p in results_dir.iterdir() if (p / "run.json").is_file()):

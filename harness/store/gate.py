@@ -35,8 +35,12 @@ def compare_with(baseline: dict, run_dir: Path, fail_on: list[str]) -> dict:
 
     base_dir = folder_for(baseline, scratch_dir())
     result = compare_runs([base_dir, Path(run_dir)], fail_on=fail_on)
-    result["baseline"] = {"run_id": baseline["run_id"], "host": baseline.get("host"), "path": baseline.get("path"),
-                          "labels": baseline.get("labels") or {}}
+    result["baseline"] = {
+        "run_id": baseline["run_id"],
+        "host": baseline.get("host"),
+        "path": baseline.get("path"),
+        "labels": baseline.get("labels") or {},
+    }
     write_text(Path(run_dir) / FILES[0], render_compare_markdown(result))
     write_text(Path(run_dir) / FILES[1], render_compare_html(result))
     write_json(Path(run_dir) / FILES[2], result)

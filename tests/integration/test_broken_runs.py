@@ -31,8 +31,14 @@ scrape: {{settle_timeout_s: 8, settle_quiet_s: 1}}
 
 
 def harness(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,7 @@ def runs(tmp_path_factory):
         out = {}
         for name, rate, tail, flags, code in (
             ("failed-a", 1.0, "slos: [ttft.p95 <= 5s]", [], 1),
-            ("failed-b", 1.0, "measure_only: true", [], 1),   # measure-only, load broken: not a pass
+            ("failed-b", 1.0, "measure_only: true", [], 1),  # measure-only, load broken: not a pass
             ("ok-measured", 0.0, "", ["--measure-only"], 0),  # measure-only, load worked: exit 0, verdict measured
         ):
             sc = tmp / f"{name}.yaml"

@@ -41,13 +41,28 @@ ERAS = {
     "vllm: (plain vllm serve)": {"prefix": "vllm:", "old": False, "ray": False},
     "vllm: + old vLLM names": {"prefix": "vllm:", "old": True, "ray": False},
 }
-RENAMES = {"kv_cache_usage_perc": "gpu_cache_usage_perc", "inter_token_latency_seconds": "time_per_output_token_seconds",
-           "prefix_cache_queries": "gpu_prefix_cache_queries", "prefix_cache_hits": "gpu_prefix_cache_hits"}
-SLOS = ["kv_cache_usage.max < 0.9", "requests_running.max >= 1", "queue_waiting.max <= 100", "server_ttft.p95 <= 500ms",
-        "server_itl.p95 <= 100ms", "server_e2e.p99 <= 10s", "preemptions.total <= 0"]
-EXPECTED = {"server_ttft": "time_to_first_token_seconds", "server_itl": "inter_token_latency_seconds",
-            "kv_cache_usage": "kv_cache_usage_perc", "engine_requests": "request_success_total",
-            "prefix_cache_hit_rate": "prefix_cache_hits_total"}
+RENAMES = {
+    "kv_cache_usage_perc": "gpu_cache_usage_perc",
+    "inter_token_latency_seconds": "time_per_output_token_seconds",
+    "prefix_cache_queries": "gpu_prefix_cache_queries",
+    "prefix_cache_hits": "gpu_prefix_cache_hits",
+}
+SLOS = [
+    "kv_cache_usage.max < 0.9",
+    "requests_running.max >= 1",
+    "queue_waiting.max <= 100",
+    "server_ttft.p95 <= 500ms",
+    "server_itl.p95 <= 100ms",
+    "server_e2e.p99 <= 10s",
+    "preemptions.total <= 0",
+]
+EXPECTED = {
+    "server_ttft": "time_to_first_token_seconds",
+    "server_itl": "inter_token_latency_seconds",
+    "kv_cache_usage": "kv_cache_usage_perc",
+    "engine_requests": "request_success_total",
+    "prefix_cache_hit_rate": "prefix_cache_hits_total",
+}
 
 SESSION = "session_2026-11-25_17-46-34_641078_20979"
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
@@ -56,8 +71,10 @@ _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
 def _recorded() -> list[tuple[str, str, float, str]]:
     """(name, labels, value, kind) of the vLLM-through-Ray lines plus the Ray core lines the harness needs."""
     out, kinds = [], {}
-    for f, keep in (("ray-2.60_vllm-0.32_engine-metrics-via-ray.prom", "ray_vllm_"),
-                    ("ray-2.60_serve-and-core-metrics.prom", "ray_cluster_active_nodes")):
+    for f, keep in (
+        ("ray-2.60_vllm-0.32_engine-metrics-via-ray.prom", "ray_vllm_"),
+        ("ray-2.60_serve-and-core-metrics.prom", "ray_cluster_active_nodes"),
+    ):
         for line in (FIX / f).read_text().splitlines():
             if line.startswith("# TYPE "):
                 _, _, fam, kind = line.split()
@@ -67,7 +84,9 @@ def _recorded() -> list[tuple[str, str, float, str]]:
                 name = m.group(1)
                 fam = re.sub(r"_(bucket|sum|count|total)$", "", name)
                 kind = kinds.get(fam) or kinds.get(name) or ("counter" if name.endswith("_total") else "gauge")
-                labels = re.sub(r'SessionName="[^"]*"', f'SessionName="{SESSION}"', m.group(2) or "")  # two captures: one session
+                labels = re.sub(
+                    r'SessionName="[^"]*"', f'SessionName="{SESSION}"', m.group(2) or ""
+                )  # two captures: one session
                 out.append((name, labels, float(m.group(3)), kind))
     return out
 
@@ -79,7 +98,7 @@ def _era_name(name: str, era: dict) -> str | None:
     if era["old"]:
         for new, old in RENAMES.items():
             if base.startswith(new):
-                base = old + base[len(new):]
+                base = old + base[len(new) :]
     return era["prefix"] + base
 
 
@@ -146,13 +165,30 @@ def eras(tmp_path_factory):
         for i, era in enumerate(names):
             d = tmp_path_factory.mktemp(f"prom{i}")
             port = free_port()
-            cfg = {"global": {"scrape_interval": "500ms", "evaluation_interval": "5s"},
-                   "scrape_configs": [{"job_name": "era", "metrics_path": f"/{i}/metrics",
-                                       "static_configs": [{"targets": [f"127.0.0.1:{srv.server_port}"]}]}]}
+            cfg = {
+                "global": {"scrape_interval": "500ms", "evaluation_interval": "5s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "era",
+                        "metrics_path": f"/{i}/metrics",
+                        "static_configs": [{"targets": [f"127.0.0.1:{srv.server_port}"]}],
+                    }
+                ],
+            }
             (d / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-            procs.append(subprocess.Popen([exe, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-                                           f"--web.listen-address=127.0.0.1:{port}"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        exe,
+                        f"--config.file={d / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={d / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             urls[era] = f"http://127.0.0.1:{port}"
         for url in urls.values():  # bounded wait until each Prometheus has scraped its target once
             deadline = time.monotonic() + 30
@@ -170,8 +206,7 @@ def eras(tmp_path_factory):
         time.sleep(window.end - time.time() + 1.0)
         results = {}
         for era, url in urls.items():
-            res = scrape(url, window, model=MODEL, app=None, step_s=0.5,
-                         settle_timeout_s=10, settle_quiet_s=1.5)
+            res = scrape(url, window, model=MODEL, app=None, step_s=0.5, settle_timeout_s=10, settle_quiet_s=1.5)
             results[era] = (url, res, evaluate(SLOS, {}, res.stats, res.resolved))
         yield window, results
     finally:
@@ -221,7 +256,11 @@ def test_same_slos_evaluate_identically_in_every_era(eras):
 def test_counter_totals_are_exact_and_promql_histogram_quantile_agrees_within_a_bucket(eras):
     window, results = eras
     url, res, _ = results["ray_vllm_ (current)"]
-    recorded = {n: v for n, lab, v, k in _recorded() if n in ("ray_vllm_request_success_total", "ray_vllm_prefix_cache_hits_total")}
+    recorded = {
+        n: v
+        for n, lab, v, k in _recorded()
+        if n in ("ray_vllm_request_success_total", "ray_vllm_prefix_cache_hits_total")
+    }
     # born inside the window: Python counts the first increment; recorded finals are reached exactly
     assert res.stats["engine_requests"]["total_run"] == pytest.approx(recorded["ray_vllm_request_success_total"])
     assert res.stats["prefix_cache_hit_rate"]["value"] == pytest.approx(512.0 / 1710.0)
@@ -230,13 +269,21 @@ def test_counter_totals_are_exact_and_promql_histogram_quantile_agrees_within_a_
     w = int(math.ceil(at - window.start))
     diffs = []
     for q in (0.5, 0.9, 0.95, 0.99):
-        pq = prom.scalar(f"histogram_quantile({q}, sum by (le)(increase(ray_vllm_time_to_first_token_seconds_bucket[{w}s])))", at) * 1000
+        pq = (
+            prom.scalar(
+                f"histogram_quantile({q}, sum by (le)(increase(ray_vllm_time_to_first_token_seconds_bucket[{w}s])))", at
+            )
+            * 1000
+        )
         py = res.stats["server_ttft"][{0.5: "p50", 0.9: "p90", 0.95: "p95", 0.99: "p99"}[q]]
         lo, hi = bucket_around(res.histograms["server_ttft"]["le"], py)
         diffs.append((q, py, pq))
         assert abs(pq - py) <= hi - lo, f"q={q}: python {py:.2f} ms vs PromQL {pq:.2f} ms (bucket {lo}-{hi})"
     promql_count = prom.scalar(f"sum(increase(ray_vllm_request_success_total[{w}s]))", at)
-    print("PromQL vs Python (ms):", [(q, round(a, 2), round(b, 2)) for q, a, b in diffs],
-          f"request count PromQL {promql_count:.2f} vs Python {res.stats['engine_requests']['total_run']:.0f}")
+    print(
+        "PromQL vs Python (ms):",
+        [(q, round(a, 2), round(b, 2)) for q, a, b in diffs],
+        f"request count PromQL {promql_count:.2f} vs Python {res.stats['engine_requests']['total_run']:.0f}",
+    )
     # PromQL increase() loses the first increment of a series born in the window (and extrapolates):
     assert promql_count < res.stats["engine_requests"]["total_run"]

@@ -8,7 +8,6 @@ machine kind (tails of two honest runs differ for real under CPU contention), re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +38,14 @@ slos:
 
 
 def harness(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,9 @@ def runs(tmp_path_factory, shared_stack):
 def test_injected_slowdown_is_a_significant_regression(runs):
     out, env, tmp = runs
     js = tmp / "slow.json"
-    r = harness("compare", out["base"], out["slow"], "--json", js, "--md", tmp / "slow.md", "--html", tmp / "slow.html", env=env)
+    r = harness(
+        "compare", out["base"], out["slow"], "--json", js, "--md", tmp / "slow.md", "--html", tmp / "slow.html", env=env
+    )
     print(r.stdout[-4000:])
     assert r.returncode == 1, r.stdout[-4000:] + r.stderr[-2000:]
     c = json.loads(js.read_text())["comparisons"][0]

@@ -1,7 +1,6 @@
 """Every dashboard panel query runs against a real Prometheus scraping a live local stack under load."""
 
 import json
-import os
 import subprocess
 import sys
 import urllib.parse
@@ -39,8 +38,14 @@ def live(tmp_path_factory, shared_stack):
     env = shared_stack  # the session's `harness up` stack; it is stopped after the session
     sc = tmp / "dash.yaml"
     sc.write_text(SCENARIO)
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(sc), "--keep-app", "-q",
-                        "--results-dir", str(tmp / "res")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(sc), "--keep-app", "-q", "--results-dir", str(tmp / "res")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return json.loads((Path(env["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
 
@@ -61,13 +66,23 @@ def test_imported_ray_dashboards_have_no_cluster_filter_and_parse(live, tmp_path
     paths = import_ray_dashboards(Path(live["ray"]["temp_dir"]), tmp_path)
     assert any(p.name.startswith("serve_") for p in paths)
     url = live["prometheus_url"]
-    subst = {"$SessionName": ".+", "$Instance": ".+", "$__rate_interval": "1m", "$__range": "5m",
-             "$interval": "1m", "$__interval": "1m", "$Application": ".+", "$Deployment": ".+", "$Route": ".+",
-             "$Replica": ".+", "$datasource": "prometheus"}
+    subst = {
+        "$SessionName": ".+",
+        "$Instance": ".+",
+        "$__rate_interval": "1m",
+        "$__range": "5m",
+        "$interval": "1m",
+        "$__interval": "1m",
+        "$Application": ".+",
+        "$Deployment": ".+",
+        "$Route": ".+",
+        "$Replica": ".+",
+        "$datasource": "prometheus",
+    }
     checked = 0
     for p in paths:
         text = p.read_text()
-        assert 'ray_io_cluster=~' not in text
+        assert "ray_io_cluster=~" not in text
         for t in (t for panel in json.loads(text).get("panels", []) for t in panel.get("targets", [])):
             expr = t.get("expr")
             if not expr:
@@ -79,4 +94,3 @@ def test_imported_ray_dashboards_have_no_cluster_filter_and_parse(live, tmp_path
             assert query(url, expr)["status"] == "success", (p.name, expr)
             checked += 1
     assert checked > 20
-

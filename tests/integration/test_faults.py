@@ -32,8 +32,13 @@ SECRET = "sk-harness-test-7f3a9c1e5b-SECRET"
 def _harness(args, tmp_path: Path, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state"), **(env_extra or {})}
     log = (tmp_path / "out.log").open("w")
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *args], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _run_dir(res: Path) -> Path:
@@ -54,9 +59,26 @@ def _wait_load_started(res: Path, proc, timeout_s=120.0) -> Path:
 
 @pytest.fixture
 def mock(tmp_path):
-    p = subprocess.Popen([sys.executable, str(MOCK), "--host", "127.0.0.1", "--port", "0", "--ttft-ms", "20",
-                          "--itl-ms", "5", "--api-key", SECRET, "--no-record-tokens"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            str(MOCK),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "5",
+            "--api-key",
+            SECRET,
+            "--no-record-tokens",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     line = p.stdout.readline()
     assert line.startswith("LISTENING"), line
     yield line.split()[1]
@@ -72,8 +94,16 @@ def prometheus(tmp_path):
     port = free_port()
     cfg = tmp_path / "prom.yml"
     cfg.write_text("global: {scrape_interval: 5s}\n")
-    p = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'promdata'}",
-                          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp_path / 'promdata'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             if http_get(f"http://127.0.0.1:{port}/-/ready", 1.0)[0] == 200:
@@ -114,8 +144,11 @@ def _grep_secret(tmp_path: Path) -> list[str]:
 def test_prometheus_lost_mid_run_and_api_key_never_recorded(tmp_path, mock, prometheus):
     prom_proc, prom_url = prometheus
     res = tmp_path / "res"
-    proc = _harness([str(_external_scenario(tmp_path, mock)), "--results-dir", str(res), "--prometheus-url", prom_url],
-                    tmp_path, {"HARNESS_TEST_API_KEY": SECRET})
+    proc = _harness(
+        [str(_external_scenario(tmp_path, mock)), "--results-dir", str(res), "--prometheus-url", prom_url],
+        tmp_path,
+        {"HARNESS_TEST_API_KEY": SECRET},
+    )
     _wait_load_started(res, proc)
     time.sleep(3)
     prom_proc.kill()  # Prometheus lost mid-run
@@ -139,8 +172,17 @@ def test_prometheus_lost_mid_run_and_api_key_never_recorded(tmp_path, mock, prom
 def test_load_generator_killed_mid_run_is_a_failed_run(tmp_path, mock, prometheus):
     _, prom_url = prometheus
     res = tmp_path / "res"
-    proc = _harness([str(_external_scenario(tmp_path, mock, duration_s=30)), "--results-dir", str(res),
-                     "--prometheus-url", prom_url], tmp_path, {"HARNESS_TEST_API_KEY": SECRET})
+    proc = _harness(
+        [
+            str(_external_scenario(tmp_path, mock, duration_s=30)),
+            "--results-dir",
+            str(res),
+            "--prometheus-url",
+            prom_url,
+        ],
+        tmp_path,
+        {"HARNESS_TEST_API_KEY": SECRET},
+    )
     d = _wait_load_started(res, proc)
     time.sleep(3)
     os.killpg(int((d / "locust" / "locust.pid").read_text()), signal.SIGKILL)

@@ -39,8 +39,13 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     res = tmp_path / "res"
     log = tmp_path / "out.log"
     env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state")}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(sc), "--results-dir", str(res)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(sc), "--results-dir", str(res)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     return proc, res, log
 
 
@@ -50,7 +55,9 @@ def _wait_for(pred, timeout_s: float, what: str, proc: subprocess.Popen, log: Pa
         v = pred()
         if v:
             return v
-        assert proc.poll() is None, f"harness exited early ({proc.returncode}) waiting for {what}:\n{log.read_text()[-3000:]}"
+        assert proc.poll() is None, (
+            f"harness exited early ({proc.returncode}) waiting for {what}:\n{log.read_text()[-3000:]}"
+        )
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
@@ -101,7 +108,11 @@ def _assert_interrupted_and_clean(proc, res, log, pid, stage):
     assert (run_dir / "report.md").exists()
     time.sleep(1.0)
     assert not leftover_pgids(run_dir, pid=pid), "processes started by the run are still alive"
-    strays = [p.pid for p in psutil.process_iter(["cmdline"]) if f"/tmp/harness-ray/{pid}-" in " ".join(p.info["cmdline"] or [])]
+    strays = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if f"/tmp/harness-ray/{pid}-" in " ".join(p.info["cmdline"] or [])
+    ]
     assert not strays, strays
     return run_dir, run
 
@@ -109,8 +120,13 @@ def _assert_interrupted_and_clean(proc, res, log, pid, stage):
 def test_sigint_during_load_keeps_samples_and_stops_everything(tmp_path):
     proc, res, log = _start(tmp_path)
     try:
-        run_dir = _wait_for(lambda: (d := _run_dir(res)) and (d / "locust" / "started_at").exists() and d, 120,
-                            "the load to start", proc, log)
+        run_dir = _wait_for(
+            lambda: (d := _run_dir(res)) and (d / "locust" / "started_at").exists() and d,
+            120,
+            "the load to start",
+            proc,
+            log,
+        )
         time.sleep(4.0)  # some requests finish
         bad = _non_loopback_listeners(_processes_of(proc.pid, run_dir))
         assert not bad, "\n".join(bad)  # safe default: loopback only

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -25,24 +22,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 TTFT_MS, ITL_MS = 30.0, 10.0
 
 
-
-
 def _records(url: str) -> list[dict]:
     with urllib.request.urlopen(f"{url}/mock/records", timeout=5) as r:
         return json.load(r)
 
 
 def _scenario(url: str, *, workers: int = 0, stages=None, api: str = "chat", **load) -> object:
-    return parse_scenario({
-        "name": "load-it",
-        "target": {"engine": "external", "model": "mock", "url": url},
-        "workload": {"api": api, "prompt_tokens": {"mean": 40, "stddev": 10}, "output_tokens": {"mean": 16},
-                     "request_timeout_s": 5},
-        "load": {"warmup_s": 1, "workers": workers,
-                 "stages": stages or [{"name": "low", "duration_s": 4, "users": 2, "spawn_rate": 10},
-                                      {"name": "high", "duration_s": 4, "users": 4, "spawn_rate": 10}],
-                 **load},
-    })
+    return parse_scenario(
+        {
+            "name": "load-it",
+            "target": {"engine": "external", "model": "mock", "url": url},
+            "workload": {
+                "api": api,
+                "prompt_tokens": {"mean": 40, "stddev": 10},
+                "output_tokens": {"mean": 16},
+                "request_timeout_s": 5,
+            },
+            "load": {
+                "warmup_s": 1,
+                "workers": workers,
+                "stages": stages
+                or [
+                    {"name": "low", "duration_s": 4, "users": 2, "spawn_rate": 10},
+                    {"name": "high", "duration_s": 4, "users": 4, "spawn_rate": 10},
+                ],
+                **load,
+            },
+        }
+    )
 
 
 def _check_fidelity(df, recs) -> None:
@@ -81,7 +88,17 @@ def test_two_stages_single_process(mock_server, tmp_path):
 
     assert 5 <= len(progress) <= 14
     last = progress[-1]
-    assert set(last) >= {"elapsed_s", "total_s", "stage", "users", "requests", "errors", "rps", "ttft_p50_ms", "ttft_p95_ms"}
+    assert set(last) >= {
+        "elapsed_s",
+        "total_s",
+        "stage",
+        "users",
+        "requests",
+        "errors",
+        "rps",
+        "ttft_p50_ms",
+        "ttft_p95_ms",
+    }
     assert last["total_s"] == 8 and 0 < last["requests"] <= res.requests
     assert [p["stage"] for p in progress][:2] == ["low", "low"]
     assert (tmp_path / "locust" / "locust_stats.csv").exists() and (tmp_path / "locust" / "locust.log").exists()
@@ -100,8 +117,11 @@ def test_two_workers_lose_nothing(mock_server, tmp_path):
 def test_max_requests_is_exact_and_completions_api(mock_server, tmp_path):
     url = mock_server("--ttft-ms", "5", "--itl-ms", "1")
     t0 = time.time()
-    res = run_load(_scenario(url, api="completions", max_requests=37,
-                             stages=[{"duration_s": 30, "users": 4, "spawn_rate": 50}]), url, tmp_path)
+    res = run_load(
+        _scenario(url, api="completions", max_requests=37, stages=[{"duration_s": 30, "users": 4, "spawn_rate": 50}]),
+        url,
+        tmp_path,
+    )
     assert res.requests == 37 == res.locust_requests == len(_records(url))
     assert time.time() - t0 < 15  # stopped by the budget, not the 30 s stage
 
@@ -121,7 +141,9 @@ def test_connection_refused_is_status_0(tmp_path):
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
-    res = run_load(_scenario(url, stages=[{"duration_s": 2, "users": 1, "spawn_rate": 10}], think_time_s=0.2), url, tmp_path)
+    res = run_load(
+        _scenario(url, stages=[{"duration_s": 2, "users": 1, "spawn_rate": 10}], think_time_s=0.2), url, tmp_path
+    )
     df = pq.read_table(res.samples_path).to_pandas()
     assert len(df) > 0 and set(df.error) == {"connection"} and set(df.status) == {0}
     assert res.requests == res.locust_requests
@@ -132,7 +154,9 @@ def test_stop_event_interrupts_and_keeps_samples(mock_server, tmp_path):
     stop = threading.Event()
     threading.Timer(3.0, stop.set).start()
     t0 = time.time()
-    res = run_load(_scenario(url, stages=[{"duration_s": 60, "users": 2, "spawn_rate": 10}]), url, tmp_path, stop_event=stop)
+    res = run_load(
+        _scenario(url, stages=[{"duration_s": 60, "users": 2, "spawn_rate": 10}]), url, tmp_path, stop_event=stop
+    )
     assert res.interrupted and time.time() - t0 < 15
     assert res.requests > 0 and res.requests == len(_records(url)) == res.locust_requests
 
@@ -150,8 +174,13 @@ def test_api_key_is_sent_and_never_written(mock_server, tmp_path, monkeypatch):
     url = mock_server("--ttft-ms", "5", "--itl-ms", "1", "--api-key", "sk-test-Zq81")
     stages = [{"duration_s": 2, "users": 1, "spawn_rate": 10}]
     monkeypatch.setenv("MOCK_KEY", "sk-test-Zq81")
-    sc = parse_scenario({"name": "k", "target": {"engine": "external", "model": "m", "url": url, "api_key_env": "MOCK_KEY"},
-                         "load": {"stages": stages}})
+    sc = parse_scenario(
+        {
+            "name": "k",
+            "target": {"engine": "external", "model": "m", "url": url, "api_key_env": "MOCK_KEY"},
+            "load": {"stages": stages},
+        }
+    )
     res = run_load(sc, url, tmp_path / "with")  # key resolved from target.api_key_env
     assert res.requests > 0 and res.errors == 0
     for p in (tmp_path / "with").rglob("*"):
@@ -202,13 +231,30 @@ def test_trace_replay_split_over_two_workers(mock_server, tmp_path):
     url = mock_server("--ttft-ms", "5", "--itl-ms", "2")
     f = tmp_path / "t.jsonl"
     times_ms = [0, 400, 200, 1200, 1300, 1310, 1320, 4000, 8000, 20000]  # 20000 / 4 = 5 s: after the load
-    f.write_text("".join(json.dumps({"timestamp_ms": t, "input_tokens": 10 + i, "output_tokens": 3 + i % 4,
-                                     "prefix_id": "sys", "prefix_tokens": 8}) + "\n" for i, t in enumerate(times_ms)))
-    sc = parse_scenario({
-        "name": "trace-it", "target": {"engine": "external", "model": "mock", "url": url}, "measure_only": True,
-        "workload": {"request_timeout_s": 5, "trace": {"path": str(f), "format": "jsonl", "speedup": 4}},
-        "load": {"workers": 2, "stages": [{"duration_s": 3}]},
-    })
+    f.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "timestamp_ms": t,
+                    "input_tokens": 10 + i,
+                    "output_tokens": 3 + i % 4,
+                    "prefix_id": "sys",
+                    "prefix_tokens": 8,
+                }
+            )
+            + "\n"
+            for i, t in enumerate(times_ms)
+        )
+    )
+    sc = parse_scenario(
+        {
+            "name": "trace-it",
+            "target": {"engine": "external", "model": "mock", "url": url},
+            "measure_only": True,
+            "workload": {"request_timeout_s": 5, "trace": {"path": str(f), "format": "jsonl", "speedup": 4}},
+            "load": {"workers": 2, "stages": [{"duration_s": 3}]},
+        }
+    )
     res = run_load(sc, url, tmp_path / "run")
     df = pq.read_table(res.samples_path).to_pandas()
     assert res.workload["rows"] == 9 and res.workload["rows_after_load"] == 1 and res.workload["reordered"]

@@ -68,6 +68,17 @@ def test_matrix_two_ray_releases(tmp_path):
     cmp = json.loads((mdir / "compare.json").read_text())
     # exit 1 means the comparison found a regression between the releases: the process says what compare says
     assert p.returncode == m["exit_code"] == cmp["exit_code"], (p.returncode, m["exit_code"], cmp["exit_code"])
-    assert len(cmp["comparisons"]) == 1 and (mdir / "compare.md").exists() and "Plotly.newPlot(" in (mdir / "compare.html").read_text()
-    print(json.dumps({e["name"]: {"env_s": e["env_s"], "reused": e["env_reused"], "run_s": e["run_s"]} for e in m["entries"]}),
-          "compare_s", m["compare_s"], "total_s", m["total_s"])
+    assert (
+        len(cmp["comparisons"]) == 1
+        and (mdir / "compare.md").exists()
+        and "Plotly.newPlot(" in (mdir / "compare.html").read_text()
+    )
+    print(
+        json.dumps(
+            {e["name"]: {"env_s": e["env_s"], "reused": e["env_reused"], "run_s": e["run_s"]} for e in m["entries"]}
+        ),
+        "compare_s",
+        m["compare_s"],
+        "total_s",
+        m["total_s"],
+    )

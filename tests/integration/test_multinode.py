@@ -50,8 +50,9 @@ def mn(tmp_path_factory):
 
     def cli(*args, timeout=600):
         t0 = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True, text=True,
-                           timeout=timeout)
+        r = subprocess.run(
+            [sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
         r.wall_s = time.monotonic() - t0
         return r
 
@@ -100,7 +101,11 @@ def test_two_tp2_replicas_one_per_worker(mn):
         assert rep["nodes"] == [rep["node_ip"]]  # PACK: both bundles on the replica's node
         assert sorted(rep["gpu_ids"]) == ["0", "1"]
         assert [b["index"] for b in rep["bundles"]] == [0, 1]
-    assert run["deployment"]["details"]["placement"]["bundles"][0] == {"GPU": 1.0, "accelerator_type:H100": 0.001, "CPU": 0.5}
+    assert run["deployment"]["details"]["placement"]["bundles"][0] == {
+        "GPU": 1.0,
+        "accelerator_type:H100": 0.001,
+        "CPU": 0.5,
+    }
 
 
 def test_more_gpus_than_exist_fails_with_reason(mn, tmp_path):

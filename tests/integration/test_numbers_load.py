@@ -3,10 +3,6 @@ per-token ITL when the server puts several tokens in one SSE event."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -18,13 +14,20 @@ from harness.slo.evaluate import client_stats, evaluate_run
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-
-
 def _verdicts(sc, res):
     samples = pd.read_parquet(res.samples_path)
     client = client_stats(samples, res.stats_end - res.warmup_end)
-    verdicts, _ = evaluate_run(sc.model_dump(mode="json"), samples, None, client, {}, {},
-                               load_start=res.started_at, warmup_end=res.warmup_end, load_end=res.stats_end)
+    verdicts, _ = evaluate_run(
+        sc.model_dump(mode="json"),
+        samples,
+        None,
+        client,
+        {},
+        {},
+        load_start=res.started_at,
+        warmup_end=res.warmup_end,
+        load_end=res.stats_end,
+    )
     return samples, client, {v.slo: v for v in verdicts}
 
 
@@ -32,14 +35,25 @@ def test_open_loop_overload_fails_latency_and_goodput(mock_server, tmp_path):
     """~4 req/s of capacity (cap 1, 250 ms per request) against 12 arrivals/s: from the send every request looks
     fine (TTFT ~100 ms); from the schedule the queue behind the cap shows, and the arrivals never sent fail."""
     url = mock_server("--ttft-ms", "100", "--itl-ms", "10", "--tokens", "16")
-    sc = parse_scenario({
-        "name": "overload", "target": {"engine": "external", "model": "mock", "url": url},
-        "workload": {"prompt_tokens": {"mean": 20}, "output_tokens": {"mean": 16}, "request_timeout_s": 5},
-        "load": {"warmup_s": 0, "stages": [{"duration_s": 4, "rate_rps": 12}],
-                 "arrival": {"process": "constant", "max_concurrency": 1}},
-        "goodput": {"ttft_ms": 500},
-        "slos": ["ttft.p95 <= 500ms", "goodput.attainment >= 0.9", "error_rate <= 1%", "dropped_arrivals.total == 0"],
-    })
+    sc = parse_scenario(
+        {
+            "name": "overload",
+            "target": {"engine": "external", "model": "mock", "url": url},
+            "workload": {"prompt_tokens": {"mean": 20}, "output_tokens": {"mean": 16}, "request_timeout_s": 5},
+            "load": {
+                "warmup_s": 0,
+                "stages": [{"duration_s": 4, "rate_rps": 12}],
+                "arrival": {"process": "constant", "max_concurrency": 1},
+            },
+            "goodput": {"ttft_ms": 500},
+            "slos": [
+                "ttft.p95 <= 500ms",
+                "goodput.attainment >= 0.9",
+                "error_rate <= 1%",
+                "dropped_arrivals.total == 0",
+            ],
+        }
+    )
     res = run_load(sc, url, tmp_path)
     samples, client, v = _verdicts(sc, res)
     assert res.requests == res.locust_requests  # dropped arrivals are samples and Locust events too
@@ -58,12 +72,19 @@ def test_per_token_itl_against_coalesced_events(mock_server, tmp_path):
     url = mock_server("--ttft-ms", "20", "--itl-ms", "10", "--tokens", "16", "--coalesce", "4")
     out = {}
     for cont in (True, False):
-        sc = parse_scenario({
-            "name": "coalesced", "target": {"engine": "external", "model": "mock", "url": url},
-            "workload": {"prompt_tokens": {"mean": 20}, "output_tokens": {"mean": 16}, "request_timeout_s": 5,
-                         "continuous_usage_stats": cont},
-            "load": {"warmup_s": 0, "stages": [{"duration_s": 3, "users": 2, "spawn_rate": 10}]},
-        })
+        sc = parse_scenario(
+            {
+                "name": "coalesced",
+                "target": {"engine": "external", "model": "mock", "url": url},
+                "workload": {
+                    "prompt_tokens": {"mean": 20},
+                    "output_tokens": {"mean": 16},
+                    "request_timeout_s": 5,
+                    "continuous_usage_stats": cont,
+                },
+                "load": {"warmup_s": 0, "stages": [{"duration_s": 3, "users": 2, "spawn_rate": 10}]},
+            }
+        )
         res = run_load(sc, url, tmp_path / str(cont))
         out[cont] = _verdicts(sc, res)[1]
     c = out[True]

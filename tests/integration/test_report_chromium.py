@@ -19,8 +19,17 @@ from harness.report.html import render_html
 pytestmark = pytest.mark.integration
 REC = Path(__file__).resolve().parent.parent / "fixtures" / "records" / "step-autoscale"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 PAGES = ("report", "capped", "compare", "history")
@@ -59,9 +68,22 @@ def _chromium(page: Path, name: str) -> tuple[subprocess.CompletedProcess, Path]
     if name not in _opened:
         profile, shot = page / f"profile-{name}", page / f"{name}.png"
         profile.mkdir(exist_ok=True)
-        out = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-                              "--dump-dom", f"--screenshot={shot}", "--window-size=1400,2000",
-                              (page / f"{name}.html").as_uri()], capture_output=True, text=True, timeout=180)
+        out = subprocess.run(
+            [
+                CHROMIUM,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                f"--screenshot={shot}",
+                "--window-size=1400,2000",
+                (page / f"{name}.html").as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         _opened[name] = (out, shot)
     return _opened[name]
 
@@ -70,7 +92,7 @@ def _chromium(page: Path, name: str) -> tuple[subprocess.CompletedProcess, Path]
 def test_every_chart_renders_with_traces_and_no_console_messages(page, name):
     out, _ = _chromium(page, name)
     assert out.returncode == 0, out.stderr[-2000:]
-    console = [l for l in out.stderr.splitlines() if ":CONSOLE" in l]
+    console = [line for line in out.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []  # no errors, warnings or stray logs from plotly.js or our page
     plots = re.split(r'<div id="[^"]+" class="plotly-graph-div', out.stdout)[1:]
     assert len(plots) >= {"report": 12, "capped": 12, "compare": 4, "history": 5}[name]
@@ -90,8 +112,8 @@ def _png_pixels(png: bytes) -> tuple[int, int, bytes]:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, w = 8, b"", 0
     while pos < len(png):
-        n = int.from_bytes(png[pos:pos + 4], "big")
-        kind, data = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + n]
+        n = int.from_bytes(png[pos : pos + 4], "big")
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + n]
         if kind == b"IHDR":
             w, h, depth, ctype = int.from_bytes(data[:4], "big"), int.from_bytes(data[4:8], "big"), data[8], data[9]
             assert depth == 8 and ctype in (2, 6)
@@ -103,7 +125,7 @@ def _png_pixels(png: bytes) -> tuple[int, int, bytes]:
     stride = w * bpp
     rows, prev = [], bytearray(stride)
     for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
@@ -127,7 +149,7 @@ def test_screenshot_is_not_blank_and_has_plot_colours(page, name):
     out, shot = _chromium(page, name)
     assert shot.exists() and shot.stat().st_size > 20_000, out.stderr[-2000:]
     w, bpp, px = _png_pixels(shot.read_bytes())
-    pixels = {px[i:i + 3] for i in range(0, len(px), bpp * 7)}  # sample every 7th pixel
+    pixels = {px[i : i + 3] for i in range(0, len(px), bpp * 7)}  # sample every 7th pixel
     assert len(pixels) > 50  # not a blank page
     coloured = sum(1 for p in pixels if max(p) - min(p) > 80)  # series colours, not just text and grid greys
     assert coloured >= 20

@@ -19,8 +19,16 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "tests" / "fixtures" / "ray-2.60_vllm-0.32_engine-metrics-via-ray.prom"  # copy of shared/reference
 MODEL = "sim-test"
-SIM = {"ttft_ms": 30, "prefill_ms_per_token": 0.0, "itl_ms": 10, "itl_ms_per_seq": 0.0, "jitter_frac": 0.0,
-       "max_num_seqs": 8, "kv_blocks": 64, "block_size": 16}
+SIM = {
+    "ttft_ms": 30,
+    "prefill_ms_per_token": 0.0,
+    "itl_ms": 10,
+    "itl_ms_per_seq": 0.0,
+    "jitter_frac": 0.0,
+    "max_num_seqs": 8,
+    "kv_blocks": 64,
+    "block_size": 16,
+}
 
 
 def _free_port(lo: int = 20000, hi: int = 60000) -> int:
@@ -47,14 +55,22 @@ def cluster():
     from serve_apps.sim.app import build_app
 
     metrics_port, http_port = _free_port(), _free_port()
-    ray.init(num_cpus=4, include_dashboard=False, _metrics_export_port=metrics_port,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _metrics_export_port=metrics_port,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-        serve.run(build_app({"model": MODEL, "sim": SIM, "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-                             "replica_cpus": 0.5}), name="sim", route_prefix="/")
-        serve.run(build_app({"model": MODEL, "sim": {**SIM, "error_rate": 1.0}}), name="sim-err",
-                  route_prefix="/err")
+        serve.run(
+            build_app(
+                {"model": MODEL, "sim": SIM, "autoscaling": {"min_replicas": 1, "max_replicas": 1}, "replica_cpus": 0.5}
+            ),
+            name="sim",
+            route_prefix="/",
+        )
+        serve.run(build_app({"model": MODEL, "sim": {**SIM, "error_rate": 1.0}}), name="sim-err", route_prefix="/err")
         yield {"base": f"http://127.0.0.1:{http_port}", "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     finally:
         try:
@@ -86,7 +102,7 @@ def _sse(url: str, body: dict) -> tuple[list[dict | str], list[float], float]:
                 text = buf.decode().strip()
                 buf = b""
                 assert text.startswith("data: "), text
-                payload = text[len("data: "):]
+                payload = text[len("data: ") :]
                 events.append(payload if payload == "[DONE]" else json.loads(payload))
                 times.append(time.perf_counter())
         assert buf == b"", f"trailing bytes without event terminator: {buf!r}"
@@ -102,13 +118,22 @@ def test_models_and_health(cluster):
 
 
 def test_stream_chat_with_usage(cluster):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 12,
-            "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "x" * 400}],
+        "max_tokens": 12,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
     events, times, t0 = _sse(cluster["base"] + "/v1/chat/completions", body)
     assert events[-1] == "[DONE]"
     usage = events[-2]
-    assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 100, "completion_tokens": 12,
-                                                         "total_tokens": 112}
+    assert usage["choices"] == [] and usage["usage"] == {
+        "prompt_tokens": 100,
+        "completion_tokens": 12,
+        "total_tokens": 112,
+    }
     chunks = events[:-2]
     assert len(chunks) == 12
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == MODEL for c in chunks)
@@ -150,14 +175,20 @@ def test_non_streaming(cluster):
     assert data["usage"]["completion_tokens"] == 2
 
 
-@pytest.mark.parametrize("path,body,status", [
-    ("/v1/completions", {"model": "nope", "prompt": "x"}, 404),
-    ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": -1}, 400),
-    ("/v1/chat/completions", {"model": MODEL, "messages": []}, 400),
-    ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 5000}, 400),  # beyond the KV cache
-    ("/err/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True},
-     500),
-])
+@pytest.mark.parametrize(
+    "path,body,status",
+    [
+        ("/v1/completions", {"model": "nope", "prompt": "x"}, 404),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": -1}, 400),
+        ("/v1/chat/completions", {"model": MODEL, "messages": []}, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 5000}, 400),  # beyond the KV cache
+        (
+            "/err/v1/chat/completions",
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True},
+            500,
+        ),
+    ],
+)
 def test_openai_style_errors(cluster, path, body, status):
     with pytest.raises(urllib.error.HTTPError) as ei:
         _post(cluster["base"] + path, body)
@@ -177,11 +208,18 @@ def _buckets(text: str, name: str) -> list[str]:
 
 
 def test_engine_metrics_reach_prometheus_with_vllm_names(cluster):
-    want = ["ray_vllm_num_requests_running", "ray_vllm_num_requests_waiting", "ray_vllm_kv_cache_usage_perc",
-            "ray_vllm_time_to_first_token_seconds_bucket", "ray_vllm_inter_token_latency_seconds_bucket",
-            "ray_vllm_e2e_request_latency_seconds_bucket", "ray_vllm_request_queue_time_seconds_bucket",
-            "ray_vllm_prompt_tokens_total", "ray_vllm_generation_tokens_total",
-            "ray_vllm_request_success_total"]
+    want = [
+        "ray_vllm_num_requests_running",
+        "ray_vllm_num_requests_waiting",
+        "ray_vllm_kv_cache_usage_perc",
+        "ray_vllm_time_to_first_token_seconds_bucket",
+        "ray_vllm_inter_token_latency_seconds_bucket",
+        "ray_vllm_e2e_request_latency_seconds_bucket",
+        "ray_vllm_request_queue_time_seconds_bucket",
+        "ray_vllm_prompt_tokens_total",
+        "ray_vllm_generation_tokens_total",
+        "ray_vllm_request_success_total",
+    ]
     # make sure there was traffic on the main app, then wait (bounded) for Ray's export
     _post(cluster["base"] + "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 3}).read()
     text, deadline = "", time.monotonic() + 45
@@ -204,7 +242,12 @@ def test_engine_metrics_reach_prometheus_with_vllm_names(cluster):
     assert re.search(r"^# TYPE ray_vllm_time_to_first_token_seconds histogram", text, re.M)
     if REFERENCE.exists():  # same bucket boundaries as real vLLM through Ray
         ref = REFERENCE.read_text()
-        for h in ["time_to_first_token_seconds", "inter_token_latency_seconds", "e2e_request_latency_seconds",
-                  "request_queue_time_seconds", "request_time_per_output_token_seconds"]:
+        for h in [
+            "time_to_first_token_seconds",
+            "inter_token_latency_seconds",
+            "e2e_request_latency_seconds",
+            "request_queue_time_seconds",
+            "request_time_per_output_token_seconds",
+        ]:
             ours, theirs = _buckets(text, f"ray_vllm_{h}"), _buckets(ref, f"ray_vllm_{h}")
             assert [float(x) for x in ours] == [float(x) for x in theirs], h

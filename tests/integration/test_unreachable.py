@@ -17,8 +17,12 @@ from harness.errors import DeployError, StackError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-SC = {"name": "u", "target": {"engine": "sim", "model": "m"}, "load": {"stages": [{"duration_s": 5, "users": 1}]},
-      "slos": ["error_rate <= 1%"]}
+SC = {
+    "name": "u",
+    "target": {"engine": "sim", "model": "m"},
+    "load": {"stages": [{"duration_s": 5, "users": 1}]},
+    "slos": ["error_rate <= 1%"],
+}
 
 
 def _closed_port() -> int:
@@ -32,8 +36,13 @@ def _cli(tmp_path: Path, *args: str, env_extra=None, scenario=SC, timeout=90) ->
     p.write_text(yaml.safe_dump(scenario))
     env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state"), **(env_extra or {})}
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(p), "--results-dir", str(tmp_path / "res"), *args],
-                       capture_output=True, text=True, env=env, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(p), "--results-dir", str(tmp_path / "res"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     return r.returncode, r.stdout + r.stderr, time.monotonic() - t0
 
 
@@ -44,8 +53,16 @@ def prom(tmp_path_factory):
     d = tmp_path_factory.mktemp("prom")
     port = free_port()
     (d / "p.yml").write_text("global: {scrape_interval: 5s}\n")
-    p = subprocess.Popen(["prometheus", f"--config.file={d / 'p.yml'}", f"--storage.tsdb.path={d / 'data'}",
-                          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={d / 'p.yml'}",
+            f"--storage.tsdb.path={d / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             if http_get(f"http://127.0.0.1:{port}/-/ready", 1.0)[0] == 200:
@@ -78,8 +95,14 @@ def test_ray_address_dead(tmp_path, prom):
 
 def test_ray_address_is_not_ray(tmp_path, prom):
     """A port that accepts TCP but is not a GCS (here: Prometheus): ray.init would retry for minutes."""
-    rc, out, dt = _cli(tmp_path, "--ray-address", f"127.0.0.1:{prom}", "--prometheus-url", f"http://127.0.0.1:{prom}",
-                       env_extra={"HARNESS_RAY_CONNECT_TIMEOUT_S": "6"})
+    rc, out, dt = _cli(
+        tmp_path,
+        "--ray-address",
+        f"127.0.0.1:{prom}",
+        "--prometheus-url",
+        f"http://127.0.0.1:{prom}",
+        env_extra={"HARNESS_RAY_CONNECT_TIMEOUT_S": "6"},
+    )
     assert rc == 2 and "Traceback" not in out and f"127.0.0.1:{prom}" in out, out
     assert "within 6 s" in out or "cannot connect to Ray" in out, out
     assert dt < 60, dt  # bounded (6 s deadline + interpreter and Ray import; generous for a loaded CI box)

@@ -36,13 +36,15 @@ def live(tmp_path_factory, shared_stack):
         from harness.scenario import parse_scenario
         from harness.terminal import RichUI
 
-        sc = parse_scenario({
-            "name": "verify-live",
-            "target": {"engine": "sim", "model": "sim-tiny", "sim": {"ttft_ms": 40, "itl_ms": 8}},
-            "workload": {"api": "chat", "prompt_tokens": {"mean": 64}, "output_tokens": {"mean": 16}},
-            "load": {"warmup_s": 2, "stages": [{"duration_s": 8, "users": 4, "spawn_rate": 4}]},
-            "slos": ["ttft.p95 <= 10s", "replicas.max >= 1"],
-        })
+        sc = parse_scenario(
+            {
+                "name": "verify-live",
+                "target": {"engine": "sim", "model": "sim-tiny", "sim": {"ttft_ms": 40, "itl_ms": 8}},
+                "workload": {"api": "chat", "prompt_tokens": {"mean": 64}, "output_tokens": {"mean": 16}},
+                "load": {"warmup_s": 2, "stages": [{"duration_s": 8, "users": 4, "spawn_rate": 4}]},
+                "slos": ["ttft.p95 <= 10s", "replicas.max >= 1"],
+            }
+        )
         out = run(sc, RunOptions(results_dir=tmp_path_factory.mktemp("res"), keep_up=True), RichUI(quiet=True))
         yield st, out
     finally:
@@ -108,12 +110,17 @@ def test_python_histogram_math_matches_promql_within_a_bucket(live):
     les = run["scrape"]["histograms"]["server_ttft"]["le"]
     rows = []
     for q, k in ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99")):
-        pq = prom.scalar(f"histogram_quantile({q}, sum by (le)(increase(ray_vllm_time_to_first_token_seconds_bucket[{w}s])))", end)
+        pq = prom.scalar(
+            f"histogram_quantile({q}, sum by (le)(increase(ray_vllm_time_to_first_token_seconds_bucket[{w}s])))", end
+        )
         assert pq is not None
         pq *= 1000
         lo, hi = bucket_around(les, py[k])
         rows.append((k, round(py[k], 2), round(pq, 2), (lo, hi)))
         assert abs(pq - py[k]) <= hi - lo, rows
     cnt = prom.scalar(f"sum(increase(ray_vllm_request_success_total[{w}s]))", end)
-    print("live TTFT python vs PromQL (ms):", rows, f"| requests after warmup python {out.summary['server']['engine_requests']['total']:.0f}"
-          f" PromQL {cnt:.2f}")
+    print(
+        "live TTFT python vs PromQL (ms):",
+        rows,
+        f"| requests after warmup python {out.summary['server']['engine_requests']['total']:.0f} PromQL {cnt:.2f}",
+    )

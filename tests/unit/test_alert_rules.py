@@ -109,8 +109,10 @@ def test_alert_has_for_severity_and_annotations(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED_ALERTS))
 def test_runbook_points_at_a_readme_section(name):
     anchor = re.search(r"docker/README\.md#([a-z0-9-]+)", _alerts()[name]["annotations"]["runbook"]).group(1)
-    headings = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-                for h in re.findall(r"^#+\s+(.*)$", README.read_text(), re.M)}
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+\s+(.*)$", README.read_text(), re.M)
+    }
     assert anchor in headings, f"docker/README.md has no section #{anchor}"
 
 
@@ -119,8 +121,8 @@ def test_alert_reads_only_the_ray_job(name):
     """The ray-head-static job scrapes the same series again: every selector filters on job="ray"."""
     expr = _alerts()[name]["expr"]
     for m in _SELECTOR.finditer(expr):
-        body = expr[m.end():expr.index("}", m.end())]
-        assert 'job="ray"' in body, f"{name}: {m.group(1)} without job=\"ray\""
+        body = expr[m.end() : expr.index("}", m.end())]
+        assert 'job="ray"' in body, f'{name}: {m.group(1)} without job="ray"'
 
 
 def test_each_alert_has_firing_and_quiet_cases():
@@ -136,7 +138,11 @@ def test_each_alert_has_firing_and_quiet_cases():
 
 def _reference_dir() -> Path:
     # tests/fixtures holds a copy of ../shared/reference, so the check runs in any checkout
-    for cand in (os.environ.get("HARNESS_REFERENCE_DIR"), REPO / "tests" / "fixtures", REPO.parent / "shared" / "reference"):
+    for cand in (
+        os.environ.get("HARNESS_REFERENCE_DIR"),
+        REPO / "tests" / "fixtures",
+        REPO.parent / "shared" / "reference",
+    ):
         if cand and Path(cand).is_dir() and list(Path(cand).glob("*.prom")):
             return Path(cand)
     pytest.skip("no reference /metrics captures (../shared/reference/*.prom)")

@@ -5,9 +5,11 @@ import pytest
 from harness.slo.autoscaling import analyze, flaps, replica_starts, stage_windows, steady_windows, users_at
 
 T0 = 1000.0
-STAGES = [{"name": "low", "duration_s": 20, "users": 2, "spawn_rate": 2},
-          {"name": "step", "duration_s": 40, "users": 16, "spawn_rate": 8},
-          {"name": "down", "duration_s": 30, "users": 2, "spawn_rate": 14}]
+STAGES = [
+    {"name": "low", "duration_s": 20, "users": 2, "spawn_rate": 2},
+    {"name": "step", "duration_s": 40, "users": 16, "spawn_rate": 8},
+    {"name": "down", "duration_s": 30, "users": 2, "spawn_rate": 14},
+]
 
 
 def rows(signal, pts):
@@ -48,8 +50,11 @@ def _analysis(replicas, target, starts=None):
 
 
 def test_scale_up_time_from_step_start_to_reaching_target():
-    a = _analysis(step_series([(0, 1), (33, 2), (38, 3), (70, 1)]), step_series([(0, 1), (24, 3), (60, 1)]),
-                  step_series([(0, 1), (33, 2), (38, 3)]))
+    a = _analysis(
+        step_series([(0, 1), (33, 2), (38, 3), (70, 1)]),
+        step_series([(0, 1), (24, 3), (60, 1)]),
+        step_series([(0, 1), (33, 2), (38, 3)]),
+    )
     up = a["scale_ups"][0]
     assert up["stage"] == "step" and up["reached"] and up["time_s"] == pytest.approx(18.0)
     assert a["stats"]["scale_up_time"]["max"] == pytest.approx(18000.0)
@@ -63,7 +68,10 @@ def test_scale_up_not_reached_has_no_time_and_a_note():
     a = _analysis(step_series([(0, 1), (30, 2)]), step_series([(0, 1), (24, 3)]))
     assert not a["scale_ups"][0]["reached"]
     assert "scale_up_time" not in a["stats"]
-    assert "did not reach 3 within stage 'step'" in a["notes"]["scale_up_time"] and "most seen 2" in a["notes"]["scale_up_time"]
+    assert (
+        "did not reach 3 within stage 'step'" in a["notes"]["scale_up_time"]
+        and "most seen 2" in a["notes"]["scale_up_time"]
+    )
 
 
 def test_no_scale_up_needed_gives_a_note_not_a_time():

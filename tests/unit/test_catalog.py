@@ -38,8 +38,12 @@ def test_plain_vllm_names_resolve():
 
 
 def test_old_eras_resolve():
-    old = {"ray_vllm:gpu_cache_usage_perc", "ray_vllm:time_per_output_token_seconds_bucket",
-           "ray_vllm:time_to_first_token_seconds_bucket", "ray_vllm:num_requests_waiting"}
+    old = {
+        "ray_vllm:gpu_cache_usage_perc",
+        "ray_vllm:time_per_output_token_seconds_bucket",
+        "ray_vllm:time_to_first_token_seconds_bucket",
+        "ray_vllm:num_requests_waiting",
+    }
     r = resolve(old)
     assert r["kv_cache_usage"] == "ray_vllm:gpu_cache_usage_perc"
     assert r["server_itl"] == "ray_vllm:time_per_output_token_seconds"

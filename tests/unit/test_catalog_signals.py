@@ -1,7 +1,8 @@
 """Catalog completeness: node/GPU/derived signals, every naming era, and resolution against reference exposition."""
 
-from harness.metrics.catalog import CATALOG, DERIVED, DEFAULT_SIGNALS, base_signals, resolve
 from test_catalog import names_in  # same exposition parser as the era tests
+
+from harness.metrics.catalog import CATALOG, DEFAULT_SIGNALS, DERIVED, base_signals, resolve
 
 
 def test_node_signals_resolve_on_ray_260_and_gpu_is_absent_on_cpu():

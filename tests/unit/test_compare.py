@@ -92,7 +92,9 @@ def test_compare_across_schema_and_naming_eras():
     res = compare_runs([V0, A])
     assert res["exit_code"] == 0
     c = res["comparisons"][0]
-    assert any("ray_vllm:time_to_first_token_seconds" in n and "ray_vllm_time_to_first_token_seconds" in n for n in c["notes"])
+    assert any(
+        "ray_vllm:time_to_first_token_seconds" in n and "ray_vllm_time_to_first_token_seconds" in n for n in c["notes"]
+    )
     row = _row(res, "server_ttft.p95")
     assert row["base"] is not None and row["new"] is not None
     assert _row(res, "tpot.p50")["base"] is not None  # schema 0 had no tpot: computed from the upgraded samples
@@ -178,4 +180,6 @@ def test_cluster_bootstrap_detects_shift_and_not_noise():
     clustered = Values(gaps, np.repeat(np.arange(40), 50), 40)
     naive = Values(gaps, np.arange(2000), 2000)
     w = lambda x: x.high - x.low  # noqa: E731
-    assert w(diff_intervals(clustered, clustered, ["mean"])["mean"]) > 2 * w(diff_intervals(naive, naive, ["mean"])["mean"])
+    assert w(diff_intervals(clustered, clustered, ["mean"])["mean"]) > 2 * w(
+        diff_intervals(naive, naive, ["mean"])["mean"]
+    )

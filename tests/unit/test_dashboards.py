@@ -24,11 +24,17 @@ def test_four_dashboards_with_eras_joined_and_thresholds():
 def test_fix_ray_dashboard_drops_cluster_filter():
     dash = {
         "templating": {"list": [{"name": "SessionName"}, {"name": "Cluster"}]},
-        "panels": [{"targets": [
-            {"expr": 'sum(ray_x{SessionName=~"$SessionName",ray_io_cluster=~"$Cluster",instance=~"$Instance"})'},
-            {"expr": 'sum(ray_y{ray_io_cluster=~"$Cluster"}) by (ray_io_cluster)'},
-            {"expr": 'sum(ray_z{ray_io_cluster=~"$Cluster", instance=~"$Instance"})'},
-        ]}],
+        "panels": [
+            {
+                "targets": [
+                    {
+                        "expr": 'sum(ray_x{SessionName=~"$SessionName",ray_io_cluster=~"$Cluster",instance=~"$Instance"})'
+                    },
+                    {"expr": 'sum(ray_y{ray_io_cluster=~"$Cluster"}) by (ray_io_cluster)'},
+                    {"expr": 'sum(ray_z{ray_io_cluster=~"$Cluster", instance=~"$Instance"})'},
+                ]
+            }
+        ],
     }
     fixed = json.loads(fix_ray_dashboard(json.dumps(dash)))
     exprs = [t["expr"] for t in fixed["panels"][0]["targets"]]

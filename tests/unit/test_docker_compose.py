@@ -29,7 +29,9 @@ SCHEMA = REPO / "tests" / "fixtures" / "compose-spec" / "compose-spec.json"
 RAY_SERVICES = ("ray-head", "ray-worker")
 REQUIRED_ENV = {"GRAFANA_ADMIN_PASSWORD": "test-password"}
 
-_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 class MissingVariable(Exception):
@@ -156,10 +158,13 @@ def test_serve_app_code_is_mounted_on_every_ray_node(raw):
 # ------------------------------------------------------------------ ports
 
 
-@pytest.mark.parametrize(("service", "target", "variable", "default"), [
-    ("prometheus", 9090, "PROMETHEUS_PORT", "19090"),
-    ("grafana", 3000, "GRAFANA_PORT", "13000"),
-])
+@pytest.mark.parametrize(
+    ("service", "target", "variable", "default"),
+    [
+        ("prometheus", 9090, "PROMETHEUS_PORT", "19090"),
+        ("grafana", 3000, "GRAFANA_PORT", "13000"),
+    ],
+)
 def test_ui_ports_from_env_with_defaults(raw, resolved, service, target, variable, default):
     [raw_port] = [p for p in _ports(raw["services"][service]) if p["target"] == target]
     assert raw_port["published"] == f"${{{variable}:-{default}}}"
@@ -198,7 +203,10 @@ def test_grafana_password_has_no_default(raw):
         interpolate(raw, {})
     with pytest.raises(MissingVariable):
         interpolate(raw, {"GRAFANA_ADMIN_PASSWORD": ""})  # ':?' rejects empty too
-    assert interpolate(raw, REQUIRED_ENV)["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "test-password"
+    assert (
+        interpolate(raw, REQUIRED_ENV)["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+        == "test-password"
+    )
 
 
 def test_no_other_secret_has_a_default(raw):
@@ -351,9 +359,12 @@ def test_one_shot_init_is_adopted_so_up_wait_succeeds(raw):
     one_shots = {n for n, s in services.items() if s.get("restart") == "no"}
     assert one_shots == {"ray-metrics-init"}
     for name in one_shots:
-        adopters = [n for n, s in services.items()
-                    if isinstance(s.get("depends_on"), dict)
-                    and s["depends_on"].get(name, {}).get("condition") == "service_completed_successfully"]
+        adopters = [
+            n
+            for n, s in services.items()
+            if isinstance(s.get("depends_on"), dict)
+            and s["depends_on"].get(name, {}).get("condition") == "service_completed_successfully"
+        ]
         assert adopters, f"{name} is not adopted by any long-running service"
 
 

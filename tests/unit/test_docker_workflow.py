@@ -99,8 +99,12 @@ def test_run_scripts_parse_in_bash(wf):
 
 def _check_jsonschema(builtin: str, path: Path) -> subprocess.CompletedProcess:
     pytest.importorskip("check_jsonschema", reason="pip install check-jsonschema (ships SchemaStore/compose schemas)")
-    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", builtin, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", builtin, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_workflow_matches_github_workflow_schema():

@@ -53,7 +53,9 @@ def _run_copy(tmp_path: Path, src: str, name: str, *, errors: float | None = Non
         n = s["client"]["requests"]
         s["client"]["errors"] = round(errors * n)
         s["client"]["error_rate"] = s["client"]["errors"] / n
-        s["client"]["errors_by_class"] = {'HTTP 422: {"detail":[{"loc":["query","request"],"msg":"Field required"}]}': s["client"]["errors"]}
+        s["client"]["errors_by_class"] = {
+            'HTTP 422: {"detail":[{"loc":["query","request"],"msg":"Field required"}]}': s["client"]["errors"]
+        }
     if status is not None:
         s["status"] = status
     (d / "summary.json").write_text(json.dumps(s))
@@ -66,8 +68,15 @@ def _run_copy(tmp_path: Path, src: str, name: str, *, errors: float | None = Non
 def test_two_runs_with_every_request_failed_do_not_compare_as_ok(runner, tmp_path):
     a = _run_copy(tmp_path, "ray-2.59a", "a", errors=1.0)
     b = _run_copy(tmp_path, "ray-2.59b", "b", errors=1.0)
-    out = _clean(runner.invoke(app, ["compare", str(a), str(b)]), 2, "every request failed", str(a), str(b), "--force",
-                 "HTTP 422")
+    out = _clean(
+        runner.invoke(app, ["compare", str(a), str(b)]),
+        2,
+        "every request failed",
+        str(a),
+        str(b),
+        "--force",
+        "HTTP 422",
+    )
     assert "no regression" not in out
 
 
@@ -88,7 +97,9 @@ def test_force_compares_a_broken_run_and_says_so(runner, tmp_path):
     res = runner.invoke(app, ["compare", str(ok), str(bad), "--force", "--json", str(js), "--resamples", "100"])
     assert res.exit_code in (0, 1), _out(res)
     c = json.loads(js.read_text())
-    assert c["load_failures"] and any("(forced)" in w and "every request failed" in w for w in c["comparisons"][0]["warnings"])
+    assert c["load_failures"] and any(
+        "(forced)" in w and "every request failed" in w for w in c["comparisons"][0]["warnings"]
+    )
     assert c["runs"][1]["load_failure"].startswith("every request failed") and c["runs"][0]["load_failure"] is None
 
 
@@ -101,9 +112,18 @@ def test_some_errors_stay_comparable(runner, tmp_path):
 
 def test_load_failure_reasons():
     assert load_failure(None).startswith("no summary.json")
-    assert load_failure({"status": "interrupted", "client": {}}) == "the run interrupted (status 'interrupted' in summary.json)"
-    assert load_failure({"status": "completed", "client": {"requests": 0, "errors": 0}}) == "no request was measured after warmup"
-    assert load_failure({"status": "completed", "client": {"requests": 10, "errors": 10}}) == "every request failed (10 of 10)"
+    assert (
+        load_failure({"status": "interrupted", "client": {}})
+        == "the run interrupted (status 'interrupted' in summary.json)"
+    )
+    assert (
+        load_failure({"status": "completed", "client": {"requests": 0, "errors": 0}})
+        == "no request was measured after warmup"
+    )
+    assert (
+        load_failure({"status": "completed", "client": {"requests": 10, "errors": 10}})
+        == "every request failed (10 of 10)"
+    )
     assert load_failure({"status": "completed", "client": {"requests": 10, "errors": 5}}) is None
     assert load_failure({"client": {"ttft_ms": {}}}) is None  # old layout without counts: nothing to judge
 
@@ -142,11 +162,25 @@ def test_matrix_does_not_compare_a_broken_run(tmp_path):
 
     (tmp_path / "r").mkdir()
     with pytest.raises(HarnessError) as ei:
-        matrix("s", ["2.59.0", "2.60.0"], results_dir=tmp_path / "r", envs_dir=tmp_path / "e", builder=builder, runner=runner_)
+        matrix(
+            "s",
+            ["2.59.0", "2.60.0"],
+            results_dir=tmp_path / "r",
+            envs_dir=tmp_path / "e",
+            builder=builder,
+            runner=runner_,
+        )
     assert "ray-2.60.0: the load failed: every request failed" in ei.value.render()
     (tmp_path / "r2").mkdir()
-    res = matrix("s", ["2.59.0", "2.60.0"], results_dir=tmp_path / "r2", envs_dir=tmp_path / "e", builder=builder,
-                 runner=runner_, force=True)
+    res = matrix(
+        "s",
+        ["2.59.0", "2.60.0"],
+        results_dir=tmp_path / "r2",
+        envs_dir=tmp_path / "e",
+        builder=builder,
+        runner=runner_,
+        force=True,
+    )
     assert res.comparison["load_failures"] and res.entries[1].load_failure
 
 
@@ -163,8 +197,11 @@ def test_a_missing_path_is_never_replaced_by_the_shipped_scenario(tmp_path):
 @pytest.mark.parametrize("command", ["run", "validate", "show"])
 def test_missing_path_suggests_the_shipped_scenario(runner, tmp_path, command):
     arg = str(tmp_path / "scenarios" / "smoke.yaml")
-    args = {"run": ["run", arg, "--results-dir", str(tmp_path / "res")], "validate": ["scenarios", "validate", arg],
-            "show": ["scenarios", "show", arg]}[command]
+    args = {
+        "run": ["run", arg, "--results-dir", str(tmp_path / "res")],
+        "validate": ["scenarios", "validate", arg],
+        "show": ["scenarios", "show", arg],
+    }[command]
     _clean(runner.invoke(app, args), 2, arg, "not found", "`smoke`", "harness run smoke")
     assert not (tmp_path / "res").exists()
 
@@ -177,7 +214,11 @@ def test_mistyped_name_suggests_the_close_one(runner, tmp_path):
 def test_no_slos_is_an_input_error(runner, tmp_path, command):
     p = tmp_path / "s.yaml"
     p.write_text(NO_SLOS)
-    args = ["run", str(p), "--results-dir", str(tmp_path / "res")] if command == "run" else ["scenarios", "validate", str(p)]
+    args = (
+        ["run", str(p), "--results-dir", str(tmp_path / "res")]
+        if command == "run"
+        else ["scenarios", "validate", str(p)]
+    )
     _clean(runner.invoke(app, args), 2, str(p), "no SLOs", "--measure-only", "measure_only: true")
     assert not (tmp_path / "res").exists()
 
@@ -197,10 +238,18 @@ def test_measure_only_must_be_explicit_and_alone(runner, tmp_path):
     _clean(runner.invoke(app, ["scenarios", "validate", str(both)]), 2, "measure_only", "remove one")
     g = tmp_path / "g.yaml"
     g.write_text(GOOD)
-    _clean(runner.invoke(app, ["run", str(g), "--measure-only", "--results-dir", str(tmp_path / "res")]), 2,
-           "--measure-only", "1 SLO")
-    _clean(runner.invoke(app, ["sweep", str(p), "--concurrency", "1,2", "--results-dir", str(tmp_path / "res")]), 2,
-           "slos", "add SLOs")
+    _clean(
+        runner.invoke(app, ["run", str(g), "--measure-only", "--results-dir", str(tmp_path / "res")]),
+        2,
+        "--measure-only",
+        "1 SLO",
+    )
+    _clean(
+        runner.invoke(app, ["sweep", str(p), "--concurrency", "1,2", "--results-dir", str(tmp_path / "res")]),
+        2,
+        "slos",
+        "add SLOs",
+    )
     assert not (tmp_path / "res").exists()
 
 
@@ -219,6 +268,8 @@ def test_summary_verdicts():
     n = build_summary(status="completed", verdicts=[], client=ok, **kw)
     assert n.verdict == "fail" and "no SLOs were judged" in n.warnings[0]  # a library caller gets no free PASS
     run = {"run_id": "r", "scenario": {"name": "s"}}
-    assert 'failures="1"' in render_junit(run, f.model_dump(mode="json")) and "load worked" in render_junit(run, f.model_dump(mode="json"))
+    assert 'failures="1"' in render_junit(run, f.model_dump(mode="json")) and "load worked" in render_junit(
+        run, f.model_dump(mode="json")
+    )
     assert 'tests="0"' in render_junit(run, m.model_dump(mode="json"))
     assert "measure-only run" in render_markdown(run, m.model_dump(mode="json"))

@@ -57,7 +57,9 @@ def test_history_flags_first_moved_run(tmp_path):
 def test_history_cli(tmp_path):
     res = _results(tmp_path, [150, 152, 149, 151, 150, 190])
     html = tmp_path / "h.html"
-    r = CliRunner().invoke(app, ["history", "--results-dir", str(res), "--scenario", "fixture-chat", "--html", str(html)])
+    r = CliRunner().invoke(
+        app, ["history", "--results-dir", str(res), "--scenario", "fixture-chat", "--html", str(html)]
+    )
     assert r.exit_code == 0, r.output
     assert "moved" in r.output and "fixture-chat-run05" in r.output
     page = html.read_text()

@@ -14,7 +14,7 @@ def test_poisson_rate_and_bounds():
     st = [{"duration_s": 200, "rate_rps": 5}]
     t = _offs(st, process="poisson", seed=1)
     assert all(0 <= x <= 200 for x in t) and t == sorted(t)
-    assert abs(len(t) - 1000) < 4 * 1000 ** 0.5
+    assert abs(len(t) - 1000) < 4 * 1000**0.5
     gaps = [b - a for a, b in zip(t, t[1:])]
     assert statistics.pstdev(gaps) / statistics.mean(gaps) == pytest.approx(1.0, abs=0.1)  # CV of exponential
 
@@ -25,7 +25,7 @@ def test_gamma_burstiness_sets_cv():
         t = _offs(st, process="gamma", burstiness=k, seed=2)
         gaps = [b - a for a, b in zip(t, t[1:])]
         assert statistics.mean(gaps) == pytest.approx(0.2, rel=0.15)
-        assert statistics.pstdev(gaps) / statistics.mean(gaps) == pytest.approx(k ** -0.5, rel=0.2)
+        assert statistics.pstdev(gaps) / statistics.mean(gaps) == pytest.approx(k**-0.5, rel=0.2)
 
 
 def test_constant_steps_and_pause():

@@ -3,23 +3,32 @@ import random
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ScenarioError
 from harness.load.prepare import REPO_ROOT, prepare_workload, single_token_vocab, workload_server_stats
 from harness.load.workload import RequestSource, build_body
 from harness.scenario import parse_scenario
-from harness.errors import ScenarioError
 
 
 def _sc(workload=None, load=None, target=None):
-    return parse_scenario({"name": "t", "target": target or {"engine": "sim", "model": "m"}, "workload": workload or {},
-                           "load": load or {"stages": [{"duration_s": 5, "users": 1}]}})
+    return parse_scenario(
+        {
+            "name": "t",
+            "target": target or {"engine": "sim", "model": "m"},
+            "workload": workload or {},
+            "load": load or {"stages": [{"duration_s": 5, "users": 1}]},
+        }
+    )
 
 
 def test_shipped_datasets_load():
-    p = prepare_workload(_sc({"dataset": {"path": "datasets/sharegpt-mini.jsonl", "format": "sharegpt", "multi_turn": True}}))
+    p = prepare_workload(
+        _sc({"dataset": {"path": "datasets/sharegpt-mini.jsonl", "format": "sharegpt", "multi_turn": True}})
+    )
     assert p.info["kind"] == "dataset" and p.info["items"] == 16 and p.info["turns"] > 16
     assert p.info["prompt_length_unit"] == "words"
-    q = prepare_workload(_sc({"dataset": {"path": str(REPO_ROOT / "datasets/prompts-mini.jsonl"), "format": "prompts"}}))
+    q = prepare_workload(
+        _sc({"dataset": {"path": str(REPO_ROOT / "datasets/prompts-mini.jsonl"), "format": "prompts"}})
+    )
     assert q.info["items"] == 20 and q.pool[0]["turns"][0]["max_tokens"] == 48
 
 
@@ -34,7 +43,9 @@ def test_bad_dataset_lines_are_reported_with_line_numbers(tmp_path):
 
 
 def test_multi_turn_session_replays_history():
-    p = prepare_workload(_sc({"dataset": {"path": "datasets/sharegpt-mini.jsonl", "format": "sharegpt", "multi_turn": True}}))
+    p = prepare_workload(
+        _sc({"dataset": {"path": "datasets/sharegpt-mini.jsonl", "format": "sharegpt", "multi_turn": True}})
+    )
     item = next(i for i in p.pool if len(i["turns"]) == 3)
     src = RequestSource({"prompt_tokens": {"mean": 4}, "output_tokens": {"mean": 4}}, None, [item])
     s = src.session(random.Random(0))
@@ -56,13 +67,21 @@ def test_synthetic_multi_turn_and_completions_body():
     s.reply(7)
     m2, _, l2, i2 = s.next_turn()
     assert len(m2) == 3 and l2 == 10 + 7 + 10 and i2 == 1 and s.next_turn() is None
-    body = json.loads(build_body(api="completions", model="m", messages=m2, max_tokens=4, stream=True, ignore_eos=True, temperature=0))
+    body = json.loads(
+        build_body(api="completions", model="m", messages=m2, max_tokens=4, stream=True, ignore_eos=True, temperature=0)
+    )
     assert body["prompt"].count("\n") == 2
 
 
 def test_shared_prefix_pool():
-    p = prepare_workload(_sc({"shared_prefix": {"num_prefixes": 3, "prefix_tokens": 50, "suffixes_per_prefix": 4},
-                              "prompt_tokens": {"mean": 10}}))
+    p = prepare_workload(
+        _sc(
+            {
+                "shared_prefix": {"num_prefixes": 3, "prefix_tokens": 50, "suffixes_per_prefix": 4},
+                "prompt_tokens": {"mean": 10},
+            }
+        )
+    )
     assert len(p.pool) == 12 and p.info["kind"] == "shared_prefix"
     prefixes = {" ".join(i["turns"][0]["user"].split()[:50]) for i in p.pool}
     assert len(prefixes) == 3 and all(i["turns"][0]["prompt_len"] == 60 for i in p.pool)
@@ -75,15 +94,17 @@ def test_token_exact_vocab_with_a_fake_tokenizer():
 
 
 def test_token_exact_with_the_tiny_model_tokenizer(tmp_path):
-    tokenizers = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     from harness.load.workload import VOCAB
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator([" ".join(VOCAB)] * 50 + list(VOCAB) * 5, trainers.BpeTrainer(vocab_size=1200, show_progress=False,
-                                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        [" ".join(VOCAB)] * 50 + list(VOCAB) * 5,
+        trainers.BpeTrainer(vocab_size=1200, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     tok.save(str(tmp_path / "tokenizer.json"))
     p = prepare_workload(_sc({"tokenizer": str(tmp_path)}))
     assert p.info["prompt_length_unit"] == "tokens" and p.vocab
@@ -98,14 +119,20 @@ def test_token_exact_with_the_tiny_model_tokenizer(tmp_path):
 def test_prefix_cache_hit_rate_or_no_data():
     s, notes = workload_server_stats({"kind": "shared_prefix"}, {})
     assert "prefix_cache_hit_rate" not in s and "no data" in notes[0]
-    s, notes = workload_server_stats({"kind": "shared_prefix"}, {"prefix_cache_hits": {"total": 30.0},
-                                                                 "prefix_cache_queries": {"total": 40.0}})
+    s, notes = workload_server_stats(
+        {"kind": "shared_prefix"}, {"prefix_cache_hits": {"total": 30.0}, "prefix_cache_queries": {"total": 40.0}}
+    )
     assert s["prefix_cache_hit_rate"]["value"] == 0.75 and not notes
 
 
 def test_scenario_open_loop_validation():
-    sc = _sc(load={"arrival": {"process": "gamma", "burstiness": 0.5, "rate_rps": 3}, "cooldown_s": 1,
-                   "stages": [{"duration_s": 5}, {"duration_s": 5, "rate_rps": 1, "ramp_to_rps": 6}]})
+    sc = _sc(
+        load={
+            "arrival": {"process": "gamma", "burstiness": 0.5, "rate_rps": 3},
+            "cooldown_s": 1,
+            "stages": [{"duration_s": 5}, {"duration_s": 5, "rate_rps": 1, "ramp_to_rps": 6}],
+        }
+    )
     assert [s.rate_rps for s in sc.load.stages] == [3, 1] and sc.load.open_loop
     for load, msg in [
         ({"stages": [{"duration_s": 5}]}, "closed loop needs `users`"),
@@ -117,4 +144,9 @@ def test_scenario_open_loop_validation():
             _sc(load=load)
         assert msg in ei.value.render(), ei.value.render()
     with pytest.raises(ScenarioError, match="invalid"):
-        _sc({"dataset": {"path": "x", "format": "prompts"}, "shared_prefix": {"num_prefixes": 1, "prefix_tokens": 1, "suffixes_per_prefix": 1}})
+        _sc(
+            {
+                "dataset": {"path": "x", "format": "prompts"},
+                "shared_prefix": {"num_prefixes": 1, "prefix_tokens": 1, "suffixes_per_prefix": 1},
+            }
+        )

@@ -9,11 +9,14 @@ from harness.scenario import parse_scenario
 
 
 def _scenario(**load):
-    return parse_scenario({
-        "name": "t", "target": {"engine": "external", "model": "m1", "url": "http://127.0.0.1:1", "api_key_env": "K"},
-        "workload": {"request_timeout_s": 7.5},
-        "load": {"stages": [{"duration_s": 2, "users": 1}, {"name": "hi", "duration_s": 3, "users": 4}], **load},
-    })
+    return parse_scenario(
+        {
+            "name": "t",
+            "target": {"engine": "external", "model": "m1", "url": "http://127.0.0.1:1", "api_key_env": "K"},
+            "workload": {"request_timeout_s": 7.5},
+            "load": {"stages": [{"duration_s": 2, "users": 1}, {"name": "hi", "duration_s": 3, "users": 4}], **load},
+        }
+    )
 
 
 def test_config_is_plain_json_without_secrets(tmp_path, monkeypatch):

@@ -12,9 +12,20 @@ STARTED = 1_000_000.0
 
 
 def _raw(t_rel, *, ttft=50.0, itl=(10.0, 20.0, 30.0), out=4, error=None, status=200, worker=1):
-    return {"t_start_s": STARTED + t_rel, "ttft_ms": ttft, "e2e_ms": (ttft or 0) + sum(itl), "itl_ms": list(itl),
-            "prompt_tokens": 12, "output_tokens": out, "usage_reported": True, "prompt_words": 12, "max_tokens": out,
-            "status": status, "error": error, "worker": worker}
+    return {
+        "t_start_s": STARTED + t_rel,
+        "ttft_ms": ttft,
+        "e2e_ms": (ttft or 0) + sum(itl),
+        "itl_ms": list(itl),
+        "prompt_tokens": 12,
+        "output_tokens": out,
+        "usage_reported": True,
+        "prompt_words": 12,
+        "max_tokens": out,
+        "status": status,
+        "error": error,
+        "worker": worker,
+    }
 
 
 def _write(path: Path, rows, torn: bool = False):
@@ -50,7 +61,9 @@ def test_merge_derives_columns_stage_and_warmup(tmp_path):
 
 def test_merge_of_nothing_writes_an_empty_table_with_the_schema(tmp_path):
     (tmp_path / "s").mkdir()
-    n, errs = merge_samples(tmp_path / "s", tmp_path / "o.parquet", started_at=0, warmup_s=0, stage_names=["a"], stage_ends=[1])
+    n, errs = merge_samples(
+        tmp_path / "s", tmp_path / "o.parquet", started_at=0, warmup_s=0, stage_names=["a"], stage_ends=[1]
+    )
     t = pq.read_table(tmp_path / "o.parquet")
     assert (n, errs, t.num_rows) == (0, 0, 0) and t.schema.equals(SCHEMA)
 
@@ -58,8 +71,15 @@ def test_merge_of_nothing_writes_an_empty_table_with_the_schema(tmp_path):
 def test_merge_in_small_batches_keeps_every_row(tmp_path):
     (tmp_path / "s").mkdir()
     _write(tmp_path / "s" / "samples-9.jsonl", [_raw(i * 0.01) for i in range(57)])
-    n, _ = merge_samples(tmp_path / "s", tmp_path / "o.parquet", started_at=STARTED, warmup_s=0,
-                         stage_names=["a"], stage_ends=[10], batch_rows=10)
+    n, _ = merge_samples(
+        tmp_path / "s",
+        tmp_path / "o.parquet",
+        started_at=STARTED,
+        warmup_s=0,
+        stage_names=["a"],
+        stage_ends=[10],
+        batch_rows=10,
+    )
     assert n == 57 == pq.read_table(tmp_path / "o.parquet").num_rows
 
 

@@ -1,12 +1,17 @@
-from types import SimpleNamespace
 
 from harness.scenario import parse_scenario
 from harness.sweep import Step, candidates, goodput_criteria, render_table, step_scenario
 
 
 def _base(**load):
-    return parse_scenario({"name": "s", "target": {"engine": "sim", "model": "m"}, "slos": ["ttft.p95 <= 500ms", "e2e.p99 <= 2s", "error_rate <= 1%"],
-                           "load": {"warmup_s": 5, "stages": [{"duration_s": 20, "users": 4}], **load}})
+    return parse_scenario(
+        {
+            "name": "s",
+            "target": {"engine": "sim", "model": "m"},
+            "slos": ["ttft.p95 <= 500ms", "e2e.p99 <= 2s", "error_rate <= 1%"],
+            "load": {"warmup_s": 5, "stages": [{"duration_s": 20, "users": 4}], **load},
+        }
+    )
 
 
 def _step(v, verdict):
@@ -16,8 +21,12 @@ def _step(v, verdict):
 def test_step_scenarios():
     r = step_scenario(_base(), "rate", 8, 9)
     assert r.load.open_loop and r.load.stages[0].rate_rps == 8 and r.load.warmup_s == 3 and r.load.duration_s == 9
-    c = step_scenario(_base(arrival={"process": "gamma", "burstiness": 0.5, "rate_rps": 2}, stages=[{"duration_s": 20}]),
-                      "concurrency", 6, 12)
+    c = step_scenario(
+        _base(arrival={"process": "gamma", "burstiness": 0.5, "rate_rps": 2}, stages=[{"duration_s": 20}]),
+        "concurrency",
+        6,
+        12,
+    )
     assert not c.load.open_loop and c.load.stages[0].users == 6
 
 
@@ -38,8 +47,22 @@ def test_bounded_search_ascends_then_bisects():
 
 def test_goodput_criteria_and_table():
     assert goodput_criteria(_base()) == {"ttft_ms": 500.0, "e2e_ms": 2000.0}
-    doc = {"scenario": "s", "mode": "rate", "unit": "req/s", "goodput_criteria": {"ttft_ms": 500.0}, "max_passing": 2.0,
-           "steps": [dict(vars(_step(2.0, "pass")), ttft_ms={"p50": 10.0, "p95": 20.0, "p99": 30.0}, itl_ms={},
-                          achieved_rps=1.9, goodput_rps=1.8, error_rate=0.0)]}
+    doc = {
+        "scenario": "s",
+        "mode": "rate",
+        "unit": "req/s",
+        "goodput_criteria": {"ttft_ms": 500.0},
+        "max_passing": 2.0,
+        "steps": [
+            dict(
+                vars(_step(2.0, "pass")),
+                ttft_ms={"p50": 10.0, "p95": 20.0, "p99": 30.0},
+                itl_ms={},
+                achieved_rps=1.9,
+                goodput_rps=1.8,
+                error_rate=0.0,
+            )
+        ],
+    }
     t = render_table(doc)
     assert "| 2 | pass | 1.90 | 1.80 | 10.0 | 20.0 | 30.0 | - | - | 0.0% | - |" in t and "2 req/s" in t

@@ -16,8 +16,15 @@ DS = REPO_ROOT / "datasets"
 
 
 def _sc(trace, stages=None, **load):
-    return parse_scenario({"name": "t", "target": {"engine": "sim", "model": "m"}, "workload": {"trace": trace},
-                           "load": {"stages": stages or [{"duration_s": 20}], **load}, "measure_only": True})
+    return parse_scenario(
+        {
+            "name": "t",
+            "target": {"engine": "sim", "model": "m"},
+            "workload": {"trace": trace},
+            "load": {"stages": stages or [{"duration_s": 20}], **load},
+            "measure_only": True,
+        }
+    )
 
 
 def _load(path, fmt, **kw):
@@ -27,8 +34,10 @@ def _load(path, fmt, **kw):
 
 def test_mooncake_rows_and_hash_ids(tmp_path):
     f = tmp_path / "m.jsonl"
-    f.write_text('{"timestamp": 1000, "input_length": 100, "output_length": 5, "hash_ids": [0, 1]}\n\n'
-                 '{"timestamp": 3052, "input_length": 70, "output_length": 9, "hash_ids": [0, 7], "extra": 1}\n')
+    f.write_text(
+        '{"timestamp": 1000, "input_length": 100, "output_length": 5, "hash_ids": [0, 1]}\n\n'
+        '{"timestamp": 3052, "input_length": 70, "output_length": 9, "hash_ids": [0, 7], "extra": 1}\n'
+    )
     rows, info = _load(f, "mooncake")
     assert [r["t"] for r in rows] == [0.0, pytest.approx(2.052)]  # ms, from the first request
     assert rows[0] == {"t": 0.0, "in": 100, "out": 5, "blocks": [0, 1], "shared": 100}
@@ -42,8 +51,10 @@ def test_azure_timestamps_both_eras(tmp_path):
     assert gap == pytest.approx(4.314579)
     assert parse_azure_time("2024-05-10 01:00:00.5+01:00") == parse_azure_time("2024-05-10 00:00:00.5")
     f = tmp_path / "a.csv"
-    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
-                 "2023-11-16 18:15:50.9951690,396,109\n")
+    f.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+        "2023-11-16 18:15:50.9951690,396,109\n"
+    )
     rows, info = _load(f, "azure")
     assert [(r["in"], r["out"]) for r in rows] == [(374, 44), (396, 109)] and rows[1]["t"] == pytest.approx(4.314579)
     assert "blocks" not in rows[0] and "none" in info["prefix"]
@@ -53,8 +64,10 @@ def test_azure_timestamps_both_eras(tmp_path):
 
 def test_burstgpt_models_and_failed_rows(tmp_path):
     f = tmp_path / "b.csv"
-    f.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-                 "5,ChatGPT,472,18,490,Conversation log\n6.5,GPT-4,1087,0,1087,Conversation log\n")
+    f.write_text(
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "5,ChatGPT,472,18,490,Conversation log\n6.5,GPT-4,1087,0,1087,Conversation log\n"
+    )
     rows, info = _load(f, "burstgpt")
     got = [(r["t"], r["in"], r["out"], r["model"]) for r in rows]
     assert got == [(0.0, 472, 18, "ChatGPT"), (1.5, 1087, 1, "GPT-4")]
@@ -67,10 +80,12 @@ def test_burstgpt_models_and_failed_rows(tmp_path):
 
 def test_generic_jsonl_prefix_ids(tmp_path):
     f = tmp_path / "g.jsonl"
-    f.write_text('{"timestamp_ms": 0, "input_tokens": 50, "output_tokens": 4, "model": "a", "prefix_id": "sys", '
-                 '"prefix_tokens": 20}\n'
-                 '{"timestamp_ms": 250, "input_tokens": 10, "output_tokens": 4, "prefix_id": "sys"}\n'
-                 '{"timestamp_ms": 500, "input_tokens": 30, "output_tokens": 4}\n')
+    f.write_text(
+        '{"timestamp_ms": 0, "input_tokens": 50, "output_tokens": 4, "model": "a", "prefix_id": "sys", '
+        '"prefix_tokens": 20}\n'
+        '{"timestamp_ms": 250, "input_tokens": 10, "output_tokens": 4, "prefix_id": "sys"}\n'
+        '{"timestamp_ms": 500, "input_tokens": 30, "output_tokens": 4}\n'
+    )
     with pytest.raises(HarnessError) as ei:  # row 2 has a prefix_id and no length anywhere
         _load(f, "jsonl")
     assert ":2:" in ei.value.problems[0] and "prefix_tokens" in ei.value.fix
@@ -81,17 +96,24 @@ def test_generic_jsonl_prefix_ids(tmp_path):
     assert len(rows) == 57
 
 
-@pytest.mark.parametrize("fmt,text,where,what", [
-    ("mooncake", '{"timestamp": 0, "input_length": 5}\n', ":1:", "missing output_length"),
-    ("mooncake", '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": "x"}\n', ":1:", "hash_ids"),
-    ("jsonl", '{"timestamp_ms": 0, "input_tokens": 1, "output_tokens": 1}\nnot json\n', ":2:", "Expecting value"),
-    ("jsonl", '{"timestamp_ms": "soon", "input_tokens": 1, "output_tokens": 1}\n', ":1:",
-     "timestamp_ms must be a number"),
-    ("azure", "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n", ":2:", "not a date-time"),
-    ("azure", "Timestamp,Request tokens,Response tokens\n1,1,1\n", ":1:", "the header lacks TIMESTAMP"),
-    ("burstgpt", "Timestamp,Request tokens,Response tokens\n1,-3,1\n", ":2:", "whole number >= 0"),
-    ("burstgpt", "Timestamp,Request tokens,Response tokens\n1,2.5,1\n", ":2:", "whole number >= 0"),
-])
+@pytest.mark.parametrize(
+    "fmt,text,where,what",
+    [
+        ("mooncake", '{"timestamp": 0, "input_length": 5}\n', ":1:", "missing output_length"),
+        ("mooncake", '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": "x"}\n', ":1:", "hash_ids"),
+        ("jsonl", '{"timestamp_ms": 0, "input_tokens": 1, "output_tokens": 1}\nnot json\n', ":2:", "Expecting value"),
+        (
+            "jsonl",
+            '{"timestamp_ms": "soon", "input_tokens": 1, "output_tokens": 1}\n',
+            ":1:",
+            "timestamp_ms must be a number",
+        ),
+        ("azure", "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n", ":2:", "not a date-time"),
+        ("azure", "Timestamp,Request tokens,Response tokens\n1,1,1\n", ":1:", "the header lacks TIMESTAMP"),
+        ("burstgpt", "Timestamp,Request tokens,Response tokens\n1,-3,1\n", ":2:", "whole number >= 0"),
+        ("burstgpt", "Timestamp,Request tokens,Response tokens\n1,2.5,1\n", ":2:", "whole number >= 0"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, fmt, text, where, what):
     f = tmp_path / "t"
     f.write_text(text)
@@ -119,10 +141,12 @@ def test_schedule_sorts_scales_and_windows():
 
 
 def test_prompts_share_prefixes_by_hash_id():
-    rows = [{"t": 0.0, "in": 10, "out": 1, "blocks": [0, 1, 2], "shared": 10},
-            {"t": 0.1, "in": 7, "out": 1, "blocks": [0, 1, 9], "shared": 7},
-            {"t": 0.2, "in": 10, "out": 1, "blocks": [5, 1, 2], "shared": 10},
-            {"t": 0.3, "in": 12, "out": 1}]
+    rows = [
+        {"t": 0.0, "in": 10, "out": 1, "blocks": [0, 1, 2], "shared": 10},
+        {"t": 0.1, "in": 7, "out": 1, "blocks": [0, 1, 9], "shared": 7},
+        {"t": 0.2, "in": 10, "out": 1, "blocks": [5, 1, 2], "shared": 10},
+        {"t": 0.3, "in": 12, "out": 1},
+    ]
     tr = TraceReplay(rows, None, {"seed": 0}, block_tokens=3)
     p = [tr.prompt(i).split() for i in range(4)]
     assert [len(x) for x in p] == [10, 7, 10, 12]  # exact lengths (words; tokens with a single-token vocabulary)
@@ -153,8 +177,15 @@ def test_scenario_rules_for_traces(tmp_path):
         with pytest.raises(ScenarioError):
             _sc(bad)
     with pytest.raises(ScenarioError, match="invalid"):
-        parse_scenario({"name": "t", "target": {"engine": "sim", "model": "m"}, "measure_only": True,
-                        "workload": {"trace": tr, "session_turns": 2}, "load": {"stages": [{"duration_s": 5}]}})
+        parse_scenario(
+            {
+                "name": "t",
+                "target": {"engine": "sim", "model": "m"},
+                "measure_only": True,
+                "workload": {"trace": tr, "session_turns": 2},
+                "load": {"stages": [{"duration_s": 5}]},
+            }
+        )
     # a relative trace path resolves next to the scenario file, like a dataset path
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "mine.csv").write_text("Timestamp,Request tokens,Response tokens\n0,10,2\n1,10,2\n")
@@ -170,8 +201,10 @@ def test_scenario_rules_for_traces(tmp_path):
 
 
 def test_config_carries_the_trace_for_locust(tmp_path):
-    sc = _sc({"path": "datasets/trace-mooncake-mini.jsonl", "format": "mooncake", "speedup": 2, "max_concurrency": 8},
-             [{"name": "a", "duration_s": 4}, {"name": "b", "duration_s": 2}])
+    sc = _sc(
+        {"path": "datasets/trace-mooncake-mini.jsonl", "format": "mooncake", "speedup": 2, "max_concurrency": 8},
+        [{"name": "a", "duration_s": 4}, {"name": "b", "duration_s": 2}],
+    )
     prepared = prepare_workload(sc)
     assert prepared.info["kind"] == "trace" and prepared.info["rows"] + prepared.info["rows_after_load"] == 89
     assert max(r["t"] for r in prepared.trace) < 6.0

@@ -44,11 +44,23 @@ def test_endpoint_path_accepts_base_with_or_without_v1():
 
 
 def test_bodies_carry_the_openai_fields():
-    chat = json.loads(build_body(api="chat", model="m", prompt="hi there", max_tokens=9, stream=True,
-                                 ignore_eos=True, temperature=0.0))
-    assert chat == {"model": "m", "max_tokens": 9, "temperature": 0.0, "stream": True,
-                    "messages": [{"role": "user", "content": "hi there"}],
-                    "stream_options": {"include_usage": True}, "ignore_eos": True}
-    comp = json.loads(build_body(api="completions", model="m", prompt="x", max_tokens=1, stream=False,
-                                 ignore_eos=False, temperature=0.5))
+    chat = json.loads(
+        build_body(
+            api="chat", model="m", prompt="hi there", max_tokens=9, stream=True, ignore_eos=True, temperature=0.0
+        )
+    )
+    assert chat == {
+        "model": "m",
+        "max_tokens": 9,
+        "temperature": 0.0,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi there"}],
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
+    comp = json.loads(
+        build_body(
+            api="completions", model="m", prompt="x", max_tokens=1, stream=False, ignore_eos=False, temperature=0.5
+        )
+    )
     assert comp["prompt"] == "x" and "stream_options" not in comp and "ignore_eos" not in comp

@@ -68,10 +68,32 @@ def test_aggregate_and_gauge_stats():
 def _samples():
     rows = []
     for i in range(10):
-        rows.append(dict(t_start_s=i, ttft_ms=10.0 * (i + 1), e2e_ms=100.0 + i, tpot_ms=5.0, itl_ms=[4.0, 6.0],
-                         output_tokens=3, ok=True, error=None, warmup=i < 2))
-    rows.append(dict(t_start_s=11, ttft_ms=None, e2e_ms=1.0, tpot_ms=None, itl_ms=[], output_tokens=0, ok=False,
-                     error="http_500", warmup=False))
+        rows.append(
+            dict(
+                t_start_s=i,
+                ttft_ms=10.0 * (i + 1),
+                e2e_ms=100.0 + i,
+                tpot_ms=5.0,
+                itl_ms=[4.0, 6.0],
+                output_tokens=3,
+                ok=True,
+                error=None,
+                warmup=i < 2,
+            )
+        )
+    rows.append(
+        dict(
+            t_start_s=11,
+            ttft_ms=None,
+            e2e_ms=1.0,
+            tpot_ms=None,
+            itl_ms=[],
+            output_tokens=0,
+            ok=False,
+            error="http_500",
+            warmup=False,
+        )
+    )
     return pd.DataFrame(rows)
 
 
@@ -87,8 +109,12 @@ def test_client_stats_exclude_warmup_and_count_errors():
 
 def test_evaluate_verdicts_and_no_data():
     c = client_stats(_samples(), duration_s=9.0)
-    v = evaluate(["ttft.p50 <= 100ms", "error_rate <= 1%", "kv_cache_usage.max < 0.9", "replicas.max >= 1"], c,
-                 {"replicas": {"max": 2.0}}, {"replicas": "ray_serve_deployment_replica_healthy", "kv_cache_usage": None})
+    v = evaluate(
+        ["ttft.p50 <= 100ms", "error_rate <= 1%", "kv_cache_usage.max < 0.9", "replicas.max >= 1"],
+        c,
+        {"replicas": {"max": 2.0}},
+        {"replicas": "ray_serve_deployment_replica_healthy", "kv_cache_usage": None},
+    )
     by = {x.slo: x for x in v}
     assert by["ttft.p50 <= 100ms"].passed
     assert not by["error_rate <= 1%"].passed and "is not <=" in by["error_rate <= 1%"].reason

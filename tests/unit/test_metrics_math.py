@@ -2,9 +2,9 @@
 
 import math
 
+from harness.metrics.catalog import CATALOG
 from harness.metrics.mathx import bridge_gaps, bucket_around, histogram_quantile, increase_since
 from harness.metrics.scrape import ScrapeResult, Window, _counter, _derived, _gauge
-from harness.metrics.catalog import CATALOG
 
 
 def test_bridge_fills_interior_gaps_up_to_hold():
@@ -57,19 +57,30 @@ def test_bucket_around_and_quantile_agree():
 
 
 def test_derived_counter_ratio_and_no_data():
-    res = ScrapeResult({}, None, 0, True, {"prefix_cache_hits": {"total": 30, "total_run": 40},
-                                           "prefix_cache_queries": {"total": 120, "total_run": 160}})
+    res = ScrapeResult(
+        {},
+        None,
+        0,
+        True,
+        {"prefix_cache_hits": {"total": 30, "total_run": 40}, "prefix_cache_queries": {"total": 120, "total_run": 160}},
+    )
     _derived(res, "prefix_cache_hit_rate", Window(0, 0, 1))
     assert res.stats["prefix_cache_hit_rate"] == {"value": 0.25, "value_run": 0.25}
-    empty = ScrapeResult({}, None, 0, True, {"prefix_cache_hits": {"total": 0, "total_run": 0},
-                                             "prefix_cache_queries": {"total": 0, "total_run": 0}})
+    empty = ScrapeResult(
+        {},
+        None,
+        0,
+        True,
+        {"prefix_cache_hits": {"total": 0, "total_run": 0}, "prefix_cache_queries": {"total": 0, "total_run": 0}},
+    )
     _derived(empty, "prefix_cache_hit_rate", Window(0, 0, 1))
     assert "prefix_cache_hit_rate" not in empty.stats  # no queries: no data, not 0
 
 
 def test_derived_gauge_ratio():
     res = ScrapeResult({}, None, 0, True, {"node_mem_used": {"max": 2}, "node_mem_total": {"max": 8}})
-    res.rows = [{"signal": "node_mem_used", "t": t, "value": 2.0 * (1 + t)} for t in range(3)] + \
-               [{"signal": "node_mem_total", "t": t, "value": 8.0} for t in range(3)]
+    res.rows = [{"signal": "node_mem_used", "t": t, "value": 2.0 * (1 + t)} for t in range(3)] + [
+        {"signal": "node_mem_total", "t": t, "value": 8.0} for t in range(3)
+    ]
     _derived(res, "node_mem_usage", Window(0, 0, 2))
     assert res.stats["node_mem_usage"]["max"] == 0.75 and res.stats["node_mem_usage"]["min"] == 0.25

@@ -44,8 +44,14 @@ def test_ttft_within_server_resolution_agrees():
 def test_client_far_above_a_low_server_quantile_is_a_gap_with_causes():
     """109 ms against vLLM's 14 ms used to "agree" (the client value's bucket 100-250 is 150 wide)."""
     server = {"server_ttft": {"p50": 14.0}, "serve_latency": {"p50": 90.0}, "server_e2e": {"p50": 60.0}}
-    rec, warn = reconcile(_client(109.0, 109.0), server, None, None, HIST,
-                          {"generator_lag_p99_ms": 3.2, "stream_batching_interval_ms": 50})
+    rec, warn = reconcile(
+        _client(109.0, 109.0),
+        server,
+        None,
+        None,
+        HIST,
+        {"generator_lag_p99_ms": 3.2, "stream_batching_interval_ms": 50},
+    )
     e = rec["ttft_p50_ms"]
     assert e["agree"] is False and e["judgement"] == "client_slower" and e["server_range_ms"] == [5, 40]
     assert e["gap_beyond_range_ms"] == 69.0

@@ -58,8 +58,12 @@ def test_node_faults_need_cluster():
     from harness.errors import ScenarioError
     from harness.scenario import parse_scenario
 
-    sc = {"name": "x", "target": {"engine": "sim", "model": "m"}, "load": {"stages": [{"duration_s": 10, "users": 1}]},
-          "faults": [{"at_s": 2, "action": "kill_node"}]}
+    sc = {
+        "name": "x",
+        "target": {"engine": "sim", "model": "m"},
+        "load": {"stages": [{"duration_s": 10, "users": 1}]},
+        "faults": [{"at_s": 2, "action": "kill_node"}],
+    }
     with pytest.raises(ScenarioError) as e:
         parse_scenario(sc, "f.yaml")
     assert "needs a local multi-node cluster" in e.value.problems[0]
@@ -84,26 +88,51 @@ def test_local_rules_cap_for_and_stay_valid(tmp_path):
 
 def test_alert_signals():
     ev = [
-        {"received_at": 105.0, "fingerprint": "a", "status": "firing", "labels": {"alertname": "RayNodeDown", "instance": "10.0.0.10:58080"},
-         "startsAt": "1970-01-01T00:01:44Z", "endsAt": "0001-01-01T00:00:00Z"},
-        {"received_at": 130.0, "fingerprint": "a", "status": "resolved", "labels": {"alertname": "RayNodeDown", "instance": "10.0.0.10:58080"},
-         "startsAt": "1970-01-01T00:01:44Z", "endsAt": "1970-01-01T00:02:10Z"},
+        {
+            "received_at": 105.0,
+            "fingerprint": "a",
+            "status": "firing",
+            "labels": {"alertname": "RayNodeDown", "instance": "10.0.0.10:58080"},
+            "startsAt": "1970-01-01T00:01:44Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+        },
+        {
+            "received_at": 130.0,
+            "fingerprint": "a",
+            "status": "resolved",
+            "labels": {"alertname": "RayNodeDown", "instance": "10.0.0.10:58080"},
+            "startsAt": "1970-01-01T00:01:44Z",
+            "endsAt": "1970-01-01T00:02:10Z",
+        },
     ]
     alerts = merge(ev)
-    assert alerts == [{"name": "RayNodeDown", "labels": ev[0]["labels"], "starts_at": 104.0, "ends_at": 130.0,
-                       "notified_at": 105.0, "status": "resolved"}]
+    assert alerts == [
+        {
+            "name": "RayNodeDown",
+            "labels": ev[0]["labels"],
+            "starts_at": 104.0,
+            "ends_at": 130.0,
+            "notified_at": 105.0,
+            "status": "resolved",
+        }
+    ]
     faults = [{"action": "kill_node", "node": "10.0.0.10", "fired_at": 98.0}]
     sig = alert_signals(alerts, faults, 90.0, 140.0)
     assert sig["alerts_fired"] == {"total": 1.0}
     assert sig["node_down_alert_delay"]["max"] == pytest.approx(6000.0)
-    assert "node_down_alert_delay" not in alert_signals(alerts, [{"action": "kill_node", "node": "10.0.0.11", "fired_at": 98.0}], 90, 140)
+    assert "node_down_alert_delay" not in alert_signals(
+        alerts, [{"action": "kill_node", "node": "10.0.0.11", "fired_at": 98.0}], 90, 140
+    )
 
 
 def test_verify_nodes_groups_targets_by_host():
     from harness.verify import _check_nodes
 
-    t = [{"address": "10.0.0.1:1", "health": "up"}, {"address": "10.0.0.1:2", "health": "up"},
-         {"address": "10.0.0.10:58080", "health": "down", "last_error": "connection refused"}]
+    t = [
+        {"address": "10.0.0.1:1", "health": "up"},
+        {"address": "10.0.0.1:2", "health": "up"},
+        {"address": "10.0.0.10:58080", "health": "down", "last_error": "connection refused"},
+    ]
     c = _check_nodes("http://p", t, None, 1.0)
     assert c.status == "fail" and "10.0.0.10 0/1 UP (connection refused)" in c.detail
     assert [n["node"] for n in c.data["nodes"]] == ["10.0.0.1", "10.0.0.10"]

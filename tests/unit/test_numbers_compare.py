@@ -19,8 +19,20 @@ def _frame(seed: int, blocks: int = 10, per_block: int = 40, block_s: float = 5.
         off = rng.normal(0, sd_block)
         for i in range(per_block):
             t = 1000.0 + b * block_s + i * block_s / per_block
-            rows.append({"t_start_s": t, "ttft_ms": 50 + off + rng.normal(0, 0.5), "e2e_ms": 200.0, "tpot_ms": 8.0, "ok": True,
-                         "warmup": False, "cooldown": False, "output_tokens": 10, "itl_ms": [8.0], "error": None})
+            rows.append(
+                {
+                    "t_start_s": t,
+                    "ttft_ms": 50 + off + rng.normal(0, 0.5),
+                    "e2e_ms": 200.0,
+                    "tpot_ms": 8.0,
+                    "ok": True,
+                    "warmup": False,
+                    "cooldown": False,
+                    "output_tokens": 10,
+                    "itl_ms": [8.0],
+                    "error": None,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -31,8 +43,11 @@ def test_block_bootstrap_does_not_call_stretch_noise_significant():
     ci = diff_intervals(vb, vn, ["p50"])["p50"]
     assert not ci.significant, ci
     # the same values resampled per request look (falsely) certain
-    per_req = diff_intervals(stats.Values(vb.values, np.arange(vb.values.size), vb.values.size),
-                             stats.Values(vn.values, np.arange(vn.values.size), vn.values.size), ["p50"])["p50"]
+    per_req = diff_intervals(
+        stats.Values(vb.values, np.arange(vb.values.size), vb.values.size),
+        stats.Values(vn.values, np.arange(vn.values.size), vn.values.size),
+        ["p50"],
+    )["p50"]
     assert per_req.significant and per_req.high - per_req.low < ci.high - ci.low
 
 

@@ -29,13 +29,20 @@ def feed(lines, times=None):
 
 
 def test_sse_error_event_is_a_failed_request():
-    st = feed([_delta({"content": "a"}), b"event: error\n", b'data: {"message":"engine overloaded"}\n', b"data: [DONE]\n"])
+    st = feed(
+        [_delta({"content": "a"}), b"event: error\n", b'data: {"message":"engine overloaded"}\n', b"data: [DONE]\n"]
+    )
     assert st.finish_error() == "stream_error"
 
 
 def test_error_object_with_usage_is_a_failed_request():
-    st = feed([_delta({"content": "a"}, 1), _chunk({"error": {"message": "x"}, "usage": {"completion_tokens": 1}}),
-               b"data: [DONE]\n"])
+    st = feed(
+        [
+            _delta({"content": "a"}, 1),
+            _chunk({"error": {"message": "x"}, "usage": {"completion_tokens": 1}}),
+            b"data: [DONE]\n",
+        ]
+    )
     assert st.finish_error() == "stream_error"
 
 
@@ -46,11 +53,28 @@ def test_tool_call_only_reply_is_not_an_empty_stream():
 
 
 def test_reasoning_then_content_records_both_first_tokens():
-    st = feed([_delta({"reasoning_content": "hmm"}), _delta({"reasoning_content": " so"}), _delta({"content": "ok"}),
-               b"data: [DONE]\n"])
+    st = feed(
+        [
+            _delta({"reasoning_content": "hmm"}),
+            _delta({"reasoning_content": " so"}),
+            _delta({"content": "ok"}),
+            b"data: [DONE]\n",
+        ]
+    )
     assert st.finish_error() is None and st.token_times == [0.0, 1.0, 2.0] and st.first_content == 2.0
-    row = build_sample(t_start=0.0, p_start=-0.5, p_end=3.0, token_times=st.token_times, usage=None, status=200,
-                       error=None, prompt_words=1, max_tokens=3, worker=1, first_content=st.first_content)
+    row = build_sample(
+        t_start=0.0,
+        p_start=-0.5,
+        p_end=3.0,
+        token_times=st.token_times,
+        usage=None,
+        status=200,
+        error=None,
+        prompt_words=1,
+        max_tokens=3,
+        worker=1,
+        first_content=st.first_content,
+    )
     assert row["ttft_ms"] == 500.0 and row["ttft_content_ms"] == 2500.0
 
 
@@ -60,14 +84,30 @@ def test_reasoning_only_reply_is_not_an_empty_stream():
 
 def test_continuous_usage_gives_tokens_per_event_and_per_token_itl():
     # role chunk, then events carrying 1, 3 and 2 tokens 10, 30 and 20 ms apart: 10 ms per token throughout
-    lines = [_delta({"role": "assistant", "content": ""}, 0), _delta({"content": "a"}, 1),
-             _delta({"content": "b c d"}, 4), _delta({"content": "e f"}, 6), b"data: [DONE]\n"]
+    lines = [
+        _delta({"role": "assistant", "content": ""}, 0),
+        _delta({"content": "a"}, 1),
+        _delta({"content": "b c d"}, 4),
+        _delta({"content": "e f"}, 6),
+        b"data: [DONE]\n",
+    ]
     st = feed(lines, [0.0, 0.1, 0.13, 0.15, 0.15])
     assert st.finish_error() is None and st.usage["completion_tokens"] == 6  # from the last event's usage
     assert st.count_with(None) == "usage" and st.event_tokens == [1, 3, 2]
-    row = build_sample(t_start=0.0, p_start=0.0, p_end=0.16, token_times=st.token_times, usage=st.usage, status=200,
-                       error=None, prompt_words=1, max_tokens=6, worker=1, event_tokens=st.event_tokens,
-                       token_count_source="usage")
+    row = build_sample(
+        t_start=0.0,
+        p_start=0.0,
+        p_end=0.16,
+        token_times=st.token_times,
+        usage=st.usage,
+        status=200,
+        error=None,
+        prompt_words=1,
+        max_tokens=6,
+        worker=1,
+        event_tokens=st.event_tokens,
+        token_count_source="usage",
+    )
     assert row["itl_ms"] == pytest.approx([10.0] * 5)
     assert row["chunk_gap_ms"] == pytest.approx([30.0, 20.0]) and row["multi_token_events"] == 2
     assert row["output_tokens"] == 6
@@ -118,8 +158,19 @@ def test_sim_coalesced_events_give_true_per_token_itl_with_continuous_usage():
     assert st.finish_error() is None
     truth = statistics.mean(x * 1000.0 for x in req.itls_s)  # the engine's own per-token gaps
     assert st.count_with(None) == "usage" and sum(st.event_tokens) == 40
-    row = build_sample(t_start=0.0, p_start=0.0, p_end=1.0, token_times=st.token_times, usage=st.usage, status=200,
-                       error=None, prompt_words=1, max_tokens=40, worker=1, event_tokens=st.event_tokens)
+    row = build_sample(
+        t_start=0.0,
+        p_start=0.0,
+        p_end=1.0,
+        token_times=st.token_times,
+        usage=st.usage,
+        status=200,
+        error=None,
+        prompt_words=1,
+        max_tokens=40,
+        worker=1,
+        event_tokens=st.event_tokens,
+    )
     per_token = statistics.mean(row["itl_ms"])
     assert len(row["itl_ms"]) == 40 - st.event_tokens[0]
     assert abs(per_token - truth) / truth < 0.25, (per_token, truth)  # per token: close to the engine's 4 ms

@@ -31,8 +31,10 @@ def test_server_counter_rate_counts_the_stats_window_only():
 
 def test_requests_started_after_the_stages_are_not_measured():
     base = {"e2e_ms": 10.0, "ttft_ms": 1.0, "output_tokens": 2, "itl_ms": [1.0]}
-    rows = [derive({**base, "t_start_s": t}, started_at=0.0, warmup_end=0.0, names=["s"], ends=[10.0],
-                   cooldown_start=10.0) for t in (1.0, 5.0, 10.5)]
+    rows = [
+        derive({**base, "t_start_s": t}, started_at=0.0, warmup_end=0.0, names=["s"], ends=[10.0], cooldown_start=10.0)
+        for t in (1.0, 5.0, 10.5)
+    ]
     stats = client_stats(pd.DataFrame(rows), 10.0)
     assert stats["requests"] == 2 and stats["requests_per_s"] == 0.2
 
@@ -57,8 +59,10 @@ class _FakeProm:
         return {"ray_serve_num_router_requests_total", "ray_cluster_active_nodes"}
 
     def instant(self, q, at=None):
-        return [{"metric": {"SessionName": "session_mine"}, "values": [[100.0, "1"]]},
-                {"metric": {"SessionName": "session_other"}, "values": [[200.0, "1"]]}]
+        return [
+            {"metric": {"SessionName": "session_mine"}, "values": [[100.0, "1"]]},
+            {"metric": {"SessionName": "session_other"}, "values": [[200.0, "1"]]},
+        ]
 
     def scalar(self, q, at=None):
         return 1.0
@@ -73,8 +77,17 @@ def _scrape(monkeypatch, **kw):
     fake = _FakeProm({"session_mine": pts})
     monkeypatch.setattr(scrape_mod, "Prom", lambda url: fake)
     monkeypatch.setattr(scrape_mod, "scrape_interval_s", lambda prom: 5.0)
-    out = scrape_mod.scrape("http://fake", Window(100.0, 110.0, 140.0), model="m", app="app", step_s=1.0,
-                            settle_timeout_s=0.0, settle_quiet_s=0.0, signals=("serve_requests",), **kw)
+    out = scrape_mod.scrape(
+        "http://fake",
+        Window(100.0, 110.0, 140.0),
+        model="m",
+        app="app",
+        step_s=1.0,
+        settle_timeout_s=0.0,
+        settle_quiet_s=0.0,
+        signals=("serve_requests",),
+        **kw,
+    )
     return out, fake
 
 
@@ -94,8 +107,13 @@ def test_without_cluster_facts_the_newest_session_is_a_labelled_guess(monkeypatc
 
 def test_later_turns_of_an_open_loop_session_count_from_their_send():
     base = {"e2e_ms": 100.0, "ttft_ms": 10.0, "output_tokens": 2, "itl_ms": [1.0]}
-    first = derive({**base, "t_start_s": 1.0, "sched_s": 0.9, "lateness_ms": 100.0}, started_at=0.0, warmup_end=0.0,
-                   names=["s"], ends=[10.0])
+    first = derive(
+        {**base, "t_start_s": 1.0, "sched_s": 0.9, "lateness_ms": 100.0},
+        started_at=0.0,
+        warmup_end=0.0,
+        names=["s"],
+        ends=[10.0],
+    )
     later = derive({**base, "t_start_s": 2.0, "turn": 1}, started_at=0.0, warmup_end=0.0, names=["s"], ends=[10.0])
     stats = client_stats(pd.DataFrame([first, later]), 10.0)
     assert stats["latency_from"] == "scheduled arrival" and stats["ttft_ms"]["count"] == 2

@@ -33,8 +33,13 @@ def test_local_ray_config_refreshes_and_scrapes_every_second(tmp_path):
     (ray,) = [j for j in cfg["scrape_configs"] if j["job_name"] == RAY_JOB]
     assert ray["file_sd_configs"] == [{"files": ["/tmp/x/sd.json"], "refresh_interval": "1s"}]
     assert cfg["global"]["scrape_interval"] == "1s"
-    assert prometheus_config("/tmp/x/sd.json", "127.0.0.1:9")["scrape_configs"][0]["file_sd_configs"][0][
-        "refresh_interval"] == SD_REFRESH == "10s"  # docker/ and attached stacks keep Prometheus's usual pace
+    assert (
+        prometheus_config("/tmp/x/sd.json", "127.0.0.1:9")["scrape_configs"][0]["file_sd_configs"][0][
+            "refresh_interval"
+        ]
+        == SD_REFRESH
+        == "10s"
+    )  # docker/ and attached stacks keep Prometheus's usual pace
     _promtool_check(tmp_path, cfg)
 
 
@@ -42,6 +47,10 @@ def test_external_endpoint_config_scrapes_its_metrics_path_and_no_ray(tmp_path):
     cfg = prometheus_config(None, "127.0.0.1:9", "1s", [endpoint_job("https://10.0.0.5:8443/serve/metrics")])
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert RAY_JOB not in jobs
-    assert jobs[ENDPOINT_JOB] == {"job_name": "endpoint", "scheme": "https", "metrics_path": "/serve/metrics",
-                                  "static_configs": [{"targets": ["10.0.0.5:8443"]}]}
+    assert jobs[ENDPOINT_JOB] == {
+        "job_name": "endpoint",
+        "scheme": "https",
+        "metrics_path": "/serve/metrics",
+        "static_configs": [{"targets": ["10.0.0.5:8443"]}],
+    }
     _promtool_check(tmp_path, cfg)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -137,10 +136,13 @@ def test_no_temp_files_left_by_atomic_writes(tmp_path):
 
 def test_reap_leftovers_kills_only_marked_groups(tmp_path):
     fake_pid = 999999  # a "harness pid" whose markers nothing else carries
-    marked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"--temp-dir=/tmp/harness-ray/{fake_pid}-1"],
-                              start_new_session=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "/tmp/harness-ray/1234-1"],
-                             start_new_session=True)
+    marked = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"--temp-dir=/tmp/harness-ray/{fake_pid}-1"],
+        start_new_session=True,
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "/tmp/harness-ray/1234-1"], start_new_session=True
+    )
     try:
         time.sleep(0.3)
         assert leftover_pgids(pid=fake_pid) == {marked.pid}
@@ -194,7 +196,9 @@ def test_injector_fires_at_load_time_and_measures_recovery(tmp_path, monkeypatch
 
 def test_injector_reports_a_load_that_never_started(tmp_path, monkeypatch):
     monkeypatch.setattr("harness.faults.START_WAIT_S", 0.2)
-    inj = FaultInjector([Fault(at_s=1, action="kill_replica")], "llm", tmp_path / "never", replicas=FakeReplicas()).start()
+    inj = FaultInjector(
+        [Fault(at_s=1, action="kill_replica")], "llm", tmp_path / "never", replicas=FakeReplicas()
+    ).start()
     time.sleep(0.5)
     (ev,) = inj.stop()
     assert ev.fired_at is None and "never started" in ev.error
@@ -203,12 +207,14 @@ def test_injector_reports_a_load_that_never_started(tmp_path, monkeypatch):
 def test_fault_report_counts_errors_in_the_gap_and_recovery():
     t = 1000.0
     ev = FaultEvent(0, "kill_replica", "SimLLM", 10, fired_at=t, killed=["x"], replicas_before=2, recovered_at=t + 8)
-    df = pd.DataFrame({
-        "t_start_s": [t - 5, t - 0.5, t - 0.2, t + 1, t + 20],
-        "e2e_ms": [100, 600, 300, 200, 100],
-        "ok": [True, False, False, True, True],
-        "error": [None, "bad_stream", "connection", None, None],
-    })
+    df = pd.DataFrame(
+        {
+            "t_start_s": [t - 5, t - 0.5, t - 0.2, t + 1, t + 20],
+            "e2e_ms": [100, 600, 300, 200, 100],
+            "ok": [True, False, False, True, True],
+            "error": [None, "bad_stream", "connection", None, None],
+        }
+    )
     (r,) = fault_report([ev], df, load_end=t + 30)
     assert r["errors_in_gap"] == 2 and r["errors_in_gap_by_class"] == {"bad_stream": 1, "connection": 1}
     assert r["replica_recovery_s"] == 8 and r["recovery_s"] == 8 and r["last_error_s"] == pytest.approx(0.1)

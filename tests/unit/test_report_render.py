@@ -32,7 +32,7 @@ def test_markdown_step_shows_scale_up_time_and_churn():
 def test_markdown_capped_lists_failed_slo_first_with_reason():
     run, summary, *_ = record("autoscale-capped")
     md = render_markdown(run, summary)
-    rows = [l for l in md.splitlines() if l.startswith("| ✅") or l.startswith("| ❌")]
+    rows = [line for line in md.splitlines() if line.startswith("| ✅") or line.startswith("| ❌")]
     assert rows[0].startswith("| ❌ | `replicas.max >= 3`")
     assert "caps target.autoscaling.max_replicas at 2" in rows[0]
     assert "**Verdict: FAIL**" in md
@@ -64,7 +64,11 @@ def test_cdf_axis_fits_the_data_and_marks_a_far_threshold():
     run, summary, samples, _ = record("step-autoscale")
     cdfs = {c.key: c for c in latency_charts(run, summary, samples)}
     itl = cdfs["itl-cdf"].fig
-    p999 = float(np.percentile(np.concatenate([np.asarray(g) for g in samples[~samples["warmup"] & samples["ok"]]["itl_ms"]]), 99.9))
+    p999 = float(
+        np.percentile(
+            np.concatenate([np.asarray(g) for g in samples[~samples["warmup"] & samples["ok"]]["itl_ms"]]), 99.9
+        )
+    )
     lo, hi = itl.layout.xaxis.range
     assert hi == pytest.approx(1.1 * p999, rel=0.01)  # data fills the plot (old SVG ran the axis to the threshold)
     far = {**summary, "slos": [{**s, "threshold": 50_000.0} if s["signal"] == "ttft" else s for s in summary["slos"]]}

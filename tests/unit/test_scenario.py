@@ -36,7 +36,9 @@ def test_defaults_fill_in():
 
 def test_unknown_key_has_full_path():
     d = {**BASE, "load": {"stages": [{"duration_s": 5, "users": 1, "userz": 3}]}}
-    assert problems(d) == ["f.yaml: load.stages[0].userz: unknown key (check spelling; see `harness scenarios show` for the fields)"]
+    assert problems(d) == [
+        "f.yaml: load.stages[0].userz: unknown key (check spelling; see `harness scenarios show` for the fields)"
+    ]
 
 
 def test_several_problems_one_line_each():
@@ -54,11 +56,16 @@ def test_bad_slo_is_reported_with_index():
 
 def test_external_needs_url_and_sim_refuses_url():
     assert "needs `url`" in problems({**BASE, "target": {"engine": "external", "model": "m"}})[0]
-    assert "only for engine 'external'" in problems({**BASE, "target": {"engine": "sim", "model": "m", "url": "http://x"}})[0]
+    assert (
+        "only for engine 'external'"
+        in problems({**BASE, "target": {"engine": "sim", "model": "m", "url": "http://x"}})[0]
+    )
 
 
 def test_autoscaling_order():
-    ps = problems({**BASE, "target": {"engine": "sim", "model": "m", "autoscaling": {"min_replicas": 3, "max_replicas": 2}}})
+    ps = problems(
+        {**BASE, "target": {"engine": "sim", "model": "m", "autoscaling": {"min_replicas": 3, "max_replicas": 2}}}
+    )
     assert "max_replicas (2) must be >= min_replicas (3)" in ps[0]
 
 
@@ -86,9 +93,14 @@ def test_missing_file_suggests_fix(tmp_path):
 
 
 def test_cli_validate_exit_codes(write):
-    good = write("good.yaml", "name: g\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: 5, users: 1}]}\n"
-                 "slos: [error_rate <= 1%]\n")
-    bad = write("bad.yaml", "name: b\ntarget: {engine: simm, model: m}\nload: {stages: [{duration_s: 5, users: 1, x: 1}]}\n")
+    good = write(
+        "good.yaml",
+        "name: g\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: 5, users: 1}]}\n"
+        "slos: [error_rate <= 1%]\n",
+    )
+    bad = write(
+        "bad.yaml", "name: b\ntarget: {engine: simm, model: m}\nload: {stages: [{duration_s: 5, users: 1, x: 1}]}\n"
+    )
     r = CliRunner().invoke(app, ["scenarios", "validate", str(good)])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["scenarios", "validate", str(good), str(bad)])

@@ -16,16 +16,63 @@ from harness.scenario import Scenario, list_scenarios, load_scenario, parse_scen
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30), st.binary(max_size=10),
-    st.sampled_from(["500ms", "1e309", "-0", "nan", "inf", ".inf", "sim", "vllm", "external", "ttft.p95 <= 500ms",
-                     "error_rate <= 101%", "kv_cache_usage.max < 0.9", "x.p95 <= 1", "replicas.max >= 1e999"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.binary(max_size=10),
+    st.sampled_from(
+        [
+            "500ms",
+            "1e309",
+            "-0",
+            "nan",
+            "inf",
+            ".inf",
+            "sim",
+            "vllm",
+            "external",
+            "ttft.p95 <= 500ms",
+            "error_rate <= 101%",
+            "kv_cache_usage.max < 0.9",
+            "x.p95 <= 1",
+            "replicas.max >= 1e999",
+        ]
+    ),
 )
-keys = st.one_of(st.text(max_size=12), st.sampled_from(
-    ["name", "target", "load", "workload", "slos", "faults", "scrape", "engine", "model", "stages", "duration_s",
-     "users", "at_s", "action", "sim", "vllm", "autoscaling", "min_replicas", "max_replicas", "dataset"]))
-junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
-                                                     st.dictionaries(keys, inner, max_size=6)), max_leaves=25)
+keys = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "name",
+            "target",
+            "load",
+            "workload",
+            "slos",
+            "faults",
+            "scrape",
+            "engine",
+            "model",
+            "stages",
+            "duration_s",
+            "users",
+            "at_s",
+            "action",
+            "sim",
+            "vllm",
+            "autoscaling",
+            "min_replicas",
+            "max_replicas",
+            "dataset",
+        ]
+    ),
+)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(keys, inner, max_size=6)),
+    max_leaves=25,
+)
 
 SHIPPED = [yaml.safe_load(p.read_text()) for p in list_scenarios()]
 
@@ -102,11 +149,24 @@ def test_mutated_shipped_scenarios_only_raise_scenario_error(data):
     _check(data)
 
 
-@pytest.mark.parametrize("text", ["{", "name: [", "\t- x", "a: b: c", "--- !!python/object:os.system {}", "&a [*a]",
-                                  "name: x\nname: y\n", "\x00\x01", "? [a, b]\n: 1\n",
-                                  "[" * 5000 + "]" * 5000, "a: " + "{b: " * 3000 + "1" + "}" * 3000,  # RecursionError
-                                  "name: x\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: 1e400, users: 1}]}\n",
-                                  "name: x\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: .nan, users: 1}]}\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{",
+        "name: [",
+        "\t- x",
+        "a: b: c",
+        "--- !!python/object:os.system {}",
+        "&a [*a]",
+        "name: x\nname: y\n",
+        "\x00\x01",
+        "? [a, b]\n: 1\n",
+        "[" * 5000 + "]" * 5000,
+        "a: " + "{b: " * 3000 + "1" + "}" * 3000,  # RecursionError
+        "name: x\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: 1e400, users: 1}]}\n",
+        "name: x\ntarget: {engine: sim, model: m}\nload: {stages: [{duration_s: .nan, users: 1}]}\n",
+    ],
+)
 def test_known_nasty_yaml(tmp_path, text):
     p = tmp_path / "s.yaml"
     p.write_text(text)

@@ -13,11 +13,13 @@ from harness.metrics.scrape import Scope
 def test_selector_scopes_model_app_engine_and_session():
     sc = Scope("tiny", "llm", "session_1", ("LLMServer:tiny-llama",))
     assert sc.selector(CATALOG["kv_cache_usage"], "ray_vllm_kv_cache_usage_perc") == (
-        'ray_vllm_kv_cache_usage_perc{model_name="tiny",SessionName="session_1"}')
+        'ray_vllm_kv_cache_usage_perc{model_name="tiny",SessionName="session_1"}'
+    )
     sel = sc.selector(CATALOG["replicas"], "ray_serve_deployment_replica_healthy")
     assert 'application="llm"' in sel and r'deployment=~"LLMServer:tiny\\-llama"' in sel
     assert sc.selector(CATALOG["kv_cache_usage"], "vllm:kv_cache_usage_perc") == (
-        '{__name__="vllm:kv_cache_usage_perc",model_name="tiny"}')  # plain vLLM: no Ray session label
+        '{__name__="vllm:kv_cache_usage_perc",model_name="tiny"}'
+    )  # plain vLLM: no Ray session label
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed (apt-get install -y prometheus)")

@@ -32,6 +32,5 @@ def test_without_a_post_load_scrape_falls_back_to_the_quiet_period():
 
 
 def test_bounded_by_the_timeout_when_counters_keep_moving():
-    st = settle(ScriptedProm(lambda t: int(t * 100)), ["c"], timeout_s=0.5, quiet_s=0.2, poll_s=0.05,
-                final_after_s=0.1)
+    st = settle(ScriptedProm(lambda t: int(t * 100)), ["c"], timeout_s=0.5, quiet_s=0.2, poll_s=0.05, final_after_s=0.1)
     assert not st.settled and 0.5 <= st.waited_s < 1.5, st

@@ -104,8 +104,16 @@ def test_step_time_grows_with_batch_size():
 
 def test_kv_exhaustion_makes_requests_wait():
     # 8 blocks x 4 tokens; each request needs ceil((4 + 1) / 4) = 2 blocks and never more (4 + 4 = 8)
-    cfg = SimConfig(ttft_ms=2, prefill_ms_per_token=0, itl_ms=2, itl_ms_per_seq=0, jitter_frac=0,
-                    max_num_seqs=16, kv_blocks=8, block_size=4)
+    cfg = SimConfig(
+        ttft_ms=2,
+        prefill_ms_per_token=0,
+        itl_ms=2,
+        itl_ms_per_seq=0,
+        jitter_frac=0,
+        max_num_seqs=16,
+        kv_blocks=8,
+        block_size=4,
+    )
 
     async def main():
         rec = Recorder()
@@ -142,8 +150,9 @@ def test_max_num_seqs_limits_the_batch():
 def test_preemption_of_most_recently_admitted():
     # 4 blocks x 4 tokens: two requests (4 prompt + 8 output) both fit at first (2 blocks each),
     # then the older one needs a 3rd block for its 9th token: the younger one is preempted.
-    cfg = SimConfig(ttft_ms=2, prefill_ms_per_token=0, itl_ms=2, itl_ms_per_seq=0, jitter_frac=0,
-                    kv_blocks=4, block_size=4)
+    cfg = SimConfig(
+        ttft_ms=2, prefill_ms_per_token=0, itl_ms=2, itl_ms_per_seq=0, jitter_frac=0, kv_blocks=4, block_size=4
+    )
 
     async def main():
         rec = Recorder()
@@ -196,8 +205,17 @@ def test_error_injection_rate_and_seed():
 
 
 def test_same_seed_same_schedule():
-    cfg = SimConfig(ttft_ms=3, prefill_ms_per_token=0.01, itl_ms=2, itl_ms_per_seq=0.1, jitter_frac=0.3,
-                    max_num_seqs=4, kv_blocks=10, block_size=4, seed=7)
+    cfg = SimConfig(
+        ttft_ms=3,
+        prefill_ms_per_token=0.01,
+        itl_ms=2,
+        itl_ms_per_seq=0.1,
+        jitter_frac=0.3,
+        max_num_seqs=4,
+        kv_blocks=10,
+        block_size=4,
+        seed=7,
+    )
 
     def trace(c: SimConfig):
         async def main():
@@ -280,15 +298,34 @@ def test_engine_overhead_per_token_is_small():
 
 def test_request_parsing_and_prompt_estimate():
     app = pytest.importorskip("serve_apps.sim.app")
-    p = app.parse_request({"model": "m", "prompt": "x" * 41, "max_tokens": 5, "stream": True,
-                           "stream_options": {"include_usage": True}, "ignore_eos": True},
-                          chat=False, served_model="m", kv_capacity=1000)
+    p = app.parse_request(
+        {
+            "model": "m",
+            "prompt": "x" * 41,
+            "max_tokens": 5,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "ignore_eos": True,
+        },
+        chat=False,
+        served_model="m",
+        kv_capacity=1000,
+    )
     assert (p.prompt_tokens, p.max_tokens, p.stream, p.include_usage) == (11, 5, True, True)
     p = app.parse_request({"model": "m", "prompt": [1, 2, 3]}, chat=False, served_model="m", kv_capacity=1000)
     assert (p.prompt_tokens, p.max_tokens) == (3, 16)
-    p = app.parse_request({"model": "m", "messages": [{"role": "system", "content": "abcd"},
-                                                      {"role": "user", "content": [{"type": "text", "text": "efgh"}]}]},
-                          chat=True, served_model="m", kv_capacity=100)
+    p = app.parse_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "abcd"},
+                {"role": "user", "content": [{"type": "text", "text": "efgh"}]},
+            ],
+        },
+        chat=True,
+        served_model="m",
+        kv_capacity=100,
+    )
     assert (p.prompt_tokens, p.max_tokens) == (2, 98)  # default capped by the KV cache
     for body, status in [
         ({"model": "other", "prompt": "x"}, 404),
@@ -305,10 +342,25 @@ def test_request_parsing_and_prompt_estimate():
 
 def test_autoscaling_mapping():
     app = pytest.importorskip("serve_apps.sim.app")
-    cfg = app.autoscaling_config({"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4,
-                                  "upscale_delay_s": 2, "downscale_delay_s": 10, "look_back_period_s": 3})
-    assert cfg == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4, "upscale_delay_s": 2,
-                   "downscale_delay_s": 10, "look_back_period_s": 3, "metrics_interval_s": 1.0}
+    cfg = app.autoscaling_config(
+        {
+            "min_replicas": 1,
+            "max_replicas": 3,
+            "target_ongoing_requests": 4,
+            "upscale_delay_s": 2,
+            "downscale_delay_s": 10,
+            "look_back_period_s": 3,
+        }
+    )
+    assert cfg == {
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "target_ongoing_requests": 4,
+        "upscale_delay_s": 2,
+        "downscale_delay_s": 10,
+        "look_back_period_s": 3,
+        "metrics_interval_s": 1.0,
+    }
     assert app.autoscaling_config({"initial_replicas": 2, "max_replicas": 2})["initial_replicas"] == 2
     assert app.max_ongoing_requests(SimConfig(max_num_seqs=48), cfg) == 96
     with pytest.raises(ValueError):

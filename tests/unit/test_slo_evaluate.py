@@ -7,18 +7,30 @@ import pytest
 from harness.slo.evaluate import EvalContext, client_stats, evaluate, evaluate_run, goodput_stats
 
 T0 = 1000.0
-STAGES = [{"name": "low", "duration_s": 10, "users": 2, "spawn_rate": 2},
-          {"name": "step", "duration_s": 10, "users": 8, "spawn_rate": 100}]
+STAGES = [
+    {"name": "low", "duration_s": 10, "users": 2, "spawn_rate": 2},
+    {"name": "step", "duration_s": 10, "users": 8, "spawn_rate": 100},
+]
 
 
 def samples():
     t = np.arange(0, 20, 0.5)
     ttft = np.where(t < 10, 50.0, 400.0)  # slow during the step
-    return pd.DataFrame({
-        "t_start_s": T0 + t, "ttft_ms": ttft, "e2e_ms": ttft + 500, "tpot_ms": np.where(t < 15, 10.0, 60.0),
-        "itl_ms": [[10.0, 12.0]] * len(t), "itl_max_ms": 12.0, "output_tokens": 50, "ok": t != 12.0,
-        "error": np.where(t == 12.0, "HTTP 500", None), "warmup": t < 2, "stage": np.where(t < 10, "low", "step"),
-    })
+    return pd.DataFrame(
+        {
+            "t_start_s": T0 + t,
+            "ttft_ms": ttft,
+            "e2e_ms": ttft + 500,
+            "tpot_ms": np.where(t < 15, 10.0, 60.0),
+            "itl_ms": [[10.0, 12.0]] * len(t),
+            "itl_max_ms": 12.0,
+            "output_tokens": 50,
+            "ok": t != 12.0,
+            "error": np.where(t == 12.0, "HTTP 500", None),
+            "warmup": t < 2,
+            "stage": np.where(t < 10, "low", "step"),
+        }
+    )
 
 
 def test_goodput_counts_ok_requests_meeting_every_bound():
@@ -35,16 +47,39 @@ def test_evaluate_run_goodput_scopes_and_autoscaling():
     rows = pd.DataFrame(
         [{"signal": "replicas", "t": T0 + t, "value": 1.0 if t < 14 else 2.0} for t in range(0, 21)]
         + [{"signal": "target_replicas", "t": T0 + t, "value": 1.0 if t < 11 else 2.0} for t in range(0, 21)]
-        + [{"signal": "kv_cache_usage", "t": T0 + t, "value": 0.1 if t < 10 else 0.8} for t in range(0, 21)])
-    sc = {"load": {"stages": STAGES}, "target": {"autoscaling": {"max_replicas": 2}},
-          "goodput": {"ttft_ms": 300, "tpot_ms": None},
-          "slos": ["goodput.attainment >= 90%", "goodput.rate > 0", "ttft.p95 <= 100ms @low", "ttft.p95 <= 100ms @step",
-                   "ttft.p95 <= 100ms @steady", "kv_cache_usage.max < 0.5 @low", "kv_cache_usage.max < 0.5",
-                   "scale_up_time.max <= 5s", "flaps.total == 0", "replicas.max >= 3", "scale_down_time.max <= 60s"]}
+        + [{"signal": "kv_cache_usage", "t": T0 + t, "value": 0.1 if t < 10 else 0.8} for t in range(0, 21)]
+    )
+    sc = {
+        "load": {"stages": STAGES},
+        "target": {"autoscaling": {"max_replicas": 2}},
+        "goodput": {"ttft_ms": 300, "tpot_ms": None},
+        "slos": [
+            "goodput.attainment >= 90%",
+            "goodput.rate > 0",
+            "ttft.p95 <= 100ms @low",
+            "ttft.p95 <= 100ms @step",
+            "ttft.p95 <= 100ms @steady",
+            "kv_cache_usage.max < 0.5 @low",
+            "kv_cache_usage.max < 0.5",
+            "scale_up_time.max <= 5s",
+            "flaps.total == 0",
+            "replicas.max >= 3",
+            "scale_down_time.max <= 60s",
+        ],
+    }
     client = client_stats(s, 18.0)
     server = {"kv_cache_usage": {"max": 0.8}, "replicas": {"max": 2.0}}
-    v, extra = evaluate_run(sc, s, rows, client, server, {"kv_cache_usage": "k", "replicas": "r"},
-                            load_start=T0, warmup_end=T0 + 2, load_end=T0 + 20)
+    v, extra = evaluate_run(
+        sc,
+        s,
+        rows,
+        client,
+        server,
+        {"kv_cache_usage": "k", "replicas": "r"},
+        load_start=T0,
+        warmup_end=T0 + 2,
+        load_end=T0 + 20,
+    )
     got = {x.slo: x for x in v}
     assert not got["goodput.attainment >= 90%"].passed  # half the requests are slow
     assert got["goodput.rate > 0"].passed

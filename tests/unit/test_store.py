@@ -23,8 +23,14 @@ CMP = FIX / "compare"
 def _results(tmp_path: Path) -> Path:
     """Four finished runs of one scenario, two runners, the newest passing one on runner b."""
     res = tmp_path / "results"
-    for i, (src, runner, verdict) in enumerate([("ray-2.59a", "a", "pass"), ("ray-2.59b", "b", "pass"),
-                                                ("ray-2.59a", "a", "fail"), ("ray-2.60-slow", "b", "pass")]):
+    for i, (src, runner, verdict) in enumerate(
+        [
+            ("ray-2.59a", "a", "pass"),
+            ("ray-2.59b", "b", "pass"),
+            ("ray-2.59a", "a", "fail"),
+            ("ray-2.60-slow", "b", "pass"),
+        ]
+    ):
         d = shutil.copytree(CMP / src, res / f"fixture-chat-run{i}")
         run, summ = json.loads((d / "run.json").read_text()), json.loads((d / "summary.json").read_text())
         run["run_id"] = summ["run_id"] = d.name
@@ -44,8 +50,10 @@ def test_url_resolution_and_redaction(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_STORE_URL", "postgres://u@h/db")
     assert resolve_url(None, tmp_path) == "postgresql+psycopg://u@h/db"
     assert redact("postgresql+psycopg://u:hunter2@h:5/db") == "postgresql+psycopg://u:***@h:5/db"
-    assert scrub({"env": {"API_KEY": "x", "RAY_AUTH_TOKEN_PATH": "/p", "n": 1.0}, "l": [{"password": "y"}]}) == \
-        {"env": {"API_KEY": "<redacted>", "RAY_AUTH_TOKEN_PATH": "/p", "n": 1.0}, "l": [{"password": "<redacted>"}]}
+    assert scrub({"env": {"API_KEY": "x", "RAY_AUTH_TOKEN_PATH": "/p", "n": 1.0}, "l": [{"password": "y"}]}) == {
+        "env": {"API_KEY": "<redacted>", "RAY_AUTH_TOKEN_PATH": "/p", "n": 1.0},
+        "l": [{"password": "<redacted>"}],
+    }
 
 
 def test_entry_has_verdict_stats_versions_labels_and_location():
@@ -96,23 +104,45 @@ def test_unreachable_store_is_recorded_then_synced_and_the_password_stays_out(tm
 
 def test_compare_and_history_read_the_store(tmp_path):
     res = _results(tmp_path)
-    r = CliRunner().invoke(app, ["history", "--results-dir", str(res), "--label", "runner=b", "--json", str(tmp_path / "h.json")])
+    r = CliRunner().invoke(
+        app, ["history", "--results-dir", str(res), "--label", "runner=b", "--json", str(tmp_path / "h.json")]
+    )
     assert r.exit_code == 0, r.output
     (sc,) = json.loads((tmp_path / "h.json").read_text())["scenarios"]
     assert [x["run_id"] for x in sc["runs"]] == ["fixture-chat-run1", "fixture-chat-run3"]
     # a stored baseline by selector, against a folder: the gate works like `compare BASE NEW`
     js = tmp_path / "c.json"
-    r = CliRunner().invoke(app, ["compare", "latest-pass:runner=a", str(res / "fixture-chat-run3"), "--results-dir", str(res),
-                                 "--json", str(js)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "latest-pass:runner=a",
+            str(res / "fixture-chat-run3"),
+            "--results-dir",
+            str(res),
+            "--json",
+            str(js),
+        ],
+    )
     assert r.exit_code == 1, r.output  # ray-2.60-slow regressed against ray-2.59a
     assert json.loads(js.read_text())["runs"][0]["run_id"] == "fixture-chat-run0"
     # a run whose folder lives on another machine: compared from its stored documents, without significance tests
     st = Store(resolve_url(None, res))
     e = entry_from_folder(res / "fixture-chat-run1")
-    st.put([{**e, "run_id": "remote-run", "host": "gpu-runner-7", "path": "/nowhere/remote-run",
-             "run_doc": {**e["run_doc"], "run_id": "remote-run"}}])
-    r = CliRunner().invoke(app, ["compare", "remote-run", str(res / "fixture-chat-run0"), "--results-dir", str(res),
-                                 "--json", str(js)])
+    st.put(
+        [
+            {
+                **e,
+                "run_id": "remote-run",
+                "host": "gpu-runner-7",
+                "path": "/nowhere/remote-run",
+                "run_doc": {**e["run_doc"], "run_id": "remote-run"},
+            }
+        ]
+    )
+    r = CliRunner().invoke(
+        app, ["compare", "remote-run", str(res / "fixture-chat-run0"), "--results-dir", str(res), "--json", str(js)]
+    )
     assert r.exit_code in (0, 1), r.output
     assert any("no samples.parquet" in w for w in json.loads(js.read_text())["comparisons"][0]["warnings"])
     r = CliRunner().invoke(app, ["compare", "no-such-run", str(res / "fixture-chat-run0"), "--results-dir", str(res)])

@@ -57,8 +57,9 @@ def test_tokenizer_and_chat_template(built):
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == (tiny.BOS, tiny.EOS, tiny.PAD)
     cfg = json.loads((built / "config.json").read_text())
     assert len(tok) == cfg["vocab_size"]
-    text = tok.apply_chat_template([{"role": "user", "content": "Hello there"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "Hello there"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<s><|user|>\nHello there<|end|>\n<|assistant|>\n"
     s = "The quick brown fox, 42 tokens: ünïcode ok."
     assert tok.decode(tok(s)["input_ids"]) == s  # byte-level: lossless round trip

@@ -13,8 +13,8 @@ import pytest
 from harness.scenario import Target, load_scenario
 from serve_apps import vllm_app
 from serve_apps.vllm_app import (
-    describe_placement,
     FINE_HISTOGRAM_BUCKETS,
+    describe_placement,
     engine_kwargs,
     llm_config_dict,
     runtime_env_vars,
@@ -34,18 +34,28 @@ def _llm():
 
 def gpu_target(**vllm) -> Target:
     base = {"model_source": "meta-llama/Llama-3.1-8B-Instruct", "device": "gpu", "accelerator_type": "A100"}
-    return Target.model_validate({
-        "engine": "vllm",
-        "model": "m",
-        "autoscaling": {"min_replicas": 1, "max_replicas": 4, "initial_replicas": 2, "target_ongoing_requests": 16,
-                        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15},
-        "vllm": {**base, **vllm},
-    })
+    return Target.model_validate(
+        {
+            "engine": "vllm",
+            "model": "m",
+            "autoscaling": {
+                "min_replicas": 1,
+                "max_replicas": 4,
+                "initial_replicas": 2,
+                "target_ongoing_requests": 16,
+                "upscale_delay_s": 7,
+                "downscale_delay_s": 90,
+                "look_back_period_s": 15,
+            },
+            "vllm": {**base, **vllm},
+        }
+    )
 
 
 def cpu_target(**vllm) -> Target:
-    return Target.model_validate({"engine": "vllm", "model": "tiny-llama",
-                                  "vllm": {"model_source": "tiny", "device": "cpu", **vllm}})
+    return Target.model_validate(
+        {"engine": "vllm", "model": "tiny-llama", "vllm": {"model_source": "tiny", "device": "cpu", **vllm}}
+    )
 
 
 # ---- pure mapping (no ray.serve.llm needed) ----
@@ -56,7 +66,9 @@ def test_tp4_gpu_placement_one_gpu_bundle_each_with_accelerator_hint():
     assert p["bundles"] == [{"GPU": 1, "accelerator_type:H100": 0.001}] * 4
     assert p["strategy"] == "PACK" and p["accelerator_type"] == "H100" and p["num_devices"] == 4
     assert llm_config_dict(gpu_target(tensor_parallel_size=4))["placement_group_config"] == {
-        "bundles": [{"GPU": 1}] * 4, "strategy": "PACK"}
+        "bundles": [{"GPU": 1}] * 4,
+        "strategy": "PACK",
+    }
 
 
 def test_tp_times_pp_bundles():
@@ -96,11 +108,27 @@ def test_tiny_source_resolves_to_model_dir(monkeypatch, tmp_path):
 
 
 def test_engine_kwargs_from_fields_and_extras():
-    kw = engine_kwargs(gpu_target(max_model_len=8192, max_num_seqs=64, dtype="bfloat16", enable_prefix_caching=True,
-                                  gpu_memory_utilization=0.85, engine_kwargs={"enforce_eager": True}))
-    assert kw == {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "max_model_len": 8192, "max_num_seqs": 64,
-                  "dtype": "bfloat16", "enable_prefix_caching": True, "gpu_memory_utilization": 0.85,
-                  "enforce_eager": True, "custom_histogram_buckets": FINE_HISTOGRAM_BUCKETS}
+    kw = engine_kwargs(
+        gpu_target(
+            max_model_len=8192,
+            max_num_seqs=64,
+            dtype="bfloat16",
+            enable_prefix_caching=True,
+            gpu_memory_utilization=0.85,
+            engine_kwargs={"enforce_eager": True},
+        )
+    )
+    assert kw == {
+        "tensor_parallel_size": 1,
+        "pipeline_parallel_size": 1,
+        "max_model_len": 8192,
+        "max_num_seqs": 64,
+        "dtype": "bfloat16",
+        "enable_prefix_caching": True,
+        "gpu_memory_utilization": 0.85,
+        "enforce_eager": True,
+        "custom_histogram_buckets": FINE_HISTOGRAM_BUCKETS,
+    }
 
 
 def test_finer_histogram_buckets_are_valid_vllm_config_and_user_buckets_win():
@@ -110,14 +138,23 @@ def test_finer_histogram_buckets_are_valid_vllm_config_and_user_buckets_win():
     assert kw["custom_histogram_buckets"]["inter_token_latency"][0] == 0.001  # vLLM's default starts at 10 ms
     ObservabilityConfig(custom_histogram_buckets=kw["custom_histogram_buckets"])  # vLLM's own validation
     mine = {"time_to_first_token": [0.5, 1.0]}
-    assert engine_kwargs(gpu_target(engine_kwargs={"custom_histogram_buckets": mine}))["custom_histogram_buckets"] == mine
+    assert (
+        engine_kwargs(gpu_target(engine_kwargs={"custom_histogram_buckets": mine}))["custom_histogram_buckets"] == mine
+    )
 
 
 def test_autoscaling_and_stream_batching_mapping():
     d = llm_config_dict(gpu_target(stream_batching_interval_ms=5, max_ongoing_requests=48))
     assert d["deployment_config"]["autoscaling_config"] == {
-        "min_replicas": 1, "max_replicas": 4, "initial_replicas": 2, "target_ongoing_requests": 16,
-        "upscale_delay_s": 7, "downscale_delay_s": 90, "look_back_period_s": 15, "metrics_interval_s": 1.0}
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "initial_replicas": 2,
+        "target_ongoing_requests": 16,
+        "upscale_delay_s": 7,
+        "downscale_delay_s": 90,
+        "look_back_period_s": 15,
+        "metrics_interval_s": 1.0,
+    }
     assert d["deployment_config"]["max_ongoing_requests"] == 48
     assert d["log_engine_metrics"] is True
     assert d["experimental_configs"] == {"stream_batching_interval_ms": 5}
@@ -125,13 +162,16 @@ def test_autoscaling_and_stream_batching_mapping():
     assert stream_batching(gpu_target())["mechanism"] == vllm_app.STREAM_BATCHING_MECHANISM
 
 
-@pytest.mark.parametrize("bad,msg", [
-    ({"device": "cpu", "accelerator_type": "A100"}, "accelerator_type"),
-    ({"device": "cpu", "accelerator_type": None, "gpu_memory_utilization": 0.5}, "gpu_memory_utilization"),
-    ({"cpu_kvcache_space_gib": 2}, "cpu_kvcache_space_gib"),
-    ({"engine_kwargs": {"max_model_len": 10}}, "max_model_len"),
-    ({"engine_kwargs": {"model": "x"}}, "model"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ({"device": "cpu", "accelerator_type": "A100"}, "accelerator_type"),
+        ({"device": "cpu", "accelerator_type": None, "gpu_memory_utilization": 0.5}, "gpu_memory_utilization"),
+        ({"cpu_kvcache_space_gib": 2}, "cpu_kvcache_space_gib"),
+        ({"engine_kwargs": {"max_model_len": 10}}, "max_model_len"),
+        ({"engine_kwargs": {"model": "x"}}, "model"),
+    ],
+)
 def test_inconsistent_vllm_settings_are_refused(bad, msg):
     with pytest.raises(ValueError, match=msg):
         gpu_target(**bad)
@@ -171,13 +211,16 @@ def test_llm_config_cpu():
 def test_engine_config_bundles_as_ray_requests_them():
     """What Ray's vLLM engine config will actually ask for (needs vLLM: arg names are checked against it)."""
     _llm()
-    cfg = vllm_app.build_llm_config(gpu_target(tensor_parallel_size=2, pipeline_parallel_size=2,
-                                               accelerator_type="L4"))
+    cfg = vllm_app.build_llm_config(gpu_target(tensor_parallel_size=2, pipeline_parallel_size=2, accelerator_type="L4"))
     ec = cfg.get_engine_config()
     assert ec.placement_bundles == [{"GPU": 1, "accelerator_type:L4": 0.001}] * 4
     assert ec.placement_strategy == "PACK"
-    assert ec.placement_bundles == describe_placement(
-        gpu_target(tensor_parallel_size=2, pipeline_parallel_size=2, accelerator_type="L4"))["bundles"]
+    assert (
+        ec.placement_bundles
+        == describe_placement(gpu_target(tensor_parallel_size=2, pipeline_parallel_size=2, accelerator_type="L4"))[
+            "bundles"
+        ]
+    )
     cpu = vllm_app.build_llm_config(cpu_target()).get_engine_config()
     assert cpu.placement_bundles == [{"CPU": 1}]
     assert cpu.get_initialization_kwargs()["distributed_executor_backend"] == "mp"

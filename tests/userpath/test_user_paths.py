@@ -31,16 +31,23 @@ pytestmark = [pytest.mark.userpath, pytest.mark.integration]
 
 def _user_env() -> dict[str, str]:
     """A shell as a user has it: no venv activated, no PYTHONPATH into the checkout, the machine's PATH."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "HARNESS_STATE_DIR") and not k.startswith("PYTEST")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "HARNESS_STATE_DIR") and not k.startswith("PYTEST")
+    }
     return env
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (whl,) = out.glob("harness-*.whl")
     return whl
@@ -55,8 +62,13 @@ def venv(tmp_path_factory, wheel) -> Path:
         return Path(reuse)
     d = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(d)], check=True, timeout=120)
-    r = subprocess.run([str(d / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True,
-                       timeout=900, env=_user_env())
+    r = subprocess.run(
+        [str(d / "bin" / "pip"), "install", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_user_env(),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     freeze = subprocess.run([str(d / "bin" / "pip"), "freeze"], capture_output=True, text=True).stdout
     (d / "freeze.txt").write_text(freeze)
@@ -76,26 +88,40 @@ def _print_drift(freeze: str) -> None:
 
 def test_wheel_carries_package_data_and_every_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("harness/_data/scenarios/smoke.yaml", "harness/_data/scenarios/gpu/llama-8b-steady.yaml",
-                    "harness/_data/datasets/sharegpt-mini.jsonl", "harness/_data/docker/prometheus/rules/alerts.yml",
-                    "serve_apps/sim/app.py", "harness/load/locustfile.py"):
+    for shipped in (
+        "harness/_data/scenarios/smoke.yaml",
+        "harness/_data/scenarios/gpu/llama-8b-steady.yaml",
+        "harness/_data/datasets/sharegpt-mini.jsonl",
+        "harness/_data/docker/prometheus/rules/alerts.yml",
+        "serve_apps/sim/app.py",
+        "harness/load/locustfile.py",
+    ):
         assert shipped in names, shipped
     for init in [*ROOT.glob("harness/**/__init__.py"), *ROOT.glob("serve_apps/**/__init__.py")]:
         rel = init.relative_to(ROOT).as_posix()
-        assert rel in names, f"{rel} is not in the wheel: setup.py finds packages under harness/ and serve_apps/ (does it have an __init__.py?)"
+        assert rel in names, (
+            f"{rel} is not in the wheel: setup.py finds packages under harness/ and serve_apps/ (does it have an __init__.py?)"
+        )
 
 
 def test_installed_wheel_lists_shipped_scenarios_from_anywhere(venv, tmp_path):
     exe = venv / "bin" / "harness"
-    r = subprocess.run([str(exe), "scenarios", "list"], cwd=tmp_path, capture_output=True, text=True,
-                       env=_user_env(), timeout=120)
+    r = subprocess.run(
+        [str(exe), "scenarios", "list"], cwd=tmp_path, capture_output=True, text=True, env=_user_env(), timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert re.search(r"^smoke\.yaml\s", r.stdout, flags=re.M), r.stdout
     assert "gpu/llama-70b-tp4.yaml" in r.stdout
     # One line per scenario: off a TTY nothing wraps at 80 columns.
     assert len(r.stdout.strip().splitlines()) == len(list((ROOT / "scenarios").rglob("*.yaml"))), r.stdout
-    r = subprocess.run([str(exe), "scenarios", "show", "smoke"], cwd=tmp_path, capture_output=True, text=True,
-                       env=_user_env(), timeout=120)
+    r = subprocess.run(
+        [str(exe), "scenarios", "show", "smoke"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_user_env(),
+        timeout=120,
+    )
     assert r.returncode == 0 and "sim-tiny" in r.stdout, r.stdout + r.stderr
 
 
@@ -105,9 +131,14 @@ def test_installed_wheel_runs_smoke_unactivated_with_relative_results(venv, tmp_
     other_ray = shutil.which("ray", path=env.get("PATH"))
     # The trap is live when another Python's `ray` is first on PATH (the system one, on CI machines).
     print(f"`ray` first on PATH: {other_ray} (the venv's is {venv / 'bin' / 'ray'})")
-    r = subprocess.run([str(venv / "bin" / "harness"), "run", "smoke", "--results-dir", "res"], cwd=tmp_path,
-                       capture_output=True, text=True, env={**env, "HARNESS_STATE_DIR": str(tmp_path / "state")},
-                       timeout=600)
+    r = subprocess.run(
+        [str(venv / "bin" / "harness"), "run", "smoke", "--results-dir", "res"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "HARNESS_STATE_DIR": str(tmp_path / "state")},
+        timeout=600,
+    )
     out = r.stdout + r.stderr
     print(out[-3000:])
     runs = list((tmp_path / "res").glob("smoke-*"))
@@ -121,7 +152,9 @@ def test_installed_wheel_runs_smoke_unactivated_with_relative_results(venv, tmp_
     assert Path(cluster["executable"]).parent == venv / "bin"  # the cluster runs the venv's own interpreter
     print(f"fastapi in the fresh venv: {cluster.get('fastapi')}")
     # A quiet, honest terminal: no Ray/Serve log lines, the verdict once, every line whole.
-    assert not re.search(r"^(INFO|WARNING) \d{4}-|SIGTERM handler|\(ServeController|\(ProxyActor", out, flags=re.M), out[-3000:]
+    assert not re.search(r"^(INFO|WARNING) \d{4}-|SIGTERM handler|\(ServeController|\(ProxyActor", out, flags=re.M), (
+        out[-3000:]
+    )
     assert out.count("verdict: ") == 1
     assert len(re.findall(r"^PASS |^FAIL |│ PASS |│ FAIL ", out, flags=re.M)) == len(summary["slos"])
     assert (runs[0] / "logs" / "driver.log").exists()
@@ -129,11 +162,20 @@ def test_installed_wheel_runs_smoke_unactivated_with_relative_results(venv, tmp_
 
 def test_deploy_failure_names_the_replica_exception_and_keeps_the_logs(venv, tmp_path):
     sc = tmp_path / "bad-start.yaml"
-    sc.write_text((ROOT / "scenarios" / "smoke.yaml").read_text().replace("name: smoke", "name: bad-start").replace(
-        "sim: {ttft_ms: 40,", 'sim: {startup_error: "the replica cannot start (injected)", ttft_ms: 40,'))
-    r = subprocess.run([str(venv / "bin" / "harness"), "run", "bad-start.yaml", "-o", "res"], cwd=tmp_path,
-                       capture_output=True, text=True, env={**_user_env(), "HARNESS_STATE_DIR": str(tmp_path / "state")},
-                       timeout=600)
+    sc.write_text(
+        (ROOT / "scenarios" / "smoke.yaml")
+        .read_text()
+        .replace("name: smoke", "name: bad-start")
+        .replace("sim: {ttft_ms: 40,", 'sim: {startup_error: "the replica cannot start (injected)", ttft_ms: 40,')
+    )
+    r = subprocess.run(
+        [str(venv / "bin" / "harness"), "run", "bad-start.yaml", "-o", "res"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**_user_env(), "HARNESS_STATE_DIR": str(tmp_path / "state")},
+        timeout=600,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "RuntimeError: sim startup_error: the replica cannot start (injected)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr.split("error:", 1)[0]  # ours is a message, not a crash
@@ -159,8 +201,9 @@ def test_readme_run_command_as_written_in_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     # The clone gets this checkout's working tree (uncommitted changes included) so the test checks what is here.
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], capture_output=True,
-                           text=True, check=True).stdout.splitlines()
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     for rel in files:
         if (ROOT / rel).is_file():
             (clone / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +212,11 @@ def test_readme_run_command_as_written_in_a_fresh_clone(tmp_path):
     try:
         r = subprocess.run(["bash", "-c", cmd], cwd=clone, capture_output=True, text=True, env=env, timeout=1200)
     finally:  # .ci/setup in the clone re-pointed the editable install there: point it back at this checkout
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
+            capture_output=True,
+            timeout=300,
+        )
     out = r.stdout + r.stderr
     print(out[-4000:])
     assert r.returncode == 0, out[-4000:]
