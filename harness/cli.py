@@ -302,7 +302,7 @@ def verify(
 @cli_errors
 def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>).")) -> None:
     """Re-render every report of a run folder from its record."""
-    from harness.record import read_run
+    from harness.record import read_record
     from harness.report import write_reports
 
     if not (run_dir / "run.json").exists():
@@ -310,7 +310,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-
     from harness.record.store import run_state
 
     try:
-        run_rec, summary = read_run(run_dir)
+        run_rec, summary = read_record(run_dir)
     except (ValueError, OSError) as e:
         _fail(
             HarnessError(
@@ -318,11 +318,11 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-
                 fix="run.json/summary.json must be the JSON files `harness run` wrote; re-run the scenario",
             )
         )
-    state, why = run_state(run_rec)
+    state, why = run_state(run_rec.model_dump(mode="json"))
     if state in ("running", "abandoned"):
         console.print(f"[yellow]{run_dir}: {state}: {why}; the record is partial[/]")
     elif state in ("interrupted", "failed"):
-        console.print(f"[yellow]{run_dir}: the run {state}: {run_rec.get('error') or 'see run.json'}[/]")
+        console.print(f"[yellow]{run_dir}: the run {state}: {run_rec.error or 'see run.json'}[/]")
     try:
         written = write_reports(run_dir, run_rec, summary)
     except OSError as e:

@@ -8,11 +8,19 @@ schema_version 0 (no `schema_version` key; the first prototype's layout):
                 `tokens_per_s`, `duration_s`; `server` keyed by the Prometheus series that answered
                 (e.g. `ray_vllm:kv_cache_usage_perc`), no `server_series`
   samples       `latency_ms` instead of `e2e_ms`; no `ok`, `tpot_ms`
+
+schema_version 1 (models with `extra="allow"`): the same fields as 2, but a file may carry fields no model
+declared (set onto the record by code of that time). Version 2 declares every field and forbids others:
+`upgrade_v1` moves what 2 does not declare (top level, and inside `client`, `server` blocks, `owner`, `timeline`)
+into `unrecognized` {dotted path: value}, so nothing is lost and the strict models accept the file.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
+from pydantic import BaseModel
 
 _UNITS = {"time": "ms", "ratio": "fraction", "count": "", "rate": "per_s"}
 
@@ -109,6 +117,48 @@ def run_v0_to_v1(r: dict) -> dict:
 
 def upgrade_v0(record: dict) -> dict:
     return summary_v0_to_v1(record) if "passed" in record or "latency_ms" in record else run_v0_to_v1(record)
+
+
+def _names(model: type[BaseModel]) -> set[str]:
+    return {f.alias or n for n, f in model.model_fields.items()}
+
+
+def _split(d: dict, model: type[BaseModel], path: str, out: dict[str, Any]) -> dict:
+    """`d` without the keys `model` does not declare; those go to `out` under their dotted path."""
+    known = _names(model)
+    for k in [k for k in d if k not in known]:
+        out[f"{path}{k}"] = d[k]
+    return {k: v for k, v in d.items() if k in known}
+
+
+def upgrade_v1(record: dict) -> dict:
+    """schema 1 → 2: undeclared fields move to `unrecognized` (see the module docstring)."""
+    from harness.record.schema import ClientStats, DistStats, Owner, RunRecord, ServerStat, Summary, Timeline
+
+    is_summary = "verdict" in record
+    extra: dict[str, Any] = dict(record.get("unrecognized") or {})
+    out = _split(record, Summary if is_summary else RunRecord, "", extra)
+    if is_summary:
+        client = out.get("client")
+        if isinstance(client, dict):
+            client = _split(client, ClientStats, "client.", extra)
+            for k, v in client.items():
+                if k.endswith("_ms") and isinstance(v, dict):
+                    client[k] = _split(v, DistStats, f"client.{k}.", extra)
+            out["client"] = client
+        if isinstance(out.get("server"), dict):
+            out["server"] = {
+                sig: _split(st, ServerStat, f"server.{sig}.", extra) if isinstance(st, dict) else st
+                for sig, st in out["server"].items()
+            }
+    else:
+        for key, model in (("owner", Owner), ("timeline", Timeline)):
+            if isinstance(out.get(key), dict):
+                out[key] = _split(out[key], model, f"{key}.", extra)
+    out["schema_version"] = 2
+    if extra:
+        out["unrecognized"] = extra
+    return out
 
 
 def upgrade_samples(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,33 +1,159 @@
 """The record's schema: run.json (provenance, timeline, status) and summary.json (what CI reads).
 
-Both carry `schema_version`; canonical units only (ms, fractions 0..1, per-second rates, epoch seconds).
+Both carry `schema_version`; canonical units only (ms, fractions 0..1, per-second rates, epoch seconds). Every
+field is declared (`extra="forbid"`): a field nobody declared fails the write, not a reader months later. Older
+files load through `store.upgrade()` (harness/record/legacy.py) before they are validated.
+
+Adding a field: declare it on the model that carries it, with a default (older records lack it) and a
+`description=` (the file layout is documented here and nowhere else):
+  - a client statistic (from the raw samples)  → `ClientStats` (a latency distribution: a `DistStats | None`)
+  - a server statistic of a signal             → `ServerStat` (one block per signal; blocks carry what they have)
+  - a whole-run result in summary.json         → `Summary`
+  - a section of run.json                      → `RunRecord` (written by one `Recorder.record_*` method)
+A rename or removal also needs a SCHEMA_VERSION bump and an upgrade step in legacy.py.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from harness.record.store import SCHEMA_VERSION
 
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Timeline(_M):
-    created_at: float | None = Field(None, description="Epoch seconds: the run folder was created.")
-    stack_ready_at: float | None = Field(None, description="Ray and Prometheus reachable, Ray targets UP.")
-    deployed_at: float | None = Field(None, description="The endpoint answered /v1/models with the model.")
-    load_started_at: float | None = Field(None, description="Load shape t=0.")
-    warmup_end_at: float | None = Field(None, description="Statistics start here.")
-    load_ended_at: float | None = Field(None, description="Load stopped.")
-    scrape_ended_at: float | None = Field(None, description="Server series fetched.")
-    finished_at: float | None = Field(None, description="Record finalised.")
+Status = Literal["completed", "interrupted", "failed"]  # how a run ended
+RunStatus = Literal["running", "completed", "interrupted", "failed"]  # run.json: `running` until it ends
 
 
-class SLOResult(_M):
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    _omit_if_none: ClassVar[frozenset[str]] = frozenset()  # fields written only when they have a value
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        out = handler(self)
+        return {k: v for k, v in out.items() if v is not None or k not in self._omit_if_none}
+
+
+class _Sparse(_Strict):
+    """A block of optional values written only when set: it carries the statistics it has (a gauge has no `total`,
+    an empty window no percentiles), exactly as the JSON did before these blocks were typed."""
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        out = handler(self)
+        alias = info.by_alias is not False
+        keep = {(f.alias or n) if alias else n for n, f in type(self).model_fields.items() if n in self.model_fields_set}
+        return {k: v for k, v in out.items() if k in keep}
+
+
+# ---------- client statistics (summary.json `client`, from the raw per-request samples) ----------
+
+
+class DistStats(_Sparse):
+    """A distribution's statistics in the unit its field name ends with (`ttft_ms` → ms)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = Field(None, alias="p99.9")
+    max: float | None = None
+    min: float | None = None
+    mean: float | None = None
+    count: float | None = Field(None, description="Values in the distribution.")
+
+
+class Bunching(_Strict):
+    events: int = Field(..., description="SSE events received.")
+    multi_token_event_frac: float = Field(..., description="Share of events that carried several tokens.")
+    sub_ms_gap_frac: float = Field(..., description="Share of gaps between events under 0.5 ms.")
+    token_count_source: str | None = Field(None, description="usage | tokenizer | events.")
+    bunched: bool = Field(..., description="The streams arrived bunched (either share above its threshold).")
+
+
+class Goodput(_Strict):
+    criteria: dict[str, float] = Field(default_factory=dict, description="Scenario `goodput:` bounds (ms).")
+    total: float = Field(..., description="Requests that succeeded and met every criterion.")
+    rate: float = Field(..., description="Good requests per second of the measured window.")
+    attainment: float | None = Field(None, description="Good requests / all post-warmup requests.")
+    requests: int = Field(..., description="Post-warmup requests.")
+
+
+class ClientStats(_Sparse):
+    """summary.json `client`: statistics over the post-warmup samples (a block or count is absent where the run
+    had nothing to compute it from, e.g. `ttft_from_send_ms` outside open loop)."""
+
+    latency_from: Literal["send", "scheduled arrival"] | None = Field(
+        None, description="Where ttft/e2e count from: the send, or (open loop) the scheduled arrival."
+    )
+    ttft_ms: DistStats | None = None
+    ttft_content_ms: DistStats | None = Field(None, description="Time to the first content token.")
+    itl_ms: DistStats | None = Field(None, description="Per token (tokens per SSE event counted).")
+    chunk_gap_ms: DistStats | None = Field(None, description="Per SSE event.")
+    tpot_ms: DistStats | None = None
+    e2e_ms: DistStats | None = None
+    ttft_from_send_ms: DistStats | None = Field(None, description="Open loop: TTFT from the send.")
+    e2e_from_send_ms: DistStats | None = Field(None, description="Open loop: e2e from the send.")
+    stream_bunching: Bunching | None = None
+    goodput: Goodput | None = Field(None, description="With scenario `goodput:` criteria.")
+    dropped_arrivals: int | None = Field(None, description="Open-loop arrivals never sent (failed requests).")
+    dropped_fraction: float | None = None
+    requests: int | None = Field(None, description="Post-warmup requests (failed ones included).")
+    errors: int | None = None
+    errors_by_class: dict[str, int] | None = None
+    error_rate: float | None = None
+    output_tokens: float | None = None
+    output_tokens_per_s: float | None = None
+    requests_per_s: float | None = Field(None, description="Successful requests per second.")
+    duration_s: float | None = Field(None, description="The measured window (post-warmup, pre-cooldown).")
+    warmup_requests: int | None = None
+    cooldown_requests: int | None = None
+
+
+# ---------- server statistics (summary.json `server`, from Prometheus and the harness's own monitors) ----------
+
+
+class ServerStat(_Sparse):
+    """One server signal's statistics in canonical units; which ones a block has depends on the signal's kind."""
+
+    # gauges (and histogram quantiles)
+    max: float | None = None
+    min: float | None = None
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = Field(None, alias="p99.9")
+    last: float | None = Field(None, description="Gauge: the last value in the window.")
+    samples: float | None = Field(None, description="Gauge: points in the window.")
+    # counters
+    total: float | None = Field(None, description="Counter: increase after the warmup.")
+    total_run: float | None = Field(None, description="Counter: increase from load start.")
+    total_stats_window: float | None = Field(None, description="Counter: increase within the stats window.")
+    rate: float | None = Field(None, description="Counter: per second of the stats window.")
+    # histograms
+    count: float | None = Field(None, description="Histogram: observations after the warmup.")
+    count_run: float | None = Field(None, description="Histogram: observations from load start.")
+    # ratios of counters (e.g. prefix-cache hit rate)
+    value: float | None = None
+    value_run: float | None = None
+    hits: float | None = None
+    queries: float | None = None
+
+
+class ScopeStats(_Strict):
+    client: ClientStats
+    server: dict[str, ServerStat] = Field(default_factory=dict)
+    spans_s: list[tuple[float, float]] = Field(default_factory=list, description="The scope's time spans.")
+    duration_s: float = 0.0
+
+
+# ---------- summary.json ----------
+
+
+class SLOResult(_Strict):
     slo: str = Field(..., description="The SLO as written in the scenario.")
     signal: str = Field(..., description="Signal name, e.g. ttft.")
     stat: str = Field(..., description="Statistic, e.g. p95.")
@@ -38,13 +164,16 @@ class SLOResult(_M):
     source: str = Field(..., description="Where the value came from: client samples or the Prometheus series.")
     unit: str = Field(..., description="ms | fraction | per_s | '' (count).")
     reason: str = Field("", description="Why it failed, empty when passed.")
+    scope: str | None = Field(None, description="`@<stage>` or `@steady`: the SLO held over that part of the run.")
 
 
-class Summary(_M):
+class Summary(_Strict):
+    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized"})
+
     schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
     scenario: str = Field(..., description="Scenario name.")
-    status: Literal["completed", "interrupted", "failed"] = Field(..., description="How the run ended.")
+    status: Status = Field(..., description="How the run ended.")
     verdict: Literal["pass", "fail", "measured"] = Field(
         ...,
         description="pass (exit 0): the run completed and every SLO passed; fail (exit 1): an SLO failed, the run "
@@ -52,14 +181,16 @@ class Summary(_M):
         "load worked. CI gating on `verdict == 'pass'` treats a measure-only run as not passed.",
     )
     slos: list[SLOResult] = Field(default_factory=list, description="One entry per SLO.")
-    client: dict[str, Any] = Field(
-        default_factory=dict, description="Client-side stats from raw samples (warmup excluded)."
+    client: ClientStats = Field(
+        default_factory=ClientStats, description="Client-side stats from raw samples (warmup excluded)."
     )
-    server: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per server signal: its stats.")
+    server: dict[str, ServerStat] = Field(default_factory=dict, description="Per server signal: its stats.")
     server_series: dict[str, str | None] = Field(
         default_factory=dict, description="Which series answered each server signal."
     )
-    reconciliation: dict[str, Any] = Field(default_factory=dict, description="Client vs server cross-checks.")
+    reconciliation: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Client vs server cross-checks (harness/record/summary.py `reconcile`)."
+    )
     warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
     measure_only: bool = Field(
         False, description="The run only measured (no SLOs; scenario measure_only or --measure-only)."
@@ -69,18 +200,49 @@ class Summary(_M):
         description="Why the load itself failed (run not completed, no request measured, or more than half of "
         "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).",
     )
-    server_resolution: dict[str, Any] = Field(
+    server_resolution: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per server histogram signal: `quantile_buckets_ms` {stat: [lower, upper]} "
         "(the bucket each quantile lies in, upper null = +Inf; the quantile itself is a linear guess inside it) and "
         "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).",
     )
+    autoscaling: dict[str, Any] | None = Field(
+        None, description="Replicas against the load stages (harness/slo/autoscaling.py `analyze`); null: no series."
+    )
+    scopes: dict[str, ScopeStats] | None = Field(None, description="Per SLO scope (`@stage`, `@steady`): its stats.")
+    faults: list[dict[str, Any]] | None = Field(
+        None, description="Scenario `faults:`: what fired when, and the recovery (harness/run/faults.py)."
+    )
+    unrecognized: dict[str, Any] | None = Field(
+        None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
+    )
 
 
-class RunRecord(_M):
+# ---------- run.json ----------
+
+
+class Timeline(_Strict):
+    created_at: float | None = Field(None, description="Epoch seconds: the run folder was created.")
+    stack_ready_at: float | None = Field(None, description="Ray and Prometheus reachable, Ray targets UP.")
+    deployed_at: float | None = Field(None, description="The endpoint answered /v1/models with the model.")
+    load_started_at: float | None = Field(None, description="Load shape t=0.")
+    warmup_end_at: float | None = Field(None, description="Statistics start here.")
+    load_ended_at: float | None = Field(None, description="Load stopped.")
+    scrape_ended_at: float | None = Field(None, description="Server series fetched.")
+    finished_at: float | None = Field(None, description="Record finalised.")
+
+
+class Owner(_Strict):
+    pid: int | None = Field(None, description="Process that writes the folder.")
+    host: str | None = Field(None, description="Host it runs on.")
+
+
+class RunRecord(_Strict):
+    _omit_if_none = frozenset({"alerts", "faults", "unrecognized"})
+
     schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
-    status: Literal["running", "completed", "interrupted", "failed"] = Field(
+    status: RunStatus = Field(
         "running", description="`running` in a folder nobody is writing means the run died before finishing."
     )
     error: str | None = Field(None, description="What stopped the run, when it failed.")
@@ -88,6 +250,13 @@ class RunRecord(_M):
     git_commit: str | None = Field(None, description="harness git commit (-dirty when modified).")
     scenario_file: str | None = Field(None, description="Path the scenario was loaded from.")
     scenario: dict[str, Any] = Field(..., description="The fully resolved scenario (defaults filled in).")
+    labels: dict[str, str] = Field(default_factory=dict, description="`--label k=v`: what the run is (e.g. ray=2.60).")
+    owner: Owner = Field(default_factory=Owner, description="Who writes the folder: tells a live run from a dead one.")
+    origin: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Where the run came from: branch, commit, "
+        "runner (CI variables, else git and the host name), CI artifacts URL.",
+    )
     environment: dict[str, Any] = Field(default_factory=dict, description="Python/Ray/vLLM versions, nodes, GPUs.")
     stack: dict[str, Any] = Field(default_factory=dict, description="Ray address, Prometheus URL, local or attached.")
     deployment: dict[str, Any] = Field(
@@ -95,11 +264,17 @@ class RunRecord(_M):
     )
     timeline: Timeline = Field(default_factory=Timeline, description="When each stage ended (epoch seconds).")
     stage_durations_s: dict[str, float] = Field(default_factory=dict, description="Wall time per stage.")
-    load: dict[str, Any] = Field(default_factory=dict, description="Load result: request counts, Locust's counts.")
+    stage_errors: dict[str, str] = Field(
+        default_factory=dict, description="Optional stages that failed while the run went on (e.g. scrape)."
+    )
+    load: dict[str, Any] = Field(
+        default_factory=dict, description="Load result (harness/load/runner.py LoadResult): counts, generator health."
+    )
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
-    files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder.")
-    origin: dict[str, str] = Field(
-        default_factory=dict,
-        description="Where the run came from: branch, commit, "
-        "runner (CI variables, else git and the host name), CI artifacts URL.",
+    node_stats: dict[str, Any] = Field(default_factory=dict, description="Node-level signals per node.")
+    alerts: list[dict[str, Any]] | None = Field(None, description="Alerts the local Alertmanager delivered.")
+    faults: list[dict[str, Any]] | None = Field(None, description="Scenario `faults:`: what fired, the recovery.")
+    files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder: file → what it is.")
+    unrecognized: dict[str, Any] | None = Field(
+        None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
     )

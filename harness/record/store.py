@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every field declared (extra=forbid); 1 → 2 in legacy.upgrade_v1
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 
@@ -124,8 +124,10 @@ def upgrade(record: dict) -> dict:
             f"record has schema_version {v}, newer than this harness understands ({SCHEMA_VERSION})",
             fix="upgrade the harness (pip install -U harness)",
         )
-    if v < 1:
-        from harness.record.legacy import upgrade_v0
+    from harness.record import legacy
 
-        record = upgrade_v0(record)
+    if v < 1:
+        record = legacy.upgrade_v0(record)
+    if v < 2:
+        record = legacy.upgrade_v1(record)
     return record

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness.record.schema import SLOResult, Summary
+from typing import Any, Literal
+
+from harness.record.schema import ClientStats, ScopeStats, ServerStat, SLOResult, Status, Summary
 from harness.slo.evaluate import Verdict
 
 # Whole-run request counts: client samples vs server counters after the counters settled. Requests the
@@ -146,18 +148,23 @@ def build_summary(
     *,
     run_id: str,
     scenario: str,
-    status: str,
+    status: Status,
     verdicts: list[Verdict],
-    client: dict,
-    server: dict,
-    server_series: dict,
-    reconciliation: dict,
+    client: ClientStats,
+    server: dict[str, ServerStat],
+    server_series: dict[str, str | None],
+    reconciliation: dict[str, dict[str, Any]],
     warnings: list[str],
     measure_only: bool = False,
+    server_resolution: dict[str, dict[str, Any]] | None = None,
+    autoscaling: dict[str, Any] | None = None,
+    scopes: dict[str, ScopeStats] | None = None,
+    faults: list[dict[str, Any]] | None = None,
 ) -> Summary:
     from harness.record.health import load_failure
 
-    failure = load_failure({"status": status, "client": client})
+    failure = load_failure({"status": status, "client": client.model_dump(mode="json")})
+    verdict: Literal["pass", "fail", "measured"]
     if measure_only:  # nothing to judge but the measurement itself
         verdict = "measured" if failure is None else "fail"
         if failure:
@@ -179,4 +186,8 @@ def build_summary(
         warnings=warnings,
         measure_only=measure_only,
         load_failure=failure,
+        server_resolution=server_resolution or {},
+        autoscaling=autoscaling,
+        scopes=scopes,
+        faults=faults,
     )

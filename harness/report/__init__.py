@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.record.schema import RunRecord, Summary
 from harness.record.store import write_text
 from harness.report.html import render_html
 from harness.report.junit import render_junit
@@ -39,10 +40,12 @@ def render_all(
     }
 
 
-def write_reports(run_dir: Path, run: dict, summary: dict | None) -> list[str]:
+def write_reports(run_dir: Path, run: RunRecord, summary: Summary | None) -> list[str]:
+    """Render every report of a run folder from its typed record; returns the files written."""
     samples, series = load_data(run_dir)
     written = []
-    for name, text in render_all(run, summary, samples, series).items():
+    run_d, summary_d = run.model_dump(mode="json"), summary.model_dump(mode="json") if summary is not None else None
+    for name, text in render_all(run_d, summary_d, samples, series).items():
         write_text(run_dir / name, text)
         written.append(name)
     return written

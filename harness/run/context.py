@@ -20,11 +20,14 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from types import FrameType, TracebackType
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PASS, EXIT_SLO_FAILED, HarnessError
-from harness.record import Recorder
+from harness.load.runner import LoadResult
+from harness.record.schema import RunStatus, Summary
 from harness.report import write_reports
+from harness.run.recorder import Recorder
 
 
 class UI(Protocol):
@@ -36,43 +39,50 @@ class UI(Protocol):
 
 
 class NullUI:
-    def run_dir(self, path):
+    def run_dir(self, path: Path) -> None:
         pass
 
-    def stage_start(self, name):
+    def stage_start(self, name: str) -> None:
         pass
 
-    def stage_done(self, name, seconds):
+    def stage_done(self, name: str, seconds: float) -> None:
         pass
 
-    def progress(self, p):
+    def progress(self, p: dict) -> None:
         pass
 
-    def warn(self, msg):
+    def warn(self, msg: str) -> None:
         pass
 
 
-_TIMELINE = {"stack": "stack_ready_at", "deploy": "deployed_at", "scrape": "scrape_ended_at"}
 TEARDOWN = "teardown"
+T = TypeVar("T")
 
 
 class RunContext:
+    """Runs stages (`stage`), concludes the run from what it measured (`conclude`), renders the reports
+    (`render_reports`, the pipeline's report stage) and, on exit, tears down what the run started. On a failure
+    or an interrupt the exit finalises the record and renders the reports itself: nothing is lost."""
+
     def __init__(self, rec: Recorder, ui: UI, *, reap: bool = True):
         self.rec, self.ui = rec, ui
         self.stop_event = threading.Event()
         self.current: str | None = None
-        self.results: dict[str, Any] = {}
         self.stage_errors: dict[str, str] = {}  # optional stages that failed (the run went on)
         self._cleanups: list[Callable[[], None]] = []
-        self._old: dict = {}
-        self.status = "running"
+        self._old: dict[int, Any] = {}
+        self.status: RunStatus = "running"
         self.exit_code: int | None = None
         self.signals = 0
         self.forced = False
         self.reap = reap  # SIGKILL leftovers of processes this run started (not with --keep-up)
+        self._summary: Summary | None = None
+        self._load: LoadResult | None = None
+        self._concluded = False
+        self._reported = False
 
     # ---- signals ----
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
         self.stop_event.set()
         if self.signals >= 3:
@@ -91,10 +101,8 @@ class RunContext:
     def _emergency_exit(self) -> None:
         try:
             self.ui.warn("interrupt: third press: killing what the harness started and exiting now")
-            r = self.rec.record
-            if r.status == "running":
-                r.status, r.error = "interrupted", f"interrupted (forced) during stage {self.current or TEARDOWN}"
-                r.timeline.finished_at = time.time()
+            if self.rec.record.status == "running":
+                self.rec.finish("interrupted", f"interrupted (forced) during stage {self.current or TEARDOWN}")
                 self.rec.save()
             if self.reap:
                 reap_leftovers(self.rec.dir)
@@ -108,40 +116,31 @@ class RunContext:
         return self
 
     # ---- stages ----
-    def stage(
-        self, name: str, fn: Callable[[], Any], on_done: Callable[[Any], dict] | None = None, optional: bool = False
-    ) -> Any:
-        """Run one stage and save the record. `optional`: a failure (not an interrupt) is recorded in
-        `stage_errors`, warned about, and the stage returns None so the run goes on."""
+    @overload
+    def stage(self, name: str, fn: Callable[[], T], optional: Literal[False] = False) -> T: ...
+    @overload
+    def stage(self, name: str, fn: Callable[[], T], optional: Literal[True]) -> T | None: ...
+    def stage(self, name: str, fn: Callable[[], T], optional: bool = False) -> T | None:
+        """Run one stage: its wall time (and, if `optional`, its failure) go into the record, saved before the
+        next stage starts; what the stage produced is recorded by the pipeline (`Recorder.record_*`).
+        `optional`: a failure (not an interrupt) is recorded in `stage_errors`, warned about, and the stage
+        returns None so the run goes on."""
         self.current = name
         self.ui.stage_start(name)
         t0 = time.monotonic()
+        error = None
+        result: T | None
         try:
             result = fn()
-        except (HarnessError, Exception) as e:
+        except Exception as e:
             if not optional:
                 raise
-            self.stage_errors[name] = f"{e.__class__.__name__}: {e.render() if isinstance(e, HarnessError) else e}"
-            self.ui.warn(f"{name} failed, the run goes on without it: {self.stage_errors[name]}")
+            error = f"{e.__class__.__name__}: {e.render() if isinstance(e, HarnessError) else e}"
+            self.stage_errors[name] = error
+            self.ui.warn(f"{name} failed, the run goes on without it: {error}")
             result = None
         dt = time.monotonic() - t0
-        r = self.rec.record
-        r.stage_durations_s[f"{name}_s"] = round(dt, 2)
-        if result is not None and name in _TIMELINE:
-            setattr(r.timeline, _TIMELINE[name], time.time())
-        if name == "load":
-            r.timeline.load_started_at, r.timeline.warmup_end_at, r.timeline.load_ended_at = (
-                result.started_at,
-                result.warmup_end,
-                result.ended_at,
-            )
-        if result is not None:
-            for k, v in (on_done(result) if on_done else {}).items():
-                setattr(r, k, v)
-        if self.stage_errors:
-            r.stage_errors = dict(self.stage_errors)
-        self.rec.save()  # every stage's results are on disk before the next stage starts
-        self.results[name] = result
+        self.rec.record_stage(name, dt, error)
         self.ui.stage_done(name, dt)
         self.current = None
         return result
@@ -149,19 +148,28 @@ class RunContext:
     def cleanup(self, fn: Callable[[], None]) -> None:
         self._cleanups.append(fn)
 
+    def conclude(self, summary: Summary | None, load: LoadResult | None) -> None:
+        """The run's final status and exit code from what it measured; the record is final from here on."""
+        self._summary, self._load, self._concluded = summary, load, True
+        self._finish_status(None, None, None)
+        self.rec.finish(self.status)
+        self.rec.save()
+
+    def render_reports(self) -> list[str]:
+        """The report stage: every report rendered from the record as it is now."""
+        written = write_reports(self.rec.dir, self.rec.record, self._summary)
+        self.rec.record_reports(written)
+        self._reported = True
+        return written
+
     @property
     def summary(self) -> dict | None:
-        s = self.results.get("evaluate")
-        return s.model_dump(mode="json") if s is not None else None
+        return self._summary.model_dump(mode="json") if self._summary is not None else None
 
-    @property
-    def summary_verdict(self) -> str | None:
-        s = self.results.get("evaluate")
-        return s.verdict if s is not None else None
-
-    def _finish_status(self, exc_type, exc, tb) -> None:
-        r = self.rec.record
-        load, summ = self.results.get("load"), self.results.get("evaluate")
+    def _finish_status(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        r, load, summ = self.rec.record, self._load, self._summary
         if exc_type is None:
             if summ is not None and summ.status != "completed":
                 self.status = summ.status  # e.g. the load generator died: `failed`
@@ -174,7 +182,7 @@ class RunContext:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.status = "interrupted"
             r.error = f"interrupted during stage {self.current or TEARDOWN}"
-        elif issubclass(exc_type, HarnessError):
+        elif isinstance(exc, HarnessError):
             self.status = "failed"
             r.error = f"stage {self.current}: {exc.render()}"
         else:
@@ -187,17 +195,19 @@ class RunContext:
         elif self.status == "failed":
             self.exit_code = exc.exit_code if isinstance(exc, HarnessError) else EXIT_BAD_INPUT
         else:
-            self.exit_code = EXIT_PASS if self.summary_verdict in ("pass", "measured") else EXIT_SLO_FAILED
+            verdict = self._summary.verdict if self._summary is not None else None
+            self.exit_code = EXIT_PASS if verdict in ("pass", "measured") else EXIT_SLO_FAILED
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        r = self.rec.record
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         failed_stage = self.current
-        self._finish_status(exc_type, exc, tb)
+        if exc_type is not None or not self._concluded:  # a failure or an interrupt: finalise here
+            self._finish_status(exc_type, exc, tb)
+            self.rec.finish(self.status)
+            # final status first (every data file already exists): a run killed during teardown is still readable
+            self._save_quietly()
         self.current = TEARDOWN
-        # final status first (every data file already exists): a run killed during teardown is still readable
-        r.status = self.status
-        r.timeline.finished_at = time.time()
-        self._save_quietly()
         # stop what we started even if a cleanup step itself fails or is interrupted (a second Ctrl-C aborts a step)
         for fn in reversed(self._cleanups):
             try:
@@ -213,12 +223,13 @@ class RunContext:
                     self.ui.warn(f"killed {killed} leftover process group(s) started by this run")
             except BaseException as e:  # noqa: BLE001
                 self.ui.warn(f"could not check for leftover processes: {e}")
-        try:  # report stage: rendered last, from the final record, whatever the status
-            t0 = time.monotonic()
-            write_reports(self.rec.dir, r.model_dump(mode="json"), self.summary)
-            r.stage_durations_s["report_s"] = round(time.monotonic() - t0, 2)
-        except BaseException as e:  # noqa: BLE001 — the record itself is already saved
-            self.ui.warn(f"could not render reports: {e}")
+        if not self._reported:  # the fallback report stage: from the final record, whatever the status
+            try:
+                t0 = time.monotonic()
+                self.render_reports()
+                self.rec.record.stage_durations_s["report_s"] = round(time.monotonic() - t0, 2)
+            except BaseException as e:  # noqa: BLE001 — the record itself is already saved
+                self.ui.warn(f"could not render reports: {e}")
         self._save_quietly()
         for s, h in self._old.items():
             signal.signal(s, h)

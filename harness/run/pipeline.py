@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
 from harness.load.runner import run_load
-from harness.metrics.scrape import Window, scrape_run
-from harness.record import Recorder
+from harness.errors import EXIT_BAD_INPUT
+from harness.metrics.scrape import ScrapeResult, Window, scrape_run
 from harness.record.environment import environment
 from harness.run.context import UI, RunContext
-from harness.run.evaluate import evaluate_stage, record_scrape
+from harness.run.evaluate import EvaluateInputs, evaluate_stage
+from harness.run.recorder import Recorder
 from harness.run.faults import start_faults
 from harness.scenario import Scenario
 from harness.stack import ray_client
@@ -63,62 +65,56 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
                 f"results store unreachable, run not indexed: {indexed['error']}; "
                 f"`harness store sync` adds it later (the run folder is complete)"
             )
-    return RunOutcome(rec.dir, ctx.exit_code, ctx.summary, indexed)
+    return RunOutcome(rec.dir, ctx.exit_code if ctx.exit_code is not None else EXIT_BAD_INPUT, ctx.summary, indexed)
 
 
 def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> RunContext:
+    """The eight stages; each result is recorded (run.json saved) before the next stage starts. RunContext times
+    the stages and, on a failure or an interrupt, finalises the record and renders the reports itself."""
     with RunContext(rec, ui, reap=not opts.keep_up) as ctx:
-        stack = ctx.stage("stack", lambda: open_stack(opts, scenario), on_done=lambda s: {"stack": s.to_dict()})
+        stack = ctx.stage("stack", lambda: open_stack(opts, scenario))
+        rec.record_stack(stack)
         ctx.cleanup(lambda: close_stack(stack, opts))
-        dep = ctx.stage(
-            "deploy",
-            lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"),
-            on_done=lambda d: {"deployment": d.to_dict()},
-        )
+
+        dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"))
+        rec.record_deploy(dep)
+        rec.record_environment(environment())
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
-        rec.record.environment = environment()
+
         alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
         if alerts is not None:
             ctx.cleanup(alerts.stop)
-        faults = start_faults(
-            scenario, dep.app_name, rec.dir, stack.cluster
-        )  # scenario `faults:`, on a thread beside the load
+        faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # `faults:`, beside the load
         ctx.cleanup(faults.stop)
+        head_ip = (stack.cluster or {}).get("head_ip")
         load = ctx.stage(
             "load",
             lambda: run_load(
-                scenario,
-                dep.base_url,
-                rec.dir,
-                on_progress=ui.progress,
-                stop_event=ctx.stop_event,
-                master_host=(stack.cluster or {}).get("head_ip"),
+                scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event, master_host=head_ip
             ),
-            on_done=lambda ld: {"load": asdict(ld)},
         )
+        rec.record_load(load)
+
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
-        scraped = (
-            None
-            if load.interrupted
-            else ctx.stage(  # optional: Prometheus lost → client verdicts still count
-                "scrape",
-                lambda: scrape_run(stack.prometheus_url, scenario, dep, window),
-                on_done=lambda s: {**record_scrape(rec, s), "node_stats": _node_stats(stack, s, window)},
-                optional=True,
-            )
+        scraped = None  # an interrupted run is not scraped; a lost Prometheus (optional stage) leaves client verdicts
+        if not load.interrupted:
+            scraped = ctx.stage("scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window), optional=True)
+        if scraped is not None:
+            rec.record_scrape(scraped, _node_stats(stack, scraped, window))
+
+        inputs = EvaluateInputs(
+            scenario, rec.record.run_id, load, window, scraped, ctx.stage_errors.get("scrape"), faults, alerts
         )
-        ctx.stage(
-            "evaluate",
-            lambda: evaluate_stage(
-                scenario, rec, load, scraped, window, faults, ctx.stage_errors.get("scrape"), alerts=alerts
-            ),
-        )
-        # report: RunContext renders every report from the final record on exit, whatever the status
+        ev = ctx.stage("evaluate", lambda: evaluate_stage(inputs))
+        rec.record_evaluation(ev.summary, ev.alerts, ev.faults)
+        ctx.conclude(ev.summary, load)  # final status and exit code: the record is complete
+
+        ctx.stage("report", ctx.render_reports, optional=True)  # a renderer's failure never fails the run
     return ctx
 
 
-def _node_stats(stack, scraped, window) -> dict:
+def _node_stats(stack: stack_stage.Stack, scraped: ScrapeResult, window: Window) -> dict[str, Any]:
     """Node-level signals per node (harness/metrics/per_node.py); best effort, {} when Prometheus cannot say."""
     from harness.metrics.per_node import per_node_stats
 

@@ -18,6 +18,7 @@ from harness.compare.significance import diff_intervals
 from harness.compare.stats import Values
 from harness.errors import HarnessError
 from harness.record import read_run
+from harness.record.store import SCHEMA_VERSION
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "records" / "compare"
 A, A2, SLOW, V0 = FIX / "ray-2.59a", FIX / "ray-2.59b", FIX / "ray-2.60-slow", FIX / "v0-ray-2.58"
@@ -80,7 +81,7 @@ def test_bootstrap_is_deterministic():
 
 def test_schema_0_record_upgrades():
     run, summary = read_run(V0)
-    assert run["schema_version"] == summary["schema_version"] == 1
+    assert run["schema_version"] == summary["schema_version"] == SCHEMA_VERSION
     assert run["environment"]["ray"] == "2.58.0" and run["environment"]["cluster"]["nodes"] == 1
     assert summary["verdict"] == "pass" and summary["client"]["ttft_ms"]["p95"] > 0
     assert summary["server_series"]["server_ttft"] == "ray_vllm:time_to_first_token_seconds"  # old naming era

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.record import read_record
 from harness.report import load_data, render_all, write_reports
 from harness.report.html import latency_charts, render_html, server_charts
 from harness.report.junit import render_junit
@@ -115,9 +116,11 @@ def test_write_reports_rerenders_everything(tmp_path):
         (tmp_path / f.name).write_bytes(f.read_bytes())
         if f.name in ("report.md", "report.html", "junit.xml"):
             (tmp_path / f.name).unlink()
-    run, summary, samples, series = record("step-autoscale")
+    run, summary = read_record(tmp_path)
+    samples, series = load_data(tmp_path)
     assert sorted(write_reports(tmp_path, run, summary)) == ["junit.xml", "report.html", "report.md"]
-    expected = render_all(run, summary, samples, series)  # what was written is the render of the stored data
+    expected = render_all(run.model_dump(mode="json"), summary and summary.model_dump(mode="json"), samples, series)
+    # what was written is the render of the stored data
     assert {n: (tmp_path / n).read_text() for n in expected} == expected
 
 
