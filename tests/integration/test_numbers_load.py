@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from harness.load.runner import run_load
-from harness.run.evaluate import stream_warnings
+from harness.metrics.scrape import Window
+from harness.record.schema import ClientStats
+from harness.run.evaluate import evaluate_run, stream_warnings
 from harness.scenario import parse_scenario
-from harness.slo.evaluate import client_stats, evaluate_run
+from harness.slo.evaluate import client_stats
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -17,17 +19,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 def _verdicts(sc, res):
     samples = pd.read_parquet(res.samples_path)
     client = client_stats(samples, res.stats_end - res.warmup_end)
-    verdicts, _ = evaluate_run(
-        sc.model_dump(mode="json"),
-        samples,
-        None,
-        client,
-        {},
-        {},
-        load_start=res.started_at,
-        warmup_end=res.warmup_end,
-        load_end=res.stats_end,
-    )
+    window = Window(res.started_at, res.warmup_end, res.stats_end)
+    verdicts = evaluate_run(sc, samples, None, ClientStats.model_validate(client), {}, {}, window).verdicts
     return samples, client, {v.slo: v for v in verdicts}
 
 
@@ -90,6 +83,6 @@ def test_per_token_itl_against_coalesced_events(mock_server, tmp_path):
     c = out[True]
     assert c["itl_ms"]["p50"] == pytest.approx(10.0, abs=1.5) and c["chunk_gap_ms"]["p50"] == pytest.approx(40.0, abs=3)
     assert c["stream_bunching"]["token_count_source"] == "usage" and c["stream_bunching"]["bunched"]
-    assert "itl is per token" in stream_warnings(c)[0]
+    assert "itl is per token" in stream_warnings(ClientStats.model_validate(c))[0]
     # without token counts (and no tokenizer for `mock`): one token per event, ITL is the chunk gap
     assert out[False]["itl_ms"]["p50"] == pytest.approx(40.0, abs=3)

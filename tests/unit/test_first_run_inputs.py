@@ -258,8 +258,10 @@ def test_summary_verdicts():
     from harness.report.junit import render_junit
     from harness.report.markdown import render_markdown
 
-    ok = {"requests": 10, "errors": 0, "error_rate": 0.0}
-    bad = {"requests": 10, "errors": 10, "error_rate": 1.0, "errors_by_class": {"HTTP 500": 10}}
+    from harness.record.schema import ClientStats
+
+    ok = ClientStats(requests=10, errors=0, error_rate=0.0)
+    bad = ClientStats(requests=10, errors=10, error_rate=1.0, errors_by_class={"HTTP 500": 10})
     kw = dict(run_id="r", scenario="s", server={}, server_series={}, reconciliation={}, warnings=[])
     m = build_summary(status="completed", verdicts=[], client=ok, measure_only=True, **kw)
     assert (m.verdict, m.measure_only, m.load_failure) == ("measured", True, None)

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, StackError
-from harness.record import Recorder
+from harness.record.schema import Summary
+from harness.run.recorder import Recorder
 from harness.record.store import run_state
 from harness.run.context import NullUI, RunContext, leftover_pgids, reap_leftovers
 from harness.run.faults import FaultEvent, FaultInjector, fault_report, recovery_signal, recovery_stats
@@ -25,6 +26,10 @@ def _rec(tmp_path) -> Recorder:
     return Recorder.create(tmp_path, "t", scenario={"name": "t"})
 
 
+def _summary(status, verdict):
+    return Summary(run_id="r", scenario="t", status=status, verdict=verdict)
+
+
 def _run(tmp_path):
     return json.loads(next(tmp_path.glob("t-*/run.json")).read_text())
 
@@ -32,7 +37,8 @@ def _run(tmp_path):
 def test_interrupt_in_a_stage_is_recorded_and_cleanups_run(tmp_path):
     rec, cleaned = _rec(tmp_path), []
     with RunContext(rec, NullUI(), reap=False) as ctx:
-        ctx.stage("stack", lambda: SimpleNamespace(to_dict=dict), on_done=lambda s: {"stack": {"local": True}})
+        stack = ctx.stage("stack", lambda: SimpleNamespace(to_dict=lambda: {"local": True}))
+        rec.record_stack(stack)
         ctx.cleanup(lambda: cleaned.append("stack"))
         ctx.stage("deploy", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
     assert ctx.status == "interrupted" and ctx.exit_code == EXIT_INTERRUPTED and cleaned == ["stack"]
@@ -88,15 +94,16 @@ def test_optional_stage_failure_lets_the_run_go_on(tmp_path):
     with RunContext(_rec(tmp_path), NullUI(), reap=False) as ctx:
         out = ctx.stage("scrape", lambda: (_ for _ in ()).throw(ConnectionError("prometheus gone")), optional=True)
         assert out is None
-        ctx.stage("evaluate", lambda: SimpleNamespace(status="completed", verdict="pass", model_dump=lambda mode: {}))
+        summary = ctx.stage("evaluate", lambda: _summary("completed", "pass"))
+        ctx.conclude(summary, None)
     run = _run(tmp_path)
     assert run["status"] == "completed" and "prometheus gone" in run["stage_errors"]["scrape"] and ctx.exit_code == 0
 
 
 def test_load_generator_death_marks_the_run_failed(tmp_path):
     with RunContext(_rec(tmp_path), NullUI(), reap=False) as ctx:
-        ctx.results["load"] = SimpleNamespace(interrupted=False, message="Locust was killed by signal 9")
-        ctx.stage("evaluate", lambda: SimpleNamespace(status="failed", verdict="fail", model_dump=lambda mode: {}))
+        load = SimpleNamespace(interrupted=False, message="Locust was killed by signal 9")
+        ctx.conclude(ctx.stage("evaluate", lambda: _summary("failed", "fail")), load)
     run = _run(tmp_path)
     assert run["status"] == "failed" and "Locust" in run["error"] and ctx.exit_code == EXIT_BAD_INPUT
 
@@ -111,7 +118,7 @@ def test_run_state_tells_abandoned_from_running(tmp_path):
     assert run_state({"status": "running", "owner": {"pid": os.getpid(), "host": host}})[0] == "running"
     assert run_state({"status": "completed"}) == ("completed", "")
     rec = _rec(tmp_path)
-    assert rec.record.model_extra["owner"]["pid"] == os.getpid()
+    assert rec.record.owner.pid == os.getpid()
 
 
 def test_report_says_abandoned(tmp_path):
@@ -230,3 +237,18 @@ def test_no_recovery_is_no_data_never_a_pass():
 
     (v,) = evaluate(["recovery_time.max <= 30s"], {}, recovery_signal([r]), {})
     assert v.passed is False and v.observed is None
+
+
+def test_report_is_a_stage_rendered_from_the_final_record(tmp_path):
+    rec = _rec(tmp_path)
+    with RunContext(rec, NullUI(), reap=False) as ctx:
+        ctx.conclude(ctx.stage("evaluate", lambda: _summary("completed", "pass")), None)
+        ctx.stage("report", ctx.render_reports)
+        rendered = (rec.dir / "report.md").stat().st_mtime_ns
+    run = _run(tmp_path)
+    assert run["status"] == "completed" and "report_s" in run["stage_durations_s"]
+    assert {n: run["files"][n] for n in ("report.md", "junit.xml", "report.html")} == dict.fromkeys(
+        ("report.md", "junit.xml", "report.html"), "report"
+    )
+    assert (rec.dir / "report.md").stat().st_mtime_ns == rendered  # the exit's fallback did not render again
+    assert "completed" in (rec.dir / "report.md").read_text()

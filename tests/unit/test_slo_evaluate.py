@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.slo.evaluate import EvalContext, client_stats, evaluate, evaluate_run, goodput_stats
+from harness.metrics.scrape import Window
+from harness.record.schema import ClientStats, ServerStat
+from harness.run.evaluate import evaluate_run
+from harness.scenario import parse_scenario
+from harness.slo.evaluate import EvalContext, client_stats, evaluate, goodput_stats
 
 T0 = 1000.0
 STAGES = [
@@ -50,8 +54,9 @@ def test_evaluate_run_goodput_scopes_and_autoscaling():
         + [{"signal": "kv_cache_usage", "t": T0 + t, "value": 0.1 if t < 10 else 0.8} for t in range(0, 21)]
     )
     sc = {
-        "load": {"stages": STAGES},
-        "target": {"autoscaling": {"max_replicas": 2}},
+        "name": "t",
+        "load": {"warmup_s": 2, "stages": STAGES},
+        "target": {"engine": "sim", "model": "sim-tiny", "autoscaling": {"max_replicas": 2}},
         "goodput": {"ttft_ms": 300, "tpot_ms": None},
         "slos": [
             "goodput.attainment >= 90%",
@@ -67,20 +72,14 @@ def test_evaluate_run_goodput_scopes_and_autoscaling():
             "scale_down_time.max <= 60s",
         ],
     }
-    client = client_stats(s, 18.0)
-    server = {"kv_cache_usage": {"max": 0.8}, "replicas": {"max": 2.0}}
-    v, extra = evaluate_run(
-        sc,
-        s,
-        rows,
-        client,
-        server,
-        {"kv_cache_usage": "k", "replicas": "r"},
-        load_start=T0,
-        warmup_end=T0 + 2,
-        load_end=T0 + 20,
+    client = ClientStats.model_validate(client_stats(s, 18.0))
+    server = {"kv_cache_usage": ServerStat(max=0.8), "replicas": ServerStat(max=2.0)}
+    before = client.model_dump()
+    ev = evaluate_run(
+        parse_scenario(sc), s, rows, client, server, {"kv_cache_usage": "k", "replicas": "r"}, Window(T0, T0 + 2, T0 + 20)
     )
-    got = {x.slo: x for x in v}
+    assert client.model_dump() == before and ev.client.goodput is not None  # new data, the input is not mutated
+    got = {x.slo: x for x in ev.verdicts}
     assert not got["goodput.attainment >= 90%"].passed  # half the requests are slow
     assert got["goodput.rate > 0"].passed
     assert got["ttft.p95 <= 100ms @low"].passed and not got["ttft.p95 <= 100ms @step"].passed
@@ -92,8 +91,8 @@ def test_evaluate_run_goodput_scopes_and_autoscaling():
     assert not r.passed and "caps target.autoscaling.max_replicas at 2" in r.reason
     d = got["scale_down_time.max <= 60s"]
     assert not d.passed and d.observed is None and "no scale-down happened" in d.reason
-    assert extra["autoscaling"]["scale_ups"][0]["time_s"] == pytest.approx(4.0)
-    assert set(extra["scopes"]) == {"low", "step", "steady"}
+    assert ev.autoscaling["scale_ups"][0]["time_s"] == pytest.approx(4.0)
+    assert set(ev.scopes) == {"low", "step", "steady"}
 
 
 def test_autoscaling_slo_without_replica_series_says_why():
