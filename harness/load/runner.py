@@ -226,6 +226,251 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+@dataclass
+class LocustExit:
+    """How the Locust process ended (what the merge needs besides the sample files)."""
+
+    started_at: float  # epoch seconds of the shape's t=0 (the end, for a run interrupted before it started)
+    ended_at: float
+    exit_code: int
+    interrupted: bool
+    message: str | None  # why it ended abnormally, else None
+    remote_workers: list = field(default_factory=list)
+
+
+class LocustProcess:
+    """One Locust master (its local workers in its own session, or worker actors on the Ray cluster) driving one
+    run's load shape: `start()`, then `wait()` until it exits; never leaves it running behind us.
+
+    Bounded: startup within `startup_timeout_s`; the load within stages + drain + slack (then SIGTERM, SIGKILL);
+    a stop request (`stop_event`) drains in-flight requests, then SIGTERM after the request timeout."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        base_url: str,
+        run_dir: Path,
+        prepared: Prepared,
+        *,
+        api_key: str | None = None,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        master_host: str | None = None,
+    ):
+        self.scenario, self.base_url, self.prepared = scenario, base_url, prepared
+        self.locust_dir, self.samples_dir = run_dir / "locust", run_dir / "samples"
+        self.api_key = api_key
+        self.startup_timeout_s = startup_timeout_s
+        ld = scenario.load
+        self.stages = [s.model_dump() for s in ld.stages]
+        self.names, self.ends = [s["name"] for s in self.stages], stage_ends(self.stages)
+        # Hard bound: stages + drain (in-flight requests, stats catch-up) + slack; then SIGTERM, then SIGKILL.
+        self.wall_s = ld.duration_s + scenario.workload.request_timeout_s + 15.0 + 30.0
+        self.master: tuple[str, int] | None = None
+        self.remote: Any = None  # RayLocustWorkers (harness/load/ray_workers.py) with load.worker_hosts: ray
+        if ld.worker_hosts == "ray":  # load.worker_hosts: Locust workers as Ray actors on the cluster's nodes
+            from harness.load.ray_workers import RayLocustWorkers
+
+            self.master = (master_host or "127.0.0.1", _free_port())
+            self.remote = RayLocustWorkers(ld.workers, ld.worker_nodes, master_host)
+            self.startup_timeout_s = max(startup_timeout_s, 90.0)
+        self.proc: subprocess.Popen | None = None
+        self.monitor: GeneratorMonitor | None = None
+
+    def start(self) -> None:
+        run_dir = self.locust_dir.parent
+        config_path = self.locust_dir / "config.json"
+        config_path.write_text(json.dumps(build_config(self.scenario, run_dir, self.prepared), indent=2))
+        env = _child_env(config_path, self.api_key)
+        cmd = locust_command(self.scenario, self.base_url, self.locust_dir, self.master)
+        (self.locust_dir / "command.txt").write_text(" ".join(cmd) + "\n")
+        with open(self.locust_dir / "stdout.txt", "wb") as out, open(self.locust_dir / "stderr.txt", "wb") as err:
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=self.locust_dir,
+                    env=env,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                raise LoadError(
+                    f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`"
+                ) from None
+        self.proc = proc
+        (self.locust_dir / "locust.pid").write_text(f"{proc.pid}\n")
+        self.monitor = GeneratorMonitor(proc.pid)
+        if self.remote is not None and self.master is not None:
+            try:
+                self.remote.start(str(LOCUSTFILE), self.master[0], self.master[1], env, self.locust_dir)
+            except BaseException:
+                _signal_group(proc, signal.SIGKILL)
+                self.remote.stop(timeout_s=1.0)
+                raise
+
+    def _read_started(self) -> float | None:
+        f = self.locust_dir / "started_at"
+        return float(f.read_text()) if f.exists() else None
+
+    def wait(
+        self, stop_event: threading.Event | None = None, on_progress: Callable[[dict], None] | None = None
+    ) -> LocustExit:
+        """Watch Locust until it exits (progress once a second, stop requests, the wall-clock bound)."""
+        proc, monitor = self.proc, self.monitor
+        assert proc is not None and monitor is not None, "start() first"
+        timeout_s = self.scenario.workload.request_timeout_s
+        t_launch = time.monotonic()
+        tail, prog = SampleTail(self.samples_dir), Progress()
+        started_at: float | None = None
+        deadline = math.inf
+        interrupted = False
+        message: str | None = None
+        stop_sent_at: float | None = None  # monotonic time of our first stop request
+        term_sent_at: float | None = None
+        last_progress = 0.0
+        progress_failed = False
+        try:
+            while proc.poll() is None:
+                now_m = time.monotonic()
+                if started_at is None:
+                    started_at = self._read_started()
+                    if started_at is not None:
+                        deadline = now_m + self.wall_s
+                    elif now_m - t_launch > self.startup_timeout_s:
+                        _signal_group(proc, signal.SIGKILL)
+                        proc.wait()
+                        raise LoadError(
+                            f"Locust did not start the load within {self.startup_timeout_s:.0f} s",
+                            problems=[_why_dead(self.locust_dir)],
+                            fix=f"see {self.locust_dir}/locust.log; with load.workers > 0 check that local worker "
+                            "processes can connect",
+                        )
+                if stop_event is not None and stop_event.is_set() and stop_sent_at is None:
+                    interrupted = True
+                    stop_sent_at = now_m
+                    (self.locust_dir / "stop").touch()  # graceful: the shape drains in-flight requests, then quits
+                    if started_at is None:
+                        _signal_group(proc, signal.SIGTERM)
+                        term_sent_at = now_m
+                if stop_sent_at is not None and term_sent_at is None and now_m - stop_sent_at > timeout_s + 10:
+                    _signal_group(proc, signal.SIGTERM)
+                    term_sent_at = now_m
+                if started_at is not None and term_sent_at is None and now_m > deadline:
+                    message = f"Locust exceeded the wall-clock bound of {self.wall_s:.0f} s and was terminated"
+                    _signal_group(proc, signal.SIGTERM)
+                    term_sent_at = now_m
+                if term_sent_at is not None and now_m - term_sent_at > STOP_GRACE_S:
+                    _signal_group(proc, signal.SIGKILL)
+                if started_at is not None:
+                    monitor.poll()  # CPU of the Locust processes, at most once a second
+                if on_progress is not None and started_at is not None and now_m - last_progress >= 1.0:
+                    last_progress = now_m
+                    prog.add(tail.poll())
+                    progress_failed = self._progress(on_progress, prog, started_at, progress_failed)
+                time.sleep(0.2)
+        except BaseException:
+            # KeyboardInterrupt or our own LoadError: never leave Locust running behind us.
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+                try:
+                    proc.wait(STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait()
+            raise
+        finally:
+            remote_info = self.remote.stop() if self.remote is not None else []  # workers quit with the master
+        ended_at = time.time()
+        rc = proc.returncode
+        if started_at is None:
+            started_at = self._read_started()
+        if started_at is None:
+            if not interrupted:
+                raise LoadError(
+                    f"Locust exited (code {rc}) before starting the load",
+                    problems=[_why_dead(self.locust_dir)],
+                    fix=f"see {self.locust_dir}/locust.log and stderr.txt",
+                )
+            started_at = ended_at
+        if rc != 0 and message is None:
+            how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+            message = (
+                f"Locust {how} during the run; samples written until then were kept "
+                f"(see {self.locust_dir}/locust.log, stderr.txt)"
+            )
+        if rc != 0:
+            _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
+        return LocustExit(started_at, ended_at, rc, interrupted, message, remote_info)
+
+    def _progress(self, on_progress: Callable[[dict], None], prog: Progress, started_at: float, failed: bool) -> bool:
+        """One progress snapshot to the callback; returns whether it has failed (logged once, then quietly)."""
+        now = time.time()
+        el = now - started_at
+        i = stage_index(self.ends, el)
+        snap = {
+            "elapsed_s": round(el, 3),
+            "total_s": self.scenario.load.duration_s,
+            "stage": self.names[i] if i is not None else "drain",
+            "users": self.stages[i]["users"] if i is not None else 0,  # the shape's target
+            **prog.snapshot(now),
+        }
+        try:
+            on_progress(snap)
+        except Exception:  # a broken renderer must not kill the run
+            if not failed:
+                log.exception("on_progress callback failed; continuing without it")
+            return True
+        return failed
+
+
+def merge_load(
+    scenario: Scenario, run_dir: Path, prepared: Prepared, ended: LocustExit, monitor: GeneratorMonitor
+) -> LoadResult:
+    """The sample files of every Locust process → samples.parquet, with Locust's own totals and the generator's
+    health beside them: the load stage's result."""
+    ld = scenario.load
+    stages = [s.model_dump() for s in ld.stages]
+    samples_path = run_dir / "samples.parquet"
+    n, errs = merge_samples(
+        run_dir / "samples",
+        samples_path,
+        started_at=ended.started_at,
+        warmup_s=ld.warmup_s,
+        stage_names=[s["name"] for s in stages],
+        stage_ends=stage_ends(stages),
+        cooldown_s=ld.cooldown_s,
+    )
+    lreq, lfail = read_locust_totals(run_dir / "locust")
+    generator, warnings = generator_report(
+        monitor,
+        run_dir / "locust",
+        samples_path,
+        capped=bool(
+            (ld.arrival and ld.arrival.max_concurrency)
+            or (scenario.workload.trace and scenario.workload.trace.max_concurrency)
+        ),
+    )
+    return LoadResult(
+        started_at=ended.started_at,
+        warmup_end=ended.started_at + ld.warmup_s,
+        ended_at=ended.ended_at,
+        samples_path=samples_path,
+        requests=n,
+        errors=errs,
+        locust_requests=lreq,
+        locust_failures=lfail,
+        exit_code=ended.exit_code,
+        interrupted=ended.interrupted,
+        message=ended.message,
+        stats_end=stats_end_at(ended.started_at, ended.ended_at, ld.duration_s, ld.cooldown_s),
+        workload=prepared.info,
+        generator=generator,
+        warnings=warnings,
+        remote_workers=ended.remote_workers,
+    )
+
+
 def run_load(
     scenario: Scenario,
     base_url: str,
@@ -257,193 +502,18 @@ def run_load(
     ]:
         stale.unlink(missing_ok=True)  # a reused run_dir must not mix in an earlier run's samples
     prepared = prepare_workload(scenario)
-
     if api_key is None and scenario.target.api_key_env:
         api_key = os.environ.get(scenario.target.api_key_env)
-    config_path = locust_dir / "config.json"
-    config_path.write_text(json.dumps(build_config(scenario, run_dir, prepared), indent=2))
-
-    ld = scenario.load
-    stages = [s.model_dump() for s in ld.stages]
-    names, ends = [s["name"] for s in stages], stage_ends(stages)
-    total_s = ld.duration_s
-    # Hard bound: stages + drain (in-flight requests, stats catch-up) + slack; then SIGTERM, then SIGKILL.
-    wall_s = total_s + scenario.workload.request_timeout_s + 15.0 + 30.0
-
-    remote = None
-    master = None
-    if ld.worker_hosts == "ray":  # load.worker_hosts: Locust workers as Ray actors on the cluster's nodes
-        from harness.load.ray_workers import RayLocustWorkers
-
-        master = (master_host or "127.0.0.1", _free_port())
-        remote = RayLocustWorkers(ld.workers, ld.worker_nodes, master_host)
-        startup_timeout_s = max(startup_timeout_s, 90.0)
-    cmd = locust_command(scenario, base_url, locust_dir, master)
-    (locust_dir / "command.txt").write_text(" ".join(cmd) + "\n")
-    with open(locust_dir / "stdout.txt", "wb") as out, open(locust_dir / "stderr.txt", "wb") as err:
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=locust_dir,
-                env=_child_env(config_path, api_key),
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as e:
-            raise LoadError(
-                f"could not start Locust: {e}", fix=f"check that {sys.executable} can run `-m locust`"
-            ) from None
-    (locust_dir / "locust.pid").write_text(f"{proc.pid}\n")
-    monitor = GeneratorMonitor(proc.pid)
-    if remote is not None:
-        try:
-            remote.start(str(LOCUSTFILE), master[0], master[1], _child_env(config_path, api_key), locust_dir)
-        except BaseException:
-            _signal_group(proc, signal.SIGKILL)
-            remote.stop(timeout_s=1.0)
-            raise
-
-    started_file = locust_dir / "started_at"
-    t_launch = time.monotonic()
-    tail, prog = SampleTail(samples_dir), Progress()
-    started_at: float | None = None
-    interrupted = False
-    message: str | None = None
-    stop_sent_at: float | None = None  # monotonic time of our first stop request
-    term_sent_at: float | None = None
-    last_progress = 0.0
-    progress_failed = False
-    try:
-        while proc.poll() is None:
-            now_m = time.monotonic()
-            if started_at is None:
-                if started_file.exists():
-                    started_at = float(started_file.read_text())
-                    deadline = now_m + wall_s
-                elif now_m - t_launch > startup_timeout_s:
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait()
-                    raise LoadError(
-                        f"Locust did not start the load within {startup_timeout_s:.0f} s",
-                        problems=[_why_dead(locust_dir)],
-                        fix=f"see {locust_dir}/locust.log; with load.workers > 0 check that local worker "
-                        "processes can connect",
-                    )
-            if stop_event is not None and stop_event.is_set() and stop_sent_at is None:
-                interrupted = True
-                stop_sent_at = now_m
-                (locust_dir / "stop").touch()  # graceful: the shape drains in-flight requests, then quits
-                if started_at is None:
-                    _signal_group(proc, signal.SIGTERM)
-                    term_sent_at = now_m
-            if (
-                stop_sent_at is not None
-                and term_sent_at is None
-                and now_m - stop_sent_at > scenario.workload.request_timeout_s + 10
-            ):
-                _signal_group(proc, signal.SIGTERM)
-                term_sent_at = now_m
-            if started_at is not None and term_sent_at is None and now_m > deadline:
-                message = f"Locust exceeded the wall-clock bound of {wall_s:.0f} s and was terminated"
-                _signal_group(proc, signal.SIGTERM)
-                term_sent_at = now_m
-            if term_sent_at is not None and now_m - term_sent_at > STOP_GRACE_S:
-                _signal_group(proc, signal.SIGKILL)
-            if started_at is not None:
-                monitor.poll()  # CPU of the Locust processes, at most once a second
-            if on_progress is not None and started_at is not None and now_m - last_progress >= 1.0:
-                last_progress = now_m
-                prog.add(tail.poll())
-                now = time.time()
-                el = now - started_at
-                i = stage_index(ends, el)
-                snap = {
-                    "elapsed_s": round(el, 3),
-                    "total_s": total_s,
-                    "stage": names[i] if i is not None else "drain",
-                    "users": stages[i]["users"] if i is not None else 0,  # the shape's target
-                    **prog.snapshot(now),
-                }
-                try:
-                    on_progress(snap)
-                except Exception:  # a broken renderer must not kill the run
-                    if not progress_failed:
-                        log.exception("on_progress callback failed; continuing without it")
-                    progress_failed = True
-            time.sleep(0.2)
-    except BaseException:
-        # KeyboardInterrupt or our own LoadError: never leave Locust running behind us.
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        raise
-    finally:
-        remote_info = remote.stop() if remote is not None else []  # workers quit with the master; bounded
-    ended_at = time.time()
-    rc = proc.returncode
-
-    if started_at is None:
-        if started_file.exists():
-            started_at = float(started_file.read_text())
-        elif interrupted:
-            started_at = ended_at
-        else:
-            raise LoadError(
-                f"Locust exited (code {rc}) before starting the load",
-                problems=[_why_dead(locust_dir)],
-                fix=f"see {locust_dir}/locust.log and stderr.txt",
-            )
-    if rc != 0 and message is None:
-        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
-        message = (
-            f"Locust {how} during the run; samples written until then were kept "
-            f"(see {locust_dir}/locust.log, stderr.txt)"
-        )
-    if rc != 0:
-        _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
-
-    samples_path = run_dir / "samples.parquet"
-    n, errs = merge_samples(
-        samples_dir,
-        samples_path,
-        started_at=started_at,
-        warmup_s=ld.warmup_s,
-        stage_names=names,
-        stage_ends=ends,
-        cooldown_s=ld.cooldown_s,
+    locust = LocustProcess(
+        scenario,
+        base_url,
+        run_dir,
+        prepared,
+        api_key=api_key,
+        startup_timeout_s=startup_timeout_s,
+        master_host=master_host,
     )
-    lreq, lfail = read_locust_totals(locust_dir)
-    generator, warnings = generator_report(
-        monitor,
-        locust_dir,
-        samples_path,
-        capped=bool(
-            (ld.arrival and ld.arrival.max_concurrency)
-            or (scenario.workload.trace and scenario.workload.trace.max_concurrency)
-        ),
-    )
-    stats_end = stats_end_at(started_at, ended_at, total_s, ld.cooldown_s)
-    return LoadResult(
-        started_at=started_at,
-        warmup_end=started_at + ld.warmup_s,
-        ended_at=ended_at,
-        samples_path=samples_path,
-        requests=n,
-        errors=errs,
-        locust_requests=lreq,
-        locust_failures=lfail,
-        exit_code=rc,
-        interrupted=interrupted,
-        message=message,
-        stats_end=stats_end,
-        workload=prepared.info,
-        generator=generator,
-        warnings=warnings,
-        remote_workers=remote_info,
-    )
+    locust.start()
+    ended = locust.wait(stop_event, on_progress)
+    assert locust.monitor is not None
+    return merge_load(scenario, run_dir, prepared, ended, locust.monitor)

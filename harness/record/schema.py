@@ -43,7 +43,9 @@ class _Sparse(_Strict):
     def _serialize(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         out = handler(self)
         alias = info.by_alias is not False
-        keep = {(f.alias or n) if alias else n for n, f in type(self).model_fields.items() if n in self.model_fields_set}
+        keep = {
+            (f.alias or n) if alias else n for n, f in type(self).model_fields.items() if n in self.model_fields_set
+        }
         return {k: v for k, v in out.items() if k in keep}
 
 
@@ -57,18 +59,18 @@ class DistStats(_Sparse):
     p90: float | None = None
     p95: float | None = None
     p99: float | None = None
-    p99_9: float | None = Field(None, alias="p99.9")
+    p99_9: float | None = Field(default=None, alias="p99.9")
     max: float | None = None
     min: float | None = None
     mean: float | None = None
-    count: float | None = Field(None, description="Values in the distribution.")
+    count: float | None = Field(default=None, description="Values in the distribution.")
 
 
 class Bunching(_Strict):
     events: int = Field(..., description="SSE events received.")
     multi_token_event_frac: float = Field(..., description="Share of events that carried several tokens.")
     sub_ms_gap_frac: float = Field(..., description="Share of gaps between events under 0.5 ms.")
-    token_count_source: str | None = Field(None, description="usage | tokenizer | events.")
+    token_count_source: str | None = Field(default=None, description="usage | tokenizer | events.")
     bunched: bool = Field(..., description="The streams arrived bunched (either share above its threshold).")
 
 
@@ -76,7 +78,7 @@ class Goodput(_Strict):
     criteria: dict[str, float] = Field(default_factory=dict, description="Scenario `goodput:` bounds (ms).")
     total: float = Field(..., description="Requests that succeeded and met every criterion.")
     rate: float = Field(..., description="Good requests per second of the measured window.")
-    attainment: float | None = Field(None, description="Good requests / all post-warmup requests.")
+    attainment: float | None = Field(default=None, description="Good requests / all post-warmup requests.")
     requests: int = Field(..., description="Post-warmup requests.")
 
 
@@ -84,29 +86,28 @@ class ClientStats(_Sparse):
     """summary.json `client`: statistics over the post-warmup samples (a block or count is absent where the run
     had nothing to compute it from, e.g. `ttft_from_send_ms` outside open loop)."""
 
-    latency_from: Literal["send", "scheduled arrival"] | None = Field(
-        None, description="Where ttft/e2e count from: the send, or (open loop) the scheduled arrival."
+    latency_from: Literal["send", "scheduled arrival"] | None = Field(default=None, description="Where ttft/e2e count from: the send, or (open loop) the scheduled arrival."
     )
     ttft_ms: DistStats | None = None
-    ttft_content_ms: DistStats | None = Field(None, description="Time to the first content token.")
-    itl_ms: DistStats | None = Field(None, description="Per token (tokens per SSE event counted).")
-    chunk_gap_ms: DistStats | None = Field(None, description="Per SSE event.")
+    ttft_content_ms: DistStats | None = Field(default=None, description="Time to the first content token.")
+    itl_ms: DistStats | None = Field(default=None, description="Per token (tokens per SSE event counted).")
+    chunk_gap_ms: DistStats | None = Field(default=None, description="Per SSE event.")
     tpot_ms: DistStats | None = None
     e2e_ms: DistStats | None = None
-    ttft_from_send_ms: DistStats | None = Field(None, description="Open loop: TTFT from the send.")
-    e2e_from_send_ms: DistStats | None = Field(None, description="Open loop: e2e from the send.")
+    ttft_from_send_ms: DistStats | None = Field(default=None, description="Open loop: TTFT from the send.")
+    e2e_from_send_ms: DistStats | None = Field(default=None, description="Open loop: e2e from the send.")
     stream_bunching: Bunching | None = None
-    goodput: Goodput | None = Field(None, description="With scenario `goodput:` criteria.")
-    dropped_arrivals: int | None = Field(None, description="Open-loop arrivals never sent (failed requests).")
+    goodput: Goodput | None = Field(default=None, description="With scenario `goodput:` criteria.")
+    dropped_arrivals: int | None = Field(default=None, description="Open-loop arrivals never sent (failed requests).")
     dropped_fraction: float | None = None
-    requests: int | None = Field(None, description="Post-warmup requests (failed ones included).")
+    requests: int | None = Field(default=None, description="Post-warmup requests (failed ones included).")
     errors: int | None = None
     errors_by_class: dict[str, int] | None = None
     error_rate: float | None = None
     output_tokens: float | None = None
     output_tokens_per_s: float | None = None
-    requests_per_s: float | None = Field(None, description="Successful requests per second.")
-    duration_s: float | None = Field(None, description="The measured window (post-warmup, pre-cooldown).")
+    requests_per_s: float | None = Field(default=None, description="Successful requests per second.")
+    duration_s: float | None = Field(default=None, description="The measured window (post-warmup, pre-cooldown).")
     warmup_requests: int | None = None
     cooldown_requests: int | None = None
 
@@ -117,25 +118,25 @@ class ClientStats(_Sparse):
 class ServerStat(_Sparse):
     """One server signal's statistics in canonical units; which ones a block has depends on the signal's kind."""
 
-    # gauges (and histogram quantiles)
-    max: float | None = None
-    min: float | None = None
-    mean: float | None = None
+    # gauges and histograms (quantiles: a histogram's are interpolated inside its buckets)
     p50: float | None = None
     p90: float | None = None
     p95: float | None = None
     p99: float | None = None
-    p99_9: float | None = Field(None, alias="p99.9")
-    last: float | None = Field(None, description="Gauge: the last value in the window.")
-    samples: float | None = Field(None, description="Gauge: points in the window.")
+    p99_9: float | None = Field(default=None, alias="p99.9")
+    max: float | None = None
+    min: float | None = None
+    mean: float | None = None
+    last: float | None = Field(default=None, description="Gauge: the last value in the window.")
+    samples: float | None = Field(default=None, description="Gauge: points in the window.")
     # counters
-    total: float | None = Field(None, description="Counter: increase after the warmup.")
-    total_run: float | None = Field(None, description="Counter: increase from load start.")
-    total_stats_window: float | None = Field(None, description="Counter: increase within the stats window.")
-    rate: float | None = Field(None, description="Counter: per second of the stats window.")
+    total: float | None = Field(default=None, description="Counter: increase after the warmup.")
+    total_run: float | None = Field(default=None, description="Counter: increase from load start.")
+    total_stats_window: float | None = Field(default=None, description="Counter: increase within the stats window.")
+    rate: float | None = Field(default=None, description="Counter: per second of the stats window.")
     # histograms
-    count: float | None = Field(None, description="Histogram: observations after the warmup.")
-    count_run: float | None = Field(None, description="Histogram: observations from load start.")
+    count: float | None = Field(default=None, description="Histogram: observations after the warmup.")
+    count_run: float | None = Field(default=None, description="Histogram: observations from load start.")
     # ratios of counters (e.g. prefix-cache hit rate)
     value: float | None = None
     value_run: float | None = None
@@ -159,18 +160,18 @@ class SLOResult(_Strict):
     stat: str = Field(..., description="Statistic, e.g. p95.")
     op: str = Field(..., description="Comparison operator.")
     threshold: float = Field(..., description="Threshold in canonical units (`unit`).")
-    observed: float | None = Field(None, description="Observed value in canonical units; null = no data (fails).")
+    observed: float | None = Field(default=None, description="Observed value in canonical units; null = no data (fails).")
     passed: bool = Field(..., description="Whether the SLO held.")
     source: str = Field(..., description="Where the value came from: client samples or the Prometheus series.")
     unit: str = Field(..., description="ms | fraction | per_s | '' (count).")
-    reason: str = Field("", description="Why it failed, empty when passed.")
-    scope: str | None = Field(None, description="`@<stage>` or `@steady`: the SLO held over that part of the run.")
+    reason: str = Field(default="", description="Why it failed, empty when passed.")
+    scope: str | None = Field(default=None, description="`@<stage>` or `@steady`: the SLO held over that part of the run.")
 
 
 class Summary(_Strict):
     _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized"})
 
-    schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
     scenario: str = Field(..., description="Scenario name.")
     status: Status = Field(..., description="How the run ended.")
@@ -192,11 +193,9 @@ class Summary(_Strict):
         default_factory=dict, description="Client vs server cross-checks (harness/record/summary.py `reconcile`)."
     )
     warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
-    measure_only: bool = Field(
-        False, description="The run only measured (no SLOs; scenario measure_only or --measure-only)."
+    measure_only: bool = Field(default=False, description="The run only measured (no SLOs; scenario measure_only or --measure-only)."
     )
-    load_failure: str | None = Field(
-        None,
+    load_failure: str | None = Field(default=None,
         description="Why the load itself failed (run not completed, no request measured, or more than half of "
         "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).",
     )
@@ -206,15 +205,12 @@ class Summary(_Strict):
         "(the bucket each quantile lies in, upper null = +Inf; the quantile itself is a linear guess inside it) and "
         "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).",
     )
-    autoscaling: dict[str, Any] | None = Field(
-        None, description="Replicas against the load stages (harness/slo/autoscaling.py `analyze`); null: no series."
+    autoscaling: dict[str, Any] | None = Field(default=None, description="Replicas against the load stages (harness/slo/autoscaling.py `analyze`); null: no series."
     )
-    scopes: dict[str, ScopeStats] | None = Field(None, description="Per SLO scope (`@stage`, `@steady`): its stats.")
-    faults: list[dict[str, Any]] | None = Field(
-        None, description="Scenario `faults:`: what fired when, and the recovery (harness/run/faults.py)."
+    scopes: dict[str, ScopeStats] | None = Field(default=None, description="Per SLO scope (`@stage`, `@steady`): its stats.")
+    faults: list[dict[str, Any]] | None = Field(default=None, description="Scenario `faults:`: what fired when, and the recovery (harness/run/faults.py)."
     )
-    unrecognized: dict[str, Any] | None = Field(
-        None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
+    unrecognized: dict[str, Any] | None = Field(default=None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
     )
 
 
@@ -222,33 +218,32 @@ class Summary(_Strict):
 
 
 class Timeline(_Strict):
-    created_at: float | None = Field(None, description="Epoch seconds: the run folder was created.")
-    stack_ready_at: float | None = Field(None, description="Ray and Prometheus reachable, Ray targets UP.")
-    deployed_at: float | None = Field(None, description="The endpoint answered /v1/models with the model.")
-    load_started_at: float | None = Field(None, description="Load shape t=0.")
-    warmup_end_at: float | None = Field(None, description="Statistics start here.")
-    load_ended_at: float | None = Field(None, description="Load stopped.")
-    scrape_ended_at: float | None = Field(None, description="Server series fetched.")
-    finished_at: float | None = Field(None, description="Record finalised.")
+    created_at: float | None = Field(default=None, description="Epoch seconds: the run folder was created.")
+    stack_ready_at: float | None = Field(default=None, description="Ray and Prometheus reachable, Ray targets UP.")
+    deployed_at: float | None = Field(default=None, description="The endpoint answered /v1/models with the model.")
+    load_started_at: float | None = Field(default=None, description="Load shape t=0.")
+    warmup_end_at: float | None = Field(default=None, description="Statistics start here.")
+    load_ended_at: float | None = Field(default=None, description="Load stopped.")
+    scrape_ended_at: float | None = Field(default=None, description="Server series fetched.")
+    finished_at: float | None = Field(default=None, description="Record finalised.")
 
 
 class Owner(_Strict):
-    pid: int | None = Field(None, description="Process that writes the folder.")
-    host: str | None = Field(None, description="Host it runs on.")
+    pid: int | None = Field(default=None, description="Process that writes the folder.")
+    host: str | None = Field(default=None, description="Host it runs on.")
 
 
 class RunRecord(_Strict):
     _omit_if_none = frozenset({"alerts", "faults", "unrecognized"})
 
-    schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
-    status: RunStatus = Field(
-        "running", description="`running` in a folder nobody is writing means the run died before finishing."
+    status: RunStatus = Field(default="running", description="`running` in a folder nobody is writing means the run died before finishing."
     )
-    error: str | None = Field(None, description="What stopped the run, when it failed.")
-    harness_version: str | None = Field(None, description="harness package version.")
-    git_commit: str | None = Field(None, description="harness git commit (-dirty when modified).")
-    scenario_file: str | None = Field(None, description="Path the scenario was loaded from.")
+    error: str | None = Field(default=None, description="What stopped the run, when it failed.")
+    harness_version: str | None = Field(default=None, description="harness package version.")
+    git_commit: str | None = Field(default=None, description="harness git commit (-dirty when modified).")
+    scenario_file: str | None = Field(default=None, description="Path the scenario was loaded from.")
     scenario: dict[str, Any] = Field(..., description="The fully resolved scenario (defaults filled in).")
     labels: dict[str, str] = Field(default_factory=dict, description="`--label k=v`: what the run is (e.g. ray=2.60).")
     owner: Owner = Field(default_factory=Owner, description="Who writes the folder: tells a live run from a dead one.")
@@ -272,9 +267,8 @@ class RunRecord(_Strict):
     )
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
     node_stats: dict[str, Any] = Field(default_factory=dict, description="Node-level signals per node.")
-    alerts: list[dict[str, Any]] | None = Field(None, description="Alerts the local Alertmanager delivered.")
-    faults: list[dict[str, Any]] | None = Field(None, description="Scenario `faults:`: what fired, the recovery.")
+    alerts: list[dict[str, Any]] | None = Field(default=None, description="Alerts the local Alertmanager delivered.")
+    faults: list[dict[str, Any]] | None = Field(default=None, description="Scenario `faults:`: what fired, the recovery.")
     files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder: file → what it is.")
-    unrecognized: dict[str, Any] | None = Field(
-        None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
+    unrecognized: dict[str, Any] | None = Field(default=None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
     )

@@ -30,13 +30,18 @@ def load_data(run_dir: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
 
 
 def render_all(
-    run: dict, summary: dict | None, samples: pd.DataFrame | None = None, series: pd.DataFrame | None = None
+    run: RunRecord,
+    summary: Summary | None,
+    samples: pd.DataFrame | None = None,
+    series: pd.DataFrame | None = None,
 ) -> dict[str, str]:
-    """Every report as {file name: text} (pure)."""
+    """Every report as {file name: text} (pure). report.md and junit.xml read the typed record; report.html
+    reads its JSON form (the same data, as the file has it)."""
+    summary_d = summary.model_dump(mode="json") if summary is not None else None
     return {
         "report.md": render_markdown(run, summary),
         "junit.xml": render_junit(run, summary),
-        "report.html": render_html(run, summary, samples, series),
+        "report.html": render_html(run.model_dump(mode="json"), summary_d, samples, series),
     }
 
 
@@ -44,8 +49,7 @@ def write_reports(run_dir: Path, run: RunRecord, summary: Summary | None) -> lis
     """Render every report of a run folder from its typed record; returns the files written."""
     samples, series = load_data(run_dir)
     written = []
-    run_d, summary_d = run.model_dump(mode="json"), summary.model_dump(mode="json") if summary is not None else None
-    for name, text in render_all(run_d, summary_d, samples, series).items():
+    for name, text in render_all(run, summary, samples, series).items():
         write_text(run_dir / name, text)
         written.append(name)
     return written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from rich.console import Console
 from rich.table import Table
 
@@ -17,7 +19,7 @@ def print_comparison(result: dict, console: Console) -> None:
         console.print(f"{'base' if i == 0 else f'new {i}'}: {r['run_id']} {labels}  [dim]{r['environment']}[/]")
     for c in result["comparisons"]:
         t = Table(title=f"{runs[c['new']]['label']} vs {runs[c['base']]['label']}", title_justify="left")
-        for col, j in (
+        cols: tuple[tuple[str, Literal["left", "right"]], ...] = (
             ("metric", "left"),
             ("base", "right"),
             ("new", "right"),
@@ -26,7 +28,8 @@ def print_comparison(result: dict, console: Console) -> None:
             ("MWU p", "right"),
             ("gate", "left"),
             ("", "left"),
-        ):
+        )
+        for col, j in cols:
             t.add_column(col, justify=j)
         for r in c["rows"]:
             if r["source"] == "server" and r["key"] not in KEY_SERVER and not r["rule"]:

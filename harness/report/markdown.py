@@ -2,92 +2,39 @@
 
 from __future__ import annotations
 
+from harness.record.schema import ClientStats, RunRecord, Summary
 from harness.report.fmt import fmt_ms, fmt_value
 
 
-def render_markdown(run: dict, summary: dict | None) -> str:
-    sc = run.get("scenario", {})
-    env = run.get("environment", {})
-    lines = [f"# {sc.get('name', '?')} — run `{run.get('run_id')}`", ""]
+def render_markdown(run: RunRecord, summary: Summary | None) -> str:
+    sc, env = run.scenario, run.environment
+    lines = [f"# {sc.get('name', '?')} — run `{run.run_id}`", ""]
     if summary is None:
         lines += [
-            f"**Status: {run.get('status')}** — no summary was written"
-            + (f": {run['error']}" if run.get("error") else "."),
+            f"**Status: {run.status}** — no summary was written" + (f": {run.error}" if run.error else "."),
             "",
         ]
         return "\n".join(lines)
-    verdict = summary["verdict"].upper()
-    failed = [s for s in summary["slos"] if not s["passed"]]
+    failed = [s for s in summary.slos if not s.passed]
     lines += [
-        f"**Verdict: {verdict}** ({len(summary['slos']) - len(failed)}/{len(summary['slos'])} SLOs passed; "
-        f"status {summary['status']})"
-        + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
-        + (f" — the load failed: {summary['load_failure']}" if summary.get("load_failure") else ""),
+        f"**Verdict: {summary.verdict.upper()}** ({len(summary.slos) - len(failed)}/{len(summary.slos)} SLOs passed; "
+        f"status {summary.status})"
+        + (" — measure-only run: no SLOs judged" if summary.measure_only else "")
+        + (f" — the load failed: {summary.load_failure}" if summary.load_failure else ""),
         "",
     ]
     if sc.get("description"):
         lines += [f"> {sc['description']}", ""]
     lines += ["## SLOs", "", "| | SLO | observed | threshold | source | why |", "|---|---|---|---|---|---|"]
-    for s in sorted(summary["slos"], key=lambda s: s["passed"]):  # failed first
-        mark = "✅" if s["passed"] else "❌"
-        obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
-        why = (s.get("reason") or "").replace("|", "\\|")
-        lines.append(
-            f"| {mark} | `{s['slo']}` | {obs} | {s['op']} {fmt_value(s['threshold'], s['unit'])} "
-            f"| {s['source']} | {why} |"
-        )
-    if summary.get("autoscaling"):
-        lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary["autoscaling"])
-    c = summary.get("client", {})
-    lines += [
-        "",
-        "## Client (raw samples, warmup excluded)",
-        "",
-        "| metric | p50 | p90 | p95 | p99 | max | mean |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    sched = " (from scheduled arrival)" if c.get("latency_from") == "scheduled arrival" else ""
-    for k, label in (
-        ("ttft_ms", "TTFT" + sched),
-        ("ttft_from_send_ms", "TTFT from send"),
-        ("ttft_content_ms", "TTFT, first content token"),
-        ("itl_ms", "ITL (per token)"),
-        ("chunk_gap_ms", "gap between SSE events"),
-        ("tpot_ms", "TPOT"),
-        ("e2e_ms", "E2E" + sched),
-        ("e2e_from_send_ms", "E2E from send"),
-    ):
-        d = c.get(k)
-        if d:
-            lines.append(
-                f"| {label} | "
-                + " | ".join(fmt_ms(d.get(s)) for s in ("p50", "p90", "p95", "p99", "max", "mean"))
-                + " |"
-            )
-    if c.get("dropped_arrivals"):
-        lines += ["", f"{c['dropped_arrivals']} open-loop arrivals were never sent (counted as failed requests)."]
-    lines += [
-        "",
-        f"Requests {c.get('requests', 0)} (errors {c.get('errors', 0)}"
-        + (
-            f": {', '.join(f'{k} {v}' for k, v in c.get('errors_by_class', {}).items())}"
-            if c.get("errors_by_class")
-            else ""
-        )
-        + f"), {c.get('requests_per_s') or 0:.1f} req/s, "
-        f"{c.get('output_tokens_per_s') or 0:.1f} output tok/s over {c.get('duration_s', 0):.1f} s.",
-    ]
-    g = c.get("goodput")
-    if g:
-        crit = ", ".join(f"{k} ≤ {v:g}" for k, v in g.get("criteria", {}).items())
-        att = "—" if g.get("attainment") is None else f"{100 * g['attainment']:.1f}%"
-        lines += [
-            "",
-            f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} "
-            f"({g['total']:.0f} of {g['requests']} requests).",
-        ]
-    srv = summary.get("server", {})
-    if srv:
+    for s in sorted(summary.slos, key=lambda s: s.passed):  # failed first
+        mark = "✅" if s.passed else "❌"
+        obs = fmt_value(s.observed, s.unit) if s.observed is not None else "no data"
+        why = s.reason.replace("|", "\\|")
+        lines.append(f"| {mark} | `{s.slo}` | {obs} | {s.op} {fmt_value(s.threshold, s.unit)} | {s.source} | {why} |")
+    if summary.autoscaling:
+        lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary.autoscaling)
+    lines += _client_lines(summary.client)
+    if summary.server:
         lines += [
             "",
             "## Server (Prometheus, through Ray's discovered targets)",
@@ -95,15 +42,18 @@ def render_markdown(run: dict, summary: dict | None) -> str:
             "| signal | series | stats |",
             "|---|---|---|",
         ]
-        for name, st in sorted(srv.items()):
-            series = summary.get("server_series", {}).get(name) or "—"
-            res = (summary.get("server_resolution") or {}).get(name) or {}
-            shown = ", ".join(f"{k} {v:.4g}{_bucket_text(res, k)}" for k, v in st.items() if k != "samples")
+        for name, st in sorted(summary.server.items()):
+            series = summary.server_series.get(name) or "—"
+            res = summary.server_resolution.get(name) or {}
+            stats = st.model_dump().items()
+            shown = ", ".join(
+                f"{k} {v:.4g}{_bucket_text(res, k)}" for k, v in stats if k != "samples" and v is not None
+            )
             lines.append(f"| {name} | `{series}` | {shown} |")
-    missing = [k for k, v in summary.get("server_series", {}).items() if v is None]
+    missing = [k for k, v in summary.server_series.items() if v is None]
     if missing:
         lines += ["", f"No series in Prometheus for: {', '.join(sorted(missing))}."]
-    rows = reconciliation_rows(summary.get("reconciliation") or {})
+    rows = reconciliation_rows(summary.reconciliation)
     if rows:
         lines += [
             "",
@@ -113,20 +63,63 @@ def render_markdown(run: dict, summary: dict | None) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in rows]
-    if summary.get("warnings"):
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
-    dur = run.get("stage_durations_s", {})
+    if summary.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary.warnings]
+    target = sc.get("target", {})
     lines += [
         "",
         "## Run",
         "",
         f"- harness {env.get('harness')} ({env.get('git_commit') or 'no git'}), Ray {env.get('ray')}, "
         f"vLLM {env.get('vllm') or '—'}, Python {env.get('python')}",
-        f"- target: {sc.get('target', {}).get('engine')} `{sc.get('target', {}).get('model')}` "
-        f"at {run.get('deployment', {}).get('base_url', '?')}",
-        "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in dur.items()),
+        f"- target: {target.get('engine')} `{target.get('model')}` at {run.deployment.get('base_url', '?')}",
+        "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.stage_durations_s.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _client_lines(c: ClientStats) -> list[str]:
+    lines = [
+        "",
+        "## Client (raw samples, warmup excluded)",
+        "",
+        "| metric | p50 | p90 | p95 | p99 | max | mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sched = " (from scheduled arrival)" if c.latency_from == "scheduled arrival" else ""
+    for d, label in (
+        (c.ttft_ms, "TTFT" + sched),
+        (c.ttft_from_send_ms, "TTFT from send"),
+        (c.ttft_content_ms, "TTFT, first content token"),
+        (c.itl_ms, "ITL (per token)"),
+        (c.chunk_gap_ms, "gap between SSE events"),
+        (c.tpot_ms, "TPOT"),
+        (c.e2e_ms, "E2E" + sched),
+        (c.e2e_from_send_ms, "E2E from send"),
+    ):
+        if d is not None:
+            lines.append(
+                f"| {label} | " + " | ".join(fmt_ms(v) for v in (d.p50, d.p90, d.p95, d.p99, d.max, d.mean)) + " |"
+            )
+    if c.dropped_arrivals:
+        lines += ["", f"{c.dropped_arrivals} open-loop arrivals were never sent (counted as failed requests)."]
+    by_class = c.errors_by_class or {}
+    lines += [
+        "",
+        f"Requests {c.requests or 0} (errors {c.errors or 0}"
+        + (f": {', '.join(f'{k} {v}' for k, v in by_class.items())}" if by_class else "")
+        + f"), {c.requests_per_s or 0:.1f} req/s, "
+        f"{c.output_tokens_per_s or 0:.1f} output tok/s over {c.duration_s or 0:.1f} s.",
+    ]
+    g = c.goodput
+    if g is not None:
+        crit = ", ".join(f"{k} ≤ {v:g}" for k, v in g.criteria.items())
+        att = "—" if g.attainment is None else f"{100 * g.attainment:.1f}%"
+        lines += [
+            "",
+            f"Goodput ({crit}): {g.rate:.2f} req/s, attainment {att} ({g.total:.0f} of {g.requests} requests).",
+        ]
+    return lines
 
 
 def autoscaling_lines(a: dict) -> list[str]:
@@ -188,7 +181,8 @@ def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
     for key, v in rec.items():
         if not isinstance(v, dict):
             continue
-        agrees = {True: "yes", False: "**no**"}.get(v.get("agree"), "—")
+        agree = v.get("agree")
+        agrees = "—" if agree is None else ("yes" if agree else "**no**")
         if key == "samples_vs_locust":
             rows.append(
                 (

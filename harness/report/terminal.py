@@ -6,12 +6,16 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from harness.report.fmt import fmt_value
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 
 def _console(stderr: bool = False, file=None) -> Console:
@@ -31,7 +35,7 @@ class RichUI:
     def __init__(self, quiet: bool = False, stream=None):
         self.quiet = quiet
         self.c = _console(file=stream) if stream else console
-        self._live = None
+        self._live: Live | None = None
         self._last_line_t = 0.0
 
     def run_dir(self, path: Path) -> None:

@@ -69,7 +69,7 @@ class RunContext:
         self.stop_event = threading.Event()
         self.current: str | None = None
         self.stage_errors: dict[str, str] = {}  # optional stages that failed (the run went on)
-        self._cleanups: list[Callable[[], None]] = []
+        self._cleanups: list[Callable[[], object]] = []
         self._old: dict[int, Any] = {}
         self.status: RunStatus = "running"
         self.exit_code: int | None = None
@@ -145,7 +145,7 @@ class RunContext:
         self.current = None
         return result
 
-    def cleanup(self, fn: Callable[[], None]) -> None:
+    def cleanup(self, fn: Callable[[], object]) -> None:
         self._cleanups.append(fn)
 
     def conclude(self, summary: Summary | None, load: LoadResult | None) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 from harness.load.prepare import workload_server_stats
 from harness.load.runner import LoadResult
 from harness.metrics.scrape import ScrapeResult, Window
-from harness.record.schema import ClientStats, Goodput, ScopeStats, ServerStat, Summary
+from harness.record.schema import ClientStats, Goodput, ScopeStats, ServerStat, Status, Summary
 from harness.record.summary import build_summary, reconcile
 from harness.run.faults import FaultInjector, recovery_series, recovery_signal
 from harness.scenario import Scenario
@@ -130,9 +130,7 @@ def evaluate_run(
         else None
     )
     scope_names = sorted({s.scope for s in map(parse_slo, scenario.slos) if s.scope})
-    scoped = {
-        sc: scoped_stats(sc, samples, rows, windows, window.stats_start, criteria or None) for sc in scope_names
-    }
+    scoped = {sc: scoped_stats(sc, samples, rows, windows, window.stats_start, criteria or None) for sc in scope_names}
     ctx = EvalContext(autoscaling=auto, scoped=scoped, max_replicas=scenario.target.autoscaling.max_replicas)
     verdicts = evaluate(scenario.slos, client.model_dump(), _dicts(server), dict(server_series), ctx)
     scopes = {k: ScopeStats.model_validate(v) for k, v in scoped.items()} or None
@@ -180,7 +178,7 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
     for v in ev.verdicts:  # a node fault without recovery: say why (e.g. pending placement), not "no series"
         if v.signal == "recovery_time" and v.observed is None and why_not:
             v.reason = f"no recovery: {why_not[0]}"
-    status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")  # Locust died
+    status: Status = "interrupted" if load.interrupted else ("failed" if load.exit_code != 0 else "completed")
     summary = build_summary(
         run_id=inp.run_id,
         scenario=scenario.name,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.scenario import Fault, Scenario
 
@@ -75,7 +77,8 @@ class RayReplicas:
 
         app = serve.status().applications.get(self.app)
         dep = app.deployments.get(deployment) if app else None
-        return int(dep.replica_states.get("RUNNING", 0)) if dep else 0
+        states: Mapping[Any, int] = dep.replica_states if dep else {}
+        return int(states.get("RUNNING", 0))
 
     def kill(self, name: str, namespace: str) -> None:
         import ray
@@ -148,13 +151,14 @@ class FaultInjector:
 
     def _run(self) -> None:
         try:
-            if not self._sleep_until(
+            started = self._sleep_until(
                 lambda: _read_float(self.started_file) is not None, time.monotonic() + START_WAIT_S
-            ):
+            )
+            t0 = _read_float(self.started_file) if started else None
+            if t0 is None:
                 for e in self.events:
                     e.error = e.error or "the load never started: fault not injected"
                 return
-            t0 = _read_float(self.started_file)
             for i, f in self.faults:
                 ev = self.events[i]
                 if not self._sleep_until(lambda due=t0 + f.at_s: time.time() >= due, time.monotonic() + f.at_s + 5.0):
@@ -198,6 +202,13 @@ class FaultInjector:
             return
         self._watch_recovery(f, ev, dep, set(ev.killed))
 
+    @property
+    def replicas(self) -> RayReplicas:
+        """The app's replicas (`_fire` checked there is an app)."""
+        if self.ray is None:
+            raise RuntimeError("no Serve app to inject faults into")
+        return self.ray
+
     def _fire_node(self, f: Fault, ev: FaultEvent) -> None:
         from harness.stack import multinode
 
@@ -211,8 +222,8 @@ class FaultInjector:
                 ev.error = f"app {self.app!r} has several deployments: name one in `deployment:`"
                 return
             ev.deployment = dep
-            ev.replicas_before = self.ray.running(dep)
-            by_node = self.ray.on_node(dep)
+            ev.replicas_before = self.replicas.running(dep)
+            by_node = self.replicas.on_node(dep)
             if f.node is not None:
                 w = c.worker(f.node)
             else:  # the worker holding the first replica (by name), else worker 0
@@ -252,7 +263,7 @@ class FaultInjector:
             ev.error = f"partition_node: could not bring {w.veth} up again: {e}"
 
     def _only_deployment(self) -> str | None:
-        deps = self.ray.deployments()
+        deps = self.replicas.deployments()
         return deps[0] if len(deps) == 1 else None
 
     def _watch_recovery(self, f: Fault, ev: FaultEvent, dep: str, killed: set[str], also=None) -> None:
@@ -262,12 +273,14 @@ class FaultInjector:
             if also is not None and not also():
                 return False
             try:
-                live = [n for n, _ in self.ray.alive(dep) if n not in killed]
-                running = self.ray.running(dep)
+                live = [n for n, _ in self.replicas.alive(dep) if n not in killed]
+                running = self.replicas.running(dep)
             except Exception:  # noqa: BLE001 — the state API can time out under load: poll again
                 return False
-            ev.min_replicas_seen = min(ev.min_replicas_seen, len(live), running)
-            return len(live) >= ev.replicas_before and running >= ev.replicas_before
+            seen = [n for n in (ev.min_replicas_seen, len(live), running) if n is not None]
+            ev.min_replicas_seen = min(seen)
+            before = ev.replicas_before or 0
+            return len(live) >= before and running >= before
 
         # A recovery is only measured after a visible drop; Serve may report the dead replica as RUNNING briefly.
         if self._sleep_until(back, time.monotonic() + f.recovery_timeout_s, until_load_done=False):

@@ -8,14 +8,14 @@ from typing import Any
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
-from harness.load.runner import run_load
 from harness.errors import EXIT_BAD_INPUT
+from harness.load.runner import run_load
 from harness.metrics.scrape import ScrapeResult, Window, scrape_run
 from harness.record.environment import environment
 from harness.run.context import UI, RunContext
 from harness.run.evaluate import EvaluateInputs, evaluate_stage
-from harness.run.recorder import Recorder
 from harness.run.faults import start_faults
+from harness.run.recorder import Recorder
 from harness.scenario import Scenario
 from harness.stack import ray_client
 from harness.stack.alerts import start_receiver
@@ -99,7 +99,9 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
         window = Window(load.started_at, load.warmup_end, load.stats_end or load.ended_at)  # stats end at the cooldown
         scraped = None  # an interrupted run is not scraped; a lost Prometheus (optional stage) leaves client verdicts
         if not load.interrupted:
-            scraped = ctx.stage("scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window), optional=True)
+            scraped = ctx.stage(
+                "scrape", lambda: scrape_run(stack.prometheus_url, scenario, dep, window), optional=True
+            )
         if scraped is not None:
             rec.record_scrape(scraped, _node_stats(stack, scraped, window))
 
@@ -142,7 +144,9 @@ def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stag
                 f"GPU(s), but {why}",
                 fix="`harness down`, then run again (or `harness up` with matching --workers)",
             )
-        return current or multinode.start_for(cluster)
+        started = current or multinode.start_for(cluster)
+        assert isinstance(started, stack_stage.Stack)
+        return started
     return current or stack_stage.start_local_stack()
 
 

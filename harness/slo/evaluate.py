@@ -6,8 +6,6 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -73,14 +71,15 @@ def bunching(ok: pd.DataFrame) -> dict | None:
     multi = float(ok["multi_token_events"].fillna(0).sum()) if "multi_token_events" in ok else 0.0
     gaps = _flat(ok, "chunk_gap_ms")
     src = ok["token_count_source"].dropna().value_counts() if "token_count_source" in ok else pd.Series(dtype=int)
-    out = {
+    multi_frac = multi / events if events else 0.0
+    sub_ms_frac = float((gaps < _SUB_MS).mean()) if gaps.size else 0.0
+    return {
         "events": int(events),
-        "multi_token_event_frac": multi / events if events else 0.0,
-        "sub_ms_gap_frac": float((gaps < _SUB_MS).mean()) if gaps.size else 0.0,
+        "multi_token_event_frac": multi_frac,
+        "sub_ms_gap_frac": sub_ms_frac,
         "token_count_source": str(src.index[0]) if len(src) else None,
+        "bunched": multi_frac > BUNCHED_EVENT_FRAC or sub_ms_frac > BUNCHED_GAP_FRAC,
     }
-    out["bunched"] = out["multi_token_event_frac"] > BUNCHED_EVENT_FRAC or out["sub_ms_gap_frac"] > BUNCHED_GAP_FRAC
-    return out
 
 
 def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:

@@ -254,11 +254,10 @@ def test_measure_only_must_be_explicit_and_alone(runner, tmp_path):
 
 
 def test_summary_verdicts():
+    from harness.record.schema import ClientStats, RunRecord
     from harness.record.summary import build_summary
     from harness.report.junit import render_junit
     from harness.report.markdown import render_markdown
-
-    from harness.record.schema import ClientStats
 
     ok = ClientStats(requests=10, errors=0, error_rate=0.0)
     bad = ClientStats(requests=10, errors=10, error_rate=1.0, errors_by_class={"HTTP 500": 10})
@@ -269,9 +268,7 @@ def test_summary_verdicts():
     assert f.verdict == "fail" and "every request failed" in f.warnings[0]
     n = build_summary(status="completed", verdicts=[], client=ok, **kw)
     assert n.verdict == "fail" and "no SLOs were judged" in n.warnings[0]  # a library caller gets no free PASS
-    run = {"run_id": "r", "scenario": {"name": "s"}}
-    assert 'failures="1"' in render_junit(run, f.model_dump(mode="json")) and "load worked" in render_junit(
-        run, f.model_dump(mode="json")
-    )
-    assert 'tests="0"' in render_junit(run, m.model_dump(mode="json"))
-    assert "measure-only run" in render_markdown(run, m.model_dump(mode="json"))
+    run = RunRecord(run_id="r", scenario={"name": "s"})
+    assert 'failures="1"' in render_junit(run, f) and "load worked" in render_junit(run, f)
+    assert 'tests="0"' in render_junit(run, m)
+    assert "measure-only run" in render_markdown(run, m)

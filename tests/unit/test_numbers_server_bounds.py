@@ -4,6 +4,7 @@ import math
 
 from harness.metrics.mathx import histogram_quantile, quantile_bucket
 from harness.metrics.scrape import ScrapeResult
+from harness.record.schema import RunRecord, Summary
 from harness.report.markdown import render_markdown
 from harness.run.evaluate import server_resolution
 
@@ -59,5 +60,5 @@ def test_summary_and_report_show_bounds_and_flag_midpoint_means():
     assert (
         res["server_itl"]["quantile_buckets_ms"]["p50"] == [0.0, 10.0] and "midpoint" in res["server_itl"]["mean_note"]
     )
-    md = render_markdown({"run_id": "r"}, _summary(res))
+    md = render_markdown(RunRecord(run_id="r", scenario={}), Summary.model_validate(_summary(res)))
     assert "p50 5.4 [0–10]" in md and "p99.9 50 [50–∞]" in md and "mean 6.1 (from bucket midpoints)" in md

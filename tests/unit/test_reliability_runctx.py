@@ -15,10 +15,10 @@ import pytest
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, StackError
 from harness.record.schema import Summary
-from harness.run.recorder import Recorder
 from harness.record.store import run_state
 from harness.run.context import NullUI, RunContext, leftover_pgids, reap_leftovers
 from harness.run.faults import FaultEvent, FaultInjector, fault_report, recovery_signal, recovery_stats
+from harness.run.recorder import Recorder
 from harness.scenario import Fault
 
 

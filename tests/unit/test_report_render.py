@@ -18,12 +18,18 @@ XSD = Path(__file__).resolve().parent.parent / "fixtures" / "junit" / "junit.xsd
 
 
 def record(name):
+    """The stored files as JSON (what report.html reads)."""
     d = REC / name
     return json.loads((d / "run.json").read_text()), json.loads((d / "summary.json").read_text()), *load_data(d)
 
 
+def typed(name):
+    """The stored record, upgraded and typed (what report.md, junit.xml and render_all read)."""
+    return (*read_record(REC / name), *load_data(REC / name))
+
+
 def test_markdown_step_shows_scale_up_time_and_churn():
-    run, summary, *_ = record("step-autoscale")
+    run, summary, *_ = typed("step-autoscale")
     md = render_markdown(run, summary)
     assert "## Autoscaling" in md and "scale-up (`step`)" in md and "1 → 3" in md
     assert re.search(r"\| \d+\.\d s \|", md)  # the time to reach the target
@@ -31,7 +37,7 @@ def test_markdown_step_shows_scale_up_time_and_churn():
 
 
 def test_markdown_capped_lists_failed_slo_first_with_reason():
-    run, summary, *_ = record("autoscale-capped")
+    run, summary, *_ = typed("autoscale-capped")
     md = render_markdown(run, summary)
     rows = [line for line in md.splitlines() if line.startswith("| ✅") or line.startswith("| ❌")]
     assert rows[0].startswith("| ❌ | `replicas.max >= 3`")
@@ -86,27 +92,28 @@ def test_html_failed_first_and_without_data_files():
 
 
 def test_html_and_markdown_without_summary():
-    run, *_ = record("step-autoscale")
-    run = {**run, "status": "failed", "error": "stage deploy: boom"}
-    assert "boom" in render_markdown(run, None) and "boom" in render_html(run, None)
+    run, *_ = typed("step-autoscale")
+    run = run.model_copy(update={"status": "failed", "error": "stage deploy: boom"})
+    assert "boom" in render_markdown(run, None) and "boom" in render_html(run.model_dump(mode="json"), None)
 
 
 @pytest.mark.parametrize("name", ["step-autoscale", "autoscale-capped"])
 def test_junit_validates_against_the_ci_schema(name):
     xmlschema = pytest.importorskip("xmlschema")
     schema = xmlschema.XMLSchema(str(XSD))
-    run, summary, *_ = record(name)
+    run, summary, *_ = typed(name)
     schema.validate(render_junit(run, summary))
     schema.validate(render_junit(run, None))
-    schema.validate(render_junit({**run, "status": "interrupted"}, {**summary, "status": "interrupted"}))
+    inter = run.model_copy(update={"status": "interrupted"}), summary.model_copy(update={"status": "interrupted"})
+    schema.validate(render_junit(*inter))
 
 
 def test_junit_counts_and_failure_message():
-    run, summary, *_ = record("autoscale-capped")
+    run, summary, *_ = typed("autoscale-capped")
     xml = render_junit(run, summary)
     assert 'tests="3" failures="1" errors="0"' in xml
     assert 'message="replicas.max &gt;= 3: observed 2, threshold &gt;= 3' in xml
-    inter = render_junit(run, {**summary, "status": "interrupted"})
+    inter = render_junit(run, summary.model_copy(update={"status": "interrupted"}))
     assert 'errors="1"' in inter and 'name="run completed"' in inter
 
 
@@ -119,19 +126,19 @@ def test_write_reports_rerenders_everything(tmp_path):
     run, summary = read_record(tmp_path)
     samples, series = load_data(tmp_path)
     assert sorted(write_reports(tmp_path, run, summary)) == ["junit.xml", "report.html", "report.md"]
-    expected = render_all(run.model_dump(mode="json"), summary and summary.model_dump(mode="json"), samples, series)
-    # what was written is the render of the stored data
+    expected = render_all(run, summary, samples, series)  # what was written is the render of the stored data
     assert {n: (tmp_path / n).read_text() for n in expected} == expected
 
 
 def test_render_all_is_pure():
     import copy
 
-    run, summary, samples, series = record("step-autoscale")
+    run, summary, samples, series = typed("step-autoscale")
     before = copy.deepcopy((run, summary)), samples.copy(), series.copy()
     out = render_all(run, summary, samples, series)
     assert (run, summary) == before[0] and samples.equals(before[1]) and series.equals(before[2])  # inputs untouched
-    again = render_all(*record("step-autoscale"))  # an independent load of the same record: the same text
+    again = render_all(*typed("step-autoscale"))  # an independent load of the same record: the same text
     assert again == out
-    renamed = render_all({**run, "scenario": {**run["scenario"], "name": "renamed-xyz"}}, summary, samples, series)
+    renamed_run = run.model_copy(update={"scenario": {**run.scenario, "name": "renamed-xyz"}})
+    renamed = render_all(renamed_run, summary, samples, series)
     assert all("renamed-xyz" in t for n, t in renamed.items() if n != "junit.xml") and renamed != out

@@ -76,7 +76,13 @@ def test_evaluate_run_goodput_scopes_and_autoscaling():
     server = {"kv_cache_usage": ServerStat(max=0.8), "replicas": ServerStat(max=2.0)}
     before = client.model_dump()
     ev = evaluate_run(
-        parse_scenario(sc), s, rows, client, server, {"kv_cache_usage": "k", "replicas": "r"}, Window(T0, T0 + 2, T0 + 20)
+        parse_scenario(sc),
+        s,
+        rows,
+        client,
+        server,
+        {"kv_cache_usage": "k", "replicas": "r"},
+        Window(T0, T0 + 2, T0 + 20),
     )
     assert client.model_dump() == before and ev.client.goodput is not None  # new data, the input is not mutated
     got = {x.slo: x for x in ev.verdicts}
