@@ -68,6 +68,7 @@ class RunContext:
         self.rec, self.ui = rec, ui
         self.stop_event = threading.Event()
         self.current: str | None = None
+        self.graceful = False  # the current stage stops itself on `stop_event` (first Ctrl-C: no exception)
         self.stage_errors: dict[str, str] = {}  # optional stages that failed (the run went on)
         self._cleanups: list[Callable[[], object]] = []
         self._old: dict[int, Any] = {}
@@ -87,8 +88,10 @@ class RunContext:
         self.stop_event.set()
         if self.signals >= 3:
             self._emergency_exit()
-        if self.signals == 1 and self.current == "load":
-            self.ui.warn("interrupt: stopping the load and recording what was measured (press Ctrl-C again to force)")
+        if self.signals == 1 and self.graceful:
+            self.ui.warn(
+                f"interrupt: stopping the {self.current} and recording what was measured (press Ctrl-C again to force)"
+            )
             return
         if self.current == TEARDOWN:
             if self.signals == 1:
@@ -117,15 +120,18 @@ class RunContext:
 
     # ---- stages ----
     @overload
-    def stage(self, name: str, fn: Callable[[], T], optional: Literal[False] = False) -> T: ...
+    def stage(
+        self, name: str, fn: Callable[[], T], optional: Literal[False] = False, *, graceful: bool = False
+    ) -> T: ...
     @overload
-    def stage(self, name: str, fn: Callable[[], T], optional: Literal[True]) -> T | None: ...
-    def stage(self, name: str, fn: Callable[[], T], optional: bool = False) -> T | None:
+    def stage(self, name: str, fn: Callable[[], T], optional: Literal[True], *, graceful: bool = False) -> T | None: ...
+    def stage(self, name: str, fn: Callable[[], T], optional: bool = False, *, graceful: bool = False) -> T | None:
         """Run one stage: its wall time (and, if `optional`, its failure) go into the record, saved before the
         next stage starts; what the stage produced is recorded by the pipeline (`Recorder.record_*`).
         `optional`: a failure (not an interrupt) is recorded in `stage_errors`, warned about, and the stage
-        returns None so the run goes on."""
-        self.current = name
+        returns None so the run goes on. `graceful`: the stage watches `stop_event` and ends early by itself on
+        the first Ctrl-C/SIGTERM (the load drains in-flight requests); other stages are aborted."""
+        self.current, self.graceful = name, graceful
         self.ui.stage_start(name)
         t0 = time.monotonic()
         error = None
@@ -142,7 +148,7 @@ class RunContext:
         dt = time.monotonic() - t0
         self.rec.record_stage(name, dt, error)
         self.ui.stage_done(name, dt)
-        self.current = None
+        self.current, self.graceful = None, False
         return result
 
     def cleanup(self, fn: Callable[[], object]) -> None:

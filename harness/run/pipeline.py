@@ -93,6 +93,7 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             lambda: run_load(
                 scenario, dep.base_url, rec.dir, on_progress=ui.progress, stop_event=ctx.stop_event, master_host=head_ip
             ),
+            graceful=True,  # Ctrl-C drains the load and the run records what was measured
         )
         rec.record_load(load)
 
@@ -106,7 +107,14 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             rec.record_scrape(scraped, _node_stats(stack, scraped, window))
 
         inputs = EvaluateInputs(
-            scenario, rec.record.run_id, load, window, scraped, ctx.stage_errors.get("scrape"), faults, alerts
+            scenario,
+            rec.record.run_id,
+            load,
+            window,
+            scraped,
+            ctx.stage_errors.get("scrape"),
+            faults=faults,
+            alerts=alerts,
         )
         ev = ctx.stage("evaluate", lambda: evaluate_stage(inputs))
         rec.record_evaluation(ev.summary, ev.alerts, ev.faults)

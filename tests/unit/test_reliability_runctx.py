@@ -49,7 +49,7 @@ def test_interrupt_in_a_stage_is_recorded_and_cleanups_run(tmp_path):
 
 def test_signal_handler_first_press_in_load_is_graceful_second_forces(tmp_path):
     ctx = RunContext(_rec(tmp_path), NullUI(), reap=False)
-    ctx.current = "load"
+    ctx.current, ctx.graceful = "load", True
     ctx._on_signal(signal.SIGINT, None)  # graceful: no exception, the load sees stop_event
     assert ctx.stop_event.is_set() and not ctx.forced
     with pytest.raises(KeyboardInterrupt):
