@@ -86,7 +86,8 @@ class ClientStats(_Sparse):
     """summary.json `client`: statistics over the post-warmup samples (a block or count is absent where the run
     had nothing to compute it from, e.g. `ttft_from_send_ms` outside open loop)."""
 
-    latency_from: Literal["send", "scheduled arrival"] | None = Field(default=None, description="Where ttft/e2e count from: the send, or (open loop) the scheduled arrival."
+    latency_from: Literal["send", "scheduled arrival"] | None = Field(
+        default=None, description="Where ttft/e2e count from: the send, or (open loop) the scheduled arrival."
     )
     ttft_ms: DistStats | None = None
     ttft_content_ms: DistStats | None = Field(default=None, description="Time to the first content token.")
@@ -160,12 +161,16 @@ class SLOResult(_Strict):
     stat: str = Field(..., description="Statistic, e.g. p95.")
     op: str = Field(..., description="Comparison operator.")
     threshold: float = Field(..., description="Threshold in canonical units (`unit`).")
-    observed: float | None = Field(default=None, description="Observed value in canonical units; null = no data (fails).")
+    observed: float | None = Field(
+        default=None, description="Observed value in canonical units; null = no data (fails)."
+    )
     passed: bool = Field(..., description="Whether the SLO held.")
     source: str = Field(..., description="Where the value came from: client samples or the Prometheus series.")
     unit: str = Field(..., description="ms | fraction | per_s | '' (count).")
     reason: str = Field(default="", description="Why it failed, empty when passed.")
-    scope: str | None = Field(default=None, description="`@<stage>` or `@steady`: the SLO held over that part of the run.")
+    scope: str | None = Field(
+        default=None, description="`@<stage>` or `@steady`: the SLO held over that part of the run."
+    )
 
 
 class Summary(_Strict):
@@ -193,9 +198,11 @@ class Summary(_Strict):
         default_factory=dict, description="Client vs server cross-checks (harness/record/summary.py `reconcile`)."
     )
     warnings: list[str] = Field(default_factory=list, description="Things that make the numbers less trustworthy.")
-    measure_only: bool = Field(default=False, description="The run only measured (no SLOs; scenario measure_only or --measure-only)."
+    measure_only: bool = Field(
+        default=False, description="The run only measured (no SLOs; scenario measure_only or --measure-only)."
     )
-    load_failure: str | None = Field(default=None,
+    load_failure: str | None = Field(
+        default=None,
         description="Why the load itself failed (run not completed, no request measured, or more than half of "
         "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).",
     )
@@ -205,12 +212,19 @@ class Summary(_Strict):
         "(the bucket each quantile lies in, upper null = +Inf; the quantile itself is a linear guess inside it) and "
         "`mean_note` when the mean is built from bucket midpoints (Ray's exporter).",
     )
-    autoscaling: dict[str, Any] | None = Field(default=None, description="Replicas against the load stages (harness/slo/autoscaling.py `analyze`); null: no series."
+    autoscaling: dict[str, Any] | None = Field(
+        default=None,
+        description="Replicas against the load stages (harness/slo/autoscaling.py `analyze`); null: no series.",
     )
-    scopes: dict[str, ScopeStats] | None = Field(default=None, description="Per SLO scope (`@stage`, `@steady`): its stats.")
-    faults: list[dict[str, Any]] | None = Field(default=None, description="Scenario `faults:`: what fired when, and the recovery (harness/run/faults.py)."
+    scopes: dict[str, ScopeStats] | None = Field(
+        default=None, description="Per SLO scope (`@stage`, `@steady`): its stats."
     )
-    unrecognized: dict[str, Any] | None = Field(default=None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
+    faults: list[dict[str, Any]] | None = Field(
+        default=None, description="Scenario `faults:`: what fired when, and the recovery (harness/run/faults.py)."
+    )
+    unrecognized: dict[str, Any] | None = Field(
+        default=None,
+        description="Fields of an older record (schema 1) this layout does not declare, kept as they were.",
     )
 
 
@@ -238,7 +252,8 @@ class RunRecord(_Strict):
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
-    status: RunStatus = Field(default="running", description="`running` in a folder nobody is writing means the run died before finishing."
+    status: RunStatus = Field(
+        default="running", description="`running` in a folder nobody is writing means the run died before finishing."
     )
     error: str | None = Field(default=None, description="What stopped the run, when it failed.")
     harness_version: str | None = Field(default=None, description="harness package version.")
@@ -268,7 +283,11 @@ class RunRecord(_Strict):
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
     node_stats: dict[str, Any] = Field(default_factory=dict, description="Node-level signals per node.")
     alerts: list[dict[str, Any]] | None = Field(default=None, description="Alerts the local Alertmanager delivered.")
-    faults: list[dict[str, Any]] | None = Field(default=None, description="Scenario `faults:`: what fired, the recovery.")
+    faults: list[dict[str, Any]] | None = Field(
+        default=None, description="Scenario `faults:`: what fired, the recovery."
+    )
     files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder: file → what it is.")
-    unrecognized: dict[str, Any] | None = Field(default=None, description="Fields of an older record (schema 1) this layout does not declare, kept as they were."
+    unrecognized: dict[str, Any] | None = Field(
+        default=None,
+        description="Fields of an older record (schema 1) this layout does not declare, kept as they were.",
     )

@@ -6,6 +6,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+
 import numpy as np
 import pandas as pd
 
