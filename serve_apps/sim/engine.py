@@ -52,6 +52,8 @@ class SimConfig:
     seed: int = 0
     startup_error: str | None = None  # raised by every replica's constructor (deploy-failure fault injection)
     coalesce_events: bool = False  # one SSE event per produced range (several tokens), as vLLM does when behind
+    reasoning_tokens: int = 0  # chat replies: the first N tokens stream as reasoning_content
+    tool_call_probability: float = 0.0  # chat requests with tools and tool_choice auto: share answered by a tool call
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +67,8 @@ class SimConfig:
             (self.block_size >= 1, "block_size must be >= 1"),
             (self.slowdown_factor > 0, "slowdown_factor must be > 0"),
             (0 <= self.error_rate <= 1, "error_rate must lie in [0, 1]"),
+            (self.reasoning_tokens >= 0, "reasoning_tokens must be >= 0"),
+            (0 <= self.tool_call_probability <= 1, "tool_call_probability must lie in [0, 1]"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
