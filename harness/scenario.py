@@ -439,7 +439,9 @@ class TokenDist(_Model):
 
 class ModelWeight(_Model):
     name: str = Field(..., min_length=1, max_length=200, description="Model id sent in the request's `model` field.")
-    weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative share of requests (weights need not sum to 1).")
+    weight: float = Field(
+        1.0, gt=0, le=1_000_000, description="Relative share of requests (weights need not sum to 1)."
+    )
 
 
 DEFAULT_TOOL: dict[str, Any] = {
@@ -1353,7 +1355,7 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
         from harness.load.prepare import trace_rows
 
         try:
-            trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
+            rows, _ = trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
         except HarnessError as e:
             where = "" if e.message.startswith("workload.") else "workload.trace: "
             raise ScenarioError(
@@ -1366,6 +1368,24 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
                 f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
                 fix="check the file's permissions",
             ) from None
+        trace_models = sorted({r["model"] for r in rows if "model" in r})
+        served = sc.target.served_models()
+        unserved = [m for m in trace_models if m not in served]
+        if unserved and not sc.workload.models and sc.target.engine != "external":
+            raise ScenarioError(
+                f"{source}: workload.trace: the trace sends to model(s) {', '.join(unserved)}, which the target "
+                f"does not serve (served: {', '.join(served)})",
+                fix="serve them (target.models), or set workload.models to choose the models by weight instead",
+            )
+        bad_scopes = [
+            s for s in sc.slos if "@model:" in s and s.split("@model:", 1)[1].strip() not in (served + trace_models)
+        ]
+        if bad_scopes and sc.target.engine == "external" and not sc.workload.models:
+            raise ScenarioError(
+                f"{source}: slos: {bad_scopes[0]!r}: no request of the trace goes to that model "
+                f"(the trace's models: {', '.join(trace_models) or 'none'})",
+                fix="name one of the trace's models in the @model: scope",
+            )
     if sc.workload.tokenizer:
         from harness.load.prepare import tokenizer_path
 

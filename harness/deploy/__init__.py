@@ -240,9 +240,15 @@ def build_serve_app(target: Target):
                 "autoscaling": target.autoscaling.model_dump(),
                 "replica_cpus": target.replica_cpus,
                 "placement": target.placement.model_dump() if target.placement else None,
+                "models": {m.name: target.sim_for(m.name).model_dump() for m in target.models} or None,
             }
         ), {
             "sim": target.sim.model_dump(),
+            **(
+                {"models": {m.name: target.sim_for(m.name).model_dump() for m in target.models}}
+                if target.models
+                else {}
+            ),
             "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]},
             **({"placement": _sim_placement(target)} if target.placement else {}),
         }
@@ -430,7 +436,8 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
         serve.run(app, name=target.app_name, route_prefix=target.route_prefix)
     _wait_app_running(target.app_name, timeout, stuck)
     base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
-    wait_healthy(base, target.model, headers, 60.0)
+    for name in [m.name for m in target.models] or [target.model]:  # every base model (LoRA ids load on use)
+        wait_healthy(base, name, headers, 60.0)
     if stuck is not None:  # which node and GPU ids hold each replica and bundle
         details["placement"]["replicas"] = pl.placement_of_replicas()
     engines = list((details.get("serve_deployments") or {}).get("engine") or [])

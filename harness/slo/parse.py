@@ -76,9 +76,7 @@ def model_scopable(sig: Signal) -> bool:
     return all(p in CATALOG and CATALOG[p].scope == "model" for p in parts)
 
 
-def parse_slo(
-    text: str, stage_names: Sequence[str] | None = None, model_names: Sequence[str] | None = None
-) -> SLO:
+def parse_slo(text: str, stage_names: Sequence[str] | None = None, model_names: Sequence[str] | None = None) -> SLO:
     """Parse one SLO; with `stage_names`, a `@scope` must be `steady` or one of them; with `model_names`, a
     `@model:<id>` must name one of them. Errors are ValueError whose message says what is valid."""
     if not isinstance(text, str):
