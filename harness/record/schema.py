@@ -40,6 +40,51 @@ class SLOResult(_M):
     reason: str = Field("", description="Why it failed, empty when passed.")
 
 
+class DistStats(_M):
+    """A distribution's statistics in the unit its field name carries (also `p99.9`, kept as an extra key)."""
+
+    p50: float | None = Field(None, description="Median.")
+    p90: float | None = Field(None, description="90th percentile.")
+    p95: float | None = Field(None, description="95th percentile.")
+    p99: float | None = Field(None, description="99th percentile.")
+    max: float | None = Field(None, description="Largest value.")
+    min: float | None = Field(None, description="Smallest value.")
+    mean: float | None = Field(None, description="Arithmetic mean.")
+    count: float | None = Field(None, description="Values the statistics cover.")
+
+
+class SliceStats(_M):
+    """Client statistics of one slice of the requests (one model, or one request kind), post-warmup, from the raw
+    samples over the same measured window as the whole run."""
+
+    requests: int = Field(..., description="Measured requests of this slice (failed ones included).")
+    errors: int = Field(..., description="Failed requests.")
+    error_rate: float | None = Field(None, description="errors / requests (fraction); null without requests.")
+    ttft_ms: DistStats | None = Field(
+        None, description="Time to first token of any kind (reasoning, content, tool call), ms."
+    )
+    ttft_content_ms: DistStats | None = Field(None, description="Time to the first content token, ms.")
+    itl_ms: DistStats | None = Field(None, description="Inter-token latency per token, ms.")
+    tpot_ms: DistStats | None = Field(None, description="Per-request mean time per output token, ms.")
+    e2e_ms: DistStats | None = Field(None, description="End-to-end latency, ms.")
+    output_tokens_per_s: float = Field(..., description="Output tokens per second of measured window.")
+    requests_per_s: float = Field(..., description="Successful requests per second of measured window.")
+    reasoning_tokens: float = Field(0.0, description="Reasoning tokens streamed (reasoning_content), in all.")
+    tool_call_replies: int = Field(0, description="Successful replies that carried a tool call.")
+
+    @classmethod
+    def of(cls, client: dict[str, Any]) -> SliceStats:
+        return cls.model_validate({k: client.get(k) for k in cls.model_fields if k in client})
+
+
+class ModelStats(SliceStats):
+    """One served model's requests (`summary.models`), plus its server signals (series with model_name=<id>)."""
+
+    server: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Per server signal: its stats over this model's series only."
+    )
+
+
 class Summary(_M):
     schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
@@ -68,6 +113,14 @@ class Summary(_M):
         None,
         description="Why the load itself failed (run not completed, no request measured, or more than half of "
         "the requests failed), else null. Such a run is not comparable (`harness compare` exits 2 without --force).",
+    )
+    models: dict[str, ModelStats] = Field(
+        default_factory=dict,
+        description="Several models in the run: per model id, its requests' client stats and its server signals.",
+    )
+    request_kinds: dict[str, SliceStats] = Field(
+        default_factory=dict,
+        description="Several request kinds in the run (plain, tools, json_schema): per kind, its client stats.",
     )
     server_resolution: dict[str, Any] = Field(
         default_factory=dict,
