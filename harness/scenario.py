@@ -475,6 +475,13 @@ class RequestKind(_Model):
         "is a success); json_schema: with `response_format: {type: json_schema}`.",
     )
     weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative share of requests of this kind.")
+    name: str | None = Field(
+        None,
+        pattern=_NAME_RE,
+        max_length=100,
+        description="Label in samples and reports (default: the kind; tools with a tool_choice other than auto: "
+        "tools-<tool_choice>).",
+    )
     tools: list[dict[str, Any]] | None = Field(
         None,
         max_length=128,
@@ -521,6 +528,12 @@ class RequestKind(_Model):
         ):
             raise ValueError("json_schema: needs `name` (a string) and `schema` (a JSON schema object)")
         return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"tools-{self.tool_choice}" if self.kind == "tools" and self.tool_choice != "auto" else self.kind
 
     def body_fields(self) -> dict[str, Any]:
         """What this kind adds to a chat request body."""

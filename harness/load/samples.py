@@ -51,7 +51,7 @@ SCHEMA = pa.schema(
         ("multi_token_events", pa.int32()),  # events that carried more than one token
         ("token_count_source", pa.string()),  # usage | tokenizer | events (one token per event assumed)
         ("model", pa.string()),  # the request's `model` (None in sample files older than multi-model runs)
-        ("kind", pa.string()),  # request kind: plain | tools | json_schema
+        ("kind", pa.string()),  # request kind label: plain | tools | tools-<tool_choice> | json_schema | its name
         ("reasoning_tokens", pa.int64()),  # tokens streamed as reasoning_content
         ("tool_call", pa.bool_()),  # the reply carried a tool call
     ]

@@ -239,7 +239,7 @@ def build_sample(
         "lateness_ms": lateness_ms,  # open loop: actual send - scheduled send (generator or concurrency-cap delay)
         "turn": turn,  # index of the turn within its session (0: first or only)
         "model": model,  # the request's `model` field
-        "kind": kind,  # request kind: plain | tools | json_schema (workload.request_kinds)
+        "kind": kind,  # request kind label (workload.request_kinds: plain, tools, tools-required, json_schema, ...)
         "reasoning_tokens": by_kind["r"],  # tokens of reasoning_content deltas
         "tool_call": by_kind["t"] > 0,  # the reply streamed a tool call
     }
