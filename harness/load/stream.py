@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # A content-bearing chunk has a non-empty "content" (chat delta) or "text" (completions) string.
@@ -245,7 +245,7 @@ def build_sample(
     }
 
 
-def kind_tokens(event_tokens: list[int | None], event_kinds: list[str]) -> dict[str, int]:
+def kind_tokens(event_tokens: Sequence[int | None], event_kinds: Sequence[str]) -> dict[str, int]:
     """Tokens per event kind (c content, r reasoning, t tool call); unknown counts count as one token."""
     out = {"c": 0, "r": 0, "t": 0}
     for k, kind in zip(event_tokens, event_kinds):

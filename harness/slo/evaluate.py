@@ -423,7 +423,7 @@ def evaluate_run(
     scoped = {sc: scoped_stats(sc, samples, rows, windows, warmup_end, criteria or None) for sc in scopes}
     dur = client.get("duration_s") or 0.0
     for s in parsed:
-        if s.model is not None and s.scope not in scoped:
+        if s.model is not None and s.scope is not None and s.scope not in scoped:
             scoped[s.scope] = model_scope_stats(
                 s.model, samples, dur, (server_by_model or {}).get(s.model), criteria or None
             )

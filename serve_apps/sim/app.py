@@ -155,8 +155,8 @@ def _parse_tools(body: dict) -> tuple[list[tuple[str, str]], str | None]:
         name = fn.get("name")
         if not isinstance(name, str) or not name:
             raise ApiError(400, f"tools[{i}].function.name must be a non-empty string", "tools")
-        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
-        props = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+        params: dict = fn["parameters"] if isinstance(fn.get("parameters"), dict) else {}
+        props: dict = params["properties"] if isinstance(params.get("properties"), dict) else {}
         req = [r for r in params.get("required") or [] if isinstance(r, str)]
         out.append((name, (req or list(props) or ["input"])[0]))
     names = [n for n, _ in out]
@@ -543,7 +543,7 @@ class SimLLM:
                 delta = '"delta":{' + role + '"content":' + json.dumps(text)
             else:
                 fn = '"function":{"arguments":' + json.dumps(text) + "}"
-                if start == plan.reasoning:  # the call's first delta names it
+                if start == plan.reasoning and plan.tool is not None:  # the call's first delta names it
                     name = json.dumps(plan.tool[0])
                     fn = f'"id":"call_{req.request_id}","type":"function","function":{{"name":{name},"arguments":'
                     fn += json.dumps(text) + "}"
