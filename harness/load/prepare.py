@@ -12,13 +12,14 @@ English words with byte-level BPE). `info["prompt_length_unit"]` records which.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ScenarioError
 from harness.load.workload import VOCAB, make_prompt, sample_length
 from harness.paths import asset_dir, resolve_input
 from harness.scenario import Scenario
@@ -325,3 +326,79 @@ def workload_server_stats(info: dict[str, Any], server: dict[str, Any]) -> tuple
             "does not model a prefix cache)"
         )
     return out, notes
+
+
+def check_trace_models(sc: Scenario, rows: list[dict[str, Any]], source: str) -> None:
+    """A trace's `model` column decides where requests go (unless workload.models is set): each must be served, and a
+    `@model:` SLO scope must name a model some request goes to."""
+    trace_models = sorted({r["model"] for r in rows if "model" in r})
+    served = sc.target.served_models()
+    unserved = [m for m in trace_models if m not in served]
+    if unserved and not sc.workload.models and sc.target.engine != "external":
+        raise ScenarioError(
+            f"{source}: workload.trace: the trace sends to model(s) {', '.join(unserved)}, which the target "
+            f"does not serve (served: {', '.join(served)})",
+            fix="serve them (target.models), or set workload.models to choose the models by weight instead",
+        )
+    if sc.target.engine == "external" and not sc.workload.models:
+        bad = [s for s in sc.slos if "@model:" in s and s.split("@model:", 1)[1].strip() not in (served + trace_models)]
+        if bad:
+            raise ScenarioError(
+                f"{source}: slos: {bad[0]!r}: no request of the trace goes to that model "
+                f"(the trace's models: {', '.join(trace_models) or 'none'})",
+                fix="name one of the trace's models in the @model: scope",
+            )
+
+
+def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
+    """Fail before anything starts when a local file the scenario names is missing or unreadable."""
+    ds = sc.workload.dataset
+    if ds is not None:
+        try:
+            with open(resolve_dataset(ds.path), "rb") as f:
+                f.read(1)
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+        except OSError as e:
+            raise ScenarioError(
+                f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
+                fix="check the file's permissions",
+            ) from None
+    if sc.workload.trace is not None:
+        try:
+            rows, _ = trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
+        except HarnessError as e:
+            where = "" if e.message.startswith("workload.") else "workload.trace: "
+            raise ScenarioError(
+                f"{source}: {where}{e.message}",
+                problems=[f"{source}: workload.trace: {p}" for p in e.problems],
+                fix=e.fix,
+            ) from None
+        except OSError as e:
+            raise ScenarioError(
+                f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
+                fix="check the file's permissions",
+            ) from None
+        check_trace_models(sc, rows, source)
+    if sc.workload.tokenizer:
+        try:
+            tokenizer_path(sc)
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+    if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
+        raise ScenarioError(
+            f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
+            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env",
+        )
+    v = sc.target.vllm
+    if v is not None and v.model_source.startswith((".", "/", "~")):
+        p = Path(v.model_source).expanduser()
+        if not p.is_dir():
+            raise ScenarioError(
+                f"{source}: target.vllm.model_source: {p}: model directory not found",
+                fix="give a folder holding config.json and the weights, a Hugging Face id, or `tiny`",
+            )
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise ScenarioError(
+                f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions"
+            )
