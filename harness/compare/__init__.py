@@ -559,3 +559,14 @@ def _compare_between(
         "verdict": "regression" if regressed else "ok",
         "exit_code": EXIT_SLO_FAILED if regressed else EXIT_PASS,
     }
+
+
+def group_intervals(summaries: list[dict], keys: list[str], confidence: float = 0.95) -> dict[str, dict]:
+    """Between-run mean, t-interval, CV (and relative interval width) of each statistic over a group's summaries."""
+    known = {m.key: m for m in stats.client_metrics() + stats.server_metrics(summaries)}
+    out: dict[str, dict] = {}
+    for key in keys:
+        m = known.get(key)
+        vals = [v for s in summaries if m is not None and (v := stats.observed(m, s)) is not None]
+        out[key] = between.group_stats(vals, confidence).to_dict() if vals else {"n": 0}
+    return out

@@ -35,6 +35,7 @@ class RunOptions:
     store_url: str | None = None  # results store the finished run is indexed in (None: not indexed)
     cache_reset: bool = False  # reset the engine's prefix cache after deploy, before the load (sweep, --repeat)
     repeat: RepeatGroup | None = None  # this run's place in a repeat group (harness/commands/repeat.py)
+    reuse_app: bool = False  # keep the running app's replicas (a later repeat or sweep step of the same target)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
         ctx.cleanup(lambda: close_stack(stack, opts))
         dep = ctx.stage(
             "deploy",
-            lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"),
+            lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray", reuse=opts.reuse_app),
             on_done=lambda d: {"deployment": d.to_dict()},
         )
         if not opts.keep_app:
