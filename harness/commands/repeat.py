@@ -75,6 +75,7 @@ def held_stack(scenario: Scenario, opts) -> Iterator[None]:
     try:
         yield
     finally:
+        ray_client.disconnect()  # repeats stayed connected
         if started is not None and not opts.keep_up:
             stack_stage.stop_local_stack(started)
             stack_stage.clear_current()
@@ -140,6 +141,7 @@ def run_repeats(
                 results_dir=group_dir,
                 keep_app=opts.keep_app or i < count,
                 reuse_app=opts.reuse_app or i > 1,
+                stay_connected=opts.stay_connected or i < count,
                 cache_reset=cache_reset,
                 repeat=RepeatGroup(group_id=gid, index=i, count=count, mode=MODE, cache_reset=cache_reset),
                 labels={**opts.labels, "repeat_group": gid},

@@ -36,6 +36,7 @@ class RunOptions:
     cache_reset: bool = False  # reset the engine's prefix cache after deploy, before the load (sweep, --repeat)
     repeat: RepeatGroup | None = None  # this run's place in a repeat group (harness/commands/repeat.py)
     reuse_app: bool = False  # keep the running app's replicas (a later repeat or sweep step of the same target)
+    stay_connected: bool = False  # keep this driver's Ray connection for the next run (repeats)
 
 
 @dataclass
@@ -164,7 +165,8 @@ def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stag
 
 
 def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
-    ray_client.disconnect()
+    if not opts.stay_connected:
+        ray_client.disconnect()
     current = stack_stage.load_current()
     if stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir):
         stack_stage.stop_local_stack(stack)
