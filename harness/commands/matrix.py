@@ -9,7 +9,8 @@ pip updates it in place).
 Each run is `<venv>/bin/harness run SCENARIO --label ray=<ver>` in a subprocess with the venv's bin first on
 PATH and a private HARNESS_STATE_DIR, so it starts its own local Ray (of that version) and never attaches to a
 stack from `harness up`. With `repeat` N > 1 each version runs `harness run --repeat N` (one repeat group
-folder per version) and the comparison uses the runs as the unit (harness/compare/between.py). Timings of every part (environment, run, compare) go to matrix.json.
+folder per version) and the comparison uses the runs as the unit (harness/compare/between.py).
+Timings of every part (environment, run, compare) go to matrix.json.
 """
 
 from __future__ import annotations

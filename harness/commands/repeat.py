@@ -25,12 +25,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_PASS, EXIT_SLO_FAILED, HarnessError
 from harness.record.schema import RepeatGroup
 from harness.scenario import Scenario
 
-MODE = "same_deployment"
+MODE: Literal["same_deployment"] = "same_deployment"
 
 
 @dataclass

@@ -522,20 +522,21 @@ def _compare_between(
     cdf = {}
     for sig in stats.DIST_SIGNALS:  # pooled over each group's runs
         curves = []
-        for p, s in zip(paths, sides):
-            vals = [v.values for r in s if r.samples is not None and (v := stats.signal_values(r.samples, sig))]
+        for path, side in zip(paths, sides):
+            vals = [v.values for r in side if r.samples is not None and (v := stats.signal_values(r.samples, sig))]
             if vals and sum(a.size for a in vals):
-                curves.append({"run_id": s[0].run_id, "label": Path(p).name, **stats.cdf_points(np.concatenate(vals))})
+                pooled = stats.cdf_points(np.concatenate(vals))
+                curves.append({"run_id": side[0].run_id, "label": Path(path).name, **pooled})
         if curves:
             cdf[sig] = curves
     regressed = any(p["regressions"] for p in pairs)
     runs = []
-    for p, s in zip(paths, sides):  # one row per side: its first run, labelled by the group
-        info = _run_info(s[0])
+    for path, side in zip(paths, sides):  # one row per side: its first run, labelled by the group
+        info = _run_info(side[0])
         info.update(
-            label=Path(p).name,
-            repeats=len(s),
-            requests=sum((r.summary.get("client") or {}).get("requests") or 0 for r in s),
+            label=Path(path).name,
+            repeats=len(side),
+            requests=sum((r.summary.get("client") or {}).get("requests") or 0 for r in side),
         )
         runs.append(info)
     return {

@@ -32,28 +32,28 @@ class RepeatGroup(_M):
     index: int = Field(..., ge=1, description="This run's place in the group, 1-based.")
     count: int = Field(..., ge=1, description="Repeats asked for (--repeat N); fewer ran if the group stopped early.")
     mode: Literal["same_deployment"] = Field(
-        "same_deployment",
+        default="same_deployment",
         description="How repeats relate: `same_deployment` = one stack and one Serve app for the whole group "
         "(deployed by the first repeat, kept between repeats), with the engine's prefix cache reset before "
         "each repeat unless --no-cache-reset (see `cache_reset`).",
     )
     cache_reset: bool = Field(
-        True, description="Whether the group resets the engine's prefix cache before each repeat."
+        default=True, description="Whether the group resets the engine's prefix cache before each repeat."
     )
 
 
 class CacheReset(_M):
     attempted: bool = Field(..., description="A reset was asked for (false: --no-cache-reset or not applicable).")
-    done: bool = Field(False, description="The engine confirmed the reset (every replica reached answered).")
+    done: bool = Field(default=False, description="The engine confirmed the reset (every replica reached answered).")
     method: str | None = Field(
-        None,
+        default=None,
         description="How: `serve_handle_broadcast` (reset_prefix_cache on every replica of the engine deployment "
         "through a Serve handle), `http` (POST <endpoint>/reset_prefix_cache), or null.",
     )
-    replicas: int | None = Field(None, description="Replicas reached (serve_handle_broadcast).")
+    replicas: int | None = Field(default=None, description="Replicas reached (serve_handle_broadcast).")
     detail: str = Field("", description="What the engine answered, or why no reset happened.")
-    at: float | None = Field(None, description="Epoch seconds the reset finished (before the load started).")
-    duration_s: float | None = Field(None, description="Wall time of the reset call.")
+    at: float | None = Field(default=None, description="Epoch seconds the reset finished (before the load started).")
+    duration_s: float | None = Field(default=None, description="Wall time of the reset call.")
 
 
 class SLOResult(_M):
@@ -131,7 +131,7 @@ class RunRecord(_M):
         None, description="The repeat group this run belongs to (--repeat N), else null."
     )
     cache_reset: CacheReset | None = Field(
-        None, description="Prefix-cache reset before the load (sweep steps and repeats), else null (not asked)."
+        default=None, description="Prefix-cache reset before the load (sweep steps and repeats), else null (not asked)."
     )
     origin: dict[str, str] = Field(
         default_factory=dict,
