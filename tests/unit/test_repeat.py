@@ -125,3 +125,33 @@ def test_sim_prefix_cache_reset_empties_it():
     assert (first, again, dropped, after) == (0, 64, 4, 0)
     assert stats["prefix_cache_hits_tokens"] == 64 and stats["prefix_cache_resets"] == 1
     assert SimConfig().prefix_caching is False  # off unless the scenario asks: existing timings unchanged
+
+
+def test_external_reset_is_recorded_as_not_done_when_the_route_is_missing(mock_server):
+    """An external endpoint without /reset_prefix_cache (the mock, like a vLLM server outside dev mode): the
+    attempt and the endpoint's answer are recorded; the run would go on."""
+    from harness.deploy.cache import reset_prefix_cache
+    from harness.scenario import Target
+
+    url = mock_server()
+    t = Target(engine="external", model="mock", url=url)
+    r = reset_prefix_cache(t, url.rstrip("/").removesuffix("/v1"), None, [])
+    assert r["attempted"] is True and r["done"] is False and r["method"] == "http"
+    assert "HTTP 404" in r["detail"] and r["duration_s"] is not None
+
+
+def test_sweep_step_from_repeats_passes_only_if_every_repeat_passes():
+    from harness.commands.sweep import Step, merge_repeats
+
+    a = Step(1.0, "r1", "pass", 0, requests=10, achieved_rps=2.0, ttft_ms={"p50": 10.0, "p95": 20.0})
+    b = Step(1.0, "r2", "fail", 1, requests=12, achieved_rps=4.0, ttft_ms={"p50": 30.0, "p95": 40.0}, failed_slos=["x"])
+    m = merge_repeats(1.0, [a, b], "grp", 1)
+    assert (m.verdict, m.requests, m.achieved_rps, m.ttft_ms, m.failed_slos) == (
+        "fail",
+        22,
+        3.0,
+        {"p50": 20.0, "p95": 30.0},
+        ["x"],
+    )
+    assert [r["verdict"] for r in m.repeats] == ["pass", "fail"]
+    assert merge_repeats(1.0, [a, a], "grp", 0).verdict == "pass"
