@@ -524,8 +524,8 @@ def _write_compare(result: dict, md: Path | None, html: Path | None, json_out: P
 def compare(
     runs: list[str] = typer.Argument(
         ...,
-        help="BASE NEW [MORE...]: run folders, stored run ids or latest-pass[:key=value...]; "
-        "each later run is compared with BASE.",
+        help="BASE NEW [MORE...]: run folders, repeat group folders (`run --repeat N`; >= 3 runs per side are "
+        "compared between runs), stored run ids or latest-pass[:key=value...]; each later one is compared with BASE.",
     ),
     fail_on: list[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when scenario name, load or workload differ."),

@@ -155,3 +155,37 @@ def test_sweep_step_from_repeats_passes_only_if_every_repeat_passes():
     )
     assert [r["verdict"] for r in m.repeats] == ["pass", "fail"]
     assert merge_repeats(1.0, [a, a], "grp", 0).verdict == "pass"
+
+
+def test_matrix_repeat_compares_version_groups_between_runs(tmp_path):
+    """matrix --repeat 3: each version's runner is asked for 3 repeats and returns a group folder; the comparison
+    is between runs (fixture runs: 2.60 is ~25 % slower in every repeat)."""
+    from harness.commands.matrix import matrix
+
+    fix = FIX.parent
+    asked = []
+
+    def builder(e, env_dir: Path, log: Path) -> bool:
+        env_dir.mkdir(parents=True, exist_ok=True)
+        return False
+
+    def runner(e, env_dir, scenario, results_dir: Path, state_dir, log, timeout_s, repeat=1):
+        asked.append(repeat)
+        g = results_dir / f"repeat-{e.name}"
+        src = {"2.59.0": ("ray-2.59a", "ray-2.59b", "ray-2.59a"), "2.60.0": ("ray-2.60-slow",) * 3}[e.ray]
+        for i, s in enumerate(src):
+            shutil.copytree(fix / s, g / f"run-{i}")
+        return str(g), 0
+
+    res = matrix(
+        "fixture-chat",
+        ["2.59.0", "2.60.0"],
+        results_dir=tmp_path,
+        envs_dir=tmp_path / "envs",
+        builder=builder,
+        runner=runner,
+        repeat=3,
+    )
+    assert asked == [3, 3]
+    assert res.comparison["method"]["kind"] == "between-run" and res.comparison["method"]["runs_per_side"] == [3, 3]
+    assert res.exit_code == 1
