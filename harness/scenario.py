@@ -140,6 +140,11 @@ class SimEngine(_Model):
         description="Chat requests with `tools` and tool_choice auto: the fraction (seeded) answered with a tool "
         "call instead of content (1 = always). tool_choice required or a named function always gets one; none never.",
     )
+    prefix_caching: bool = Field(
+        False,
+        description="Model a prefix cache: prompt blocks seen before are not prefilled again (their cost is "
+        "skipped); replies report usage.prompt_tokens_details.cached_tokens; POST /reset_prefix_cache empties it.",
+    )
 
 
 class VllmEngine(_Model):

@@ -117,6 +117,30 @@ def chat_prompt_tokens(messages: Any) -> int:
     return max(1, math.ceil(chars / CHARS_PER_TOKEN))
 
 
+def prompt_text(body: dict, *, chat: bool) -> str:
+    """The prompt's text as the prefix cache sees it (chat: the messages' text contents joined in order)."""
+    if not chat:
+        prompt = body.get("prompt")
+        return prompt if isinstance(prompt, str) else json.dumps(prompt)
+    parts = []
+    for m in body.get("messages") or []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, list):
+            c = "".join(x.get("text", "") for x in c if isinstance(x, dict))
+        parts.append(f"{m.get('role') if isinstance(m, dict) else ''}:{c or ''}")
+    return "\n".join(parts)
+
+
+def prefix_keys(text: str, block_size: int) -> list[int]:
+    """Chained hashes of the prompt's full blocks (block_size tokens of CHARS_PER_TOKEN characters each)."""
+    step = block_size * CHARS_PER_TOKEN
+    keys, h = [], 0
+    for i in range(0, len(text) - step + 1, step):
+        h = hash((h, text[i : i + step]))
+        keys.append(h)
+    return keys
+
+
 def _int_field(body: dict, name: str) -> int | None:
     v = body.get(name)
     if v is None:
@@ -137,6 +161,7 @@ class ParsedRequest:
     tools: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, argument key) per tool
     tool_choice: str | None = None  # auto | none | required | a tool's name (None: no tools)
     json_format: bool = False  # response_format json_object / json_schema: the content is one JSON object
+    prefix_keys: list[int] = dataclasses.field(default_factory=list)  # filled when prefix caching is on
 
 
 def _parse_tools(body: dict) -> tuple[list[tuple[str, str]], str | None]:
@@ -413,6 +438,16 @@ class SimLLM:
             }
         )
 
+    def reset_prefix_cache(self) -> dict:
+        """Empty this replica's prefix cache (callable through a Serve handle, e.g. broadcast to every replica)."""
+        dropped = sum(m.engine.reset_prefix_cache() for m in self.served.values())  # every served model's engine
+        return {"replica_id": self.replica_id, "dropped_blocks": dropped}
+
+    @api.post("/reset_prefix_cache")
+    async def reset_prefix_cache_route(self) -> JSONResponse:
+        """vLLM's dev-mode route: resets the replica that answers (one replica; a Serve handle reaches all)."""
+        return JSONResponse(self.reset_prefix_cache())
+
     @api.get("/sim/requests")
     async def sim_requests(self, limit: int = 100, model: str = "") -> JSONResponse:
         m = self.served.get(model or self.model)
@@ -440,8 +475,10 @@ class SimLLM:
             m = self.served[p.model]
             plan = reply_plan(p, m.config, m.rng, chat)
             rid = f"{self.replica_id or 'sim'}-{next(self._ids)}"
+            if m.config.prefix_caching:
+                p.prefix_keys = prefix_keys(prompt_text(body, chat=chat), m.config.block_size)
             try:
-                req = m.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid)
+                req = m.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid, prefix_keys=p.prefix_keys)
             except ValueError as e:
                 raise ApiError(400, str(e)) from None
             except InjectedFault as e:
@@ -456,7 +493,14 @@ class SimLLM:
             )
         return await self._full(m, req, p, chat, plan)
 
-    def _usage(self, p: ParsedRequest, n: int, plan: ReplyPlan | None = None) -> dict:
+    def _usage(
+        self,
+        p: ParsedRequest,
+        n: int,
+        plan: ReplyPlan | None = None,
+        req: SimRequest | None = None,
+        m: _Served | None = None,
+    ) -> dict:
         u: dict[str, Any] = {
             "prompt_tokens": p.prompt_tokens,
             "completion_tokens": n,
@@ -464,6 +508,8 @@ class SimLLM:
         }
         if plan is not None and plan.reasoning:
             u["completion_tokens_details"] = {"reasoning_tokens": plan.reasoning_done(n)}
+        if req is not None and (m.config if m is not None else self.config).prefix_caching:  # vLLM's field for hits
+            u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens}
         return u
 
     async def _full(self, m: _Served, req: SimRequest, p: ParsedRequest, chat: bool, plan: ReplyPlan) -> JSONResponse:
@@ -498,7 +544,7 @@ class SimLLM:
                 "created": int(time.time()),
                 "model": m.name,
                 "choices": [choice],
-                "usage": self._usage(p, n, plan),
+                "usage": self._usage(p, n, plan, req, m),
             }
         )
 
@@ -531,7 +577,7 @@ class SimLLM:
         def tail(kind: str, done: int) -> str:
             if not p.continuous_usage:
                 return kind
-            u = json.dumps(self._usage(p, done, plan), separators=(",", ":"))
+            u = json.dumps(self._usage(p, done, plan, req, m), separators=(",", ":"))
             return kind.replace("{usage}", u)
 
         def event(kind: str, text: str, start: int, stop: int) -> str:
@@ -583,7 +629,7 @@ class SimLLM:
                 "created": created,
                 "model": m.name,
                 "choices": [],
-                "usage": self._usage(p, n, plan),
+                "usage": self._usage(p, n, plan, req, m),
             }
             end = f"data: {json.dumps(usage, separators=(',', ':'))}\n\n" + end
         yield end
