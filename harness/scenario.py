@@ -126,6 +126,11 @@ class SimEngine(_Model):
         description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
         "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.",
     )
+    prefix_caching: bool = Field(
+        False,
+        description="Model a prefix cache: prompt blocks seen before are not prefilled again (their cost is "
+        "skipped); replies report usage.prompt_tokens_details.cached_tokens; POST /reset_prefix_cache empties it.",
+    )
 
 
 class VllmEngine(_Model):

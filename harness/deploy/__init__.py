@@ -197,11 +197,15 @@ def copy_ray_logs(stack: Stack, dest: Path, since: float, max_bytes: int = 2_000
     return dest if dest.is_dir() else None
 
 
-def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None) -> Deployment:
-    """Deploy and wait until healthy; on failure, copy the cluster's logs to `logs_dir` and point the fix there."""
+def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None, reuse: bool = False) -> Deployment:
+    """Deploy and wait until healthy; on failure, copy the cluster's logs to `logs_dir` and point the fix there.
+
+    `reuse`: when the app is already RUNNING (deployed by an earlier repeat or sweep step of the same target),
+    keep its replicas instead of deploying again (Serve would restart them: imperative deploys get a new version).
+    """
     started = time.time()
     try:
-        return _deploy(scenario, stack)
+        return _deploy(scenario, stack, reuse)
     except DeployError as e:
         copied = copy_ray_logs(stack, logs_dir, started - 5) if logs_dir is not None else None
         if copied is not None:
@@ -209,7 +213,14 @@ def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None) -> De
         raise
 
 
-def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
+def _app_running(name: str) -> bool:
+    from ray import serve
+
+    app = serve.status().applications.get(name)
+    return app is not None and app.status == "RUNNING"
+
+
+def _deploy(scenario: Scenario, stack: Stack, reuse: bool = False) -> Deployment:
     target = scenario.target
     headers = api_headers(target)
     t0 = time.monotonic()
@@ -241,8 +252,11 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
         stuck = pl.wait_placed
     app, details = build_serve_app(target)
     route_ray_logs()
+    reused = reuse and _app_running(target.app_name)
     run = getattr(serve_api, "_run", None)
-    if run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
+    if reused:
+        details["reused"] = True  # the replicas of the previous repeat/step serve this run too
+    elif run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
         run(app, _blocking=False, name=target.app_name, route_prefix=target.route_prefix)
     else:
         serve.run(app, name=target.app_name, route_prefix=target.route_prefix)

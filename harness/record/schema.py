@@ -27,6 +27,35 @@ class Timeline(_M):
     finished_at: float | None = Field(None, description="Record finalised.")
 
 
+class RepeatGroup(_M):
+    group_id: str = Field(..., description="Name of the repeat group folder that holds every repeat's run folder.")
+    index: int = Field(..., ge=1, description="This run's place in the group, 1-based.")
+    count: int = Field(..., ge=1, description="Repeats asked for (--repeat N); fewer ran if the group stopped early.")
+    mode: Literal["same_deployment"] = Field(
+        default="same_deployment",
+        description="How repeats relate: `same_deployment` = one stack and one Serve app for the whole group "
+        "(deployed by the first repeat, kept between repeats), with the engine's prefix cache reset before "
+        "each repeat unless --no-cache-reset (see `cache_reset`).",
+    )
+    cache_reset: bool = Field(
+        default=True, description="Whether the group resets the engine's prefix cache before each repeat."
+    )
+
+
+class CacheReset(_M):
+    attempted: bool = Field(..., description="A reset was asked for (false: --no-cache-reset or not applicable).")
+    done: bool = Field(default=False, description="The engine confirmed the reset (every replica reached answered).")
+    method: str | None = Field(
+        default=None,
+        description="How: `serve_handle_broadcast` (reset_prefix_cache on every replica of the engine deployment "
+        "through a Serve handle), `http` (POST <endpoint>/reset_prefix_cache), or null.",
+    )
+    replicas: int | None = Field(default=None, description="Replicas reached (serve_handle_broadcast).")
+    detail: str = Field("", description="What the engine answered, or why no reset happened.")
+    at: float | None = Field(default=None, description="Epoch seconds the reset finished (before the load started).")
+    duration_s: float | None = Field(default=None, description="Wall time of the reset call.")
+
+
 class SLOResult(_M):
     slo: str = Field(..., description="The SLO as written in the scenario.")
     signal: str = Field(..., description="Signal name, e.g. ttft.")
@@ -98,6 +127,12 @@ class RunRecord(_M):
     load: dict[str, Any] = Field(default_factory=dict, description="Load result: request counts, Locust's counts.")
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
     files: dict[str, str] = Field(default_factory=dict, description="Artifacts in the run folder.")
+    repeat: RepeatGroup | None = Field(
+        None, description="The repeat group this run belongs to (--repeat N), else null."
+    )
+    cache_reset: CacheReset | None = Field(
+        default=None, description="Prefix-cache reset before the load (sweep steps and repeats), else null (not asked)."
+    )
     origin: dict[str, str] = Field(
         default_factory=dict,
         description="Where the run came from: branch, commit, "

@@ -108,6 +108,30 @@ def chat_prompt_tokens(messages: Any) -> int:
     return max(1, math.ceil(chars / CHARS_PER_TOKEN))
 
 
+def prompt_text(body: dict, *, chat: bool) -> str:
+    """The prompt's text as the prefix cache sees it (chat: the messages' text contents joined in order)."""
+    if not chat:
+        prompt = body.get("prompt")
+        return prompt if isinstance(prompt, str) else json.dumps(prompt)
+    parts = []
+    for m in body.get("messages") or []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, list):
+            c = "".join(x.get("text", "") for x in c if isinstance(x, dict))
+        parts.append(f"{m.get('role') if isinstance(m, dict) else ''}:{c or ''}")
+    return "\n".join(parts)
+
+
+def prefix_keys(text: str, block_size: int) -> list[int]:
+    """Chained hashes of the prompt's full blocks (block_size tokens of CHARS_PER_TOKEN characters each)."""
+    step = block_size * CHARS_PER_TOKEN
+    keys, h = [], 0
+    for i in range(0, len(text) - step + 1, step):
+        h = hash((h, text[i : i + step]))
+        keys.append(h)
+    return keys
+
+
 def _int_field(body: dict, name: str) -> int | None:
     v = body.get(name)
     if v is None:
@@ -124,6 +148,7 @@ class ParsedRequest:
     stream: bool
     include_usage: bool
     continuous_usage: bool = False  # usage in every event (vLLM's stream_options.continuous_usage_stats)
+    prefix_keys: list[int] = dataclasses.field(default_factory=list)  # filled when prefix caching is on
 
 
 def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int) -> ParsedRequest:
@@ -268,6 +293,15 @@ class SimLLM:
             }
         )
 
+    def reset_prefix_cache(self) -> dict:
+        """Empty this replica's prefix cache (callable through a Serve handle, e.g. broadcast to every replica)."""
+        return {"replica_id": self.replica_id, "dropped_blocks": self.engine.reset_prefix_cache()}
+
+    @api.post("/reset_prefix_cache")
+    async def reset_prefix_cache_route(self) -> JSONResponse:
+        """vLLM's dev-mode route: resets the replica that answers (one replica; a Serve handle reaches all)."""
+        return JSONResponse(self.reset_prefix_cache())
+
     @api.get("/sim/requests")
     async def sim_requests(self, limit: int = 100) -> JSONResponse:
         hist = list(self.engine.history)[-max(0, limit) :] if limit > 0 else []
@@ -285,8 +319,10 @@ class SimLLM:
                 raise ApiError(400, "request body is not valid JSON") from None
             p = parse_request(body, chat=chat, served_model=self.model, kv_capacity=self.config.kv_capacity_tokens)
             rid = f"{self.replica_id or 'sim'}-{next(self._ids)}"
+            if self.config.prefix_caching:
+                p.prefix_keys = prefix_keys(prompt_text(body, chat=chat), self.config.block_size)
             try:
-                req = self.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid)
+                req = self.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid, prefix_keys=p.prefix_keys)
             except ValueError as e:
                 raise ApiError(400, str(e)) from None
             except InjectedFault as e:
@@ -301,8 +337,11 @@ class SimLLM:
             )
         return await self._full(req, p, chat)
 
-    def _usage(self, p: ParsedRequest, n: int) -> dict:
-        return {"prompt_tokens": p.prompt_tokens, "completion_tokens": n, "total_tokens": p.prompt_tokens + n}
+    def _usage(self, p: ParsedRequest, n: int, req: SimRequest | None = None) -> dict:
+        u: dict = {"prompt_tokens": p.prompt_tokens, "completion_tokens": n, "total_tokens": p.prompt_tokens + n}
+        if req is not None and self.config.prefix_caching:  # vLLM's field for prefix-cache hits
+            u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens}
+        return u
 
     async def _full(self, req: SimRequest, p: ParsedRequest, chat: bool) -> JSONResponse:
         pieces: list[str] = []
@@ -329,7 +368,7 @@ class SimLLM:
                 "created": int(time.time()),
                 "model": self.model,
                 "choices": [choice],
-                "usage": self._usage(p, n),
+                "usage": self._usage(p, n, req),
             }
         )
 
@@ -387,7 +426,7 @@ class SimLLM:
                 "created": created,
                 "model": self.model,
                 "choices": [],
-                "usage": self._usage(p, n),
+                "usage": self._usage(p, n, req),
             }
             end = f"data: {json.dumps(usage, separators=(',', ':'))}\n\n" + end
         yield end
