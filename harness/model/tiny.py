@@ -179,7 +179,7 @@ def _build_into(tmp: Path, seed: int) -> None:
     tc_path.write_text(json.dumps(tc, indent=2) + "\n")
     vocab = len(tokenizer)
     # rope_theta / torch_dtype: the 4.x names; 5.x's typed signature lacks them, its config still takes extra kwargs
-    config = LlamaConfig(  # type: ignore[call-arg]
+    config = LlamaConfig(
         vocab_size=vocab,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
@@ -193,7 +193,7 @@ def _build_into(tmp: Path, seed: int) -> None:
     torch.manual_seed(seed)
     with torch.no_grad():
         # transformers types `to` through a decorator wrapper whose signature mypy reads wrong
-        model = LlamaForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]
+        model = LlamaForCausalLM(config).to(torch.float32)
         # Random weights decode greedily into loops of one token; if that token has no text of its own (a special
         # token, or a lone byte of a multi-byte UTF-8 character that the detokenizer holds back), the whole stream
         # has no content (~8% of requests, measured). A zero output row gives logit 0, below the max of ~2000
