@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Literal, NoReturn
 
 import typer
 
@@ -24,7 +25,7 @@ engine_app = typer.Typer(no_args_is_help=True, help="Install or check the vLLM e
 app.add_typer(engine_app, name="engine")
 
 
-def _fail(e: HarnessError) -> None:
+def _fail(e: HarnessError) -> NoReturn:
     sys.stderr.write(f"error: {e.render()}\n")
     raise typer.Exit(e.exit_code)
 
@@ -591,6 +592,7 @@ def matrix(
         repeat=repeat,
         on_event=lambda s: console.print(f"▶ {s}"),
     )
+    assert res.comparison is not None, "run_matrix raises when fewer than two runs are comparable"
     print_comparison(res.comparison, console)
     for e in res.entries:
         console.print(
@@ -696,7 +698,9 @@ def sweep(
     path = resolve_scenario_path(scenario)
     sc = load_scenario(path)
     check_judgeable(sc, str(path), need_slos=True)
-    mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
+    mode: Literal["rate", "concurrency"] = (
+        "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
+    )
     vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
     doc, out = run_sweep(
         sc,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from harness.errors import ScenarioError
 from harness.paths import asset_dir
@@ -1054,9 +1055,8 @@ class Scenario(_Model):
     def _slo_meaning(self) -> Scenario:
         from harness.slo.parse import check_slos  # late: slo imports nothing from here
 
-        errs = check_slos(
-            self.slos, [s.name for s in self.load.stages], self.goodput is not None, self.request_models()
-        )
+        names = [s.name for s in self.load.stages if s.name is not None]  # all named by Load's validator
+        errs = check_slos(self.slos, names, self.goodput is not None, self.request_models())
         if errs:
             raise ValueError("; ".join(errs))
         return self
@@ -1067,7 +1067,8 @@ class Scenario(_Model):
         statistic, a scope whose stage lies entirely inside the warmup."""
         from harness.slo.parse import STEADY, parse_slo
 
-        errs, bounds = [], {}
+        errs: list[str] = []
+        bounds: dict[str, list[tuple[float, bool, str]]] = {}
         ends, t = {}, 0.0
         for st in self.load.stages:
             t += st.duration_s
@@ -1167,7 +1168,7 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
     return lines
 
 
-def _hint(e: dict) -> str:
+def _hint(e: ErrorDetails) -> str:
     """How to fix the errors pydantic words for programmers."""
     t, inp = e["type"], e.get("input")
     if (

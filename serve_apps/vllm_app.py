@@ -229,7 +229,8 @@ def serve_deployments(app: Application) -> dict[str, Any] | None:
     """
     try:
         ingress = app._bound_deployment
-        args = [*ingress.init_args, *ingress.init_kwargs.values()]
+        # Ray annotates the private init_kwargs as a tuple; it holds the bound keyword arguments' dict
+        args = [*ingress.init_args, *ingress.init_kwargs.values()]  # type: ignore[attr-defined]
     except AttributeError:  # Ray's private Application layout changed: provenance only, never fatal
         return None
     engines: list[str] = []

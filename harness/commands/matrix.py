@@ -276,7 +276,8 @@ def matrix(
     out = results_dir / f"matrix-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     out.mkdir(parents=True, exist_ok=False)
     res = MatrixResult(scenario=scenario, out_dir=str(out))
-    res.entries = [Entry(r, v) for r in ray_versions for v in (vllm_versions or [None])]
+    vllms: list[str | None] = list(vllm_versions) if vllm_versions else [None]
+    res.entries = [Entry(r, v) for r in ray_versions for v in vllms]
     for e in res.entries:
         e.env_dir = str(envs_dir / e.name)
         e.log = str(out / f"{e.name}.log")
@@ -334,7 +335,7 @@ def matrix(
             fix=f"see the logs in {out}",
         )
     t0 = time.monotonic()
-    res.comparison = compare([Path(e.run_dir) for e in ok], fail_on=fail_on, force=force)
+    res.comparison = compare([Path(e.run_dir) for e in ok if e.run_dir], fail_on=fail_on, force=force)
     res.comparison["matrix"] = {"entries": [{"name": e.name, "run_dir": e.run_dir} for e in ok]}
     write_json(out / "compare.json", res.comparison)
     write_text(out / "compare.md", render_compare_markdown(res.comparison))

@@ -11,8 +11,10 @@ the first run of each side is compared within-run (block bootstrap over its samp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,6 +147,9 @@ def _values(r: RunData, signal: str) -> stats.Values | None:
     return stats.signal_values(r.samples, signal)
 
 
+_REDUCERS: dict[str, Callable[[np.ndarray], Any]] = {"mean": np.mean, "max": np.max, "min": np.min}
+
+
 def _observed(m: stats.Metric, r: RunData) -> float | None:
     """The summary's value; for a client distribution an older summary lacks, computed from the samples."""
     v = stats.observed(m, r.summary)
@@ -152,11 +157,8 @@ def _observed(m: stats.Metric, r: RunData) -> float | None:
         vals = stats.signal_values(r.samples, m.signal)
         if vals is not None:
             a = vals.values
-            v = float(
-                {"mean": np.mean, "max": np.max, "min": np.min}[m.stat](a)
-                if m.stat in ("mean", "max", "min")
-                else np.percentile(a, float(m.stat[1:]))
-            )
+            reduce = _REDUCERS.get(m.stat)
+            v = float(reduce(a) if reduce is not None else np.percentile(a, float(m.stat[1:])))
     return v
 
 
@@ -210,6 +212,8 @@ def compare_pair(
             significant = None if ci is None or change is None else ci.significant
             thin = (
                 ci is not None
+                and vb is not None
+                and vn is not None
                 and m.stat.startswith("p")
                 and min(vb.values.size, vn.values.size) * (1 - float(m.stat[1:]) / 100) < MIN_TAIL
             )
@@ -218,7 +222,7 @@ def compare_pair(
             rule = rule_for.get(m.key)
             beyond = bool(rule and rule.beyond(b, n))
             if rule and beyond and not thin:
-                bad_and_sure = significant is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
+                bad_and_sure = significant is None or ci is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
             else:
                 bad_and_sure = False
             rows.append(

@@ -23,7 +23,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import gevent
 from gevent.lock import BoundedSemaphore
@@ -41,7 +41,7 @@ from harness.load.probe import LagProbe
 from harness.load.shape import open_tick, stage_ends, stage_tick
 from harness.load.stream import StreamState, build_sample, dropped_sample
 from harness.load.trace import TraceReplay
-from harness.load.workload import RequestMix, RequestSource, build_body, endpoint_path, user_rng
+from harness.load.workload import RequestMix, RequestSource, Session, build_body, endpoint_path, user_rng
 
 CFG: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_CONFIG"]).read_text())
 _API_KEY = os.environ.get("HARNESS_LOAD_API_KEY")  # never logged, never written
@@ -79,7 +79,7 @@ class _SampleWriter:
     """Per-process JSONL appender. Opened lazily because `--processes` forks after this module is imported."""
 
     def __init__(self) -> None:
-        self._f = None
+        self._f: IO[str] | None = None
         self._flusher: gevent.Greenlet | None = None
 
     def write(self, row: dict[str, Any]) -> None:
@@ -129,6 +129,7 @@ class _LLMBase(User):
         runner = self.environment.runner
         self.worker_index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
         self.rng = user_rng(int(_W["seed"]), self.worker_index, next(_user_seq))
+        assert self.host is not None, "the harness always passes --host"
         url = URL(self.host)
         self.path = endpoint_path(url.path or "/", _W["api"])
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -292,20 +293,22 @@ class LLMUser(_LLMBase):
 
     def on_start(self) -> None:
         super().on_start()
-        self.session = None
+        self.session: Session | None = None
 
     @task
     def generate(self) -> None:
         if _MAX_REQ is not None and _tickets.bump() > _MAX_REQ:
             gevent.sleep(1.0)  # budget spent: idle until the shape drains and stops the test
             return
-        turn = self.session.next_turn() if self.session is not None else None
-        if turn is None:
-            self.session = _SOURCE.session(self.rng)
+        session = self.session
+        turn = session.next_turn() if session is not None else None
+        if session is None or turn is None:
+            session = self.session = _SOURCE.session(self.rng)
             self.pick = _MIX.pick(self.rng)  # one model and request kind per session
-            turn = self.session.next_turn()
+            turn = session.next_turn()
+        assert turn is not None, "a new session has at least one turn"
         messages, max_tokens, prompt_len, idx = turn
-        self.session.reply(self.send(messages, max_tokens, prompt_len, idx, None, self.pick))
+        session.reply(self.send(messages, max_tokens, prompt_len, idx, None, self.pick))
 
 
 class ArrivalUser(_LLMBase):
@@ -324,21 +327,23 @@ class ArrivalUser(_LLMBase):
             gevent.sleep(1.0)  # the schedule ran once: idle until the shape stops the test
             return
         self._ran = True
+        open_loop = _OPEN
+        assert open_loop is not None, "ArrivalUser is abstract without an open-loop config"
         n_proc = max(1, int(CFG["workers"]))
         idx = self.worker_index % n_proc
         offsets = (
             _TRACE.offsets(idx, n_proc)
             if _TRACE is not None
             else arrival_offsets(
-                _OPEN["stages"],
-                process=_OPEN["process"],
-                burstiness=float(_OPEN["burstiness"]),
+                open_loop["stages"],
+                process=open_loop["process"],
+                burstiness=float(open_loop["burstiness"]),
                 seed=int(_W["seed"]) * 1000 + idx,
                 share=1.0 / n_proc,
                 phase=idx / n_proc,
             )
         )
-        cap = _OPEN.get("max_concurrency")
+        cap = open_loop.get("max_concurrency")
         sem = BoundedSemaphore(max(1, -(-int(cap) // n_proc))) if cap else None
         group = Group()
         # Align with the shape's t=0 when it is known (local processes share the run dir).

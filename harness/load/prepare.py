@@ -166,7 +166,8 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
     path = resolve_dataset(ds.path)
     w = scenario.workload.model_dump(mode="json")
     rng = random.Random(f"harness-dataset:{scenario.workload.seed}")
-    pool, problems = [], []
+    pool: list[dict[str, Any]] = []
+    problems: list[str] = []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if ds.max_items is not None and len(pool) >= ds.max_items:

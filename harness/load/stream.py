@@ -104,11 +104,11 @@ class StreamState:
             u = obj.get("usage") if isinstance(obj, dict) else None
             if isinstance(u, dict):
                 self.usage = u
-                ct = u.get("completion_tokens")
-                if isinstance(ct, int):
+                total = u.get("completion_tokens")
+                if isinstance(total, int):
                     if tok:
-                        self.event_tokens[-1] = max(ct - (self._ct or 0), 0)
-                    self._ct = ct
+                        self.event_tokens[-1] = max(total - (self._ct or 0), 0)
+                    self._ct = total
             if isinstance(obj, dict) and ("error" in obj or obj.get("object") == "error"):
                 self.error = "stream_error"
         elif b'"choices"' not in payload:
@@ -175,7 +175,9 @@ def per_token_gaps(token_times: list[float], event_tokens: list[int | None]) -> 
     carry = 0.0
     for i in range(1, len(token_times)):
         gap = (token_times[i] - token_times[i - 1]) * 1000.0 + carry
-        k = event_tokens[i] if i < len(event_tokens) and event_tokens[i] is not None else 1
+        k = event_tokens[i] if i < len(event_tokens) else None
+        if k is None:
+            k = 1
         if k <= 0:
             carry = gap
             continue
@@ -209,7 +211,7 @@ def build_sample(
     """One JSONL sample from perf_counter timestamps. Derived columns (tpot, itl stats, stage, warmup)
     are computed at merge time, off the load generator's hot path."""
     tt = token_times
-    ks = list(event_tokens) if event_tokens is not None else [None] * len(tt)
+    ks: list[int | None] = list(event_tokens) if event_tokens is not None else [None] * len(tt)
     chunk_gaps = [round((b - a) * 1000.0, 4) for a, b in zip(tt, tt[1:])]
     itl = per_token_gaps(tt, ks)
     out_tok = usage.get("completion_tokens") if usage else None

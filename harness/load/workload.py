@@ -71,6 +71,7 @@ class Session:
         n_turns = self._turns if isinstance(self._turns, int) else len(self._turns)
         if self._i >= n_turns:
             return None
+        t: dict[str, Any]
         if isinstance(self._turns, int):  # synthetic
             n = sample_length(self._rng, self._w["prompt_tokens"])
             t = {

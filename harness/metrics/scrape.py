@@ -209,8 +209,8 @@ def scrape_interval_s(prom: Prom) -> float | None:
         vals = [_duration_s(t.get("scrapeInterval", "")) for t in r.json()["data"]["activeTargets"]]
     except Exception:
         return None
-    vals = [v for v in vals if v]
-    return max(vals) if vals else None
+    known = [v for v in vals if v]
+    return max(known) if known else None
 
 
 def _duration_s(text: str) -> float | None:
@@ -260,9 +260,9 @@ def scrape(
     parts = resolve(names, base_signals(signals)) | {k: v for k, v in resolved.items() if k in CATALOG}
 
     settle_on = [
-        scope.selector(CATALOG[s], parts[s])
+        scope.selector(CATALOG[s], metric_name)
         for s in ("serve_requests", "generation_tokens", "engine_requests")
-        if parts.get(s)
+        if (metric_name := parts.get(s))
     ]
     st = (
         settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s)

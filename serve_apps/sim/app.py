@@ -229,7 +229,8 @@ def parse_request(
     if opts is not None and not isinstance(opts, dict):
         raise ApiError(400, "`stream_options` must be an object", "stream_options")
     include_usage = bool(opts and opts.get("include_usage"))
-    continuous = include_usage and bool(opts.get("continuous_usage_stats"))  # vLLM: only together with include_usage
+    # vLLM: only together with include_usage
+    continuous = include_usage and bool(opts and opts.get("continuous_usage_stats"))
 
     if chat:
         prompt_tokens = chat_prompt_tokens(body.get("messages"))
@@ -658,7 +659,8 @@ def build_app(args: dict) -> Application:
     from serve_apps.sim.placement import deployment_options
 
     placement = args.get("placement") or None
-    return SimLLM.options(
+    # the decorators' stubs leave SimLLM typed as the plain class; at runtime it is a serve Deployment
+    return SimLLM.options(  # type: ignore[attr-defined]
         autoscaling_config=autoscaling,
         max_ongoing_requests=max_ongoing_requests(sim, autoscaling),
         **deployment_options(placement, replica_cpus),

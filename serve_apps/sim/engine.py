@@ -34,7 +34,7 @@ import itertools
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Protocol
 
@@ -262,11 +262,11 @@ class SimLLMEngine:
         if cfg.prefix_caching:
             req.cached_tokens = self._lookup_prefix(prompt_tokens, prefix_keys)
         self._waiting.append(req)
-        if self._idle:
+        if self._idle and self._wake is not None:  # _ensure_started made it
             self._wake.set()
         return req
 
-    async def stream_ranges(self, req: SimRequest) -> AsyncIterator[tuple[int, int]]:
+    async def stream_ranges(self, req: SimRequest) -> AsyncGenerator[tuple[int, int], None]:
         """Yield (start, stop) index ranges of tokens as they become available; closing early aborts.
 
         A consumer that fell behind gets everything produced so far in one range, so it can write one
@@ -290,7 +290,7 @@ class SimLLMEngine:
             if req.state != FINISHED:
                 self.abort(req)
 
-    async def stream(self, req: SimRequest) -> AsyncIterator[int]:
+    async def stream(self, req: SimRequest) -> AsyncGenerator[int, None]:
         """Yield token indices 0..n-1 of `req` as they are produced; closing early aborts it."""
         async with aclosing(self.stream_ranges(req)) as ranges:
             async for start, stop in ranges:
@@ -473,8 +473,10 @@ class SimLLMEngine:
             if not self._running and not self._waiting:
                 self._idle = True
                 self._emit_idle(loop.time())
-                self._wake.clear()
-                await self._wake.wait()
+                wake = self._wake
+                assert wake is not None, "_ensure_started makes it before starting this task"
+                wake.clear()
+                await wake.wait()
                 self._idle = False
                 deadline = loop.time()
             now = loop.time()
