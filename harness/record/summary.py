@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from harness.record.schema import ClientStats, ScopeStats, ServerStat, SLOResult, Status, Summary
+from harness.record.schema import (
+    ClientStats,
+    ModelStats,
+    ScopeStats,
+    ServerStat,
+    SliceStats,
+    SLOResult,
+    Status,
+    Summary,
+)
 from harness.slo.evaluate import Verdict
 
 # Whole-run request counts: client samples vs server counters after the counters settled. Requests the
@@ -160,6 +169,8 @@ def build_summary(
     autoscaling: dict[str, Any] | None = None,
     scopes: dict[str, ScopeStats] | None = None,
     faults: list[dict[str, Any]] | None = None,
+    models: dict[str, ModelStats] | None = None,
+    request_kinds: dict[str, SliceStats] | None = None,
 ) -> Summary:
     from harness.record.health import load_failure
 
@@ -190,4 +201,6 @@ def build_summary(
         autoscaling=autoscaling,
         scopes=scopes,
         faults=faults,
+        models=models or {},
+        request_kinds=request_kinds or {},
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from harness.record.schema import ClientStats, RunRecord, Summary
+from collections.abc import Mapping
+from typing import Any
+
+from harness.record.schema import ClientStats, DistStats, ModelStats, RunRecord, SliceStats, Summary
 from harness.report.fmt import fmt_ms, fmt_value
 
 
@@ -34,6 +37,11 @@ def render_markdown(run: RunRecord, summary: Summary | None) -> str:
     if summary.autoscaling:
         lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary.autoscaling)
     lines += _client_lines(summary.client)
+    for slices, title in ((summary.models, "Per model"), (summary.request_kinds, "Per request kind")):
+        srows = slice_rows(slices)
+        if srows:
+            lines += ["", f"## {title} (raw samples, warmup excluded)", "", "| " + " | ".join(SLICE_HEAD) + " |"]
+            lines += ["|" + "---|" * len(SLICE_HEAD)] + ["| " + " | ".join(r) + " |" for r in srows]
     if summary.server:
         lines += [
             "",
@@ -120,6 +128,57 @@ def _client_lines(c: ClientStats) -> list[str]:
             f"Goodput ({crit}): {g.rate:.2f} req/s, attainment {att} ({g.total:.0f} of {g.requests} requests).",
         ]
     return lines
+
+
+SLICE_HEAD = (
+    "",
+    "requests",
+    "errors",
+    "TTFT p50",
+    "TTFT p95",
+    "TTFT content p95",
+    "ITL p95",
+    "E2E p95",
+    "output tok/s",
+    "reasoning tok",
+    "tool-call replies",
+    "server TTFT p95",
+)
+
+
+def slice_rows(slices: Mapping[str, SliceStats] | Mapping[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per model (or request kind) of `summary.models` / `summary.request_kinds` (shown when > 1); typed
+    slices, or their JSON form (report.html)."""
+    if len(slices) < 2:
+        return []
+    typed = {
+        k: v if isinstance(v, SliceStats) else (ModelStats if "server" in v else SliceStats).model_validate(v)
+        for k, v in slices.items()
+    }
+
+    def p(d: DistStats | None, stat: str) -> str:
+        return fmt_ms(getattr(d, stat) if d is not None else None)
+
+    rows = []
+    for name, st in typed.items():
+        srv = ((st.server if isinstance(st, ModelStats) else {}).get("server_ttft") or {}).get("p95")
+        rows.append(
+            [
+                f"`{name}`",
+                str(st.requests),
+                str(st.errors),
+                p(st.ttft_ms, "p50"),
+                p(st.ttft_ms, "p95"),
+                p(st.ttft_content_ms, "p95"),
+                p(st.itl_ms, "p95"),
+                p(st.e2e_ms, "p95"),
+                f"{st.output_tokens_per_s or 0:.1f}",
+                f"{st.reasoning_tokens or 0:.0f}",
+                str(st.tool_call_replies),
+                fmt_ms(srv) if srv is not None else "—",
+            ]
+        )
+    return rows
 
 
 def autoscaling_lines(a: dict) -> list[str]:

@@ -15,12 +15,30 @@ import pandas as pd
 from harness.load.prepare import workload_server_stats
 from harness.load.runner import LoadResult
 from harness.metrics.scrape import ScrapeResult, Window
-from harness.record.schema import ClientStats, Goodput, ScopeStats, ServerStat, Status, Summary
+from harness.record.schema import (
+    ClientStats,
+    Goodput,
+    ModelStats,
+    ScopeStats,
+    ServerStat,
+    SliceStats,
+    Status,
+    Summary,
+)
 from harness.record.summary import build_summary, reconcile
 from harness.run.faults import FaultInjector, recovery_series, recovery_signal
 from harness.scenario import Scenario
 from harness.slo import autoscaling as autoscaling_mod
-from harness.slo.evaluate import EvalContext, Verdict, client_stats, evaluate, goodput_stats, scoped_stats
+from harness.slo.evaluate import (
+    EvalContext,
+    Verdict,
+    client_stats,
+    evaluate,
+    goodput_stats,
+    model_scope_stats,
+    scoped_stats,
+    split_stats,
+)
 from harness.slo.parse import parse_slo
 from harness.stack.alerts import AlertReceiver
 
@@ -113,10 +131,12 @@ def evaluate_run(
     server: Mapping[str, ServerStat],
     server_series: Mapping[str, str | None],
     window: Window,
+    server_by_model: Mapping[str, dict[str, Any]] | None = None,
 ) -> RunEvaluation:
     """Verdicts for the whole record, plus goodput, the autoscaling analysis and the scoped stats (pure).
 
-    `rows`: the scraped series (signal, t, value) or None; `window`: load start, warmup end, stats end."""
+    `rows`: the scraped series (signal, t, value) or None; `window`: load start, warmup end, stats end;
+    `server_by_model`: model id → server stats of its model_name-labelled series (several models)."""
     stages = [s.model_dump(mode="json") for s in scenario.load.stages]
     windows = autoscaling_mod.stage_windows(stages, window.start)
     goodput = scenario.goodput.model_dump(mode="json") if scenario.goodput is not None else {}
@@ -129,8 +149,13 @@ def evaluate_run(
         if rows is not None and len(rows)
         else None
     )
-    scope_names = sorted({s.scope for s in map(parse_slo, scenario.slos) if s.scope})
+    parsed = [parse_slo(t) for t in scenario.slos]
+    scope_names = sorted({s.scope for s in parsed if s.scope and s.model is None})
     scoped = {sc: scoped_stats(sc, samples, rows, windows, window.stats_start, criteria or None) for sc in scope_names}
+    for s in parsed:  # `@model:<id>`: that model's requests over the whole window, and its series
+        if s.model is not None and s.scope is not None and s.scope not in scoped:
+            by_model = (server_by_model or {}).get(s.model)
+            scoped[s.scope] = model_scope_stats(s.model, samples, client.duration_s or 0.0, by_model, criteria or None)
     ctx = EvalContext(autoscaling=auto, scoped=scoped, max_replicas=scenario.target.autoscaling.max_replicas)
     verdicts = evaluate(scenario.slos, client.model_dump(), _dicts(server), dict(server_series), ctx)
     scopes = {k: ScopeStats.model_validate(v) for k, v in scoped.items()} or None
@@ -173,7 +198,8 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
         series.update({k: ALERT_SOURCE for k in sig})
     typed_server = {k: ServerStat.model_validate(v) for k, v in server.items()}
     rows = pd.DataFrame(scraped.rows) if scraped and scraped.rows else None
-    ev = evaluate_run(scenario, samples, rows, client, typed_server, series, window)
+    by_model = (scraped.by_model if scraped else None) or {}
+    ev = evaluate_run(scenario, samples, rows, client, typed_server, series, window, by_model)
     why_not = [f["no_recovery_reason"] for f in fault_results if f.get("no_recovery_reason")]
     for v in ev.verdicts:  # a node fault without recovery: say why (e.g. pending placement), not "no series"
         if v.signal == "recovery_time" and v.observed is None and why_not:
@@ -194,5 +220,10 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
         autoscaling=ev.autoscaling,
         scopes=ev.scopes,
         faults=fault_results or None,
+        models={
+            m: ModelStats.model_validate({**SliceStats.of(c).model_dump(), "server": by_model.get(m, {})})
+            for m, c in split_stats(samples, "model", client.duration_s or 0.0).items()
+        },
+        request_kinds={k: SliceStats.of(c) for k, c in split_stats(samples, "kind", client.duration_s or 0.0).items()},
     )
     return Evaluation(summary, fired, fault_results)

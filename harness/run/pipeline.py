@@ -8,10 +8,12 @@ from typing import Any
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
+from harness.deploy.cache import reset_prefix_cache
 from harness.errors import EXIT_BAD_INPUT
 from harness.load.runner import run_load
 from harness.metrics.scrape import ScrapeResult, Window, scrape_run
 from harness.record.environment import environment
+from harness.record.schema import CacheReset, RepeatGroup
 from harness.run.context import UI, RunContext
 from harness.run.evaluate import EvaluateInputs, evaluate_stage
 from harness.run.faults import start_faults
@@ -33,6 +35,10 @@ class RunOptions:
     scenario_file: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     store_url: str | None = None  # results store the finished run is indexed in (None: not indexed)
+    cache_reset: bool = False  # reset the engine's prefix cache after deploy, before the load (sweep, --repeat)
+    repeat: RepeatGroup | None = None  # this run's place in a repeat group (harness/commands/repeat.py)
+    reuse_app: bool = False  # keep the running app's replicas (a later repeat or sweep step of the same target)
+    stay_connected: bool = False  # keep this driver's Ray connection for the next run (repeats)
 
 
 @dataclass
@@ -52,6 +58,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         scenario_file=opts.scenario_file,
         labels=opts.labels,
         origin=origin(),
+        repeat=opts.repeat,
     )
     ui.run_dir(rec.dir)
     ray_client.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
@@ -76,11 +83,21 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
         rec.record_stack(stack)
         ctx.cleanup(lambda: close_stack(stack, opts))
 
-        dep = ctx.stage("deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"))
+        dep = ctx.stage(
+            "deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray", reuse=opts.reuse_app)
+        )
         rec.record_deploy(dep)
-        rec.record_environment(environment())
         if not opts.keep_app:
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
+        if opts.cache_reset:  # optional: a failed reset is recorded (cache_reset.done false), the run goes on
+            reset = ctx.stage(
+                "cache_reset",
+                lambda: reset_prefix_cache(scenario.target, dep.base_url, dep.app_name, dep.engine_deployments),
+                optional=True,
+            )
+            if reset is not None:
+                rec.record_cache_reset(CacheReset(**reset))
+        rec.record_environment(environment())
 
         alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
         if alerts is not None:
@@ -159,7 +176,8 @@ def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stag
 
 
 def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
-    ray_client.disconnect()
+    if not opts.stay_connected:
+        ray_client.disconnect()
     current = stack_stage.load_current()
     if stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir):
         stack_stage.stop_local_stack(stack)
