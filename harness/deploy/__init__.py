@@ -70,8 +70,8 @@ def build_serve_app(target: Target):
             **({"placement": _sim_placement(target.placement, target.replica_cpus)} if target.placement else {}),
         }
     if target.engine == "vllm":
-        from serve_apps.vllm_app import build_app as build_vllm_app
-        from serve_apps.vllm_app import describe_deployment
+        from harness.deploy.vllm import build_app as build_vllm_app
+        from harness.deploy.vllm import describe_deployment
 
         try:  # builds the tiny model first when model_source is `tiny` (seconds; reused afterwards)
             app = build_vllm_app(target)

