@@ -406,6 +406,9 @@ def cleanup_leftovers() -> list[str]:
             if c.head_pgid and _group_alive(c.head_pgid) and _owner_alive(c):
                 live.add(c.k)
                 continue
+            if not c.head_pgid and _owner_alive(c):  # another process is still setting this cluster up
+                live.add(c.k)
+                continue
             if c.head_pgid and _group_alive(c.head_pgid):
                 _kill_group(c.head_pgid)
             teardown(c)
