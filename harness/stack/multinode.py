@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import StackError
-from harness.stack.ray_head import LocalRay, _group_alive, ray_cli, stop_ray
+from harness.stack.procs import group_alive as _group_alive
+from harness.stack.ray_head import LocalRay, ray_cli, stop_ray
 
 PREFIX = "hmn"  # bridge hmn<k>, namespaces hmn<k>-w<i>, host-side veths hmn<k>w<i>
 SUBNET = "10.231.{k}.0/24"  # private; a k whose /24 is already on the host is skipped
@@ -167,7 +168,9 @@ def _save(cluster: Cluster) -> None:
 
 
 def make_network(k: int, workers: int) -> tuple[str, str, list[tuple[str, str, str]]]:
-    """Bridge with the head address, one namespace + veth pair per worker. Returns (bridge, head_ip, [(ns, veth, ip)])."""
+    """Bridge with the head address, one namespace + veth pair per worker.
+
+    Returns (bridge, head_ip, [(ns, veth, ip)])."""
     net = ipaddress.ip_network(SUBNET.format(k=k))
     hosts = list(net.hosts())
     bridge, head_ip = f"{PREFIX}{k}", str(hosts[0])
