@@ -14,7 +14,9 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+# the session's one vLLM start (tests/conftest.py `vllm_smoke_run`: shared stack, model build, deploy, 25 s load) is
+# timed against the first test that asks for it
+pytestmark = [pytest.mark.integration, pytest.mark.vllm, pytest.mark.timeout(1500)]
 
 try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors other than ImportError
     import ray.serve.llm  # noqa: F401

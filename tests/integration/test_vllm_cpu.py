@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.vllm, pytest.mark.integration]
+# timeout: the session's one vLLM start counts against this module too (see tests/e2e/test_vllm_cpu_run.py)
+pytestmark = [pytest.mark.vllm, pytest.mark.integration, pytest.mark.timeout(1500)]
 
 try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors other than ImportError
     import ray.serve.llm  # noqa: F401
