@@ -53,7 +53,8 @@ def main() -> None:
         f"rps={res.requests / a.duration_s:.1f} tokens/s={res.requests * a.tokens / a.duration_s:.0f}"
     )
     print(
-        f"locust cpu={cpu:.2f}s (incl. ~0.6 s start-up + drain baseline on this box) per_request={cpu / n * 1000:.2f}ms "
+        f"locust cpu={cpu:.2f}s (incl. ~0.6 s start-up + drain baseline on this box) "
+        f"per_request={cpu / n * 1000:.2f}ms "
         f"per_token={cpu / (n * a.tokens) * 1e6:.1f}us"
     )
 

@@ -280,36 +280,43 @@ def render(r: dict) -> str:
         L += [
             "(a) efficiency: zero-latency mock, 64 streams x 64 tokens",
             f"  {'client':10} {'CPU-ms/req':>11} {'req/s':>9} {'requests':>9}",
-            f"  {'locust':10} {lo['cpu_ms_per_req']:11.3f} {lo['rps']:9.1f} {lo['requests']:9d}   (raw incl. start-up {lo['cpu_ms_per_req_raw']:.3f}; fixed {lo['fixed_cpu_s']:.2f} s)",
+            f"  {'locust':10} {lo['cpu_ms_per_req']:11.3f} {lo['rps']:9.1f} {lo['requests']:9d}   "
+            f"(raw incl. start-up {lo['cpu_ms_per_req_raw']:.3f}; fixed {lo['fixed_cpu_s']:.2f} s)",
             f"  {'aiohttp':10} {ao['cpu_ms_per_req']:11.3f} {ao['rps']:9.1f} {ao['requests']:9d}",
-            f"  ratio locust/aiohttp: CPU {lo['cpu_ms_per_req'] / max(ao['cpu_ms_per_req'], 1e-9):.2f}x, req/s {lo['rps'] / max(ao['rps'], 1e-9):.2f}x   (target <= 0.5 CPU-ms/req)",
+            f"  ratio locust/aiohttp: CPU {lo['cpu_ms_per_req'] / max(ao['cpu_ms_per_req'], 1e-9):.2f}x, "
+            f"req/s {lo['rps'] / max(ao['rps'], 1e-9):.2f}x   (target <= 0.5 CPU-ms/req)",
             "",
         ]
     if "fidelity" in r:
         L += [
             "(b) fidelity: client minus mock-measured timing (ms), mock TTFT 50 / ITL 10",
-            f"  {'streams':8} {'client':8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'n':>6}",
+            f"  {'streams':8} {'client':8} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} "
+            f"{'ITL mean':>9} {'n':>6}",
         ]
         for k, row in r["fidelity"].items():
             for name in ("locust", "aiohttp"):
                 x = row[name]
                 L.append(
                     f"  {k.split('_')[1]:8} {name:8} {x['ttft_p50_err_ms']:+9.2f} {x['ttft_p99_err_ms']:+9.2f} "
-                    f"{x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} {x['requests']:6d}"
+                    f"{x['itl_p50_err_ms']:+8.3f} {x['itl_p99_err_ms']:+8.3f} {x['itl_mean_err_ms']:+9.3f} "
+                    f"{x['requests']:6d}"
                 )
         L += ["  (targets: TTFT p50 <= 1 ms @1, p99 <= 5 ms @64, ITL <= 0.1 ms)", ""]
     if "scaling" in r:
         s = r["scaling"]
         L += [
             "(c) scaling: req/s vs Locust worker processes (zero-latency mock, 64 streams)",
-            f"  workers 1: {s['workers_1']:.1f}   workers 2: {s['workers_2']:.1f}   ratio {s['workers_2'] / max(s['workers_1'], 1e-9):.2f}x"
+            f"  workers 1: {s['workers_1']:.1f}   workers 2: {s['workers_2']:.1f}   "
+            f"ratio {s['workers_2'] / max(s['workers_1'], 1e-9):.2f}x"
             f"   aiohttp (1 process): {s['aiohttp']:.1f}",
         ]
     if "coalesced" in r:
         L += [
             "",
-            "(d) coalesced: 4 tokens per SSE event, mock ITL 10 ms per token; client per-token ITL minus the mock's (ms)",
-            f"  {'token counts':22} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'values':>8} {'truth':>8} {'gap p50':>8}",
+            "(d) coalesced: 4 tokens per SSE event, mock ITL 10 ms per token; "
+            "client per-token ITL minus the mock's (ms)",
+            f"  {'token counts':22} {'ITL p50':>8} {'ITL p99':>8} {'ITL mean':>9} {'values':>8} {'truth':>8} "
+            f"{'gap p50':>8}",
         ]
         for name, x in r["coalesced"].items():
             L.append(

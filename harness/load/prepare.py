@@ -12,13 +12,14 @@ English words with byte-level BPE). `info["prompt_length_unit"]` records which.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ScenarioError
 from harness.load.workload import VOCAB, make_prompt, sample_length
 from harness.paths import asset_dir, resolve_input
 from harness.scenario import Scenario
@@ -325,3 +326,56 @@ def workload_server_stats(info: dict[str, Any], server: dict[str, Any]) -> tuple
             "does not model a prefix cache)"
         )
     return out, notes
+
+
+def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
+    """Fail before anything starts when a local file the scenario names is missing or unreadable."""
+    ds = sc.workload.dataset
+    if ds is not None:
+        try:
+            with open(resolve_dataset(ds.path), "rb") as f:
+                f.read(1)
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+        except OSError as e:
+            raise ScenarioError(
+                f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
+                fix="check the file's permissions",
+            ) from None
+    if sc.workload.trace is not None:
+        try:
+            trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
+        except HarnessError as e:
+            where = "" if e.message.startswith("workload.") else "workload.trace: "
+            raise ScenarioError(
+                f"{source}: {where}{e.message}",
+                problems=[f"{source}: workload.trace: {p}" for p in e.problems],
+                fix=e.fix,
+            ) from None
+        except OSError as e:
+            raise ScenarioError(
+                f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
+                fix="check the file's permissions",
+            ) from None
+    if sc.workload.tokenizer:
+        try:
+            tokenizer_path(sc)
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+    if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
+        raise ScenarioError(
+            f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
+            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env",
+        )
+    v = sc.target.vllm
+    if v is not None and v.model_source.startswith((".", "/", "~")):
+        p = Path(v.model_source).expanduser()
+        if not p.is_dir():
+            raise ScenarioError(
+                f"{source}: target.vllm.model_source: {p}: model directory not found",
+                fix="give a folder holding config.json and the weights, a Hugging Face id, or `tiny`",
+            )
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise ScenarioError(
+                f"{source}: target.vllm.model_source: {p}: directory not readable", fix="check its permissions"
+            )

@@ -328,7 +328,8 @@ def run_load(
                     raise LoadError(
                         f"Locust did not start the load within {startup_timeout_s:.0f} s",
                         problems=[_why_dead(locust_dir)],
-                        fix=f"see {locust_dir}/locust.log; with load.workers > 0 check that local worker processes can connect",
+                        fix=f"see {locust_dir}/locust.log; with load.workers > 0 check that local worker "
+                        "processes can connect",
                     )
             if stop_event is not None and stop_event.is_set() and stop_sent_at is None:
                 interrupted = True
@@ -400,7 +401,10 @@ def run_load(
             )
     if rc != 0 and message is None:
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
-        message = f"Locust {how} during the run; samples written until then were kept (see {locust_dir}/locust.log, stderr.txt)"
+        message = (
+            f"Locust {how} during the run; samples written until then were kept "
+            f"(see {locust_dir}/locust.log, stderr.txt)"
+        )
     if rc != 0:
         _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
 

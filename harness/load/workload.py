@@ -28,7 +28,8 @@ VOCAB: tuple[str, ...] = tuple(
     country found answer school grow study still learn plant cover food sun four between state keep eye never last
     let thought city tree cross farm hard start might story saw far sea draw left late run while press close night
     real life few north open seem together next white children begin got walk example ease paper group always music
-    those both mark often letter until mile river car feet care second book carry took science eat room friend""".split()
+    those both mark often letter until mile river car feet care second book carry took science eat room
+    friend""".split()
 )
 
 

@@ -76,7 +76,8 @@ def render_compare_html(result: dict) -> str:
     runs = {r["run_id"]: r for r in result["runs"]}
     parts = [
         f"<h1>Comparison — {_e(title(result))}</h1>",
-        "<div class='tablewrap'><table><tr><th></th><th>run</th><th>labels</th><th>environment</th><th>verdict</th><th>requests</th></tr>",
+        "<div class='tablewrap'><table><tr><th></th><th>run</th><th>labels</th><th>environment</th><th>verdict</th>"
+        "<th>requests</th></tr>",
     ]
     for i, r in enumerate(result["runs"]):
         labels = ", ".join(f"{k}={v}" for k, v in r["labels"].items()) or "—"
@@ -213,7 +214,8 @@ def render_history_html(hist: dict) -> str:
             labels = " ".join(f"{k}={v}" for k, v in (r.get("labels") or {}).items())
             parts.append(
                 f"<tr><td><code>{_e(r['run_id'])}</code></td><td>{_e(r.get('when') or '')}</td>"
-                f"<td>{_e(r['verdict'] + (', broken' if r.get('load_failure') else ''))}</td><td>{_e(labels)}</td><td><code>{_e(r.get('location') or r.get('dir') or '')}</code></td>"
+                f"<td>{_e(r['verdict'] + (', broken' if r.get('load_failure') else ''))}</td><td>{_e(labels)}</td>"
+                f"<td><code>{_e(r.get('location') or r.get('dir') or '')}</code></td>"
                 f"{cells}</tr>"
             )
         parts.append("</table></div>")

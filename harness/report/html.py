@@ -588,7 +588,8 @@ def _reconciliation_table(summary: dict) -> str:
     body = "".join("<tr>" + "".join(f"<td>{escape(c.replace('**', ''))}</td>" for c in r) + "</tr>" for r in rows)
     return (
         "<h2>Client vs server</h2><p class='note'>Latency SLOs use client samples; Serve's and vLLM's histograms "
-        "are cross-checks (their buckets are coarse).</p><div class='tablewrap'><table><tr><th>check</th><th>client</th>"
+        "are cross-checks (their buckets are coarse).</p><div class='tablewrap'><table><tr><th>check</th>"
+        "<th>client</th>"
         "<th>server</th><th>difference</th><th>agrees</th></tr>" + body + "</table></div>"
     )
 

@@ -70,7 +70,8 @@ def render_junit(run: dict, summary: dict | None) -> str:
         case = ET.SubElement(suite, "testcase", classname=cls, name=s["slo"], time="0")
         if not s["passed"]:
             obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
-            msg = f"{s['slo']}: observed {obs}, threshold {s['op']} {fmt_value(s['threshold'], s['unit'])} ({s['source']})"
+            bound = f"{s['op']} {fmt_value(s['threshold'], s['unit'])}"
+            msg = f"{s['slo']}: observed {obs}, threshold {bound} ({s['source']})"
             ET.SubElement(case, "failure", message=msg, type="SLOFailed").text = s.get("reason") or msg
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

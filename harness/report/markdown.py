@@ -33,7 +33,8 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         obs = fmt_value(s["observed"], s["unit"]) if s["observed"] is not None else "no data"
         why = (s.get("reason") or "").replace("|", "\\|")
         lines.append(
-            f"| {mark} | `{s['slo']}` | {obs} | {s['op']} {fmt_value(s['threshold'], s['unit'])} | {s['source']} | {why} |"
+            f"| {mark} | `{s['slo']}` | {obs} | {s['op']} {fmt_value(s['threshold'], s['unit'])} "
+            f"| {s['source']} | {why} |"
         )
     if summary.get("autoscaling"):
         lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary["autoscaling"])
@@ -82,7 +83,8 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         att = "—" if g.get("attainment") is None else f"{100 * g['attainment']:.1f}%"
         lines += [
             "",
-            f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} ({g['total']:.0f} of {g['requests']} requests).",
+            f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} "
+            f"({g['total']:.0f} of {g['requests']} requests).",
         ]
     srv = summary.get("server", {})
     if srv:
@@ -120,7 +122,8 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         "",
         f"- harness {env.get('harness')} ({env.get('git_commit') or 'no git'}), Ray {env.get('ray')}, "
         f"vLLM {env.get('vllm') or '—'}, Python {env.get('python')}",
-        f"- target: {sc.get('target', {}).get('engine')} `{sc.get('target', {}).get('model')}` at {run.get('deployment', {}).get('base_url', '?')}",
+        f"- target: {sc.get('target', {}).get('engine')} `{sc.get('target', {}).get('model')}` "
+        f"at {run.get('deployment', {}).get('base_url', '?')}",
         "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in dur.items()),
     ]
     return "\n".join(lines) + "\n"
@@ -177,7 +180,10 @@ def _bucket_text(res: dict, stat: str) -> str:
 
 
 def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
-    """(check, client, server, difference, agrees) per reconciliation entry; the server side of Locust's count is Locust."""
+    """(check, client, server, difference, agrees) per reconciliation entry.
+
+    The server side of Locust's request count is Locust itself.
+    """
     rows = []
     for key, v in rec.items():
         if not isinstance(v, dict):

@@ -155,7 +155,8 @@ def _time_stats(events: list[dict]) -> dict[str, float] | None:
 
 def _note(events: list[dict], direction: str, wanted_name: str) -> str | None:
     if not events:
-        return f"no scale-{direction} happened: {wanted_name} never asked for {'more' if direction == 'up' else 'fewer'} replicas at a load step"
+        more = "more" if direction == "up" else "fewer"
+        return f"no scale-{direction} happened: {wanted_name} never asked for {more} replicas at a load step"
     missed = [e for e in events if not e["reached"]]
     if missed:
         e = missed[0]

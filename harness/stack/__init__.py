@@ -34,7 +34,7 @@ class Stack:
     timings_s: dict = field(default_factory=dict)
     ray_env: dict = field(default_factory=dict)  # env a driver needs to join (local stacks: loopback + auth token)
     metrics_url: str | None = None  # external endpoint: its own /metrics, scraped by our Prometheus (None: none)
-    alerting: dict | None = None  # local Alertmanager + rules (harness/alerts.py); the run owns the receiver
+    alerting: dict | None = None  # local Alertmanager + rules (harness/stack/alerts.py); the run owns the receiver
     cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
 
     @property
@@ -169,7 +169,7 @@ def stop_local_stack(stack: Stack) -> None:
         if stack.prometheus:
             pool.submit(stop_prometheus, LocalPrometheus(**stack.prometheus))
         if stack.alerting:
-            from harness.alerts import stop_alertmanager
+            from harness.stack.alerts import stop_alertmanager
 
             stop_alertmanager(stack.alerting)
         if stack.ray:

@@ -168,9 +168,7 @@ def _save(cluster: Cluster) -> None:
 
 
 def make_network(k: int, workers: int) -> tuple[str, str, list[tuple[str, str, str]]]:
-    """Bridge with the head address, one namespace + veth pair per worker.
-
-    Returns (bridge, head_ip, [(ns, veth, ip)])."""
+    """Bridge with the head address, one namespace + veth pair per worker: (bridge, head_ip, [(ns, veth, ip)])."""
     net = ipaddress.ip_network(SUBNET.format(k=k))
     hosts = list(net.hosts())
     bridge, head_ip = f"{PREFIX}{k}", str(hosts[0])
@@ -533,7 +531,7 @@ def start_multinode_stack(
         )
         t_workers = time.monotonic()
         if alerting:
-            from harness.alerts import local_rules, start_alertmanager
+            from harness.stack.alerts import local_rules, start_alertmanager
 
             am = start_alertmanager(state_dir)
             am.rules_file = str(local_rules(state_dir))
@@ -548,7 +546,7 @@ def start_multinode_stack(
         if prom is not None:
             stop_prometheus(prom)
         if am is not None:
-            from harness.alerts import stop_alertmanager
+            from harness.stack.alerts import stop_alertmanager
 
             stop_alertmanager(am)
         if head is not None:

@@ -64,8 +64,8 @@ def scratch_dir() -> Path:
 
 
 def history_runs(store: Store, scenario: str | None, labels: dict[str, str], limit: int = 500) -> list[dict]:
-    """Stored runs as `harness.history` rows (oldest first), across every machine that wrote to the store."""
-    from harness.history import METRICS
+    """Stored runs as `harness.commands.history` rows (oldest first), across every machine that wrote to the store."""
+    from harness.compare.history import METRICS
 
     rows = store.query(scenario, labels, limit=100_000)
     rows = [r for r in rows if r.get("verdict") is not None][-limit:]
@@ -129,35 +129,3 @@ def resolve_refs(refs: list[str], store_url: str | None, results_dir: Path) -> l
     finally:
         if store is not None:
             store.close()
-
-
-def stored_history(
-    store_url: str | None, results_dir: Path, scenario: str | None, labels: dict[str, str], **detect
-) -> dict:
-    """`harness history` from the store. The default store (RESULTS_DIR/harness.db) first indexes that folder's runs,
-    so folders from before the store existed (or from a copy) show up; a shared store is only read."""
-    from harness.history import build
-    from harness.store import is_default, open_store, resolve_url, sync
-
-    url = resolve_url(store_url, results_dir)
-    if url is None:  # store off: the folder scan
-        from harness.history import collect
-
-        runs = collect(results_dir, scenario)
-        runs = [r for r in runs if all(r["labels"].get(k) == v for k, v in labels.items())]
-        return build(runs, str(results_dir), scenario, **detect)
-    if is_default(url, results_dir) and not Path(results_dir).is_dir():
-        raise HarnessError(
-            f"{results_dir}: no such folder",
-            fix="pass --results-dir where `harness run` wrote its runs, or --store URL of a shared store",
-        )
-    store = open_store(store_url, results_dir)
-    try:
-        if is_default(url, results_dir):
-            sync(results_dir, store)
-        runs = history_runs(store, scenario, labels)
-        hist = build(runs, store.shown, scenario, **detect)
-        hist["store"] = store.shown
-        return hist
-    finally:
-        store.close()

@@ -339,7 +339,10 @@ class SimLLM:
             obj, rid = "chat.completion.chunk", "chatcmpl-" + req.request_id
         else:
             obj, rid = "text_completion", "cmpl-" + req.request_id
-        head = f'data: {{"id":"{rid}","object":"{obj}","created":{created},"model":{self._model_json},"choices":[{{"index":0,'
+        head = (
+            f'data: {{"id":"{rid}","object":"{obj}","created":{created},"model":{self._model_json},'
+            '"choices":[{"index":0,'
+        )
         if chat:
             first, later = head + '"delta":{"role":"assistant","content":', head + '"delta":{"content":'
         else:

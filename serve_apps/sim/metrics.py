@@ -6,9 +6,9 @@ counters are registered without the suffix. Names containing ':' are silently dr
 exporter (only a FutureWarning), hence the underscores.
 
 Cost: gauges are set once per step and only when changed (plus a refresh on every flush: Ray 2.60's
-agent drops a gauge series that was not re-set for two export intervals, so an idle engine would vanish); everything else (histogram observations,
-counter increments) is buffered by the scheduler and written to Ray by `flush()`, which a background
-task calls a few times per second -- Ray exports at most once a second anyway.
+agent drops a gauge series that was not re-set for two export intervals, so an idle engine would vanish);
+everything else (histogram observations, counter increments) is buffered by the scheduler and written to Ray by
+`flush()`, which a background task calls a few times per second -- Ray exports at most once a second anyway.
 """
 
 from __future__ import annotations

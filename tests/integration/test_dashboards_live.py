@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.dashboards import build_dashboards, import_ray_dashboards, panel_queries
+from harness.commands.dashboards import build_dashboards, import_ray_dashboards, panel_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

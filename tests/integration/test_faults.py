@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.runctx import reap_leftovers
+from harness.run.context import reap_leftovers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

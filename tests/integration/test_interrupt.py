@@ -17,7 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from harness.runctx import leftover_pgids, reap_leftovers
+from harness.run.context import leftover_pgids, reap_leftovers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

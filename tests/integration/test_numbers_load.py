@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from harness.evaluate_stage import stream_warnings
 from harness.load.runner import run_load
+from harness.run.evaluate import stream_warnings
 from harness.scenario import parse_scenario
 from harness.slo.evaluate import client_stats, evaluate_run
 

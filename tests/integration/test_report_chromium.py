@@ -1,4 +1,6 @@
-"""The picture check: report.html, compare.html and history.html opened in headless Chromium (Debian's `chromium`)\nas a user would: every Plotly chart is drawn, with its traces, without console messages, and the page is not blank."""
+"""The picture check: report.html, compare.html and history.html opened in headless Chromium (Debian's `chromium`)
+as a user would: every Plotly chart is drawn, with its traces, without console messages, and the page is not blank.
+"""
 
 import json
 import os
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.compare import compare_runs
-from harness.history import history
+from harness.compare.history import history
 from harness.report import load_data
 from harness.report.compare_html import render_compare_html, render_history_html
 from harness.report.html import render_html

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from harness import stack as stack_mod
 from harness.cli import app
+from harness.commands.verify import verify
 from harness.metrics.mathx import bucket_around
 from harness.metrics.scrape import Prom
 from harness.stack.net import free_port
-from harness.verify import verify
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -32,9 +32,9 @@ def live(tmp_path_factory, shared_stack):
     st = stack_mod.load_current()
     assert st is not None
     try:
-        from harness.pipeline import RunOptions, run
+        from harness.report.terminal import RichUI
+        from harness.run.pipeline import RunOptions, run
         from harness.scenario import parse_scenario
-        from harness.terminal import RichUI
 
         sc = parse_scenario(
             {

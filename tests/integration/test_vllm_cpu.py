@@ -81,9 +81,9 @@ def served(vllm_smoke_run, shared_stack):
     import ray
     from ray import serve
 
-    from harness import deploy
+    from harness.stack import ray_client
 
-    deploy.connect_ray(stack["ray_address"], stack["ray_env"])  # a driver of our own, only to ask Ray
+    ray_client.connect_ray(stack["ray_address"], stack["ray_env"])  # a driver of our own, only to ask Ray
     try:
         app = serve.status().applications.get(target.app_name)
         assert app is not None and app.status == "RUNNING", app
@@ -94,7 +94,7 @@ def served(vllm_smoke_run, shared_stack):
             if pg["state"] == "CREATED"
         ]
     finally:
-        deploy.disconnect()
+        ray_client.disconnect()
     info["rss_bytes"], info["rss_procs"] = _rss_bytes(r"ServeReplica:.*LLMServer")
     return target, info
 

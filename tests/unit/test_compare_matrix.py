@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.commands.matrix import MARKER, Entry, build_env, env_recipe, matrix, run_in_env
 from harness.errors import HarnessError
-from harness.matrix import MARKER, Entry, build_env, env_recipe, matrix, run_in_env
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "records" / "compare"
 BY_VERSION = {"2.59.0": "ray-2.59a", "2.59.1": "ray-2.59b", "2.60.0": "ray-2.60-slow"}

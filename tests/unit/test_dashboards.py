@@ -1,6 +1,6 @@
 import json
 
-from harness.dashboards import DASHBOARD_DIR, build_dashboards, fix_ray_dashboard, panel_queries
+from harness.commands.dashboards import DASHBOARD_DIR, build_dashboards, fix_ray_dashboard, panel_queries
 
 
 def test_committed_dashboards_are_generated_from_the_catalog():
@@ -28,7 +28,8 @@ def test_fix_ray_dashboard_drops_cluster_filter():
             {
                 "targets": [
                     {
-                        "expr": 'sum(ray_x{SessionName=~"$SessionName",ray_io_cluster=~"$Cluster",instance=~"$Instance"})'
+                        "expr": 'sum(ray_x{SessionName=~"$SessionName",ray_io_cluster=~"$Cluster",'
+                        'instance=~"$Instance"})'
                     },
                     {"expr": 'sum(ray_y{ray_io_cluster=~"$Cluster"}) by (ray_io_cluster)'},
                     {"expr": 'sum(ray_z{ray_io_cluster=~"$Cluster", instance=~"$Instance"})'},

@@ -113,6 +113,6 @@ def test_workflow_matches_github_workflow_schema():
 
 
 def test_compose_matches_check_jsonschema_compose_schema():
-    """A second, newer copy of the Compose schema (draft 2020-12, from compose-go) where check-jsonschema is installed."""
+    """A second, newer copy of the Compose schema (draft 2020-12, from compose-go), via check-jsonschema."""
     res = _check_jsonschema("vendor.compose-spec", REPO / "docker" / "compose.yaml")
     assert res.returncode == 0, res.stdout + res.stderr

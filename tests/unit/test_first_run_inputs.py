@@ -151,8 +151,8 @@ def test_history_marks_broken_runs_and_keeps_them_out_of_baselines(runner, tmp_p
 
 
 def test_matrix_does_not_compare_a_broken_run(tmp_path):
+    from harness.commands.matrix import matrix
     from harness.errors import HarnessError
-    from harness.matrix import matrix
 
     def builder(e, env_dir, log):
         return False

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.history import change_points, history
+from harness.compare.history import change_points, history
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "records" / "compare"
 

@@ -1,6 +1,5 @@
-
+from harness.commands.sweep import Step, candidates, goodput_criteria, render_table, step_scenario
 from harness.scenario import parse_scenario
-from harness.sweep import Step, candidates, goodput_criteria, render_table, step_scenario
 
 
 def _base(**load):

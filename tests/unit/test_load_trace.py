@@ -8,9 +8,9 @@ import pytest
 
 from harness.errors import HarnessError, ScenarioError
 from harness.load import runner
-from harness.load.prepare import REPO_ROOT, prepare_workload
+from harness.load.prepare import REPO_ROOT, check_inputs, prepare_workload
 from harness.load.trace import TraceReplay, load_trace, parse_azure_time, parse_trace, schedule
-from harness.scenario import absolute_inputs, check_inputs, parse_scenario
+from harness.scenario import absolute_inputs, parse_scenario
 
 DS = REPO_ROOT / "datasets"
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from harness.alerts import alert_signals, local_rules, merge
 from harness.deploy.placement import infeasible_reason
+from harness.stack.alerts import alert_signals, local_rules, merge
 from serve_apps.sim.placement import bundles
 
 
@@ -126,7 +126,7 @@ def test_alert_signals():
 
 
 def test_verify_nodes_groups_targets_by_host():
-    from harness.verify import _check_nodes
+    from harness.commands.verify import _check_nodes
 
     t = [
         {"address": "10.0.0.1:1", "health": "up"},

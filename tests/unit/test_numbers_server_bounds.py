@@ -2,10 +2,10 @@
 
 import math
 
-from harness.evaluate_stage import server_resolution
 from harness.metrics.mathx import histogram_quantile, quantile_bucket
 from harness.metrics.scrape import ScrapeResult
 from harness.report.markdown import render_markdown
+from harness.run.evaluate import server_resolution
 
 # vLLM's ITL histogram: lowest bucket 10 ms; 90 of 100 observations below it
 BUCKETS = {0.01: 90.0, 0.025: 95.0, 0.05: 99.0, math.inf: 100.0}

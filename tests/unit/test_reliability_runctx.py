@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, StackError
-from harness.faults import FaultEvent, FaultInjector, fault_report, recovery_signal, recovery_stats
 from harness.record import Recorder
 from harness.record.store import run_state
-from harness.runctx import NullUI, RunContext, leftover_pgids, reap_leftovers
+from harness.run.context import NullUI, RunContext, leftover_pgids, reap_leftovers
+from harness.run.faults import FaultEvent, FaultInjector, fault_report, recovery_signal, recovery_stats
 from harness.scenario import Fault
 
 
@@ -181,7 +181,7 @@ class FakeReplicas:
 
 
 def test_injector_fires_at_load_time_and_measures_recovery(tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.faults.POLL_S", 0.05)
+    monkeypatch.setattr("harness.run.faults.POLL_S", 0.05)
     started = tmp_path / "started_at"
     fake = FakeReplicas()
     inj = FaultInjector([Fault(at_s=0.3, action="kill_replica")], "llm", started, replicas=fake).start()
@@ -195,7 +195,7 @@ def test_injector_fires_at_load_time_and_measures_recovery(tmp_path, monkeypatch
 
 
 def test_injector_reports_a_load_that_never_started(tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.faults.START_WAIT_S", 0.2)
+    monkeypatch.setattr("harness.run.faults.START_WAIT_S", 0.2)
     inj = FaultInjector(
         [Fault(at_s=1, action="kill_replica")], "llm", tmp_path / "never", replicas=FakeReplicas()
     ).start()

@@ -100,7 +100,8 @@ def test_wheel_carries_package_data_and_every_package(wheel):
     for init in [*ROOT.glob("harness/**/__init__.py"), *ROOT.glob("serve_apps/**/__init__.py")]:
         rel = init.relative_to(ROOT).as_posix()
         assert rel in names, (
-            f"{rel} is not in the wheel: setup.py finds packages under harness/ and serve_apps/ (does it have an __init__.py?)"
+            f"{rel} is not in the wheel: setup.py finds packages under harness/ and serve_apps/ "
+            "(does it have an __init__.py?)"
         )
 
 

@@ -7,15 +7,16 @@ from pathlib import Path
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
-from harness.alerts import start_receiver
-from harness.evaluate_stage import evaluate_stage, record_scrape
-from harness.faults import start_faults
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape_run
 from harness.record import Recorder
 from harness.record.environment import environment
-from harness.runctx import UI, RunContext
+from harness.run.context import UI, RunContext
+from harness.run.evaluate import evaluate_stage, record_scrape
+from harness.run.faults import start_faults
 from harness.scenario import Scenario
+from harness.stack import ray_client
+from harness.stack.alerts import start_receiver
 from harness.store import index_run, origin
 
 
@@ -51,11 +52,11 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         origin=origin(),
     )
     ui.run_dir(rec.dir)
-    deploy_stage.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
+    ray_client.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
     try:
         ctx = _run_stages(scenario, opts, ui, rec)
     finally:  # index: every finished run, whatever its status; an unreachable store never fails the run
-        deploy_stage.set_driver_log(None)
+        ray_client.set_driver_log(None)
         indexed = index_run(rec.dir, opts.store_url) if opts.store_url else None
         if indexed and not indexed["indexed"]:
             ui.warn(
@@ -156,7 +157,7 @@ def stops_stack(stack: stack_stage.Stack, opts: RunOptions) -> bool:
 
 
 def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
-    deploy_stage.disconnect()
+    ray_client.disconnect()
     if stops_stack(stack, opts):
         stack_stage.stop_local_stack(stack)
     elif stack.local and opts.keep_up and not stack.ray:  # an external endpoint's Prometheus: nothing to reuse

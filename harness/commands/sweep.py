@@ -145,8 +145,9 @@ def run_sweep(
 ) -> tuple[dict, Path]:
     from harness import deploy as deploy_stage
     from harness import stack as stack_stage
-    from harness.pipeline import RunOptions
-    from harness.pipeline import run as run_pipeline
+    from harness.run.pipeline import RunOptions
+    from harness.run.pipeline import run as run_pipeline
+    from harness.stack import ray_client
 
     vals = sorted(set(values or DEFAULT_VALUES[mode]))
     if any(v <= 0 for v in vals):
@@ -194,12 +195,12 @@ def run_sweep(
             cur = stack_stage.load_current()
             if cur is not None:  # leave the user's stack as we found it: without our app
                 try:
-                    deploy_stage.connect_ray(cur.ray_address, cur.ray_env)
+                    ray_client.connect_ray(cur.ray_address, cur.ray_env)
                     deploy_stage.undeploy(
                         deploy_stage.Deployment(base.target.engine, base.target.app_name, "", base.target.model, 0.0)
                     )
                 finally:
-                    deploy_stage.disconnect()
+                    ray_client.disconnect()
     doc = _write(sweep_dir, base, mode, dur, criteria, results, interrupted=interrupted)
     return doc, sweep_dir
 
@@ -239,7 +240,10 @@ def _write(
 
 def render_table(doc: dict) -> str:
     unit = doc["unit"]
-    head = f"| {unit} | verdict | req/s | goodput/s | TTFT p50 | TTFT p95 | TTFT p99 | ITL p50 | ITL p99 | errors | failed SLOs |"
+    head = (
+        f"| {unit} | verdict | req/s | goodput/s | TTFT p50 | TTFT p95 | TTFT p99 | ITL p50 | ITL p99 | errors "
+        "| failed SLOs |"
+    )
     lines = [f"# sweep: {doc['scenario']} ({doc['mode']})", "", head, "|" + "---|" * 11]
 
     def ms(d: dict, k: str) -> str:
@@ -251,7 +255,8 @@ def render_table(doc: dict) -> str:
         e = f"{s['error_rate'] * 100:.1f}%" if s["error_rate"] is not None else "-"
         flag = " (generator bound)" if s["generator_bottleneck"] else ""
         lines.append(
-            f"| {s['value']:g} | {s['verdict']}{flag} | {r} | {g} | {ms(s['ttft_ms'], 'p50')} | {ms(s['ttft_ms'], 'p95')} | "
+            f"| {s['value']:g} | {s['verdict']}{flag} | {r} | {g} | "
+            f"{ms(s['ttft_ms'], 'p50')} | {ms(s['ttft_ms'], 'p95')} | "
             f"{ms(s['ttft_ms'], 'p99')} | {ms(s['itl_ms'], 'p50')} | {ms(s['itl_ms'], 'p99')} | {e} | "
             f"{'; '.join(s['failed_slos']) or '-'} |"
         )

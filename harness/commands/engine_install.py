@@ -5,7 +5,7 @@ and break `import transformers` (and so `ray.serve.llm`) with "operator torchvis
 must be removed after the install; vLLM's text models do not need them. Never `ray[llm]` here: it pins the CUDA
 `vllm`. Needs a CPU with AVX2. ~1-2 min and ~3.5 GB (torch CPU wheel included).
 
-    harness engine install-cpu            # or: python -m harness.engine_install
+    harness engine install-cpu            # or: python -m harness.commands.engine_install
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ bad = [m for m in {CUDA_ONLY!r} if importlib.util.find_spec(m)]
 if bad:
     sys.exit("installed but CUDA builds that break transformers on CPU: " + ", ".join(bad))
 import vllm, ray, ray.serve.llm, transformers, tokenizers, pyarrow, torch
-print(f"ok: vllm {{vllm.__version__}}, ray {{ray.__version__}}, torch {{torch.__version__}}, transformers {{transformers.__version__}}")
+print(f"ok: vllm {{vllm.__version__}}, ray {{ray.__version__}}, torch {{torch.__version__}}, "
+      f"transformers {{transformers.__version__}}")
 """
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.faults import recovery_series, recovery_signal
 from harness.load.prepare import workload_server_stats
 from harness.metrics.scrape import ScrapeResult, Window
 from harness.record import Recorder
 from harness.record.schema import Summary
 from harness.record.summary import build_summary, reconcile
+from harness.run.faults import recovery_series, recovery_signal
 from harness.scenario import Scenario
 from harness.slo.evaluate import client_stats, evaluate_run
 
@@ -100,7 +100,7 @@ def evaluate_stage(
     server.update(recovery_signal(fault_results))
     series.update(recovery_series(fault_results))
     if alerts is not None:  # live alerts (local stack with Alertmanager)
-        from harness.alerts import ALERT_SOURCE, alert_signals, wait_node_alerts
+        from harness.stack.alerts import ALERT_SOURCE, alert_signals, wait_node_alerts
 
         fired = wait_node_alerts(alerts, fault_results)
         rec.record.alerts = fired

@@ -1,0 +1,1 @@
+"""Commands beyond `run`: sweep, matrix, history, verify, dashboards, engine install."""

@@ -1,0 +1,1 @@
+"""Run mechanics: the pipeline, its context, the evaluate stage and fault injection."""
