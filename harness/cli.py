@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Literal, NoReturn
 
 import typer
 
@@ -24,7 +25,7 @@ engine_app = typer.Typer(no_args_is_help=True, help="Install or check the vLLM e
 app.add_typer(engine_app, name="engine")
 
 
-def _fail(e: HarnessError) -> None:
+def _fail(e: HarnessError) -> NoReturn:
     sys.stderr.write(f"error: {e.render()}\n")
     raise typer.Exit(e.exit_code)
 
@@ -73,6 +74,21 @@ _STORE_HELP = (
 )
 
 
+_REPEAT_HELP = (
+    "Run the scenario N times as one repeat group (same stack and deployment, prefix cache reset before each "
+    "repeat); `harness compare` tests groups of >= 3 runs between runs."
+)
+_UNTIL_HELP = (
+    "With --repeat N: stop early (after >= 3 runs) once the 95% t-interval of every gated statistic is narrower "
+    "than this fraction of its mean (0.05 = 5%)."
+)
+_CACHE_RESET_HELP = (
+    "Reset the engine's prefix cache before the load (sim, vLLM via Ray Serve LLM, or POST /reset_prefix_cache "
+    "on an external endpoint; recorded as run.json cache_reset). Default: on with --repeat and in sweeps, off "
+    "for a single run."
+)
+
+
 @app.command()
 @cli_errors
 def run(
@@ -107,10 +123,18 @@ def run(
         "latest-pass[:key=value...] | latest[:key=value...] | RUN_ID (exit 1 on regression).",
     ),
     fail_on: list[str] = typer.Option(
-        [], "--fail-on", help="With --baseline: compare's gate rules (default as `compare`)."
+        [],
+        "--fail-on",
+        help="With --baseline: compare's gate rules (default as `compare`); with --repeat-until-width: the "
+        "statistics that must converge.",
     ),
+    repeat: int = typer.Option(1, "--repeat", min=1, help=_REPEAT_HELP),
+    repeat_until_width: float | None = typer.Option(None, "--repeat-until-width", help=_UNTIL_HELP),
+    cache_reset: bool | None = typer.Option(None, "--cache-reset/--no-cache-reset", help=_CACHE_RESET_HELP),
 ) -> None:
-    """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted)."""
+    """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted).
+
+    With --repeat N: N runs in one repeat group folder (exit 1 if any repeat failed an SLO)."""
     from harness.load.prepare import check_inputs
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
@@ -136,24 +160,29 @@ def run(
         )
     ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
     store_url = resolve_url(store, results_dir)
+    opts = RunOptions(
+        results_dir=results_dir,
+        ray_address=ray_address,
+        prometheus_url=prometheus_url,
+        endpoint_url=endpoint_url,
+        keep_up=keep_up,
+        keep_app=keep_app,
+        scenario_file=str(path),
+        labels=labels,
+        store_url=store_url,
+        cache_reset=bool(cache_reset),
+    )
+    if repeat > 1 or repeat_until_width is not None:
+        if baseline:
+            raise HarnessError(
+                "--baseline gates one run; with --repeat compare the group folder instead",
+                fix="harness compare BASE_GROUP NEW_GROUP (each a folder `harness run --repeat N` printed)",
+            )
+        _run_repeated(sc, opts, repeat, repeat_until_width, cache_reset, fail_on, ui, quiet, as_json)
     base = choose(open_store(store, results_dir), baseline, sc.name) if baseline else None  # before: never itself
     if baseline and base is None:
         ui.warn(f"--baseline {baseline}: no stored run of {sc.name!r} matches yet; this run is not gated against one")
-    out = run_pipeline(
-        sc,
-        RunOptions(
-            results_dir=results_dir,
-            ray_address=ray_address,
-            prometheus_url=prometheus_url,
-            endpoint_url=endpoint_url,
-            keep_up=keep_up,
-            keep_app=keep_app,
-            scenario_file=str(path),
-            labels=labels,
-            store_url=store_url,
-        ),
-        ui,
-    )
+    out = run_pipeline(sc, opts, ui)
     if as_json:
         print(json.dumps(out.summary, indent=2))
     else:
@@ -163,6 +192,39 @@ def run(
         code, gate = _baseline_gate(base, out.run_dir, fail_on, code, quiet or as_json)
     _ci_summary(out, gate)
     raise typer.Exit(code)
+
+
+def _run_repeated(sc, opts, repeat, until_width, cache_reset, fail_on, ui, quiet: bool, as_json: bool) -> None:
+    from harness.commands.repeat import run_repeats
+
+    def announce(i: int, n: int) -> None:
+        if not as_json:
+            console.print(f"▶ repeat {i} of {n}", highlight=False)
+
+    res = run_repeats(
+        sc,
+        opts,
+        repeat,
+        ui,
+        cache_reset=cache_reset is not False,
+        until_width=until_width,
+        gate=fail_on or None,
+        on_repeat=announce,
+    )
+    if as_json:
+        print(json.dumps(res.doc, indent=2))
+    else:
+        for out in res.outcomes:
+            print_verdict(out.summary, out.run_dir, quiet=True)
+        doc = res.doc
+        console.print(
+            f"repeat group {res.group_dir}: {doc['ran']} of {doc['count']} run(s)"
+            + (f"; {doc['stopped']}" if doc.get("stopped") else "")
+            + f"; exit {res.exit_code}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(res.exit_code)
 
 
 def _baseline_gate(base: dict, run_dir: Path, fail_on: list[str], code: int, quiet: bool) -> tuple[int, dict | None]:
@@ -463,8 +525,8 @@ def _write_compare(result: dict, md: Path | None, html: Path | None, json_out: P
 def compare(
     runs: list[str] = typer.Argument(
         ...,
-        help="BASE NEW [MORE...]: run folders, stored run ids or latest-pass[:key=value...]; "
-        "each later run is compared with BASE.",
+        help="BASE NEW [MORE...]: run folders, repeat group folders (`run --repeat N`; >= 3 runs per side are "
+        "compared between runs), stored run ids or latest-pass[:key=value...]; each later one is compared with BASE.",
     ),
     fail_on: list[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when scenario name, load or workload differ."),
@@ -508,6 +570,9 @@ def matrix(
     envs_dir: Path | None = typer.Option(None, help="Virtual environments (default ~/.cache/harness/envs)."),
     fail_on: list[str] = typer.Option([], "--fail-on", help=_FAIL_ON_HELP),
     force: bool = typer.Option(False, "--force", help="Compare even when the scenarios differ."),
+    repeat: int = typer.Option(
+        1, "--repeat", min=1, help="Run each version N times (a repeat group); >= 3 compares between runs."
+    ),
 ) -> None:
     """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
     from harness.commands.matrix import matrix as run_matrix
@@ -524,8 +589,10 @@ def matrix(
         envs_dir=envs_dir,
         fail_on=fail_on,
         force=force,
+        repeat=repeat,
         on_event=lambda s: console.print(f"▶ {s}"),
     )
+    assert res.comparison is not None, "run_matrix raises when fewer than two runs are comparable"
     print_comparison(res.comparison, console)
     for e in res.entries:
         console.print(
@@ -617,6 +684,10 @@ def sweep(
     results_dir: Path = typer.Option(
         Path("results"), "--results-dir", "-o", help="Folder that receives the sweep folder."
     ),
+    repeat: int = typer.Option(
+        1, "--repeat", min=1, help="Run each step N times (a repeat group); a step passes only if every repeat does."
+    ),
+    cache_reset: bool = typer.Option(True, "--cache-reset/--no-cache-reset", help=_CACHE_RESET_HELP),
 ) -> None:
     """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed)."""
     from harness.commands.sweep import render_table, run_sweep
@@ -627,7 +698,9 @@ def sweep(
     path = resolve_scenario_path(scenario)
     sc = load_scenario(path)
     check_judgeable(sc, str(path), need_slos=True)
-    mode = "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
+    mode: Literal["rate", "concurrency"] = (
+        "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
+    )
     vals = _floats(concurrency, "--concurrency") if mode == "concurrency" else _floats(rates, "--rates")
     doc, out = run_sweep(
         sc,
@@ -638,6 +711,8 @@ def sweep(
         refine=refine,
         ui=RichUI(quiet=True),
         scenario_file=str(path),
+        repeat=repeat,
+        cache_reset=cache_reset,
     )
     print(render_table(doc))  # plain: a Markdown table must not be wrapped
     console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")

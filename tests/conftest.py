@@ -142,3 +142,18 @@ def mock_server():
     for p in procs:
         p.terminate()
         p.wait(10)
+
+
+@pytest.fixture(scope="session")
+def run_on_shared_stack(shared_stack):
+    """`harness run SCENARIO --results-dir RESULTS *args` on the session's shared stack → (process, run folder).
+    The run folder is None when the run wrote none (bad input)."""
+
+    def run(
+        scenario: Path, results: Path, *args: str, timeout: float = 400
+    ) -> tuple[subprocess.CompletedProcess, Path | None]:
+        r = _harness_cli("run", str(scenario), "--results-dir", str(results), *args, env=shared_stack, timeout=timeout)
+        dirs = [d for d in results.iterdir() if d.is_dir()] if results.exists() else []
+        return r, (max(dirs, key=lambda d: d.stat().st_mtime) if dirs else None)
+
+    return run

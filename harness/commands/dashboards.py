@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TypedDict
 
 from harness.metrics.catalog import CATALOG, series_name
 from harness.paths import asset_dir
@@ -99,11 +100,22 @@ def _dashboard(uid: str, title: str, panels: list[dict]) -> dict:
     }
 
 
-def _grid(specs: list[tuple]) -> list[dict]:
-    return [
-        _panel(i + 1, *spec[:3], x=(i % 2) * 12, y=(i // 2) * 8, **(spec[3] if len(spec) > 3 else {}))
-        for i, spec in enumerate(specs)
-    ]
+class _PanelOpts(TypedDict, total=False):
+    threshold: float
+    description: str
+
+
+_Targets = list[tuple[str, str]]
+# (title, [(expr, legend)], unit) or (title, [(expr, legend)], unit, {threshold, description})
+_PanelSpec = tuple[str, _Targets, str] | tuple[str, _Targets, str, _PanelOpts]
+
+
+def _grid(specs: list[_PanelSpec]) -> list[dict]:
+    panels = []
+    for i, spec in enumerate(specs):
+        opts: _PanelOpts = spec[3] if len(spec) == 4 else {}
+        panels.append(_panel(i + 1, spec[0], spec[1], spec[2], x=(i % 2) * 12, y=(i // 2) * 8, **opts))
+    return panels
 
 
 def build_dashboards() -> dict[str, dict]:

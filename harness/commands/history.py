@@ -14,7 +14,7 @@ def stored_history(
 ) -> dict:
     """`harness history` from the store. The default store (RESULTS_DIR/harness.db) first indexes that folder's runs,
     so folders from before the store existed (or from a copy) show up; a shared store is only read."""
-    from harness.store import is_default, open_store, resolve_url, sync
+    from harness.store import Store, is_default, resolve_url, sync
 
     url = resolve_url(store_url, results_dir)
     if url is None:  # store off: the folder scan
@@ -26,7 +26,7 @@ def stored_history(
             f"{results_dir}: no such folder",
             fix="pass --results-dir where `harness run` wrote its runs, or --store URL of a shared store",
         )
-    store = open_store(store_url, results_dir)
+    store = Store(url)  # the resolved URL (not None: the store is on)
     try:
         if is_default(url, results_dir):
             sync(results_dir, store)

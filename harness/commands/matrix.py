@@ -8,7 +8,9 @@ environment has a `harness-env.json` marker with its recipe and is reused while 
 pip updates it in place).
 Each run is `<venv>/bin/harness run SCENARIO --label ray=<ver>` in a subprocess with the venv's bin first on
 PATH and a private HARNESS_STATE_DIR, so it starts its own local Ray (of that version) and never attaches to a
-stack from `harness up`. Timings of every part (environment, run, compare) go to matrix.json.
+stack from `harness up`. With `repeat` N > 1 each version runs `harness run --repeat N` (one repeat group
+folder per version) and the comparison uses the runs as the unit (harness/compare/between.py).
+Timings of every part (environment, run, compare) go to matrix.json.
 """
 
 from __future__ import annotations
@@ -175,11 +177,20 @@ def build_env(entry: Entry, env_dir: Path, log_path: Path) -> bool:
 
 
 def run_in_env(
-    entry: Entry, env_dir: Path, scenario: str, results_dir: Path, state_dir: Path, log_path: Path, timeout_s: float
+    entry: Entry,
+    env_dir: Path,
+    scenario: str,
+    results_dir: Path,
+    state_dir: Path,
+    log_path: Path,
+    timeout_s: float,
+    repeat: int = 1,
 ) -> tuple[str | None, int]:
-    """`<venv>/bin/harness run` in a subprocess; returns (run folder, exit code)."""
+    """`<venv>/bin/harness run` in a subprocess; returns (run folder, or repeat group folder, exit code)."""
     exe = env_dir / "bin" / "harness"
     cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir), "--json"]  # summary.json on stdout
+    if repeat > 1:  # stdout: the group's repeat.json, which names its folder
+        cmd += ["--repeat", str(repeat)]
     for k, v in entry.labels.items():
         cmd += ["--label", f"{k}={v}"]
     env = {
@@ -200,7 +211,8 @@ def run_in_env(
         except subprocess.TimeoutExpired:
             code = 124
     try:  # the run's own summary names its folder; no terminal text is parsed
-        run_id = (json.loads(out) or {}).get("run_id")
+        doc = json.loads(out) or {}
+        run_id = doc.get("run_id") or doc.get("group_id")
     except ValueError:
         run_id = None
     if run_id and (results_dir / run_id).is_dir():
@@ -214,11 +226,16 @@ def run_in_env(
 
 
 def _load_failure(run_dir: Path) -> str | None:
+    from harness.compare import group_runs, is_group
     from harness.record import read_run
     from harness.record.health import load_failure
 
     try:
-        return load_failure(read_run(run_dir)[1])
+        for r in group_runs(run_dir) if is_group(run_dir) else [run_dir]:
+            why = load_failure(read_run(r)[1])
+            if why:
+                return f"{r.name}: {why}" if r != run_dir else why
+        return None
     except (ValueError, OSError, HarnessError) as x:
         return f"cannot read its record: {x}"
 
@@ -237,6 +254,7 @@ def matrix(
     builder=build_env,
     runner=run_in_env,
     compare=None,
+    repeat: int = 1,
 ) -> MatrixResult:
     """Build/reuse one environment per version, run the scenario in each, compare the runs (first = base)."""
     from harness.compare import compare_runs
@@ -258,7 +276,8 @@ def matrix(
     out = results_dir / f"matrix-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     out.mkdir(parents=True, exist_ok=False)
     res = MatrixResult(scenario=scenario, out_dir=str(out))
-    res.entries = [Entry(r, v) for r in ray_versions for v in (vllm_versions or [None])]
+    vllms: list[str | None] = list(vllm_versions) if vllm_versions else [None]
+    res.entries = [Entry(r, v) for r in ray_versions for v in vllms]
     for e in res.entries:
         e.env_dir = str(envs_dir / e.name)
         e.log = str(out / f"{e.name}.log")
@@ -281,8 +300,16 @@ def matrix(
             continue
         t0 = time.monotonic()
         on_event(f"run {e.name}: harness run {scenario}")
+        extra = {"repeat": repeat} if repeat > 1 else {}  # a runner without repeats keeps its signature
         e.run_dir, e.run_exit_code = runner(
-            e, Path(e.env_dir), scenario, results_dir, out / f"state-{e.name}", Path(e.log), run_timeout_s
+            e,
+            Path(e.env_dir),
+            scenario,
+            results_dir,
+            out / f"state-{e.name}",
+            Path(e.log),
+            run_timeout_s * repeat,
+            **extra,
         )
         e.run_s = round(time.monotonic() - t0, 1)
         if e.run_dir is None or e.run_exit_code not in (0, 1):
@@ -308,7 +335,7 @@ def matrix(
             fix=f"see the logs in {out}",
         )
     t0 = time.monotonic()
-    res.comparison = compare([Path(e.run_dir) for e in ok], fail_on=fail_on, force=force)
+    res.comparison = compare([Path(e.run_dir) for e in ok if e.run_dir], fail_on=fail_on, force=force)
     res.comparison["matrix"] = {"entries": [{"name": e.name, "run_dir": e.run_dir} for e in ok]}
     write_json(out / "compare.json", res.comparison)
     write_text(out / "compare.md", render_compare_markdown(res.comparison))

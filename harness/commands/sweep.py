@@ -2,8 +2,12 @@
 
 Each step is one ordinary `pipeline.run` of the scenario with its load replaced by a single stage at the step's
 rate (open loop) or user count (closed loop); every step is a full run folder. All steps share one stack (the
-one from `harness up`, else one started here and stopped at the end) and keep the Serve app deployed between
-steps. The search is bounded: candidates in ascending order until the first failure, then at most `refine`
+one from `harness up`, else one started here and stopped at the end) and one Serve app: later steps reuse the
+first step's replicas, and the engine's prefix cache is reset before each step's load (recorded per step as
+run.json `cache_reset`; `--no-cache-reset` turns it off), so one step's seeded prompts are not served from the
+cache an earlier step filled (vLLM #54227). With `repeat` > 1 each step is a repeat group
+(harness/commands/repeat.py) and passes only when every repeat passes; its numbers are medians over the repeats.
+The search is bounded: candidates in ascending order until the first failure, then at most `refine`
 bisection steps between the last pass and the first failure.
 
 Goodput per step: requests/s that succeeded and met per-request bounds — the scenario's `goodput:` criteria,
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +45,8 @@ class Step:
     goodput_rps: float | None = None
     failed_slos: list = field(default_factory=list)
     generator_bottleneck: bool = False
+    cache_reset: dict | None = None  # the step's prefix-cache reset (run.json cache_reset)
+    repeats: list = field(default_factory=list)  # with --repeat: [{run_dir, verdict, exit_code}] per repeat
 
 
 def step_scenario(base: Scenario, mode: Mode, value: float, duration_s: float) -> Scenario:
@@ -99,17 +105,46 @@ def summarize_step(value: float, out, criteria: dict[str, float]) -> Step:
     st.error_rate = c.get("error_rate")
     st.failed_slos = [v["slo"] for v in s.get("slos", []) if not v.get("passed")]
     st.goodput_rps = _goodput(Path(out.run_dir), criteria, float(c.get("duration_s") or 0.0))
-    st.generator_bottleneck = _generator_bottleneck(Path(out.run_dir))
+    run = _run_doc(Path(out.run_dir))
+    st.generator_bottleneck = bool(((run.get("load") or {}).get("generator") or {}).get("bottleneck"))
+    st.cache_reset = run.get("cache_reset")
     return st
 
 
-def _generator_bottleneck(run_dir: Path) -> bool:
-    """The load stage's own structured flag (run.json → load.generator.bottleneck), not a warning's wording."""
+def merge_repeats(value: float, steps: list[Step], group_dir: str, exit_code: int) -> Step:
+    """One step from its repeats: pass only if every repeat passed; numbers are medians over the repeats."""
+    import statistics
+
+    def med(xs: list) -> float | None:
+        xs = [x for x in xs if x is not None]
+        return round(float(statistics.median(xs)), 3) if xs else None
+
+    def med_d(ds: list[dict]) -> dict:
+        return {k: v for k in ("p50", "p95", "p99") if (v := med([d.get(k) for d in ds])) is not None}
+
+    return Step(
+        value=value,
+        run_dir=group_dir,
+        verdict="pass" if all(s.verdict == "pass" for s in steps) else "fail",
+        exit_code=exit_code,
+        requests=sum(s.requests for s in steps),
+        achieved_rps=med([s.achieved_rps for s in steps]),
+        ttft_ms=med_d([s.ttft_ms for s in steps]),
+        itl_ms=med_d([s.itl_ms for s in steps]),
+        error_rate=med([s.error_rate for s in steps]),
+        goodput_rps=med([s.goodput_rps for s in steps]),
+        failed_slos=sorted({x for s in steps for x in s.failed_slos}),
+        generator_bottleneck=any(s.generator_bottleneck for s in steps),
+        cache_reset=steps[0].cache_reset if steps else None,
+        repeats=[{"run_dir": s.run_dir, "verdict": s.verdict, "exit_code": s.exit_code} for s in steps],
+    )
+
+
+def _run_doc(run_dir: Path) -> dict:
     try:
-        run = json.loads((run_dir / "run.json").read_text())
+        return json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
-        return False
-    return bool(((run.get("load") or {}).get("generator") or {}).get("bottleneck"))
+        return {}
 
 
 def candidates(values: list[float], results: dict[float, Step], refine: int) -> float | None:
@@ -142,12 +177,12 @@ def run_sweep(
     ui,
     scenario_file: str | None = None,
     max_steps: int = 12,
+    repeat: int = 1,
+    cache_reset: bool = True,
 ) -> tuple[dict, Path]:
-    from harness import deploy as deploy_stage
-    from harness import stack as stack_stage
+    from harness.commands.repeat import held_stack, run_repeats
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
-    from harness.stack import ray_client
 
     vals = sorted(set(values or DEFAULT_VALUES[mode]))
     if any(v <= 0 for v in vals):
@@ -158,49 +193,29 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=False)
     steps_dir = sweep_dir / "steps"
 
-    started_here = None
-    if base.target.engine != "external" and stack_stage.load_current() is None:
-        started_here = stack_stage.start_local_stack()
-        stack_stage.save_current(started_here)
     results: dict[float, Step] = {}
     interrupted = False
-    try:
+    opts = RunOptions(results_dir=steps_dir, keep_app=True, scenario_file=scenario_file, cache_reset=cache_reset)
+    with held_stack(base, replace(opts, keep_app=False)):  # afterwards: the user's stack without our app
         while len(results) < max_steps:
             v = candidates(vals, results, refine)
             if v is None:
                 break
             sc = step_scenario(base, mode, v, dur)
-            out = run_pipeline(
-                sc,
-                RunOptions(
-                    results_dir=steps_dir,
-                    keep_app=True,
-                    scenario_file=scenario_file,
-                    labels={"sweep": sweep_dir.name, f"sweep_{mode}": f"{v:g}"},
-                ),
-                ui,
-            )
-            results[v] = summarize_step(v, out, criteria)
+            o = replace(opts, labels={"sweep": sweep_dir.name, f"sweep_{mode}": f"{v:g}"}, reuse_app=bool(results))
+            if repeat > 1:
+                grp = run_repeats(sc, o, repeat, ui, cache_reset=cache_reset, hold_stack=False)
+                steps = [summarize_step(v, out, criteria) for out in grp.outcomes]
+                results[v], code = merge_repeats(v, steps, str(grp.group_dir), grp.exit_code), grp.exit_code
+            else:
+                out = run_pipeline(sc, o, ui)
+                results[v], code = summarize_step(v, out, criteria), out.exit_code
             _write(sweep_dir, base, mode, dur, criteria, results)
-            if out.exit_code == EXIT_INTERRUPTED:
+            if code == EXIT_INTERRUPTED:
                 interrupted = True
                 break
-            if out.exit_code not in (0, 1):
+            if code not in (0, 1):
                 break  # setup problem: more steps would fail the same way
-    finally:
-        if started_here is not None:
-            stack_stage.stop_local_stack(started_here)
-            stack_stage.clear_current()
-        elif base.target.engine != "external":
-            cur = stack_stage.load_current()
-            if cur is not None:  # leave the user's stack as we found it: without our app
-                try:
-                    ray_client.connect_ray(cur.ray_address, cur.ray_env)
-                    deploy_stage.undeploy(
-                        deploy_stage.Deployment(base.target.engine, base.target.app_name, "", base.target.model, 0.0)
-                    )
-                finally:
-                    ray_client.disconnect()
     doc = _write(sweep_dir, base, mode, dur, criteria, results, interrupted=interrupted)
     return doc, sweep_dir
 
@@ -231,6 +246,9 @@ def _write(
         "goodput_criteria": criteria,
         "max_passing": best,
         "interrupted": interrupted,
+        "cache_reset": "prefix cache reset before each step's load (per step: steps[].cache_reset)"
+        if any(s.cache_reset and s.cache_reset.get("attempted") for s in steps)
+        else "none",
         "steps": [asdict(s) for s in steps],
     }
     (sweep_dir / "sweep.json").write_text(json.dumps(doc, indent=2))

@@ -358,7 +358,7 @@ def _check_metrics(url: str, timeout_s: float) -> list[Check]:
             )
         )
     else:
-        live = min(sessions, key=sessions.get)
+        live = min(sessions, key=sessions.__getitem__)
         extra = (
             f"; {len(sessions) - 1} older session(s) also in Prometheus (the harness scopes queries by SessionName)"
             if len(sessions) > 1

@@ -2,17 +2,24 @@
 
 `compare_runs([base, new, ...])` returns a plain dict (JSON-ready) that the renderers in harness/report/
 (compare_md, compare_html) and the terminal table show; its `exit_code` is 1 when a `--fail-on` rule fired.
+
+A path may be a repeat group (the folder `harness run --repeat N` writes: repeat.json plus one run folder per
+repeat). When every side has at least 3 runs, the runs are the unit: between-run mean, t-interval and
+coefficient of variation per statistic, Welch's t-test between groups (harness/compare/between.py). Otherwise
+the first run of each side is compared within-run (block bootstrap over its samples). `method` says which.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.compare import fingerprints, stats
+from harness.compare import between, fingerprints, stats
 from harness.compare.rules import DEFAULT_RULES, Rule, parse_rules
 from harness.compare.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, diff_intervals, mann_whitney_p
 from harness.errors import EXIT_PASS, EXIT_SLO_FAILED, HarnessError
@@ -82,6 +89,33 @@ def load_run(path: Path) -> RunData:
     return RunData(path, run, summary, samples)
 
 
+def is_group(path: Path) -> bool:
+    """A repeat group folder: repeat.json, or no run.json of its own but run folders inside."""
+    path = Path(path)
+    if (path / "repeat.json").is_file():
+        return True
+    return path.is_dir() and not (path / "run.json").exists() and any(path.glob("*/run.json"))
+
+
+def group_runs(path: Path) -> list[Path]:
+    """The run folders of a group, in the order they ran (repeat.json's list, else by folder name)."""
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads((path / "repeat.json").read_text())
+        runs = [path / Path(r["run_dir"]).name for r in doc.get("runs", []) if r.get("run_dir")]
+    except (OSError, ValueError):
+        runs = []
+    runs = [r for r in runs if (r / "summary.json").exists()] or sorted(p.parent for p in path.glob("*/summary.json"))
+    if not runs:
+        raise HarnessError(
+            f"{path}: a repeat group folder without finished runs (no */summary.json)",
+            fix="give the folder `harness run --repeat N` printed, after at least one repeat finished",
+        )
+    return runs
+
+
 def _run_info(r: RunData) -> dict:
     return {
         "run_id": r.run_id,
@@ -113,6 +147,9 @@ def _values(r: RunData, signal: str) -> stats.Values | None:
     return stats.signal_values(r.samples, signal)
 
 
+_REDUCERS: dict[str, Callable[[np.ndarray], Any]] = {"mean": np.mean, "max": np.max, "min": np.min}
+
+
 def _observed(m: stats.Metric, r: RunData) -> float | None:
     """The summary's value; for a client distribution an older summary lacks, computed from the samples."""
     v = stats.observed(m, r.summary)
@@ -120,11 +157,8 @@ def _observed(m: stats.Metric, r: RunData) -> float | None:
         vals = stats.signal_values(r.samples, m.signal)
         if vals is not None:
             a = vals.values
-            v = float(
-                {"mean": np.mean, "max": np.max, "min": np.min}[m.stat](a)
-                if m.stat in ("mean", "max", "min")
-                else np.percentile(a, float(m.stat[1:]))
-            )
+            reduce = _REDUCERS.get(m.stat)
+            v = float(reduce(a) if reduce is not None else np.percentile(a, float(m.stat[1:])))
     return v
 
 
@@ -178,6 +212,8 @@ def compare_pair(
             significant = None if ci is None or change is None else ci.significant
             thin = (
                 ci is not None
+                and vb is not None
+                and vn is not None
                 and m.stat.startswith("p")
                 and min(vb.values.size, vn.values.size) * (1 - float(m.stat[1:]) / 100) < MIN_TAIL
             )
@@ -186,7 +222,7 @@ def compare_pair(
             rule = rule_for.get(m.key)
             beyond = bool(rule and rule.beyond(b, n))
             if rule and beyond and not thin:
-                bad_and_sure = significant is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
+                bad_and_sure = significant is None or ci is None or (ci.low > 0 if rule.sign > 0 else ci.high < 0)
             else:
                 bad_and_sure = False
             rows.append(
@@ -266,6 +302,93 @@ def _check_rules(rules: list[Rule]) -> None:
             )
 
 
+def _between_row(m: stats.Metric, bv: list[float], nv: list[float], rule: Rule | None, confidence: float) -> dict:
+    b = between.group_stats(bv) if bv else None
+    n = between.group_stats(nv) if nv else None
+    w = between.welch(bv, nv, confidence) if len(bv) >= between.MIN_RUNS and len(nv) >= between.MIN_RUNS else None
+    bm, nm = (b.mean if b else None), (n.mean if n else None)
+    change = None if bm is None or nm is None else nm - bm
+    rel = None if change is None or not bm else change / abs(bm)
+    significant = None if w is None else w.significant
+    beyond = bool(rule and rule.beyond(bm, nm))
+    sure = w is not None and rule is not None and (w.ci[0] > 0 if rule.sign > 0 else w.ci[1] < 0)
+    if change is None:
+        assessment = "no data"
+    elif w is None:
+        assessment = "too few runs"
+    else:
+        assessment = _assess(m, change, significant)
+    return {
+        "key": m.key,
+        "signal": m.signal,
+        "stat": m.stat,
+        "unit": m.unit,
+        "source": m.source,
+        "worse": m.worse,
+        "base": bm,
+        "new": nm,
+        "change": change,
+        "rel_change": rel,
+        "ci": None if w is None else list(w.ci),
+        "resamples": None,
+        "significant": significant,
+        "p_mwu": None,
+        "p_welch": None if w is None else w.p,
+        "base_runs": b.to_dict() if b else None,
+        "new_runs": n.to_dict() if n else None,
+        "assessment": assessment,
+        "rule": rule.text if rule else None,
+        "beyond_threshold": beyond,
+        "regression": bool(beyond and sure),
+    }
+
+
+def compare_groups_between(base: list[RunData], new: list[RunData], rules: list[Rule], *, confidence: float) -> dict:
+    """Runs as the unit: one value per run and statistic, Welch's t-test between the two groups."""
+    metrics = stats.client_metrics() + stats.server_metrics([r.summary for r in base + new])
+    rule_for = {r.metric: r for r in rules}
+    rows = []
+    for m in metrics:
+        bv = [v for r in base if (v := _observed(m, r)) is not None]
+        nv = [v for r in new if (v := _observed(m, r)) is not None]
+        rows.append(_between_row(m, bv, nv, rule_for.get(m.key), confidence))
+    problems, warnings = [], []
+    for r in new:
+        p, w = fingerprints.check(base[0].run, r.run)
+        problems += p
+        warnings += w
+    for r in base[1:]:
+        problems += fingerprints.check(base[0].run, r.run)[0]
+    present = {row["key"] for row in rows if row["change"] is not None}
+    for rule in rules:
+        if rule.metric not in present:
+            warnings.append(f"--fail-on {rule.text}: no data for {rule.metric} in both groups (not gated)")
+    for row in rows:
+        if row["rule"] and row["key"] in present and row["p_welch"] is None:
+            warnings.append(f"{row['key']}: fewer than {between.MIN_RUNS} runs with a value on a side (not gated)")
+    return {
+        "base": base[0].run_id,
+        "new": new[0].run_id,
+        "rows": rows,
+        "problems": sorted(set(problems)),
+        "warnings": list(dict.fromkeys(warnings)),
+        "notes": fingerprints.series_notes(base[0].summary, new[0].summary),
+        "regressions": [_between_text(row) for row in rows if row["regression"]],
+    }
+
+
+def _between_text(row: dict) -> str:
+    rel = f"{row['rel_change'] * 100:+.1f}%" if row["rel_change"] is not None else f"{row['change']:+.4g}"
+    if row["signal"] == "error_rate":
+        rel = f"{row['change'] * 100:+.2f} pp"
+    b, n = row["base_runs"], row["new_runs"]
+    return (
+        f"{row['key']} {rel} (mean of {b['n']} runs {row['base']:.4g} → mean of {n['n']} runs {row['new']:.4g}) "
+        f"beyond {row['rule'].partition(':')[2]}; significant between runs: Welch t-test p={row['p_welch']:.3g}, "
+        f"95% CI of the difference of means [{row['ci'][0]:+.4g}, {row['ci'][1]:+.4g}]"
+    )
+
+
 def compare_runs(
     paths: list[Path],
     *,
@@ -280,7 +403,11 @@ def compare_runs(
         raise HarnessError("compare needs at least two run folders", fix="harness compare BASE NEW [MORE...]")
     rules = parse_rules(fail_on)
     _check_rules(rules)
-    runs = [load_run(p) for p in paths]
+    sides = [[load_run(r) for r in group_runs(p)] if is_group(p) else [load_run(p)] for p in paths]
+    if all(len(s) >= between.MIN_RUNS for s in sides):
+        return _compare_between(paths, sides, rules, force=force, confidence=confidence)
+    method = _method("within-run", sides, paths)
+    runs = [s[0] for s in sides]
     broken = [
         f"{r.run_id} ({r.dir}): not comparable, the load failed: {why}"
         for r in runs
@@ -319,8 +446,12 @@ def compare_runs(
         if curves:
             cdf[sig] = curves
     regressed = any(p["regressions"] for p in pairs)
+    for p in pairs:
+        p["method"] = method["kind"]
     return {
         "schema_version": COMPARE_SCHEMA_VERSION,
+        "method": method,
+        "groups": _groups_info(paths, sides),
         "runs": [_run_info(r) for r in runs],
         "comparisons": pairs,
         "rules": [r.to_dict() for r in rules],
@@ -338,3 +469,109 @@ def compare_runs(
         "verdict": "regression" if regressed else "ok",
         "exit_code": EXIT_SLO_FAILED if regressed else EXIT_PASS,
     }
+
+
+def _method(kind: str, sides: list[list[RunData]], paths: list[Path]) -> dict:
+    n = [len(s) for s in sides]
+    if kind == "between-run":
+        why = (
+            f"every side has >= {between.MIN_RUNS} runs ({', '.join(map(str, n))}): one value per run and "
+            "statistic; per side mean, t-interval, coefficient of variation; Welch t-test between sides"
+        )
+    elif max(n) > 1:
+        why = (
+            f"runs per side {', '.join(map(str, n))}: fewer than {between.MIN_RUNS} on a side, so no between-run "
+            "test; the first run of each side is compared within-run (block bootstrap over its samples)"
+        )
+    else:
+        why = "one run per side: within-run significance (block bootstrap over each run's samples)"
+    return {"kind": kind, "runs_per_side": n, "reason": why}
+
+
+def _groups_info(paths: list[Path], sides: list[list[RunData]]) -> list[dict]:
+    return [
+        {"dir": str(p), "name": Path(p).name, "group": is_group(p), "runs": [r.run_id for r in s], "n": len(s)}
+        for p, s in zip(paths, sides)
+    ]
+
+
+def _compare_between(
+    paths: list[Path], sides: list[list[RunData]], rules: list[Rule], *, force: bool, confidence: float
+) -> dict:
+    broken = [
+        f"{r.run_id} ({r.dir}): not comparable, the load failed: {why}"
+        for s in sides
+        for r in s
+        if (why := load_failure(r.summary))
+    ]
+    if broken and not force:
+        raise BrokenRunError(
+            "cannot compare: a repeat's load failed, so its numbers describe failures",
+            problems=broken,
+            fix="run the group again (or drop the broken repeat's folder from it); --force compares anyway",
+        )
+    pairs = [compare_groups_between(sides[0], s, rules, confidence=confidence) for s in sides[1:]]
+    problems = [f"{p['new']}: {x}" for p in pairs for x in p["problems"]]
+    if problems and not force:
+        raise IncomparableError(
+            "the runs are not comparable",
+            problems=problems,
+            fix="compare groups of the same scenario, load and workload, or pass --force",
+        )
+    method = _method("between-run", sides, paths)
+    for p in pairs:
+        p["method"] = method["kind"]
+        if force:
+            p["warnings"] = [f"(forced) {x}" for x in p["problems"] + broken] + p["warnings"]
+    cdf = {}
+    for sig in stats.DIST_SIGNALS:  # pooled over each group's runs
+        curves = []
+        for path, side in zip(paths, sides):
+            vals = [v.values for r in side if r.samples is not None and (v := stats.signal_values(r.samples, sig))]
+            if vals and sum(a.size for a in vals):
+                pooled = stats.cdf_points(np.concatenate(vals))
+                curves.append({"run_id": side[0].run_id, "label": Path(path).name, **pooled})
+        if curves:
+            cdf[sig] = curves
+    regressed = any(p["regressions"] for p in pairs)
+    runs = []
+    for path, side in zip(paths, sides):  # one row per side: its first run, labelled by the group
+        info = _run_info(side[0])
+        info.update(
+            label=Path(path).name,
+            repeats=len(side),
+            requests=sum((r.summary.get("client") or {}).get("requests") or 0 for r in side),
+        )
+        runs.append(info)
+    return {
+        "schema_version": COMPARE_SCHEMA_VERSION,
+        "method": method,
+        "groups": _groups_info(paths, sides),
+        "runs": runs,
+        "comparisons": pairs,
+        "rules": [r.to_dict() for r in rules],
+        "settings": {
+            "seed": None,
+            "resamples": None,
+            "confidence": confidence,
+            "forced": force,
+            "method": "between-run: one value per run and statistic (its summary); Welch t-test of the difference "
+            "of group means with Welch-Satterthwaite degrees of freedom; significant when its "
+            f"{confidence:.0%} t-interval excludes 0",
+        },
+        "cdf": cdf,
+        "load_failures": broken,
+        "verdict": "regression" if regressed else "ok",
+        "exit_code": EXIT_SLO_FAILED if regressed else EXIT_PASS,
+    }
+
+
+def group_intervals(summaries: list[dict], keys: list[str], confidence: float = 0.95) -> dict[str, dict]:
+    """Between-run mean, t-interval, CV (and relative interval width) of each statistic over a group's summaries."""
+    known = {m.key: m for m in stats.client_metrics() + stats.server_metrics(summaries)}
+    out: dict[str, dict] = {}
+    for key in keys:
+        m = known.get(key)
+        vals = [v for s in summaries if m is not None and (v := stats.observed(m, s)) is not None]
+        out[key] = between.group_stats(vals, confidence).to_dict() if vals else {"n": 0}
+    return out

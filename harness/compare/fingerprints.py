@@ -79,8 +79,8 @@ def check(base: dict, new: dict) -> tuple[list[str], list[str]]:
     warnings = []
     rest = {k: v for k, v in sa.items() if k not in MUST_MATCH + ("description",)}
     rest_b = {k: v for k, v in sb.items() if k not in MUST_MATCH + ("description",)}
-    for d in diff(rest, rest_b):
-        warnings.append(f"scenario differs: {d}")
+    for line in diff(rest, rest_b):
+        warnings.append(f"scenario differs: {line}")
     for kind, fa, fb in (("hardware", hardware(base), hardware(new)), ("software", software(base), software(new))):
         for k in sorted(set(fa) | set(fb)):
             a, b = fa.get(k), fb.get(k)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +28,10 @@ METRICS = {  # key -> (how to read it from summary.json, unit, worse direction)
 
 
 def _get(d: dict, path: tuple) -> float | None:
+    v: Any = d
     for k in path:
-        d = (d or {}).get(k) if isinstance(d, dict) else None
-    return None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d)
+        v = (v or {}).get(k) if isinstance(v, dict) else None
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) -> list[dict]:
@@ -40,7 +42,7 @@ def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) ->
         raise HarnessError(
             f"{results_dir}: no such folder", fix="pass --results-dir where `harness run` wrote its runs"
         )
-    out = []
+    out: list[dict[str, Any]] = []
     for d in sorted(p for p in results_dir.iterdir() if (p / "run.json").is_file()):
         try:
             run, summary = read_run(d)

@@ -15,7 +15,8 @@ import pandas as pd
 
 DIST_SIGNALS = ("ttft", "itl", "tpot", "e2e")  # client latency distributions from raw samples
 DIST_STATS = ("p50", "p90", "p95", "p99", "mean")
-SCALARS = {  # key -> (summary.client field, unit, worse direction)
+Worse = Literal["up", "down", ""]
+SCALARS: dict[str, tuple[str, str, Worse]] = {  # key -> (summary.client field, unit, worse direction)
     "error_rate": ("error_rate", "fraction", "up"),
     "throughput": ("output_tokens_per_s", "per_s", "down"),
     "request_rate": ("requests_per_s", "per_s", "down"),
@@ -34,8 +35,6 @@ _SERVER_UP_IS_WORSE = (
     "scale_up_time",
 )
 _SKIP_SERVER_STATS = ("samples", "count")
-
-Worse = Literal["up", "down", ""]
 
 
 @dataclass(frozen=True)

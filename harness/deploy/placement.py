@@ -44,7 +44,7 @@ def infeasible_reason(
     free = [dict(n["resources"]) for n in nodes]
     for r in range(replicas):
         if strategy in ("STRICT_PACK", "PACK"):
-            whole = {}
+            whole: dict[str, float] = {}
             for b in bundles:
                 for k, v in b.items():
                     whole[k] = whole.get(k, 0.0) + v
@@ -105,7 +105,7 @@ def placement_of_replicas(timeout_s: float = 10.0) -> list[dict]:
     from serve_apps.sim.placement import RANK_PREFIX
 
     names = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(RANK_PREFIX)]
-    refs = []
+    refs: list[Any] = []  # ray.ObjectRef of each rank's where()
     for a in names:
         try:
             refs.append(ray.get_actor(a["name"], namespace=a["namespace"]).where.remote())

@@ -23,7 +23,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import gevent
 from gevent.lock import BoundedSemaphore
@@ -41,7 +41,7 @@ from harness.load.probe import LagProbe
 from harness.load.shape import open_tick, stage_ends, stage_tick
 from harness.load.stream import StreamState, build_sample, dropped_sample
 from harness.load.trace import TraceReplay
-from harness.load.workload import RequestSource, build_body, endpoint_path, user_rng
+from harness.load.workload import RequestMix, RequestSource, Session, build_body, endpoint_path, user_rng
 
 CFG: dict[str, Any] = json.loads(Path(os.environ["HARNESS_LOAD_CONFIG"]).read_text())
 _API_KEY = os.environ.get("HARNESS_LOAD_API_KEY")  # never logged, never written
@@ -58,6 +58,7 @@ _TRACE = (  # open loop on a trace's send times (harness.load.trace)
     else None
 )
 _STOP_FILE = _LOCUST_DIR / "stop"
+_MIX = RequestMix(CFG["model"], CFG.get("models"), CFG.get("request_kinds"))
 
 
 def _tokenizer():
@@ -78,7 +79,7 @@ class _SampleWriter:
     """Per-process JSONL appender. Opened lazily because `--processes` forks after this module is imported."""
 
     def __init__(self) -> None:
-        self._f = None
+        self._f: IO[str] | None = None
         self._flusher: gevent.Greenlet | None = None
 
     def write(self, row: dict[str, Any]) -> None:
@@ -128,6 +129,7 @@ class _LLMBase(User):
         runner = self.environment.runner
         self.worker_index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
         self.rng = user_rng(int(_W["seed"]), self.worker_index, next(_user_seq))
+        assert self.host is not None, "the harness always passes --host"
         url = URL(self.host)
         self.path = endpoint_path(url.path or "/", _W["api"])
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -145,9 +147,12 @@ class _LLMBase(User):
             c.close()
         self._free.clear()
 
-    def run_session(self, session: Any, rng: Any, sched: tuple[float, float] | None = None) -> None:
+    def run_session(
+        self, session: Any, rng: Any, sched: tuple[float, float] | None = None, row_model: str | None = None
+    ) -> None:
         """Send every turn of a session in order (one turn for single prompts). `sched` (perf, epoch) is when
-        the session's first request was due (open loop)."""
+        the session's first request was due (open loop). One model and request kind for the whole session."""
+        pick = _MIX.pick(rng, row_model)
         while True:
             if _STOP_FILE.exists():
                 return
@@ -157,22 +162,31 @@ class _LLMBase(User):
             messages, max_tokens, prompt_len, idx = turn
             if idx > 0 and CFG["think_time_s"]:
                 gevent.sleep(CFG["think_time_s"])  # the user reads the answer before the next turn
-            session.reply(self.send(messages, max_tokens, prompt_len, idx, sched if idx == 0 else None))
+            session.reply(self.send(messages, max_tokens, prompt_len, idx, sched if idx == 0 else None, pick))
 
     def send(
-        self, messages: list, max_tokens: int, prompt_len: int, turn: int, sched: tuple[float, float] | None
+        self,
+        messages: list,
+        max_tokens: int,
+        prompt_len: int,
+        turn: int,
+        sched: tuple[float, float] | None,
+        pick: tuple[str, str, dict[str, Any]],
     ) -> int:
-        """One request; writes its sample; returns the output tokens received."""
+        """One request (`pick`: model, request kind, the kind's body fields); writes its sample; returns the output
+        tokens received."""
         stream = bool(_W["stream"])
+        model, kind, extra = pick
         body = build_body(
             api=_W["api"],
-            model=CFG["model"],
+            model=model,
             messages=messages,
             max_tokens=max_tokens,
             stream=stream,
             ignore_eos=bool(_W["ignore_eos"]),
             temperature=float(_W["temperature"]),
             continuous_usage=bool(_W.get("continuous_usage_stats", True)),
+            extra=extra,
         )
         http = self._free.pop() if self._free else self._client()
         st = StreamState(keep_payloads=_COUNT_TOKENS is not None)
@@ -212,9 +226,11 @@ class _LLMBase(User):
                 try:
                     obj = json.loads(raw)
                     usage = obj.get("usage")
+                    msg = ((obj.get("choices") or [{}])[0] or {}).get("message") or {}
                     st.token_times.append(p_last)  # non-streamed: the whole answer is the "first token"
                     st.event_tokens.append((usage or {}).get("completion_tokens"))
-                    st.first_content = p_last
+                    st.event_kinds.append("t" if msg.get("tool_calls") and not msg.get("content") else "c")
+                    st.first_content = p_last if msg.get("content") or not msg else None  # not msg: completions
                 except ValueError:
                     error = "bad_response"
         except gevent.Timeout as t:
@@ -249,6 +265,9 @@ class _LLMBase(User):
             event_tokens=st.event_tokens,
             first_content=st.first_content,
             token_count_source=source,
+            event_kinds=st.event_kinds,
+            model=model,
+            kind=kind,
         )
         _writer.write(row)
         _done.bump()
@@ -274,19 +293,22 @@ class LLMUser(_LLMBase):
 
     def on_start(self) -> None:
         super().on_start()
-        self.session = None
+        self.session: Session | None = None
 
     @task
     def generate(self) -> None:
         if _MAX_REQ is not None and _tickets.bump() > _MAX_REQ:
             gevent.sleep(1.0)  # budget spent: idle until the shape drains and stops the test
             return
-        turn = self.session.next_turn() if self.session is not None else None
-        if turn is None:
-            self.session = _SOURCE.session(self.rng)
-            turn = self.session.next_turn()
+        session = self.session
+        turn = session.next_turn() if session is not None else None
+        if session is None or turn is None:
+            session = self.session = _SOURCE.session(self.rng)
+            self.pick = _MIX.pick(self.rng)  # one model and request kind per session
+            turn = session.next_turn()
+        assert turn is not None, "a new session has at least one turn"
         messages, max_tokens, prompt_len, idx = turn
-        self.session.reply(self.send(messages, max_tokens, prompt_len, idx, None))
+        session.reply(self.send(messages, max_tokens, prompt_len, idx, None, self.pick))
 
 
 class ArrivalUser(_LLMBase):
@@ -305,21 +327,23 @@ class ArrivalUser(_LLMBase):
             gevent.sleep(1.0)  # the schedule ran once: idle until the shape stops the test
             return
         self._ran = True
+        open_loop = _OPEN
+        assert open_loop is not None, "ArrivalUser is abstract without an open-loop config"
         n_proc = max(1, int(CFG["workers"]))
         idx = self.worker_index % n_proc
         offsets = (
             _TRACE.offsets(idx, n_proc)
             if _TRACE is not None
             else arrival_offsets(
-                _OPEN["stages"],
-                process=_OPEN["process"],
-                burstiness=float(_OPEN["burstiness"]),
+                open_loop["stages"],
+                process=open_loop["process"],
+                burstiness=float(open_loop["burstiness"]),
                 seed=int(_W["seed"]) * 1000 + idx,
                 share=1.0 / n_proc,
                 phase=idx / n_proc,
             )
         )
-        cap = _OPEN.get("max_concurrency")
+        cap = open_loop.get("max_concurrency")
         sem = BoundedSemaphore(max(1, -(-int(cap) // n_proc))) if cap else None
         group = Group()
         # Align with the shape's t=0 when it is known (local processes share the run dir).
@@ -344,14 +368,22 @@ class ArrivalUser(_LLMBase):
     ) -> None:
         rng = random.Random(f"harness-arrival:{_W['seed']}:{os.getpid()}:{sched[1]!r}")
         session = _TRACE.session(trace_row) if _TRACE is not None and trace_row is not None else _SOURCE.session(rng)
+        row_model = _TRACE.rows[trace_row].get("model") if _TRACE is not None and trace_row is not None else None
         if sem is None:
-            self.run_session(session, rng, sched)
+            self.run_session(session, rng, sched, row_model)
             return
         with sem:
             if _perf() > end_perf:  # still queued behind the cap when the stages ended: never sent
                 _dropped.bump()
                 # a failed request at its scheduled time (error_rate, goodput), one Locust event like every sample
-                row = dropped_sample(sched_s=sched[1], waited_ms=(_perf() - sched[0]) * 1000.0, worker=os.getpid())
+                model, kind, _ = _MIX.pick(rng, row_model)
+                row = dropped_sample(
+                    sched_s=sched[1],
+                    waited_ms=(_perf() - sched[0]) * 1000.0,
+                    worker=os.getpid(),
+                    model=model,
+                    kind=kind,
+                )
                 _writer.write(row)
                 _done.bump()
                 self.environment.events.request.fire(
@@ -365,7 +397,7 @@ class ArrivalUser(_LLMBase):
                     url=self.path,
                 )
                 return
-            self.run_session(session, rng, sched)
+            self.run_session(session, rng, sched, row_model)
 
 
 class StagesShape(LoadTestShape):

@@ -166,7 +166,8 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
     path = resolve_dataset(ds.path)
     w = scenario.workload.model_dump(mode="json")
     rng = random.Random(f"harness-dataset:{scenario.workload.seed}")
-    pool, problems = [], []
+    pool: list[dict[str, Any]] = []
+    problems: list[str] = []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if ds.max_items is not None and len(pool) >= ds.max_items:
@@ -328,6 +329,28 @@ def workload_server_stats(info: dict[str, Any], server: dict[str, Any]) -> tuple
     return out, notes
 
 
+def check_trace_models(sc: Scenario, rows: list[dict[str, Any]], source: str) -> None:
+    """A trace's `model` column decides where requests go (unless workload.models is set): each must be served, and a
+    `@model:` SLO scope must name a model some request goes to."""
+    trace_models = sorted({r["model"] for r in rows if "model" in r})
+    served = sc.target.served_models()
+    unserved = [m for m in trace_models if m not in served]
+    if unserved and not sc.workload.models and sc.target.engine != "external":
+        raise ScenarioError(
+            f"{source}: workload.trace: the trace sends to model(s) {', '.join(unserved)}, which the target "
+            f"does not serve (served: {', '.join(served)})",
+            fix="serve them (target.models), or set workload.models to choose the models by weight instead",
+        )
+    if sc.target.engine == "external" and not sc.workload.models:
+        bad = [s for s in sc.slos if "@model:" in s and s.split("@model:", 1)[1].strip() not in (served + trace_models)]
+        if bad:
+            raise ScenarioError(
+                f"{source}: slos: {bad[0]!r}: no request of the trace goes to that model "
+                f"(the trace's models: {', '.join(trace_models) or 'none'})",
+                fix="name one of the trace's models in the @model: scope",
+            )
+
+
 def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
     """Fail before anything starts when a local file the scenario names is missing or unreadable."""
     ds = sc.workload.dataset
@@ -344,7 +367,7 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             ) from None
     if sc.workload.trace is not None:
         try:
-            trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
+            rows, _ = trace_rows(sc)  # parses and schedules the whole trace: bad rows fail here, before anything starts
         except HarnessError as e:
             where = "" if e.message.startswith("workload.") else "workload.trace: "
             raise ScenarioError(
@@ -357,6 +380,7 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
                 f"{source}: workload.trace.path: {sc.workload.trace.path}: cannot read ({e.strerror or e})",
                 fix="check the file's permissions",
             ) from None
+        check_trace_models(sc, rows, source)
     if sc.workload.tokenizer:
         try:
             tokenizer_path(sc)

@@ -102,6 +102,10 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         if prepared is not None and getattr(prepared, "tokenizer_path", None)
         else None,
         "model": scenario.target.model,
+        # None: one model, or the trace's model column (RequestMix)
+        "models": w.model_weights(scenario.target.model) if w.models else None,
+        "request_kinds": [{"kind": k.label, "weight": k.weight, "fields": k.body_fields()} for k in w.request_kinds]
+        or None,
         "workload": w.model_dump(mode="json"),
         "stages": [s.model_dump(mode="json") for s in ld.stages],
         "warmup_s": ld.warmup_s,

@@ -50,6 +50,10 @@ SCHEMA = pa.schema(
         ("events", pa.int32()),  # token-bearing SSE events
         ("multi_token_events", pa.int32()),  # events that carried more than one token
         ("token_count_source", pa.string()),  # usage | tokenizer | events (one token per event assumed)
+        ("model", pa.string()),  # the request's `model` (None in sample files older than multi-model runs)
+        ("kind", pa.string()),  # request kind label: plain | tools | tools-<tool_choice> | json_schema | its name
+        ("reasoning_tokens", pa.int64()),  # tokens streamed as reasoning_content
+        ("tool_call", pa.bool_()),  # the reply carried a tool call
     ]
 )
 
@@ -192,6 +196,10 @@ def derive(
         "events": r.get("events"),
         "multi_token_events": r.get("multi_token_events"),
         "token_count_source": r.get("token_count_source"),
+        "model": r.get("model"),
+        "kind": r.get("kind"),
+        "reasoning_tokens": r.get("reasoning_tokens"),
+        "tool_call": r.get("tool_call"),
     }
 
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # A content-bearing chunk has a non-empty "content" (chat delta) or "text" (completions) string.
 # `"reasoning_content"` doesn't match (the quote must open the key) and escaped quotes inside generated
 # text can't form `"text"` followed by `:` + `"` with no backslash, so the regex never misfires on payload text.
 _CONTENT_RE = re.compile(rb'"(?:content|text)"\s*:\s*"(?!")')
-# Any generated token: content, reasoning (`reasoning_content` / `reasoning`) or a tool call
+# Any generated token: content, reasoning (`reasoning_content` / `reasoning`) or a tool call; the key that matched
+# first gives the event's kind (c: content or completions text, r: reasoning, t: tool call)
 _ANY_TOKEN_RE = re.compile(rb'"(?:content|text|reasoning_content|reasoning)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
 _USAGE_RE = re.compile(rb'"usage"\s*:\s*\{')
+_KIND = {b"c": "c", b"t": "c", b"r": "r"}  # second byte of the matched key: "content / "text / "reasoning
 _CT_RE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 
@@ -35,6 +37,7 @@ class StreamState:
     __slots__ = (
         "token_times",
         "event_tokens",
+        "event_kinds",
         "first_content",
         "usage",
         "done",
@@ -49,6 +52,7 @@ class StreamState:
     def __init__(self, keep_payloads: bool = False) -> None:
         self.token_times: list[float] = []  # arrival of every event carrying a token of any kind
         self.event_tokens: list[int | None] = []  # tokens in each of those events (None: not reported)
+        self.event_kinds: list[str] = []  # each event's kind: c content, r reasoning, t tool call
         self.first_content: float | None = None  # arrival of the first content (visible text) token
         self.usage: dict[str, Any] | None = None
         self.done = False
@@ -69,11 +73,15 @@ class StreamState:
         if payload == b"[DONE]":
             self.done = True
             return
-        tok = _ANY_TOKEN_RE.search(payload) is not None
-        if tok:
+        m = _ANY_TOKEN_RE.search(payload)
+        tok = m is not None
+        if m is not None:
             self.token_times.append(now)
             self.event_tokens.append(None)
-            if self.first_content is None and _CONTENT_RE.search(payload):
+            key = m.group(0)
+            kind = "t" if key[1:3] == b"to" else _KIND[key[1:2]]
+            self.event_kinds.append(kind)
+            if self.first_content is None and kind == "c":
                 self.first_content = now
             if self.keep_payloads:
                 self.payloads.append(payload)
@@ -96,11 +104,11 @@ class StreamState:
             u = obj.get("usage") if isinstance(obj, dict) else None
             if isinstance(u, dict):
                 self.usage = u
-                ct = u.get("completion_tokens")
-                if isinstance(ct, int):
+                total = u.get("completion_tokens")
+                if isinstance(total, int):
                     if tok:
-                        self.event_tokens[-1] = max(ct - (self._ct or 0), 0)
-                    self._ct = ct
+                        self.event_tokens[-1] = max(total - (self._ct or 0), 0)
+                    self._ct = total
             if isinstance(obj, dict) and ("error" in obj or obj.get("object") == "error"):
                 self.error = "stream_error"
         elif b'"choices"' not in payload:
@@ -167,7 +175,9 @@ def per_token_gaps(token_times: list[float], event_tokens: list[int | None]) -> 
     carry = 0.0
     for i in range(1, len(token_times)):
         gap = (token_times[i] - token_times[i - 1]) * 1000.0 + carry
-        k = event_tokens[i] if i < len(event_tokens) and event_tokens[i] is not None else 1
+        k = event_tokens[i] if i < len(event_tokens) else None
+        if k is None:
+            k = 1
         if k <= 0:
             carry = gap
             continue
@@ -194,15 +204,21 @@ def build_sample(
     event_tokens: list[int | None] | None = None,
     first_content: float | None = None,
     token_count_source: str = "events",
+    event_kinds: list[str] | None = None,
+    model: str | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """One JSONL sample from perf_counter timestamps. Derived columns (tpot, itl stats, stage, warmup)
     are computed at merge time, off the load generator's hot path."""
     tt = token_times
-    ks = list(event_tokens) if event_tokens is not None else [None] * len(tt)
+    ks: list[int | None] = list(event_tokens) if event_tokens is not None else [None] * len(tt)
     chunk_gaps = [round((b - a) * 1000.0, 4) for a, b in zip(tt, tt[1:])]
     itl = per_token_gaps(tt, ks)
     out_tok = usage.get("completion_tokens") if usage else None
     known = [k for k in ks if k is not None]
+    by_kind = kind_tokens(ks, event_kinds or [])
+    if not by_kind["r"] and usage:  # none streamed (e.g. not streamed at all): the server's count, if it has one
+        by_kind["r"] = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
     return {
         "t_start_s": t_start,
         "ttft_ms": round((tt[0] - p_start) * 1000.0, 4) if tt else None,  # first token of any kind
@@ -224,10 +240,30 @@ def build_sample(
         "sched_s": sched_s,  # open loop: when the request was due (epoch s); None in closed loop
         "lateness_ms": lateness_ms,  # open loop: actual send - scheduled send (generator or concurrency-cap delay)
         "turn": turn,  # index of the turn within its session (0: first or only)
+        "model": model,  # the request's `model` field
+        "kind": kind,  # request kind label (workload.request_kinds: plain, tools, tools-required, json_schema, ...)
+        "reasoning_tokens": by_kind["r"],  # tokens of reasoning_content deltas
+        "tool_call": by_kind["t"] > 0,  # the reply streamed a tool call
     }
 
 
-def dropped_sample(*, sched_s: float, waited_ms: float, worker: int, max_tokens: int = 0) -> dict[str, Any]:
+def kind_tokens(event_tokens: Sequence[int | None], event_kinds: Sequence[str]) -> dict[str, int]:
+    """Tokens per event kind (c content, r reasoning, t tool call); unknown counts count as one token."""
+    out = {"c": 0, "r": 0, "t": 0}
+    for k, kind in zip(event_tokens, event_kinds):
+        out[kind] += 1 if k is None else k
+    return out
+
+
+def dropped_sample(
+    *,
+    sched_s: float,
+    waited_ms: float,
+    worker: int,
+    max_tokens: int = 0,
+    model: str | None = None,
+    kind: str | None = None,
+) -> dict[str, Any]:
     """An open-loop arrival that was never sent (still queued at max_concurrency when the stages ended): a failed
     request at its scheduled time, so it counts in error_rate and the goodput denominator."""
     return {
@@ -251,4 +287,8 @@ def dropped_sample(*, sched_s: float, waited_ms: float, worker: int, max_tokens:
         "sched_s": sched_s,
         "lateness_ms": round(waited_ms, 4),
         "turn": 0,
+        "model": model,
+        "kind": kind,
+        "reasoning_tokens": 0,
+        "tool_call": False,
     }

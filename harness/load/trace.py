@@ -280,8 +280,8 @@ def schedule(
     if models:
         info["models"] = dict(models.most_common())
         info["models_note"] = (
-            "the trace's model names are recorded, not sent: every request goes to target.model "
-            "(per-model results are not computed yet)"
+            "each request goes to its row's model (rows without one: target.model), unless workload.models sets "
+            "a weighted mix; per-model results are in the summary's `models`"
         )
     return out, info
 

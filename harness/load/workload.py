@@ -71,6 +71,7 @@ class Session:
         n_turns = self._turns if isinstance(self._turns, int) else len(self._turns)
         if self._i >= n_turns:
             return None
+        t: dict[str, Any]
         if isinstance(self._turns, int):  # synthetic
             n = sample_length(self._rng, self._w["prompt_tokens"])
             t = {
@@ -119,6 +120,29 @@ class RequestSource:
         return Session(int(self.w.get("session_turns") or 1), rng, self.vocab, self.w)
 
 
+class RequestMix:
+    """Which model and request kind each request gets: seeded weighted picks (workload.models, request_kinds).
+
+    A trace row's own `model` wins when workload.models is not set (the trace's model column)."""
+
+    def __init__(self, default_model: str, models: dict[str, float] | None, kinds: list[dict[str, Any]] | None):
+        self.default = default_model
+        self.models = list((models or {default_model: 1.0}).items())
+        self.kinds = kinds or [{"kind": "plain", "weight": 1.0, "fields": {}}]
+        self.follow_trace = models is None
+
+    def pick(self, rng: random.Random, row_model: str | None = None) -> tuple[str, str, dict[str, Any]]:
+        """(model, kind, extra body fields). Draws from `rng` only where there is a choice."""
+        if row_model is not None and self.follow_trace:
+            model = row_model
+        elif len(self.models) == 1:
+            model = self.models[0][0]
+        else:
+            model = rng.choices([m for m, _ in self.models], [w for _, w in self.models])[0]
+        k = self.kinds[0] if len(self.kinds) == 1 else rng.choices(self.kinds, [k["weight"] for k in self.kinds])[0]
+        return model, k["kind"], k["fields"]
+
+
 def endpoint_path(base_path: str, api: str) -> str:
     """Accept base URLs with or without a trailing /v1 (both conventions are common)."""
     base = base_path.rstrip("/")
@@ -138,9 +162,13 @@ def build_body(
     temperature: float,
     messages: list[dict[str, str]] | None = None,
     continuous_usage: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """`messages` (a conversation) wins over `prompt`; for the completions API they are joined with newlines."""
+    """`messages` (a conversation) wins over `prompt`; for the completions API they are joined with newlines.
+    `extra`: the request kind's fields (tools, tool_choice, response_format)."""
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature, "stream": stream}
+    if extra:
+        body.update(extra)
     if api == "chat":
         body["messages"] = messages if messages is not None else [{"role": "user", "content": prompt}]
     else:

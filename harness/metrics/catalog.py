@@ -19,7 +19,7 @@ Derived signals (`DERIVED`) combine two resolved signals, e.g. the prefix-cache 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 Kind = Literal["gauge", "counter", "histogram"]
 
@@ -53,7 +53,12 @@ def _vllm(name: str) -> tuple[str, ...]:
     return (f"ray_vllm_{name}", f"ray_vllm:{name}", f"vllm:{name}")
 
 
-_MS = dict(scale=1000.0, unit="ms")  # vLLM histograms are in seconds
+class _Units(TypedDict):
+    scale: float
+    unit: str
+
+
+_MS: _Units = {"scale": 1000.0, "unit": "ms"}  # vLLM histograms are in seconds
 
 CATALOG: dict[str, MetricSignal] = {
     s.name: s

@@ -15,7 +15,9 @@ def cluster_metric_facts(timeout_s: float = 30.0) -> dict:
     try:
         from ray._private import worker
 
-        out["session_name"] = worker.global_worker.node.session_name
+        node = worker.global_worker.node
+        if node is not None:
+            out["session_name"] = node.session_name
     except Exception:
         pass
 
@@ -26,7 +28,9 @@ def cluster_metric_facts(timeout_s: float = 30.0) -> dict:
 
         sess = None
         try:
-            sess = w.global_worker.node.session_name
+            node = w.global_worker.node
+            if node is not None:
+                sess = node.session_name
         except Exception:
             pass
         # Ray's OpenTelemetry recorder exports every max(metrics_report_interval_ms, 1000) ms

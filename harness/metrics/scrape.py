@@ -53,6 +53,8 @@ class ScrapeResult:
     export_interval_s: float | None = None  # Ray's metric export interval in force
     scrape_interval_s: float | None = None  # Prometheus's scrape interval for Ray's targets
     window_shift_s: float = 0.0  # server stats window = client stats window shifted by this (metric lag)
+    # several models: model id → stats of the signals whose series carry model_name (engine series), that model's
+    by_model: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,10 +102,14 @@ class Scope:
     app: str | None = None
     session: str | None = None
     deployments: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # several served models: engine series of any of them (model_name=~"a|b")
 
     def selector(self, sig: MetricSignal, metric: str) -> str:
         labels = []
-        if sig.scope == "model":
+        if sig.scope == "model" and len(self.models) > 1:
+            alts = "|".join(re.escape(m).replace("\\", "\\\\") for m in self.models)
+            labels.append(f'model_name=~"{alts}"')
+        elif sig.scope == "model":
             labels.append(f'model_name="{self.model}"')
         elif sig.scope == "app" and self.app:
             labels.append(f'application="{self.app}"')
@@ -203,8 +209,8 @@ def scrape_interval_s(prom: Prom) -> float | None:
         vals = [_duration_s(t.get("scrapeInterval", "")) for t in r.json()["data"]["activeTargets"]]
     except Exception:
         return None
-    vals = [v for v in vals if v]
-    return max(vals) if vals else None
+    known = [v for v in vals if v]
+    return max(known) if known else None
 
 
 def _duration_s(text: str) -> float | None:
@@ -227,10 +233,12 @@ def scrape(
     deployments: list[str] | None = None,
     session: str | None = None,
     export_interval_s: float | None = None,
+    models: list[str] | None = None,
 ) -> ScrapeResult:
     """`session`: the connected cluster's SessionName (else the newest session in Prometheus is assumed);
     `export_interval_s`: Ray's metric export interval in force. Server statistics cover the client's stats
-    window shifted by the metric lag those intervals imply."""
+    window shifted by the metric lag those intervals imply. `models`: several served models: engine signals
+    cover all of them, and `by_model` holds each one's own (series labelled model_name=<id>)."""
     from harness.metrics.cluster import server_window_shift_s
 
     prom = Prom(prom_url)
@@ -246,15 +254,15 @@ def scrape(
     shift = server_window_shift_s(export_interval_s if has_ray else None, si)
     raw_window = window
     window = Window(window.start, window.stats_start + shift, window.end + shift)
-    scope = Scope(model, app, session, tuple(deployments or ()))
+    scope = Scope(model, app, session, tuple(deployments or ()), tuple(models or ()))
     if app is None:  # external endpoint: nothing of ours runs in Serve
         resolved = {k: (v if k in DERIVED or CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
     parts = resolve(names, base_signals(signals)) | {k: v for k, v in resolved.items() if k in CATALOG}
 
     settle_on = [
-        scope.selector(CATALOG[s], parts[s])
+        scope.selector(CATALOG[s], metric_name)
         for s in ("serve_requests", "generation_tokens", "engine_requests")
-        if parts.get(s)
+        if (metric_name := parts.get(s))
     ]
     st = (
         settle(prom, settle_on, timeout_s=settle_timeout_s, quiet_s=settle_quiet_s)
@@ -279,6 +287,21 @@ def scrape(
         scrape_interval_s=si,
         window_shift_s=shift,
     )
+    _query_all(out, prom, scope, parts, signals, window, end, step_s)
+    if models and len(models) > 1:
+        per_signals = tuple(s for s in signals if s in DERIVED or CATALOG[s].scope == "model")
+        per_parts = {k: v for k, v in parts.items() if CATALOG[k].scope == "model"}
+        for m in models:
+            sub = ScrapeResult(resolved={}, session=session, settle_s=0.0, settled=True, stats={}, errors=errors)
+            _query_all(sub, prom, Scope(m, app, session), per_parts, per_signals, window, end, step_s)
+            out.by_model[m] = sub.stats
+    return out
+
+
+def _query_all(
+    out: ScrapeResult, prom: Prom, scope: Scope, parts: dict, signals, window: Window, end: float, step_s: float
+) -> None:
+    """Range-query every signal of `signals` that resolved (`parts`) into `out`."""
     # Range queries reach LOOKBACK_S before the load: a counter with no sample there was born during the run
     for name in base_signals(signals):
         metric = parts.get(name)
@@ -289,7 +312,7 @@ def scrape(
         try:
             res = prom.range(sel, window.start - LOOKBACK_S, end, step_s)
         except Exception as e:
-            errors.append(f"{name}: query {sel} failed: {e}")
+            out.errors.append(f"{name}: query {sel} failed: {e}")
             continue
         if not res and not sig.zero_if_absent:
             continue
@@ -305,7 +328,6 @@ def scrape(
         if name in DERIVED:
             _derived(out, name, window)
     out.stats = {k: v for k, v in out.stats.items() if k in signals}
-    return out
 
 
 def _absent_counters(out: ScrapeResult, parts: dict[str, str | None]) -> None:
@@ -436,4 +458,5 @@ def scrape_run(prom_url: str, scenario, dep, window: Window) -> ScrapeResult:
         settle_quiet_s=sc.settle_quiet_s,
         session=facts.get("session_name"),
         export_interval_s=facts.get("export_interval_s"),
+        models=[m.name for m in scenario.target.models] or None,
     )

@@ -21,14 +21,25 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TypedDict
 
 MARKER = ".harness-tiny-model.json"
 SPEC_VERSION = 2  # 2: text-less tokens (specials, UTF-8 fragments) get a zero output row
 ENV_DIR = "HARNESS_MODEL_DIR"
 
+
 # Architecture: head_dim = hidden / heads = 32 (vLLM's CPU attention needs head_dim in {32, 64, 80, ...};
 # 16 starts but dies on the first request).
-ARCH = {
+class _Arch(TypedDict):
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    max_position_embeddings: int
+
+
+ARCH: _Arch = {
     "hidden_size": 128,
     "intermediate_size": 384,
     "num_hidden_layers": 2,
@@ -167,6 +178,7 @@ def _build_into(tmp: Path, seed: int) -> None:
     tc["tokenizer_class"] = "PreTrainedTokenizerFast"
     tc_path.write_text(json.dumps(tc, indent=2) + "\n")
     vocab = len(tokenizer)
+    # rope_theta / torch_dtype: the 4.x names; 5.x's typed signature lacks them, its config still takes extra kwargs
     config = LlamaConfig(
         vocab_size=vocab,
         rms_norm_eps=1e-5,
@@ -180,6 +192,7 @@ def _build_into(tmp: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     with torch.no_grad():
+        # transformers types `to` through a decorator wrapper whose signature mypy reads wrong
         model = LlamaForCausalLM(config).to(torch.float32)
         # Random weights decode greedily into loops of one token; if that token has no text of its own (a special
         # token, or a lone byte of a multi-byte UTF-8 character that the detokenizer holds back), the whole stream

@@ -8,7 +8,19 @@ import html
 import plotly.graph_objects as go
 
 from harness.report import plot
-from harness.report.compare_md import fmt_change, fmt_ci, fmt_obs, fmt_p, title, verdict_cell
+from harness.report.compare_md import (
+    fmt_change,
+    fmt_ci,
+    fmt_cv,
+    fmt_obs,
+    fmt_p,
+    fmt_runs_ci,
+    footer,
+    method_line,
+    row_p,
+    title,
+    verdict_cell,
+)
 from harness.report.plot import FAIL, PASS, Chart
 
 _LABELS = {
@@ -56,17 +68,27 @@ def cdf_chart(signal: str, curves: list[dict]) -> Chart:
 
 
 def _rows_html(rows: list[dict]) -> str:
+    between = bool(rows) and "p_welch" in rows[0]
+    extra = "<th>base 95% t-interval</th><th>base CV</th><th>new 95% t-interval</th><th>new CV</th>" if between else ""
     out = [
-        "<table><tr><th>metric</th><th>base</th><th>new</th><th>change</th><th>95% CI of change</th>"
-        "<th>MWU p</th><th>rule</th><th></th></tr>"
+        f"<table><tr><th>metric</th><th>base</th><th>new</th>{extra}<th>change</th><th>95% CI of change</th>"
+        f"<th>{'Welch p' if between else 'MWU p'}</th><th>rule</th><th></th></tr>"
     ]
     for r in rows:
         cls = "bad" if r.get("regression") else ""
         mark = r.get("assessment", "")
+        cells = (
+            "".join(
+                f"<td>{_e(x)}</td>"
+                for x in (fmt_runs_ci(r, "base"), fmt_cv(r, "base"), fmt_runs_ci(r, "new"), fmt_cv(r, "new"))
+            )
+            if between
+            else ""
+        )
         out.append(
             f'<tr class="{cls}"><td><code>{_e(r["key"])}</code></td><td>{_e(fmt_obs(r, "base"))}</td>'
-            f'<td>{_e(fmt_obs(r, "new"))}</td><td class="{_e(mark)}">{_e(fmt_change(r))}</td>'
-            f"<td>{_e(fmt_ci(r))}</td><td>{_e(fmt_p(r.get('p_mwu')))}</td><td>{_e(r.get('rule') or '')}</td>"
+            f'<td>{_e(fmt_obs(r, "new"))}</td>{cells}<td class="{_e(mark)}">{_e(fmt_change(r))}</td>'
+            f"<td>{_e(fmt_ci(r))}</td><td>{_e(fmt_p(row_p(r)))}</td><td>{_e(r.get('rule') or '')}</td>"
             f'<td class="{_e(mark)}">{_e(verdict_cell(r))}</td></tr>'
         )
     return "".join(out) + "</table>"
@@ -89,6 +111,7 @@ def render_compare_html(result: dict) -> str:
     parts.append("</table></div>")
     rules = ", ".join(r["text"] for r in result["rules"]) or "none (not gated)"
     parts.append(f"<p>Gate (fires when beyond the threshold AND significant): <code>{_e(rules)}</code></p>")
+    parts.append(f"<p>{_e(method_line(result).replace('**', ''))}</p>")
     if result.get("cdf"):
         parts.append("<h2>Latency distributions</h2>")
         parts.append(plot.grid([cdf_chart(sig, curves) for sig, curves in result["cdf"].items()], "cdf"))
@@ -115,11 +138,7 @@ def render_compare_html(result: dict) -> str:
             parts.append(
                 "<h3>Warnings</h3><ul>" + "".join(f"<li class='warn'>{_e(w)}</li>" for w in c["warnings"]) + "</ul>"
             )
-    st = result["settings"]
-    parts.append(
-        f"<hr><p><small>Method: {_e(st['method'])}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
-        f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational).</small></p>"
-    )
+    parts.append(f"<hr><p><small>{_e(footer(result))}</small></p>")
     return plot.page(f"Comparison — {title(result)}", parts, _NUM_CSS)
 
 

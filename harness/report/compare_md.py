@@ -22,6 +22,7 @@ MARK = {
     "untested": "n/a",
     "no data": "no data",
     "too few samples": "too few samples",
+    "too few runs": "too few runs",
 }
 
 
@@ -53,6 +54,39 @@ def fmt_p(p: float | None) -> str:
     return "—" if p is None else ("<1e-4" if p < 1e-4 else f"{p:.3g}")
 
 
+def fmt_cv(row: dict, side: str) -> str:
+    g = row.get(f"{side}_runs") or {}
+    return "—" if g.get("cv") is None else f"{g['cv'] * 100:.1f}%"
+
+
+def fmt_runs_ci(row: dict, side: str) -> str:
+    """A group's t-interval of the mean (between-run comparisons)."""
+    g = row.get(f"{side}_runs") or {}
+    if not g.get("ci"):
+        return "—"
+    unit = row.get("unit") or ""
+    return f"[{fmt_value(g['ci'][0], unit)}, {fmt_value(g['ci'][1], unit)}]"
+
+
+def row_p(row: dict) -> float | None:
+    return row.get("p_welch") if "p_welch" in row else row.get("p_mwu")
+
+
+def method_line(result: dict) -> str:
+    m = result.get("method") or {"kind": "within-run", "reason": "one run per side"}
+    return f"Significance: **{m['kind']}** — {m['reason']}."
+
+
+def footer(result: dict) -> str:
+    st = result["settings"]
+    if st.get("resamples") is None:  # between-run
+        return f"Method: {st['method']}. CV: coefficient of variation of the per-run values (sd / mean)."
+    return (
+        f"Method: {st['method']}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
+        f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational)."
+    )
+
+
 def fmt_obs(row: dict, key: str) -> str:
     return fmt_value(row.get(key), row.get("unit") or "")
 
@@ -69,6 +103,19 @@ def title(result: dict) -> str:
 
 
 def _table(rows: list[dict]) -> list[str]:
+    if rows and "p_welch" in rows[0]:  # between-run: group means, their t-intervals and CVs
+        out = [
+            "| metric | base (mean of runs) | base 95% t-interval | base CV | new (mean of runs) | new 95% t-interval "
+            "| new CV | change | 95% CI of change | Welch p | rule | |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            out.append(
+                f"| `{r['key']}` | {fmt_obs(r, 'base')} | {fmt_runs_ci(r, 'base')} | {fmt_cv(r, 'base')} | "
+                f"{fmt_obs(r, 'new')} | {fmt_runs_ci(r, 'new')} | {fmt_cv(r, 'new')} | {fmt_change(r)} | "
+                f"{fmt_ci(r)} | {fmt_p(r['p_welch'])} | {r.get('rule') or ''} | {verdict_cell(r)} |"
+            )
+        return out
     out = ["| metric | base | new | change | 95% CI of change | MWU p | rule | |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(
@@ -93,8 +140,11 @@ def render_compare_markdown(result: dict) -> str:
             f"{(r.get('verdict') or '?').upper()} | {r.get('requests')} |"
         )
     rules = ", ".join(f"`{r['text']}`" for r in result["rules"]) or "none (not gated)"
-    st = result["settings"]
-    lines += ["", f"Gate (fires when beyond the threshold AND significant): {rules}.", ""]
+    lines += ["", f"Gate (fires when beyond the threshold AND significant): {rules}.", "", method_line(result), ""]
+    for g in result.get("groups") or []:
+        if g.get("group"):
+            lines.append(f"- group `{g['name']}`: {g['n']} run(s) ({', '.join(g['runs'])})")
+    lines.append("")
     for c in result["comparisons"]:
         base, new = runs[c["base"]], runs[c["new"]]
         lines += [f"## {new['label']} vs {base['label']}", ""]
@@ -104,7 +154,8 @@ def render_compare_markdown(result: dict) -> str:
             lines += ["No regression.", ""]
         client = [r for r in c["rows"] if r["source"] == "client"]
         server = [r for r in c["rows"] if r["source"] == "server"]
-        lines += ["### Client (raw samples)", ""] + _table(client)
+        src = "per-run summaries" if c.get("method") == "between-run" else "raw samples"
+        lines += [f"### Client ({src})", ""] + _table(client)
         if server:
             lines += ["", "### Server (Prometheus, by logical signal; no significance test)", ""] + _table(server)
         if c["notes"]:
@@ -112,9 +163,5 @@ def render_compare_markdown(result: dict) -> str:
         if c["warnings"]:
             lines += ["", "### Warnings", ""] + [f"- {w}" for w in c["warnings"]]
         lines.append("")
-    lines += [
-        "---",
-        f"Method: {st['method']}; {st['confidence'] * 100:.0f}% CI, seed {st['seed']}, "
-        f"up to {st['resamples']} resamples. MWU p: Mann-Whitney U on per-request values (informational).",
-    ]
+    lines += ["---", footer(result)]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,18 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from harness.report.compare_md import KEY_SERVER, fmt_change, fmt_ci, fmt_obs, fmt_p, title, verdict_cell
+from harness.report.compare_md import (
+    KEY_SERVER,
+    fmt_change,
+    fmt_ci,
+    fmt_cv,
+    fmt_obs,
+    fmt_p,
+    method_line,
+    row_p,
+    title,
+    verdict_cell,
+)
 
 
 def print_comparison(result: dict, console: Console) -> None:
@@ -14,8 +25,14 @@ def print_comparison(result: dict, console: Console) -> None:
     runs = {r["run_id"]: r for r in result["runs"]}
     for i, r in enumerate(result["runs"]):
         labels = " ".join(f"{k}={v}" for k, v in r["labels"].items())
-        console.print(f"{'base' if i == 0 else f'new {i}'}: {r['run_id']} {labels}  [dim]{r['environment']}[/]")
+        reps = f" ({r['repeats']} runs)" if r.get("repeats") else ""
+        console.print(
+            f"{'base' if i == 0 else f'new {i}'}: {r['label'] if reps else r['run_id']}{reps} {labels}  "
+            f"[dim]{r['environment']}[/]"
+        )
+    console.print(method_line(result).replace("**", ""), highlight=False)
     for c in result["comparisons"]:
+        between = c.get("method") == "between-run"
         t = Table(title=f"{runs[c['new']]['label']} vs {runs[c['base']]['label']}", title_justify="left")
         for col, j in (
             ("metric", "left"),
@@ -23,7 +40,8 @@ def print_comparison(result: dict, console: Console) -> None:
             ("new", "right"),
             ("change", "right"),
             ("95% CI of change", "right"),
-            ("MWU p", "right"),
+            ("Welch p" if between else "MWU p", "right"),
+            *((("CV base", "right"), ("CV new", "right")) if between else ()),
             ("gate", "left"),
             ("", "left"),
         ):
@@ -38,7 +56,8 @@ def print_comparison(result: dict, console: Console) -> None:
                 fmt_obs(r, "new"),
                 fmt_change(r),
                 fmt_ci(r),
-                fmt_p(r["p_mwu"]),
+                fmt_p(row_p(r)),
+                *((fmt_cv(r, "base"), fmt_cv(r, "new")) if between else ()),
                 (r["rule"] or "").partition(":")[2],
                 verdict_cell(r),
                 style=style,

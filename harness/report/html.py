@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from harness.report import plot
 from harness.report.fmt import fmt_ms, fmt_value
-from harness.report.markdown import reconciliation_rows
+from harness.report.markdown import SLICE_HEAD, reconciliation_rows, slice_rows
 from harness.report.plot import FAIL, PASS, STAGE, Chart
 
 BIN_S = 5.0
@@ -632,6 +632,16 @@ def render_html(
         body += ["<h2>Throughput and engine</h2>", plot.grid(thr + srv[2:], "thr")]
     if summary is not None:
         body += ["<h2>Client (raw samples, warmup excluded)</h2>", _client_table(summary.get("client", {}))]
+        for key, h in (("models", "Per model"), ("request_kinds", "Per request kind")):
+            rows = slice_rows(summary.get(key) or {})
+            if rows:
+                body.append(
+                    f"<h2>{h}</h2><div class='tablewrap'><table><tr>"
+                    + "".join(f"<th>{escape(c)}</th>" for c in SLICE_HEAD)
+                    + "</tr>"
+                    + "".join("<tr>" + "".join(f"<td>{escape(c.strip('`'))}</td>" for c in r) + "</tr>" for r in rows)
+                    + "</table></div>"
+                )
         body.append(_reconciliation_table(summary))
         if summary.get("warnings"):
             body += ["<h2>Warnings</h2><ul>"] + [f"<li>{escape(w)}</li>" for w in summary["warnings"]] + ["</ul>"]

@@ -86,6 +86,11 @@ def render_markdown(run: dict, summary: dict | None) -> str:
             f"Goodput ({crit}): {g['rate']:.2f} req/s, attainment {att} "
             f"({g['total']:.0f} of {g['requests']} requests).",
         ]
+    for key, title in (("models", "Per model"), ("request_kinds", "Per request kind")):
+        rows = slice_rows(summary.get(key) or {})
+        if rows:
+            lines += ["", f"## {title} (raw samples, warmup excluded)", "", "| " + " | ".join(SLICE_HEAD) + " |"]
+            lines += ["|" + "---|" * len(SLICE_HEAD)] + ["| " + " | ".join(r) + " |" for r in rows]
     srv = summary.get("server", {})
     if srv:
         lines += [
@@ -127,6 +132,52 @@ def render_markdown(run: dict, summary: dict | None) -> str:
         "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in dur.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+SLICE_HEAD = (
+    "",
+    "requests",
+    "errors",
+    "TTFT p50",
+    "TTFT p95",
+    "TTFT content p95",
+    "ITL p95",
+    "E2E p95",
+    "output tok/s",
+    "reasoning tok",
+    "tool-call replies",
+    "server TTFT p95",
+)
+
+
+def slice_rows(slices: dict) -> list[list[str]]:
+    """One row per model (or request kind) of `summary.models` / `summary.request_kinds` (shown when > 1)."""
+    if len(slices) < 2:
+        return []
+
+    def p(d: dict | None, stat: str) -> str:
+        return fmt_ms((d or {}).get(stat))
+
+    rows = []
+    for name, st in slices.items():
+        srv = ((st.get("server") or {}).get("server_ttft") or {}).get("p95")
+        rows.append(
+            [
+                f"`{name}`",
+                str(st.get("requests", 0)),
+                str(st.get("errors", 0)),
+                p(st.get("ttft_ms"), "p50"),
+                p(st.get("ttft_ms"), "p95"),
+                p(st.get("ttft_content_ms"), "p95"),
+                p(st.get("itl_ms"), "p95"),
+                p(st.get("e2e_ms"), "p95"),
+                f"{st.get('output_tokens_per_s') or 0:.1f}",
+                f"{st.get('reasoning_tokens') or 0:.0f}",
+                str(st.get("tool_call_replies", 0)),
+                fmt_ms(srv) if srv is not None else "—",
+            ]
+        )
+    return rows
 
 
 def autoscaling_lines(a: dict) -> list[str]:

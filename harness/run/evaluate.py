@@ -11,11 +11,11 @@ import pandas as pd
 from harness.load.prepare import workload_server_stats
 from harness.metrics.scrape import ScrapeResult, Window
 from harness.record import Recorder
-from harness.record.schema import Summary
+from harness.record.schema import ModelStats, SliceStats, Summary
 from harness.record.summary import build_summary, reconcile
 from harness.run.faults import recovery_series, recovery_signal
 from harness.scenario import Scenario
-from harness.slo.evaluate import client_stats, evaluate_run
+from harness.slo.evaluate import client_stats, evaluate_run, split_stats
 
 
 def record_scrape(rec: Recorder, scraped: ScrapeResult) -> dict:
@@ -118,6 +118,7 @@ def evaluate_stage(
         load_start=window.start,
         warmup_end=window.stats_start,
         load_end=window.end,
+        server_by_model=scraped.by_model if scraped else None,
     )
     why_not = [f["no_recovery_reason"] for f in fault_results if f.get("no_recovery_reason")]
     for v in verdicts:  # a node fault without recovery: say why (e.g. pending placement), not "no series"
@@ -139,6 +140,13 @@ def evaluate_stage(
     summary.server_resolution = server_resolution(scraped)
     for k, v in extra.items():  # autoscaling analysis, scoped stats
         setattr(summary, k, v)
+    dur = client.get("duration_s") or 0.0
+    by_model = (scraped.by_model if scraped else None) or {}
+    summary.models = {
+        m: ModelStats.model_validate({**SliceStats.of(c).model_dump(), "server": by_model.get(m, {})})
+        for m, c in split_stats(samples, "model", dur).items()
+    }
+    summary.request_kinds = {k: SliceStats.of(c) for k, c in split_stats(samples, "kind", dur).items()}
     if fault_results:
         summary.faults = rec.record.faults = fault_results
     rec.write_summary(summary)

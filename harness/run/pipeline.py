@@ -7,10 +7,12 @@ from pathlib import Path
 
 from harness import deploy as deploy_stage
 from harness import stack as stack_stage
+from harness.deploy.cache import reset_prefix_cache
 from harness.load.runner import run_load
 from harness.metrics.scrape import Window, scrape_run
 from harness.record import Recorder
 from harness.record.environment import environment
+from harness.record.schema import CacheReset, RepeatGroup
 from harness.run.context import UI, RunContext
 from harness.run.evaluate import evaluate_stage, record_scrape
 from harness.run.faults import start_faults
@@ -31,6 +33,10 @@ class RunOptions:
     scenario_file: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     store_url: str | None = None  # results store the finished run is indexed in (None: not indexed)
+    cache_reset: bool = False  # reset the engine's prefix cache after deploy, before the load (sweep, --repeat)
+    repeat: RepeatGroup | None = None  # this run's place in a repeat group (harness/commands/repeat.py)
+    reuse_app: bool = False  # keep the running app's replicas (a later repeat or sweep step of the same target)
+    stay_connected: bool = False  # keep this driver's Ray connection for the next run (repeats)
 
 
 @dataclass
@@ -50,6 +56,7 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
         scenario_file=opts.scenario_file,
         labels=opts.labels,
         origin=origin(),
+        repeat=opts.repeat,
     )
     ui.run_dir(rec.dir)
     ray_client.set_driver_log(rec.dir / "logs" / "driver.log")  # Ray/Serve/vLLM log lines: there, not the terminal
@@ -72,11 +79,18 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
         ctx.cleanup(lambda: close_stack(stack, opts))
         dep = ctx.stage(
             "deploy",
-            lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray"),
+            lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray", reuse=opts.reuse_app),
             on_done=lambda d: {"deployment": d.to_dict()},
         )
         if not opts.keep_app and not stops_stack(stack, opts):  # a stack torn down takes its apps along (~3 s)
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
+        if opts.cache_reset:  # optional: a failed reset is recorded (cache_reset.done false), the run goes on
+            ctx.stage(
+                "cache_reset",
+                lambda: reset_prefix_cache(scenario.target, dep.base_url, dep.app_name, dep.engine_deployments),
+                on_done=lambda c: {"cache_reset": CacheReset(**c)},
+                optional=True,
+            )
         rec.record.environment = environment()
         alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
         if alerts is not None:
@@ -157,7 +171,8 @@ def stops_stack(stack: stack_stage.Stack, opts: RunOptions) -> bool:
 
 
 def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
-    ray_client.disconnect()
+    if not opts.stay_connected:
+        ray_client.disconnect()
     if stops_stack(stack, opts):
         stack_stage.stop_local_stack(stack)
     elif stack.local and opts.keep_up and not stack.ray:  # an external endpoint's Prometheus: nothing to reuse

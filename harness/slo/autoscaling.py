@@ -27,14 +27,17 @@ class StageWindow:
     name: str
     start: float  # epoch s
     end: float
-    users: int
-    prev_users: int
+    users: float  # users, or the arrival rate (req/s) of an open-loop stage
+    prev_users: float
     ramp_end: float  # when the user count reached `users` (spawn_rate)
 
 
 def stage_windows(stages: Sequence[dict], load_start: float) -> list[StageWindow]:
-    out, t, prev = [], load_start, 0
+    out: list[StageWindow] = []
+    t = load_start
+    prev: float = 0
     for i, s in enumerate(stages):
+        users: float | None
         d, users, rate = float(s["duration_s"]), s.get("users"), float(s.get("spawn_rate") or 1.0)
         if users is None:  # open loop: the load level is the arrival rate, which steps at once
             users, rate = float(s.get("rate_rps") or 0.0), math.inf
@@ -83,7 +86,8 @@ def _within(points: Points, a: float, b: float) -> Points:
 
 
 def step_events(windows: Sequence[StageWindow], replicas: Points, wanted: Points) -> tuple[list[dict], list[dict]]:
-    ups, downs = [], []
+    ups: list[dict] = []
+    downs: list[dict] = []
     for w in windows:
         if w.users == w.prev_users:
             continue

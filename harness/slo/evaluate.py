@@ -123,9 +123,42 @@ def client_stats(samples: pd.DataFrame, duration_s: float) -> dict:
         "output_tokens_per_s": out_tokens / dur,
         "requests_per_s": (n - n_err) / dur,
         "duration_s": duration_s,
+        **reply_kinds(ok),
         "warmup_requests": int(samples["warmup"].sum()) if "warmup" in samples else 0,
         "cooldown_requests": int(samples["cooldown"].fillna(False).astype(bool).sum()) if "cooldown" in samples else 0,
     }
+
+
+def reply_kinds(ok: pd.DataFrame) -> dict:
+    """Reasoning tokens and tool-call replies of the successful requests (columns absent in older samples)."""
+    r = ok["reasoning_tokens"].dropna() if "reasoning_tokens" in ok else pd.Series(dtype=float)
+    tc = ok["tool_call"].fillna(False).astype(bool) if "tool_call" in ok else pd.Series(dtype=bool)
+    return {
+        "reasoning_tokens": float(r.sum()) if len(r) else 0.0,
+        "reasoning_tokens_per_request": dist_stats(r) if len(r) and r.any() else None,
+        "tool_call_replies": int(tc.sum()),
+    }
+
+
+def model_names(samples: pd.DataFrame) -> list[str]:
+    """Models the samples went to, most requests first (none recorded: [])."""
+    if "model" not in samples or not len(samples):
+        return []
+    return [str(m) for m in samples["model"].dropna().value_counts().index]
+
+
+def by_column(samples: pd.DataFrame, col: str, value: str) -> pd.DataFrame:
+    return samples[samples[col] == value] if col in samples else samples.iloc[0:0]
+
+
+def split_stats(samples: pd.DataFrame, col: str, duration_s: float) -> dict[str, dict]:
+    """client_stats per value of `col` (model, kind) over the same measured window; {} when there is one value."""
+    if col not in samples:
+        return {}
+    values = [str(v) for v in samples[col].dropna().unique()]
+    if len(values) < 2:
+        return {}
+    return {v: client_stats(by_column(samples, col, v), duration_s) for v in sorted(values)}
 
 
 def goodput_stats(samples: pd.DataFrame, criteria: dict[str, float], duration_s: float) -> dict:
@@ -312,6 +345,18 @@ def _in_windows(t: pd.Series, spans: list[tuple[float, float]]) -> pd.Series:
     return m
 
 
+def model_scope_stats(
+    model: str, samples: pd.DataFrame, duration_s: float, server: dict | None, goodput: dict | None = None
+) -> dict:
+    """`@model:<id>`: the requests sent to that model over the whole measured window, and the server stats of
+    the series labelled model_name=<id>."""
+    sub = by_column(samples, "model", model)
+    client = client_stats(sub, duration_s)
+    if goodput:
+        client["goodput"] = goodput_stats(sub, goodput, duration_s)
+    return {"client": client, "server": dict(server or {}), "duration_s": duration_s}
+
+
 def scoped_stats(
     scope: str,
     samples: pd.DataFrame,
@@ -357,10 +402,12 @@ def evaluate_run(
     load_start: float,
     warmup_end: float,
     load_end: float,
+    server_by_model: dict[str, dict] | None = None,
 ) -> tuple[list[Verdict], dict]:
     """Verdicts for the whole record, plus what the summary carries beyond them (goodput, autoscaling, scopes).
 
-    `scenario`: the resolved scenario as a dict; `rows`: the scraped series (signal, t, value) or None."""
+    `scenario`: the resolved scenario as a dict; `rows`: the scraped series (signal, t, value) or None;
+    `server_by_model`: model id → server stats of its model_name-labelled series (several models)."""
     stages = scenario["load"]["stages"]
     windows = autoscaling_mod.stage_windows(stages, load_start)
     criteria = {k: v for k, v in (scenario.get("goodput") or {}).items() if v is not None}
@@ -371,8 +418,15 @@ def evaluate_run(
         if rows is not None and len(rows)
         else None
     )
-    scopes = sorted({s.scope for s in map(parse_slo, scenario.get("slos", [])) if s.scope})
+    parsed = [parse_slo(t) for t in scenario.get("slos", [])]
+    scopes = sorted({s.scope for s in parsed if s.scope and s.model is None})
     scoped = {sc: scoped_stats(sc, samples, rows, windows, warmup_end, criteria or None) for sc in scopes}
+    dur = client.get("duration_s") or 0.0
+    for s in parsed:
+        if s.model is not None and s.scope is not None and s.scope not in scoped:
+            scoped[s.scope] = model_scope_stats(
+                s.model, samples, dur, (server_by_model or {}).get(s.model), criteria or None
+            )
     ctx = EvalContext(
         autoscaling=auto,
         scoped=scoped,

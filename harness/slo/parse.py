@@ -3,9 +3,11 @@
 Grammar: `<signal>[.<stat>] <op> <value>[unit] [@<scope>]`
   op     < <= > >= (and == for counts, e.g. `flaps.total == 0`)
   unit   ms or s for times, % (or a plain fraction) for ratios, none for counts and rates
-  scope  optional: `@steady` (the steady part of every stage: after warmup and after the stage's user ramp)
-         or `@<stage name>` (one stage of `load.stages`); without it, the whole run after warmup.
-Examples: `ttft.p95 <= 500ms`, `ttft.p95 <= 500ms @steady`, `e2e.p99 <= 3s @step`, `goodput.attainment >= 95%`.
+  scope  optional: `@steady` (the steady part of every stage: after warmup and after the stage's user ramp),
+         `@<stage name>` (one stage of `load.stages`) or `@model:<model id>` (the requests sent to one model, and
+         the server series labelled with its model_name); without it, the whole run after warmup.
+Examples: `ttft.p95 <= 500ms`, `ttft.p95 <= 500ms @steady`, `e2e.p99 <= 3s @step`, `goodput.attainment >= 95%`,
+`ttft.p95 <= 300ms @model:chat-8b`.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from harness.slo.signals import EQ_OK_KINDS, SIGNALS, Signal
 
 OPS = ("<=", ">=", "<", ">", "==")
 STEADY = "steady"
+MODEL_SCOPE = "model:"  # `@model:<id>`: one served model's requests and model_name-labelled series
 _RE = re.compile(
     r"^\s*(?P<signal>[a-z][a-z0-9_]*)(?:\.(?P<stat>[a-z0-9.]+?))?\s*(?P<op><=|>=|==|!=|=<|=>|<|>|=)\s*"
     r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?"
-    r"(?:\s*@\s*(?P<scope>[A-Za-z0-9][A-Za-z0-9_.-]*))?\s*$"
+    r"(?:\s*@\s*(?P<scope>model:[A-Za-z0-9][A-Za-z0-9_./:-]*|[A-Za-z0-9][A-Za-z0-9_.-]*))?\s*$"
 )
 _UNITS_FOR = {"time": ("ms", "s"), "ratio": ("%", None), "count": (None,), "rate": (None,)}
 _SYNTAX = (
     "expected '<signal>[.<stat>] <op> <value>[unit] [@scope]' with op one of < <= > >= (== for counts), "
-    "unit ms, s or % and an optional scope @steady or @<stage name> (e.g. 'ttft.p95 <= 500ms @steady')"
+    "unit ms, s or % and an optional scope @steady, @<stage name> or @model:<model id> (e.g. "
+    "'ttft.p95 <= 500ms @steady')"
 )
 
 
@@ -42,6 +46,11 @@ class SLO:
     scope: str | None = None  # None: whole run after warmup; "steady"; or a stage name
 
     @property
+    def model(self) -> str | None:
+        """The model of a `@model:<id>` scope (None: not model-scoped)."""
+        return self.scope[len(MODEL_SCOPE) :] if self.scope and self.scope.startswith(MODEL_SCOPE) else None
+
+    @property
     def key(self) -> str:
         return f"{self.signal}.{self.stat}" + (f"@{self.scope}" if self.scope else "")
 
@@ -55,9 +64,21 @@ def describe_signals() -> str:
     return "\n".join(f"  {s.name}.{{{','.join(s.stats)}}}  [{s.source}] {s.description}" for s in SIGNALS.values())
 
 
-def parse_slo(text: str, stage_names: Sequence[str] | None = None) -> SLO:
-    """Parse one SLO; with `stage_names`, a `@scope` must be `steady` or one of them. Errors are ValueError
-    whose message says what is valid."""
+def model_scopable(sig: Signal) -> bool:
+    """Client signals, and server signals whose series carry `model_name` (engine series), split by model."""
+    if sig.source == "client":
+        return True
+    if sig.source != "server":
+        return False
+    from harness.metrics.catalog import CATALOG, DERIVED
+
+    parts = (DERIVED[sig.name].num, DERIVED[sig.name].den) if sig.name in DERIVED else (sig.name,)
+    return all(p in CATALOG and CATALOG[p].scope == "model" for p in parts)
+
+
+def parse_slo(text: str, stage_names: Sequence[str] | None = None, model_names: Sequence[str] | None = None) -> SLO:
+    """Parse one SLO; with `stage_names`, a `@scope` must be `steady` or one of them; with `model_names`, a
+    `@model:<id>` must name one of them. Errors are ValueError whose message says what is valid."""
     if not isinstance(text, str):
         raise ValueError(f"an SLO must be a string like 'ttft.p95 <= 500ms', got {type(text).__name__}")
     m = _RE.match(text)
@@ -99,7 +120,19 @@ def parse_slo(text: str, stage_names: Sequence[str] | None = None) -> SLO:
             raise ValueError(f"{text!r}: a ratio must lie in 0..1 (or 0..100%)")
     else:
         value = num
-    if scope is not None:
+    if scope is not None and scope.startswith(MODEL_SCOPE):
+        if not model_scopable(sig):
+            ok = ", ".join(s.name for s in SIGNALS.values() if model_scopable(s))
+            raise ValueError(
+                f"{text!r}: signal {name!r} is not split by model, so it takes no @model: scope; signals that do: {ok}"
+            )
+        m_name = scope[len(MODEL_SCOPE) :]
+        if model_names is not None and m_name not in model_names:
+            raise ValueError(
+                f"{text!r}: @model:{m_name}: no request goes to that model; models of this run: "
+                + ", ".join(model_names)
+            )
+    elif scope is not None:
         if not sig.scopable:
             scopable = ", ".join(s.name for s in SIGNALS.values() if s.scopable)
             raise ValueError(
@@ -114,13 +147,15 @@ def parse_slo(text: str, stage_names: Sequence[str] | None = None) -> SLO:
     )
 
 
-def check_slos(slos: Sequence[str], stage_names: Sequence[str], has_goodput: bool) -> list[str]:
+def check_slos(
+    slos: Sequence[str], stage_names: Sequence[str], has_goodput: bool, model_names: Sequence[str] | None = None
+) -> list[str]:
     """Meaning checks that need the rest of the scenario: scopes name a stage (or steady), goodput SLOs have
     criteria. One message per problem, prefixed `slos[i]:`."""
     errs = []
     for i, text in enumerate(slos):
         try:
-            s = parse_slo(text, stage_names)
+            s = parse_slo(text, stage_names, model_names)
         except ValueError as e:
             errs.append(f"slos[{i}]: {e}")
             continue

@@ -132,11 +132,11 @@ def _links() -> list[str]:
 
 def _host_networks() -> list[ipaddress.IPv4Network]:
     r = _ip("-o", "-4", "addr", "show", check=False)
-    nets = []
+    nets: list[ipaddress.IPv4Network] = []
     for line in r.stdout.splitlines():
         parts = line.split()
         if "inet" in parts:
-            nets.append(ipaddress.ip_interface(parts[parts.index("inet") + 1]).network)
+            nets.append(ipaddress.IPv4Interface(parts[parts.index("inet") + 1]).network)
     return nets
 
 

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
@@ -39,10 +40,23 @@ def http_get(url: str, timeout_s: float = 5.0, headers: dict | None = None) -> t
         return e.code, e.read()
 
 
+def http_post_json(url: str, body: Any, timeout_s: float = 10.0, headers: dict | None = None) -> tuple[int, bytes]:
+    """POST a JSON body; (status, response body), HTTP errors included."""
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def http_json(url: str, timeout_s: float = 5.0, headers: dict | None = None) -> Any:
     status, body = http_get(url, timeout_s, headers)
     if status != 200:
-        raise urllib.error.HTTPError(url, status, body[:200].decode(errors="replace"), None, None)
+        raise urllib.error.HTTPError(url, status, body[:200].decode(errors="replace"), Message(), None)
     return json.loads(body)
 
 

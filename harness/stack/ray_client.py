@@ -205,7 +205,8 @@ def _refresh_ray_config() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1") != "0"
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = os.environ.get("RAY_DISABLE_FAILURE_SIGNAL_HANDLER") == "1"
     try:  # private API; best effort — a fresh CLI process reads the env at import anyway
-        from ray._raylet import AuthenticationTokenLoader, Config
+        # compiled module: Ray's stub for it lacks these names (newer Ray only)
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()

@@ -48,14 +48,14 @@ def resolve(ref: str, store: Store | None, scenario: str | None, scratch: Path) 
         )
     sel = Selector.parse(ref)
     row = store.find(sel, scenario)
+    if row is not None and sel.kind == "id":
+        row = store.get(row["run_id"])
     if row is None:
         where = f" of scenario {scenario!r}" if scenario and sel.kind != "id" else ""
         raise HarnessError(
             f"{ref}: no such run folder, and no stored run{where} matches it in {store.shown}",
             fix="`harness history --store URL` lists the stored runs; run ids are folder names",
         )
-    if sel.kind == "id":
-        row = store.get(row["run_id"])
     return folder_for(row, scratch)
 
 

@@ -4,17 +4,25 @@
 
 Routes (deployment "SimLLM", FastAPI ingress):
   GET  /health                  200, empty body (like vLLM)
-  GET  /v1/models               the one served model
+  GET  /v1/models               the served models (one engine per model, each with its own knobs)
   POST /v1/completions          OpenAI completions, streaming (SSE) or not
   POST /v1/chat/completions     OpenAI chat completions, streaming (SSE) or not
   GET  /sim/stats               this replica's engine state and config
   GET  /sim/requests?limit=N    this replica's ground truth for its last N finished requests (Unix times)
+                                (&model=<id>: one model's; default: the default model's)
 
 Prompt tokens are estimated as ceil(characters / 4) (at least 1) over the completion prompt or over the
 text of all chat messages (no chat-template overhead); a completions `prompt` given as a list of token
 ids counts exactly. A load generator wanting N prompt tokens sends 4*N characters. Every generated token
 is a 4-character piece of text. The simulated model never emits EOS: it always produces `max_tokens`
 tokens and finishes with "length" (so `ignore_eos` is accepted and is in effect always true).
+
+Chat request kinds (OpenAI chat streaming format): with `reasoning_tokens: R` the first min(R, max_tokens) tokens
+stream as `delta.reasoning_content` before the content, and usage reports them as
+`completion_tokens_details.reasoning_tokens`. A request with `tools` is answered by a tool call when tool_choice is
+`required` or names a function, or (tool_choice `auto`) for a seeded `tool_call_probability` share: the tokens after
+the reasoning stream as `delta.tool_calls[0].function.arguments` pieces that join into a JSON object, and the reply
+finishes with "tool_calls". `response_format` json_object / json_schema makes the content one JSON object.
 """
 
 # No `from __future__ import annotations` here: FastAPI >= 0.137 resolves route annotations against the globals
@@ -25,6 +33,7 @@ import dataclasses
 import itertools
 import json
 import math
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -56,7 +65,7 @@ AUTOSCALING_DEFAULTS: dict[str, Any] = {
     "downscale_delay_s": 30.0,
     "look_back_period_s": 5.0,
 }
-ARG_KEYS = {"model", "sim", "autoscaling", "replica_cpus", "placement"}
+ARG_KEYS = {"model", "sim", "autoscaling", "replica_cpus", "placement", "models"}
 
 
 class ApiError(Exception):
@@ -108,6 +117,30 @@ def chat_prompt_tokens(messages: Any) -> int:
     return max(1, math.ceil(chars / CHARS_PER_TOKEN))
 
 
+def prompt_text(body: dict, *, chat: bool) -> str:
+    """The prompt's text as the prefix cache sees it (chat: the messages' text contents joined in order)."""
+    if not chat:
+        prompt = body.get("prompt")
+        return prompt if isinstance(prompt, str) else json.dumps(prompt)
+    parts = []
+    for m in body.get("messages") or []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, list):
+            c = "".join(x.get("text", "") for x in c if isinstance(x, dict))
+        parts.append(f"{m.get('role') if isinstance(m, dict) else ''}:{c or ''}")
+    return "\n".join(parts)
+
+
+def prefix_keys(text: str, block_size: int) -> list[int]:
+    """Chained hashes of the prompt's full blocks (block_size tokens of CHARS_PER_TOKEN characters each)."""
+    step = block_size * CHARS_PER_TOKEN
+    keys, h = [], 0
+    for i in range(0, len(text) - step + 1, step):
+        h = hash((h, text[i : i + step]))
+        keys.append(h)
+    return keys
+
+
 def _int_field(body: dict, name: str) -> int | None:
     v = body.get(name)
     if v is None:
@@ -124,13 +157,66 @@ class ParsedRequest:
     stream: bool
     include_usage: bool
     continuous_usage: bool = False  # usage in every event (vLLM's stream_options.continuous_usage_stats)
+    model: str = ""
+    tools: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, argument key) per tool
+    tool_choice: str | None = None  # auto | none | required | a tool's name (None: no tools)
+    json_format: bool = False  # response_format json_object / json_schema: the content is one JSON object
+    prefix_keys: list[int] = dataclasses.field(default_factory=list)  # filled when prefix caching is on
 
 
-def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int) -> ParsedRequest:
+def _parse_tools(body: dict) -> tuple[list[tuple[str, str]], str | None]:
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is None:
+        if choice not in (None, "none"):
+            raise ApiError(400, "When using `tool_choice`, `tools` must be set.", "tool_choice")
+        return [], None
+    if not isinstance(tools, list) or not tools:
+        raise ApiError(400, "`tools` must be a non-empty list", "tools")
+    out = []
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict):
+            raise ApiError(400, f"tools[{i}] must be {{type: function, function: {{name, parameters}}}}", "tools")
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, f"tools[{i}].function.name must be a non-empty string", "tools")
+        params: dict = fn["parameters"] if isinstance(fn.get("parameters"), dict) else {}
+        props: dict = params["properties"] if isinstance(params.get("properties"), dict) else {}
+        req = [r for r in params.get("required") or [] if isinstance(r, str)]
+        out.append((name, (req or list(props) or ["input"])[0]))
+    names = [n for n, _ in out]
+    if choice is None:
+        choice = "auto"
+    elif isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+        if name not in names:
+            raise ApiError(400, f"tool_choice names function {name!r}, which is not in `tools`", "tool_choice")
+        choice = name
+    elif choice not in ("auto", "none", "required"):
+        raise ApiError(400, "`tool_choice` must be auto, none, required or {type: function, ...}", "tool_choice")
+    return out, choice
+
+
+def _json_format(body: dict) -> bool:
+    rf = body.get("response_format")
+    if rf is None:
+        return False
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise ApiError(400, "`response_format.type` must be text, json_object or json_schema", "response_format")
+    if kind == "json_schema" and not isinstance(rf.get("json_schema"), dict):
+        raise ApiError(400, "`response_format.json_schema` must be an object {name, schema}", "response_format")
+    return kind != "text"
+
+
+def parse_request(
+    body: Any, *, chat: bool, served_model: str, kv_capacity: int, served: tuple[str, ...] = ()
+) -> ParsedRequest:
+    """`served`: every model id this app serves (default: only `served_model`, also the default model)."""
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     model = body.get("model", served_model)
-    if model != served_model:
+    if model not in (served or (served_model,)):
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
     if body.get("n", 1) != 1:
         raise ApiError(400, "only n=1 is supported by the sim engine", "n")
@@ -143,7 +229,8 @@ def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int)
     if opts is not None and not isinstance(opts, dict):
         raise ApiError(400, "`stream_options` must be an object", "stream_options")
     include_usage = bool(opts and opts.get("include_usage"))
-    continuous = include_usage and bool(opts.get("continuous_usage_stats"))  # vLLM: only together with include_usage
+    # vLLM: only together with include_usage
+    continuous = include_usage and bool(opts and opts.get("continuous_usage_stats"))
 
     if chat:
         prompt_tokens = chat_prompt_tokens(body.get("messages"))
@@ -156,7 +243,61 @@ def parse_request(body: Any, *, chat: bool, served_model: str, kv_capacity: int)
     ignore_eos = body.get("ignore_eos", False)
     if not isinstance(ignore_eos, bool):
         raise ApiError(400, "`ignore_eos` must be a boolean", "ignore_eos")
-    return ParsedRequest(prompt_tokens, max_tokens, stream, include_usage, continuous)
+    tools, choice = _parse_tools(body) if chat else ([], None)
+    return ParsedRequest(
+        prompt_tokens, max_tokens, stream, include_usage, continuous, model, tools, choice, chat and _json_format(body)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplyPlan:
+    """What each generated token of one reply is: reasoning (indices < reasoning), then content or one tool call."""
+
+    max_tokens: int
+    reasoning: int = 0
+    tool: tuple[str, str] | None = None  # (function name, argument key): the reply is a tool call
+    json_key: str | None = None  # content (or tool arguments) is the JSON object {json_key: "<text>"}
+
+    @property
+    def plain(self) -> bool:
+        return not self.reasoning and self.tool is None and self.json_key is None
+
+    def kind(self, i: int) -> str:
+        """r (reasoning_content), c (content) or t (tool_calls arguments) for token i."""
+        if i < self.reasoning:
+            return "r"
+        return "t" if self.tool is not None else "c"
+
+    def text(self, i: int) -> str:
+        piece = _VOCAB[i % len(_VOCAB)]
+        if self.json_key is None or i < self.reasoning:
+            return piece
+        if i == self.reasoning:
+            piece = "{" + json.dumps(self.json_key) + ":" + '"' + piece
+        if i == self.max_tokens - 1:
+            piece += '"}'
+        return piece
+
+    def reasoning_done(self, n: int) -> int:
+        return min(self.reasoning, n)
+
+
+def reply_plan(p: ParsedRequest, cfg: SimConfig, rng: random.Random, chat: bool) -> ReplyPlan:
+    """Seeded decision of the reply's shape (see the module docstring)."""
+    if not chat:
+        return ReplyPlan(p.max_tokens)
+    tool = None
+    if p.tools and p.tool_choice != "none":
+        if p.tool_choice == "required":
+            tool = p.tools[0]
+        elif p.tool_choice == "auto":
+            if cfg.tool_call_probability and rng.random() < cfg.tool_call_probability:
+                tool = p.tools[0]
+        else:
+            tool = next(t for t in p.tools if t[0] == p.tool_choice)
+    reasoning = min(cfg.reasoning_tokens, p.max_tokens - (1 if tool else 0))
+    key = tool[1] if tool else ("answer" if p.json_format else None)
+    return ReplyPlan(p.max_tokens, reasoning, tool, key)
 
 
 def autoscaling_config(a: dict | None) -> dict:
@@ -201,34 +342,58 @@ def _replica_id() -> str:
         return ""
 
 
+class _Served:
+    """One served model inside a replica: its own engine (knobs, batch, KV cache), metrics and tool-call RNG."""
+
+    def __init__(self, name: str, config: SimConfig, replica_id: str) -> None:
+        self.name = name
+        self.config = config
+        self.metrics = RayEngineMetrics(name, replica_id)
+        self.engine = SimLLMEngine(config, observer=self.metrics)
+        self.rng = random.Random(f"tools-{config.seed}-{name}")
+        self.json = json.dumps(name)
+
+
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress(api)
 class SimLLM:
-    def __init__(self, model: str, sim: dict, placement: dict | None = None) -> None:
+    def __init__(
+        self, model: str, sim: dict, placement: dict | None = None, models: dict[str, dict] | None = None
+    ) -> None:
+        """`models`: model id → its sim knobs, for several models (the first, or `model`, is the default)."""
         self.model = model
-        self.config = SimConfig.from_dict(sim)
-        if self.config.startup_error:
-            raise RuntimeError(f"sim startup_error: {self.config.startup_error}")
+        configs = {name: SimConfig.from_dict(cfg) for name, cfg in (models or {model: sim}).items()}
+        self.config = configs.get(model) or SimConfig.from_dict(sim)
+        for c in configs.values():
+            if c.startup_error:
+                raise RuntimeError(f"sim startup_error: {c.startup_error}")
         self.replica_id = _replica_id()
         self.placement: list[dict] = []
         if placement:  # hold one device per bundle like vLLM's workers (kept alive by this replica)
             from serve_apps.sim.placement import start_ranks
 
             self._ranks, self.placement = start_ranks(placement, self.replica_id)
-        self.metrics = RayEngineMetrics(model, self.replica_id)
-        self.engine = SimLLMEngine(self.config, observer=self.metrics)
+        self.served = {name: _Served(name, c, self.replica_id) for name, c in configs.items()}
+        self._names = tuple(self.served)
+        default = self.served.get(model) or next(iter(self.served.values()))
+        self.metrics, self.engine = default.metrics, default.engine
         self.created = int(time.time())
         self._ids = itertools.count()
         self._model_json = json.dumps(model)
         # series should exist from startup, like vLLM's; if the constructor runs without a loop,
         # the first health check or request starts the flusher instead
-        self.metrics.start()
+        self._start_metrics()
+
+    def _start_metrics(self) -> None:
+        for m in self.served.values():
+            m.metrics.start()
 
     async def check_health(self) -> None:
-        self.metrics.start()
-        task = self.engine._task
-        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-            raise RuntimeError(f"sim engine scheduler died: {task.exception()!r}")
+        self._start_metrics()
+        for m in self.served.values():
+            task = m.engine._task
+            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"sim engine scheduler of {m.name} died: {task.exception()!r}")
 
     @api.get("/health")
     async def health(self) -> Response:
@@ -236,16 +401,19 @@ class SimLLM:
 
     @api.get("/v1/models")
     async def models(self) -> JSONResponse:
-        card = {
-            "id": self.model,
-            "object": "model",
-            "created": self.created,
-            "owned_by": "harness-sim",
-            "root": self.model,
-            "parent": None,
-            "max_model_len": self.config.kv_capacity_tokens,
-        }
-        return JSONResponse({"object": "list", "data": [card]})
+        cards = [
+            {
+                "id": m.name,
+                "object": "model",
+                "created": self.created,
+                "owned_by": "harness-sim",
+                "root": m.name,
+                "parent": None,
+                "max_model_len": m.config.kv_capacity_tokens,
+            }
+            for m in self.served.values()
+        ]
+        return JSONResponse({"object": "list", "data": cards})
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
@@ -264,28 +432,54 @@ class SimLLM:
                 "config": dataclasses.asdict(self.config),
                 "engine": self.engine.stats(),
                 "placement": self.placement,
+                "models": {
+                    m.name: {"config": dataclasses.asdict(m.config), "engine": m.engine.stats()}
+                    for m in self.served.values()
+                },
             }
         )
 
+    def reset_prefix_cache(self) -> dict:
+        """Empty this replica's prefix cache (callable through a Serve handle, e.g. broadcast to every replica)."""
+        dropped = sum(m.engine.reset_prefix_cache() for m in self.served.values())  # every served model's engine
+        return {"replica_id": self.replica_id, "dropped_blocks": dropped}
+
+    @api.post("/reset_prefix_cache")
+    async def reset_prefix_cache_route(self) -> JSONResponse:
+        """vLLM's dev-mode route: resets the replica that answers (one replica; a Serve handle reaches all)."""
+        return JSONResponse(self.reset_prefix_cache())
+
     @api.get("/sim/requests")
-    async def sim_requests(self, limit: int = 100) -> JSONResponse:
-        hist = list(self.engine.history)[-max(0, limit) :] if limit > 0 else []
-        off = self.engine.wall_offset
-        return JSONResponse({"replica_id": self.replica_id, "requests": [r.to_dict(off) for r in hist]})
+    async def sim_requests(self, limit: int = 100, model: str = "") -> JSONResponse:
+        m = self.served.get(model or self.model)
+        if m is None:
+            return ApiError(404, f"The model `{model}` does not exist.", "model").response()
+        hist = list(m.engine.history)[-max(0, limit) :] if limit > 0 else []
+        off = m.engine.wall_offset
+        return JSONResponse(
+            {"replica_id": self.replica_id, "model": m.name, "requests": [r.to_dict(off) for r in hist]}
+        )
 
     # ----- request path -----
 
     async def _handle(self, request: Request, *, chat: bool) -> Response:
-        self.metrics.start()
+        self._start_metrics()
         try:
             try:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ApiError(400, "request body is not valid JSON") from None
-            p = parse_request(body, chat=chat, served_model=self.model, kv_capacity=self.config.kv_capacity_tokens)
+            name = body.get("model", self.model) if isinstance(body, dict) else self.model
+            m = self.served.get(name) if isinstance(name, str) else None
+            cap = (m or self.served[self._names[0]]).config.kv_capacity_tokens
+            p = parse_request(body, chat=chat, served_model=self.model, kv_capacity=cap, served=self._names)
+            m = self.served[p.model]
+            plan = reply_plan(p, m.config, m.rng, chat)
             rid = f"{self.replica_id or 'sim'}-{next(self._ids)}"
+            if m.config.prefix_caching:
+                p.prefix_keys = prefix_keys(prompt_text(body, chat=chat), m.config.block_size)
             try:
-                req = self.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid)
+                req = m.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid, prefix_keys=p.prefix_keys)
             except ValueError as e:
                 raise ApiError(400, str(e)) from None
             except InjectedFault as e:
@@ -294,55 +488,77 @@ class SimLLM:
             return e.response()
         if p.stream:
             return StreamingResponse(
-                self._sse(req, p, chat),
+                self._sse(m, req, p, chat, plan),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Request-Id": rid},
             )
-        return await self._full(req, p, chat)
+        return await self._full(m, req, p, chat, plan)
 
-    def _usage(self, p: ParsedRequest, n: int) -> dict:
-        return {"prompt_tokens": p.prompt_tokens, "completion_tokens": n, "total_tokens": p.prompt_tokens + n}
+    def _usage(
+        self,
+        p: ParsedRequest,
+        n: int,
+        plan: ReplyPlan | None = None,
+        req: SimRequest | None = None,
+        m: _Served | None = None,
+    ) -> dict:
+        u: dict[str, Any] = {
+            "prompt_tokens": p.prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": p.prompt_tokens + n,
+        }
+        if plan is not None and plan.reasoning:
+            u["completion_tokens_details"] = {"reasoning_tokens": plan.reasoning_done(n)}
+        if req is not None and (m.config if m is not None else self.config).prefix_caching:  # vLLM's field for hits
+            u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens}
+        return u
 
-    async def _full(self, req: SimRequest, p: ParsedRequest, chat: bool) -> JSONResponse:
-        pieces: list[str] = []
-        async with aclosing(self.engine.stream(req)) as tokens:
+    async def _full(self, m: _Served, req: SimRequest, p: ParsedRequest, chat: bool, plan: ReplyPlan) -> JSONResponse:
+        parts: dict[str, list[str]] = {"r": [], "c": [], "t": []}
+        n = 0
+        async with aclosing(m.engine.stream(req)) as tokens:
             async for i in tokens:
-                pieces.append(_VOCAB[i % len(_VOCAB)])
-        text = "".join(pieces)
-        n = len(pieces)
+                parts[plan.kind(i)].append(plan.text(i))
+                n += 1
+        finish = "tool_calls" if plan.tool is not None and parts["t"] else "length"
         if chat:
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": "length",
-            }
+            msg: dict[str, Any] = {"role": "assistant", "content": "".join(parts["c"]) if parts["c"] else None}
+            if parts["r"]:
+                msg["reasoning_content"] = "".join(parts["r"])
+            if plan.tool is not None and parts["t"]:
+                msg["tool_calls"] = [
+                    {
+                        "id": "call_" + req.request_id,
+                        "type": "function",
+                        "function": {"name": plan.tool[0], "arguments": "".join(parts["t"])},
+                    }
+                ]
+            choice = {"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}
             obj, prefix = "chat.completion", "chatcmpl-"
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
+            choice = {"index": 0, "text": "".join(parts["c"]), "logprobs": None, "finish_reason": "length"}
             obj, prefix = "text_completion", "cmpl-"
         return JSONResponse(
             {
                 "id": prefix + req.request_id,
                 "object": obj,
                 "created": int(time.time()),
-                "model": self.model,
+                "model": m.name,
                 "choices": [choice],
-                "usage": self._usage(p, n),
+                "usage": self._usage(p, n, plan, req, m),
             }
         )
 
-    async def _sse(self, req: SimRequest, p: ParsedRequest, chat: bool) -> AsyncIterator[str]:
-        # events are assembled from pre-serialised pieces: no json.dumps per token
+    async def _sse(
+        self, m: _Served, req: SimRequest, p: ParsedRequest, chat: bool, plan: ReplyPlan
+    ) -> AsyncIterator[str]:
+        # events are assembled from pre-serialised pieces: no json.dumps per token on the plain path
         created = int(time.time())
         if chat:
             obj, rid = "chat.completion.chunk", "chatcmpl-" + req.request_id
         else:
             obj, rid = "text_completion", "cmpl-" + req.request_id
-        head = (
-            f'data: {{"id":"{rid}","object":"{obj}","created":{created},"model":{self._model_json},'
-            '"choices":[{"index":0,'
-        )
+        head = f'data: {{"id":"{rid}","object":"{obj}","created":{created},"model":{m.json},"choices":[{{"index":0,'
         if chat:
             first, later = head + '"delta":{"role":"assistant","content":', head + '"delta":{"content":'
         else:
@@ -350,22 +566,50 @@ class SimLLM:
         close = "}" if chat else ""  # the delta object
         mid = close + ',"logprobs":null,"finish_reason":null}]}\n\n'
         last_tail = close + ',"logprobs":null,"finish_reason":"length"}]}\n\n'
+        if plan.tool is not None:
+            last_tail = last_tail.replace('"length"', '"tool_calls"')
         if p.continuous_usage:  # cumulative usage in every event, as vLLM's continuous_usage_stats
             mid, last_tail = (t.replace("}]}\n\n", '}],"usage":{usage}}\n\n') for t in (mid, last_tail))
         last = p.max_tokens - 1
         vocab, nv = _VOCAB_JSON, len(_VOCAB_JSON)
-        coalesce = self.config.coalesce_events
+        coalesce = m.config.coalesce_events
         n = 0
 
         def tail(kind: str, done: int) -> str:
             if not p.continuous_usage:
                 return kind
-            u = json.dumps(self._usage(p, done), separators=(",", ":"))
+            u = json.dumps(self._usage(p, done, plan, req, m), separators=(",", ":"))
             return kind.replace("{usage}", u)
 
-        async with aclosing(self.engine.stream_ranges(req)) as ranges:
+        def event(kind: str, text: str, start: int, stop: int) -> str:
+            """One chat event carrying tokens [start, stop) of one kind (reasoning, content, tool call)."""
+            role = '"role":"assistant",' if start == 0 else ""
+            if kind == "r":
+                delta = '"delta":{' + role + '"reasoning_content":' + json.dumps(text)
+            elif kind == "c":
+                delta = '"delta":{' + role + '"content":' + json.dumps(text)
+            else:
+                fn = '"function":{"arguments":' + json.dumps(text) + "}"
+                if start == plan.reasoning and plan.tool is not None:  # the call's first delta names it
+                    name = json.dumps(plan.tool[0])
+                    fn = f'"id":"call_{req.request_id}","type":"function","function":{{"name":{name},"arguments":'
+                    fn += json.dumps(text) + "}"
+                delta = '"delta":{' + role + '"tool_calls":[{"index":0,' + fn + "}]"
+            return head + delta + tail(last_tail if stop - 1 == last else mid, stop)
+
+        async with aclosing(m.engine.stream_ranges(req)) as ranges:
             async for start, stop in ranges:
-                if coalesce:  # one event carrying every token produced since the last write
+                if not plan.plain:  # reasoning / tool call / JSON content: split the range at kind changes
+                    out, i = [], start
+                    while i < stop:
+                        k = plan.kind(i)
+                        j = i + 1
+                        while j < stop and (coalesce and plan.kind(j) == k):
+                            j += 1
+                        out.append(event(k, "".join(plan.text(x) for x in range(i, j)), i, j))
+                        i = j
+                    yield "".join(out)
+                elif coalesce:  # one event carrying every token produced since the last write
                     text = "".join(_VOCAB[i % len(_VOCAB)] for i in range(start, stop))
                     yield (
                         (first if start == 0 else later)
@@ -384,16 +628,17 @@ class SimLLM:
                 "id": rid,
                 "object": obj,
                 "created": created,
-                "model": self.model,
+                "model": m.name,
                 "choices": [],
-                "usage": self._usage(p, n),
+                "usage": self._usage(p, n, plan, req, m),
             }
             end = f"data: {json.dumps(usage, separators=(',', ':'))}\n\n" + end
         yield end
 
 
 def build_app(args: dict) -> Application:
-    """args: {"model": str, "sim": SimEngine dict, "autoscaling": Autoscaling dict, "replica_cpus": float}."""
+    """args: {"model": str, "sim": SimEngine dict, "autoscaling": Autoscaling dict, "replica_cpus": float,
+    "placement": dict, "models": {model id: SimEngine dict} (several models; optional)}."""
     args = dict(args or {})
     unknown = sorted(set(args) - ARG_KEYS)
     if unknown:
@@ -402,16 +647,24 @@ def build_app(args: dict) -> Application:
     if not isinstance(model, str) or not model:
         raise ValueError("build_app needs `model` (the served model id)")
     sim = SimConfig.from_dict(args.get("sim"))
+    models = args.get("models") or None  # model id → sim knobs (several models in one app)
+    if models is not None:
+        if not isinstance(models, dict) or model not in models:
+            raise ValueError("build_app `models` must map model ids to sim knobs and include `model`")
+        configs = [SimConfig.from_dict(c) for c in models.values()]
+        # every model's batch can be full at once
+        sim = dataclasses.replace(sim, max_num_seqs=sum(c.max_num_seqs for c in configs))
     autoscaling = autoscaling_config(args.get("autoscaling"))
     replica_cpus = float(args.get("replica_cpus", 0.5))
     from serve_apps.sim.placement import deployment_options
 
     placement = args.get("placement") or None
-    return SimLLM.options(
+    # the decorators' stubs leave SimLLM typed as the plain class; at runtime it is a serve Deployment
+    return SimLLM.options(  # type: ignore[attr-defined]
         autoscaling_config=autoscaling,
         max_ongoing_requests=max_ongoing_requests(sim, autoscaling),
         **deployment_options(placement, replica_cpus),
-    ).bind(model, dataclasses.asdict(sim), placement)
+    ).bind(model, dataclasses.asdict(SimConfig.from_dict(args.get("sim"))), placement, models)
 
 
 app_builder = build_app

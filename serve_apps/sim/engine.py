@@ -17,6 +17,10 @@ the most recently admitted sequence (recompute: blocks freed, back to the head o
 prompt and already generated tokens are prefilled again on re-admission). As in vLLM v1, nothing new
 is admitted in a step that preempted.
 
+Prefix cache (`prefix_caching`, off by default): an LRU of chained block hashes (at most `kv_blocks` of them)
+that the caller derives from the prompt (`submit(prefix_keys=...)`). The leading blocks already seen are not
+prefilled again (at least one prompt token always is, as in vLLM); `reset_prefix_cache()` empties it.
+
 Ground truth: every request keeps its arrival, first-scheduled, per-token and finish times
 (`loop.time()` when the token was released to the consumer); finished requests stay in
 `engine.history` (bounded).
@@ -29,8 +33,8 @@ import dataclasses
 import itertools
 import random
 import time
-from collections import deque
-from collections.abc import AsyncIterator
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Protocol
 
@@ -52,6 +56,9 @@ class SimConfig:
     seed: int = 0
     startup_error: str | None = None  # raised by every replica's constructor (deploy-failure fault injection)
     coalesce_events: bool = False  # one SSE event per produced range (several tokens), as vLLM does when behind
+    reasoning_tokens: int = 0  # chat replies: the first N tokens stream as reasoning_content
+    tool_call_probability: float = 0.0  # chat requests with tools and tool_choice auto: share answered by a tool call
+    prefix_caching: bool = False  # reuse prefilled prompt blocks seen before (see the module docstring)
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +72,8 @@ class SimConfig:
             (self.block_size >= 1, "block_size must be >= 1"),
             (self.slowdown_factor > 0, "slowdown_factor must be > 0"),
             (0 <= self.error_rate <= 1, "error_rate must lie in [0, 1]"),
+            (self.reasoning_tokens >= 0, "reasoning_tokens must be >= 0"),
+            (0 <= self.tool_call_probability <= 1, "tool_call_probability must lie in [0, 1]"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -110,6 +119,7 @@ class SimRequest:
         "finished_reason",
         "prompt_counted",
         "waiter",
+        "cached_tokens",
     )
 
     def __init__(self, request_id: str, prompt_tokens: int, max_tokens: int, arrival: float) -> None:
@@ -128,6 +138,7 @@ class SimRequest:
         self.finished_reason: str | None = None
         self.prompt_counted = False
         self.waiter: asyncio.Future | None = None
+        self.cached_tokens = 0  # prompt tokens served from the prefix cache (not prefilled)
 
     # ground-truth views (seconds)
     @property
@@ -157,6 +168,7 @@ class SimRequest:
             "output_tokens": self.generated,
             "finished_reason": self.finished_reason,
             "preemptions": self.preemptions,
+            "cached_tokens": self.cached_tokens,
             "arrival": self.arrival + w,
             "scheduled": None if self.scheduled is None else self.scheduled + w,
             "first_token": None if self.first_token is None else self.first_token + w,
@@ -217,12 +229,19 @@ class SimLLMEngine:
         self.preemptions_total = 0
         self.submitted = 0
         self.rejected_injected = 0
+        self._prefix: OrderedDict[int, None] = OrderedDict()  # block hash -> None, least recently used first
+        self.prefix_queries_tokens = 0  # prompt tokens looked up in the prefix cache
+        self.prefix_hits_tokens = 0  # of those, served from it
+        self.prefix_resets = 0
         self.wall_offset = time.time() - time.monotonic()  # replaced on start by the loop's own clock
 
     # ----- public API -----
 
-    def submit(self, prompt_tokens: int, max_tokens: int, request_id: str | None = None) -> SimRequest:
-        """Queue a request. Raises ValueError (bad sizes) or InjectedFault (seeded error injection)."""
+    def submit(
+        self, prompt_tokens: int, max_tokens: int, request_id: str | None = None, prefix_keys: Sequence[int] = ()
+    ) -> SimRequest:
+        """Queue a request. Raises ValueError (bad sizes) or InjectedFault (seeded error injection).
+        `prefix_keys`: chained hashes of the prompt's full blocks (used with `prefix_caching`)."""
         cfg = self.config
         if prompt_tokens < 1:
             raise ValueError("prompt must have at least 1 token")
@@ -240,12 +259,14 @@ class SimLLMEngine:
             raise InjectedFault("injected engine error (sim error_rate)")
         loop = self._ensure_started()
         req = SimRequest(request_id or f"sim-{next(self._ids)}", prompt_tokens, max_tokens, loop.time())
+        if cfg.prefix_caching:
+            req.cached_tokens = self._lookup_prefix(prompt_tokens, prefix_keys)
         self._waiting.append(req)
-        if self._idle:
+        if self._idle and self._wake is not None:  # _ensure_started made it
             self._wake.set()
         return req
 
-    async def stream_ranges(self, req: SimRequest) -> AsyncIterator[tuple[int, int]]:
+    async def stream_ranges(self, req: SimRequest) -> AsyncGenerator[tuple[int, int], None]:
         """Yield (start, stop) index ranges of tokens as they become available; closing early aborts.
 
         A consumer that fell behind gets everything produced so far in one range, so it can write one
@@ -269,7 +290,7 @@ class SimLLMEngine:
             if req.state != FINISHED:
                 self.abort(req)
 
-    async def stream(self, req: SimRequest) -> AsyncIterator[int]:
+    async def stream(self, req: SimRequest) -> AsyncGenerator[int, None]:
         """Yield token indices 0..n-1 of `req` as they are produced; closing early aborts it."""
         async with aclosing(self.stream_ranges(req)) as ranges:
             async for start, stop in ranges:
@@ -295,6 +316,31 @@ class SimLLMEngine:
             req.blocks = 0
         self._finish(req, "abort", asyncio.get_running_loop().time())
 
+    def _lookup_prefix(self, prompt_tokens: int, keys: Sequence[int]) -> int:
+        """Cached prompt tokens for these block keys; records every key (LRU, bounded by kv_blocks)."""
+        cache = self._prefix
+        hits = 0
+        for k in keys:
+            if k not in cache:
+                break
+            hits += 1
+        for k in keys:
+            cache[k] = None
+            cache.move_to_end(k)
+        while len(cache) > self.config.kv_blocks:
+            cache.popitem(last=False)
+        cached = min(hits * self.config.block_size, prompt_tokens - 1)
+        self.prefix_queries_tokens += prompt_tokens
+        self.prefix_hits_tokens += cached
+        return cached
+
+    def reset_prefix_cache(self) -> int:
+        """Forget every cached prefix block (as vLLM's reset_prefix_cache); returns how many were dropped."""
+        n = len(self._prefix)
+        self._prefix.clear()
+        self.prefix_resets += 1
+        return n
+
     def stats(self) -> dict:
         return {
             "running": len(self._running),
@@ -306,6 +352,10 @@ class SimLLMEngine:
             "submitted": self.submitted,
             "injected_errors": self.rejected_injected,
             "finished": len(self.history),
+            "prefix_cache_blocks": len(self._prefix),
+            "prefix_cache_queries_tokens": self.prefix_queries_tokens,
+            "prefix_cache_hits_tokens": self.prefix_hits_tokens,
+            "prefix_cache_resets": self.prefix_resets,
         }
 
     @property
@@ -423,8 +473,10 @@ class SimLLMEngine:
             if not self._running and not self._waiting:
                 self._idle = True
                 self._emit_idle(loop.time())
-                self._wake.clear()
-                await self._wake.wait()
+                wake = self._wake
+                assert wake is not None, "_ensure_started makes it before starting this task"
+                wake.clear()
+                await wake.wait()
                 self._idle = False
                 deadline = loop.time()
             now = loop.time()
@@ -440,6 +492,7 @@ class SimLLMEngine:
             for seq in admitted:
                 prefill_tokens += seq.prompt_tokens + seq.generated  # recompute re-prefills outputs too
                 if not seq.prompt_counted:
+                    prefill_tokens -= seq.cached_tokens  # first admission: cached prefix blocks are not prefilled
                     seq.prompt_counted = True
                     prompt_new += seq.prompt_tokens
             dur = self._step_seconds(len(decoding), prefill_tokens, len(admitted))

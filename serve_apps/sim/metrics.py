@@ -204,15 +204,17 @@ class RayEngineMetrics:
         done, self._finished = self._finished, []
         for r in done:
             self.success.inc(1, {**self.tags, "finished_reason": r.finished_reason or "error"})
-            if r.first_token is None:
+            first, finished, scheduled = r.first_token, r.finished, r.scheduled
+            if first is None:
                 continue  # aborted before its first token: no latency to report (vLLM does the same)
-            self.ttft.observe(r.first_token - r.arrival)
-            self.e2e.observe(r.finished - r.arrival)
-            self.queue.observe(r.scheduled - r.arrival)
-            self.prefill.observe(r.first_token - r.scheduled)
-            self.decode.observe(r.finished - r.first_token)
+            assert finished is not None and scheduled is not None, "a finished request with a token was scheduled"
+            self.ttft.observe(first - r.arrival)
+            self.e2e.observe(finished - r.arrival)
+            self.queue.observe(scheduled - r.arrival)
+            self.prefill.observe(first - scheduled)
+            self.decode.observe(finished - first)
             if r.generated > 1:
-                self.tpot.observe((r.finished - r.first_token) / (r.generated - 1))
+                self.tpot.observe((finished - first) / (r.generated - 1))
 
     def start(self, interval_s: float = 0.25) -> bool:
         """Flush periodically on the running event loop (idempotent). False if no loop is running."""

@@ -77,6 +77,8 @@ def start_ranks(placement: dict, replica_id: str, timeout_s: float = 60.0) -> tu
         opts: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0} if device == "gpu" else {"num_cpus": 1}
         if pg is not None:
             opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
-        handles.append(SimRank.options(name=f"{RANK_PREFIX}{replica_id}::{i}", **opts).remote(replica_id, i, node))
+        # ray.remote's stub leaves SimRank typed as the plain class; at runtime it is an ActorClass
+        rank = SimRank.options(name=f"{RANK_PREFIX}{replica_id}::{i}", **opts)  # type: ignore[attr-defined]
+        handles.append(rank.remote(replica_id, i, node))
     infos = ray.get([h.where.remote() for h in handles], timeout=timeout_s)
     return handles, infos

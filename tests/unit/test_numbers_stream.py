@@ -4,6 +4,7 @@ against known streams and against the sim engine's own per-token timeline."""
 import asyncio
 import json
 import statistics
+from types import SimpleNamespace
 
 import pytest
 
@@ -136,13 +137,13 @@ def _sim_stream(coalesce: bool, continuous: bool, lag_s: float):
 
     async def main():
         obj = cls.__new__(cls)
-        obj.config, obj.model, obj._model_json = cfg, "m", '"m"'
-        obj.engine = SimLLMEngine(cfg)
+        served = SimpleNamespace(name="m", json='"m"', config=cfg, engine=SimLLMEngine(cfg))  # one served model
+        obj.engine = served.engine
         p = app.ParsedRequest(8, 40, True, True, continuous)
         req = obj.engine.submit(8, 40)
         st = StreamState()
         loop = asyncio.get_running_loop()
-        async for piece in obj._sse(req, p, True):
+        async for piece in obj._sse(served, req, p, True, app.ReplyPlan(40)):
             now = loop.time()
             for ln in piece.encode().split(b"\n"):
                 st.feed(ln, now)
