@@ -6,7 +6,8 @@ harness starts and stops its own Ray + Prometheus), stage by stage, from the run
     python bench/stack_overhead.py --scenario scenarios/smoke.yaml
 
 Prints per-stage seconds (run.json `stage_durations_s`, stack sub-timings from `stack.timings_s`), the process's
-wall time, overhead = wall - load, and ratios (overhead / wall, each stage / overhead). Never asserts.
+wall time, overhead = wall - load, the time in no stage (process start-up + teardown), and ratios (overhead / wall,
+each stage / overhead). Never asserts.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def one_run(scenario: Path, work: Path, i: int) -> dict:
         "exit_code": p.returncode,
         "wall_s": round(wall, 2),
         "overhead_s": round(wall - load_s, 2),
+        # process start (imports) and teardown (undeploy, stopping Ray and Prometheus): in no stage's time
+        "outside_stages_s": round(wall - sum(stages.values()), 2),
         "stages_s": stages,
         "stack_timings_s": stack_t,
         "settle_s": (run.get("scrape") or {}).get("settle_s"),
@@ -102,6 +105,8 @@ def main() -> None:
         print(f"  stack.{k:<14}{med(xs):>10.2f}{'':>13}   {xs}")
     xs = [r["settle_s"] for r in ok if r["settle_s"] is not None]
     print(f"  scrape.settle_s{'':<6}{med(xs):>10.2f}{'':>13}   {xs}")
+    xs = [r["outside_stages_s"] for r in ok]
+    print(f"{'outside stages':<22}{med(xs):>10.2f}{med(xs) / overhead:>12.0%}    {xs}  (start-up + teardown)")
     walls = [r["wall_s"] for r in ok]
     print(f"{'process wall':<22}{med(walls):>10.2f}{'':>13}   {walls}")
     print(

@@ -149,7 +149,7 @@ class SimEngine(_Model):
 
 
 class VllmEngine(_Model):
-    """Real vLLM through Ray Serve LLM (ray.serve.llm): turned into an LLMConfig by serve_apps/vllm_app.py."""
+    """Real vLLM through Ray Serve LLM (ray.serve.llm): turned into an LLMConfig by harness/deploy/vllm.py."""
 
     model_source: str = Field(
         ...,

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,34 @@ def shared_stack(tmp_path_factory):
     yield env
     r = _harness_cli("down", env=env, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+
+
+VLLM_SMOKE = "scenarios/vllm-cpu-smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def vllm_smoke_run(shared_stack, tmp_path_factory):
+    """vLLM on CPU starts once per session: `harness run scenarios/vllm-cpu-smoke.yaml --keep-app` on the shared
+    stack, the tiny model built on first use in a fresh HARNESS_MODEL_DIR. The e2e test judges the run; the
+    integration test talks to the app it left deployed (kept until the next run on the stack replaces it: the
+    modules using this fixture run back to back, see pytest_collection_modifyitems)."""
+    tmp = tmp_path_factory.mktemp("vllm-smoke")
+    env = {**shared_stack, "HARNESS_MODEL_DIR": str(tmp / "model")}
+    results = tmp / "results"
+    t0 = time.monotonic()
+    r = _harness_cli("run", VLLM_SMOKE, "--results-dir", str(results), "--keep-app", env=env, timeout=840)
+    return {"proc": r, "results": results, "model_dir": tmp / "model", "env": env, "wall_s": time.monotonic() - t0}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use `vllm_smoke_run` run next to each other (at the first one's place, order kept otherwise):
+    another run on the shared stack replaces the app they share, and an idle vLLM holds ~3 GB meanwhile."""
+    shared = [it for it in items if "vllm_smoke_run" in getattr(it, "fixturenames", ())]
+    if len(shared) < 2:
+        return
+    first = items.index(shared[0])
+    rest = [it for it in items if it not in shared]
+    items[:] = rest[:first] + shared + rest[first:]
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             "deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray", reuse=opts.reuse_app)
         )
         rec.record_deploy(dep)
-        if not opts.keep_app:
+        if not opts.keep_app and not stops_stack(stack, opts):  # a stack torn down takes its apps along (~3 s)
             ctx.cleanup(lambda: deploy_stage.undeploy(dep))
         if opts.cache_reset:  # optional: a failed reset is recorded (cache_reset.done false), the run goes on
             reset = ctx.stage(
@@ -175,11 +175,16 @@ def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stag
     return current or stack_stage.start_local_stack()
 
 
+def stops_stack(stack: stack_stage.Stack, opts: RunOptions) -> bool:
+    """The run started this stack for itself and stops it at the end (not a `harness up` one, not --keep-up)."""
+    current = stack_stage.load_current()
+    return stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir)
+
+
 def close_stack(stack: stack_stage.Stack, opts: RunOptions) -> None:
     if not opts.stay_connected:
         ray_client.disconnect()
-    current = stack_stage.load_current()
-    if stack.local and not opts.keep_up and not (current and current.state_dir == stack.state_dir):
+    if stops_stack(stack, opts):
         stack_stage.stop_local_stack(stack)
     elif stack.local and opts.keep_up and not stack.ray:  # an external endpoint's Prometheus: nothing to reuse
         stack_stage.stop_local_stack(stack)

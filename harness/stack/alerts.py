@@ -11,10 +11,8 @@ LOCAL_FOR_S so that a short test run can see an alert fire (the record says so).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -140,17 +138,9 @@ def stop_alertmanager(am: LocalAlertmanager | dict) -> None:
     pid = am.pid if isinstance(am, LocalAlertmanager) else am.get("pid")
     if not pid:
         return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        for _ in range(20):
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
+    from harness.stack.procs import stop_groups
+
+    stop_groups([pid], grace_s=2.0, kill_wait_s=2.0)
 
 
 class AlertReceiver:

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import StackError
-from harness.stack.ray_head import LocalRay, _group_alive, ray_cli, stop_ray
+from harness.stack.procs import group_alive as _group_alive
+from harness.stack.ray_head import LocalRay, ray_cli, stop_ray
 
 PREFIX = "hmn"  # bridge hmn<k>, namespaces hmn<k>-w<i>, host-side veths hmn<k>w<i>
 SUBNET = "10.231.{k}.0/24"  # private; a k whose /24 is already on the host is skipped
@@ -404,6 +405,9 @@ def cleanup_leftovers() -> list[str]:
                 f.unlink(missing_ok=True)
                 continue
             if c.head_pgid and _group_alive(c.head_pgid) and _owner_alive(c):
+                live.add(c.k)
+                continue
+            if not c.head_pgid and _owner_alive(c):  # another process is still setting this cluster up
                 live.add(c.k)
                 continue
             if c.head_pgid and _group_alive(c.head_pgid):

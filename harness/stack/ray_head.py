@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from harness.errors import StackError
 from harness.paths import child_env
 from harness.stack.net import LOOPBACK, free_port, port_in_use
+from harness.stack.procs import stop_groups
 
 SD_FILENAME = "prom_metrics_service_discovery.json"
 
@@ -157,31 +157,16 @@ def start_ray(
     return ray
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+# Measured here (Ray 2.60): on SIGTERM everything but gcs_server, the autoscaler monitor, the runtime-env agent and
+# the raylet exits within 0.2 s; those four are still there 10 s later. A short grace, then SIGKILL: the temp dir
+# goes with the stack, so there is nothing a graceful stop would save.
+STOP_GRACE_S = 1.0
 
 
-def stop_ray(ray: LocalRay, grace_s: float = 3.0) -> None:
-    """SIGTERM the cluster's process group, then SIGKILL what is left after `grace_s`."""
+def stop_ray(ray: LocalRay, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the cluster's process group(s), then SIGKILL what is left after `grace_s`."""
     pgids = {ray.pgid} if ray.pgid else set()
-    pgids |= _pgids_with(ray.temp_dir)
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
-        for g in pgids:
-            try:
-                os.killpg(g, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and any(_group_alive(g) for g in pgids):
-            time.sleep(0.2)
-        if not any(_group_alive(g) for g in pgids):
-            break
+    stop_groups(pgids | _pgids_with(ray.temp_dir), grace_s)
 
 
 def _pgids_with(marker: str) -> set[int]:

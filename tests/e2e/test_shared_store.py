@@ -51,19 +51,11 @@ def pg():
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    e = {
-        **os.environ,
-        "HARNESS_STATE_DIR": str(state),
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
+def env(shared_stack):
+    e = {**shared_stack, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     e.pop("HARNESS_STORE_URL", None)
     e.pop("GITHUB_STEP_SUMMARY", None)
-    up = harness("up", cwd=ROOT, env=e, timeout=180)  # one stack for every run (each run deploys its own app)
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield e
-    harness("down", cwd=ROOT, env=e, timeout=120)
+    return e  # the session's `harness up` stack (tests/conftest.py): every run deploys its own app on it
 
 
 def _scenario(d: Path, name: str, **sim) -> Path:

@@ -1,23 +1,22 @@
 """Real vLLM (CPU build) end to end through the CLI: `harness run scenarios/vllm-cpu-smoke.yaml`.
 
-Local Ray + Prometheus on loopback, the tiny Llama built on first use (in a tmp HARNESS_MODEL_DIR, so the
-"built on first use" path runs every time: ~10 s), Ray Serve LLM app, ~25 s of streamed chat load, scrape,
-verdict. Server signals must come from vLLM through Ray's discovered targets (`ray_vllm_*`). The measured
-numbers (deploy time, client vs server TTFT/ITL) are printed and attached as JUnit properties; nothing here is a
-timed assertion. Typical time on a 2-core box: 2-3 min (most of it vLLM's startup).
+The session's shared Ray + Prometheus on loopback (tests/conftest.py `vllm_smoke_run`: the one vLLM start of the
+session, whose app tests/integration/test_vllm_cpu.py then talks to), the tiny Llama built on first use (in a tmp
+HARNESS_MODEL_DIR, so the "built on first use" path runs every time: ~10 s), Ray Serve LLM app, ~25 s of streamed
+chat load, scrape, verdict. Server signals must come from vLLM through Ray's discovered targets (`ray_vllm_*`).
+The measured numbers (deploy time, client vs server TTFT/ITL) are printed and attached as JUnit properties;
+nothing here is a timed assertion. Typical time on a 2-core box: 2-3 min (most of it vLLM's startup).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+# the session's one vLLM start (tests/conftest.py `vllm_smoke_run`: shared stack, model build, deploy, 25 s load) is
+# timed against the first test that asks for it
+pytestmark = [pytest.mark.integration, pytest.mark.vllm, pytest.mark.timeout(1500)]
 
 try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors other than ImportError
     import ray.serve.llm  # noqa: F401
@@ -28,21 +27,9 @@ except Exception as e:  # noqa: BLE001
         allow_module_level=True,
     )
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT_S = 840  # deploy may take up to 900 s by contract; CI's box needs ~1-3 min
 
-
-def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_property):
-    results = tmp_path / "results"
-    env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state"), "HARNESS_MODEL_DIR": str(tmp_path / "model")}
-    r = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "scenarios/vllm-cpu-smoke.yaml", "--results-dir", str(results)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
+def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(vllm_smoke_run, record_property):
+    r, results, model_dir = vllm_smoke_run["proc"], vllm_smoke_run["results"], vllm_smoke_run["model_dir"]
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     (run_dir,) = [d for d in results.iterdir() if d.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -72,7 +59,7 @@ def test_vllm_cpu_smoke_passes_with_ray_vllm_server_signals(tmp_path, record_pro
     assert details["placement"]["device"] == "cpu" and details["placement"]["bundles"] == [{"CPU": 1}]
     assert details["stream_batching"]["interval_ms"] == 0
     assert details["llm_config"]["experimental_configs"] == {"stream_batching_interval_ms": 0}
-    assert details["llm_config"]["model_loading_config"]["model_source"] == str(tmp_path / "model")
+    assert details["llm_config"]["model_loading_config"]["model_source"] == str(model_dir)
     assert details["tiny_model"]["spec"]["hidden_size"] == 128
 
     # every TTFT quantile's client/server gap is judged one-sided against the server bucket, causes named

@@ -1,10 +1,9 @@
 """Real runs whose every request failed (sim error_rate 1.0) never compare as "no regression", and a measure-only
-run says `measured` only when its load worked. One local stack (`harness up` in a private HARNESS_STATE_DIR)."""
+run says `measured` only when its load worked. On the session's shared `harness up` stack (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -42,31 +41,26 @@ def harness(*args, env, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, shared_stack):
     tmp = tmp_path_factory.mktemp("broken-it")
-    env = {**os.environ, "HARNESS_STATE_DIR": str(tmp / "state"), "COLUMNS": "300"}
-    r = harness("up", "--num-cpus", "4", env=env, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
+    env = {**shared_stack, "COLUMNS": "300"}
     res = tmp / "results"
     t0 = time.monotonic()
-    try:
-        out = {}
-        for name, rate, tail, flags, code in (
-            ("failed-a", 1.0, "slos: [ttft.p95 <= 5s]", [], 1),
-            ("failed-b", 1.0, "measure_only: true", [], 1),  # measure-only, load broken: not a pass
-            ("ok-measured", 0.0, "", ["--measure-only"], 0),  # measure-only, load worked: exit 0, verdict measured
-        ):
-            sc = tmp / f"{name}.yaml"
-            sc.write_text(SCENARIO.format(error_rate=rate, tail=tail))
-            before = set(res.iterdir()) if res.exists() else set()
-            r = harness("run", sc, "--results-dir", res, *flags, env=env)
-            assert r.returncode == code, (name, r.stdout[-3000:] + r.stderr[-3000:])
-            (d,) = {p for p in set(res.iterdir()) - before if p.is_dir()}  # not the results store (harness.db)
-            out[name] = (d, json.loads((d / "summary.json").read_text()), r.stdout)
-        print(f"three runs in {time.monotonic() - t0:.0f} s")
-        yield out, env, tmp
-    finally:
-        harness("down", env=env, timeout=120)
+    out = {}
+    for name, rate, tail, flags, code in (
+        ("failed-a", 1.0, "slos: [ttft.p95 <= 5s]", [], 1),
+        ("failed-b", 1.0, "measure_only: true", [], 1),  # measure-only, load broken: not a pass
+        ("ok-measured", 0.0, "", ["--measure-only"], 0),  # measure-only, load worked: exit 0, verdict measured
+    ):
+        sc = tmp / f"{name}.yaml"
+        sc.write_text(SCENARIO.format(error_rate=rate, tail=tail))
+        before = set(res.iterdir()) if res.exists() else set()
+        r = harness("run", sc, "--results-dir", res, *flags, env=env)
+        assert r.returncode == code, (name, r.stdout[-3000:] + r.stderr[-3000:])
+        (d,) = {p for p in set(res.iterdir()) - before if p.is_dir()}  # not the results store (harness.db)
+        out[name] = (d, json.loads((d / "summary.json").read_text()), r.stdout)
+    print(f"three runs in {time.monotonic() - t0:.0f} s")
+    return out, env, tmp
 
 
 def test_runs_record_why_their_load_failed(runs):

@@ -1,8 +1,9 @@
 """The real vLLM path on CPU: tiny local Llama → LLMConfig → Ray Serve LLM app on a loopback Ray → streamed chat
 → vLLM's series through Ray's metrics agent as `ray_vllm_*`.
 
-Starts its own in-process Ray (address="local", own temp dir: other Ray clusters on this machine are never
-touched, `ray stop` is never called) and sends traffic only to 127.0.0.1. Every wait is bounded.
+The app is the one `harness run scenarios/vllm-cpu-smoke.yaml --keep-app` left on the session's shared loopback
+stack (tests/conftest.py `vllm_smoke_run`, judged by tests/e2e/test_vllm_cpu_run.py): vLLM starts once per session.
+Traffic goes only to 127.0.0.1. Every wait is bounded.
 Measured numbers (startup, RSS, TTFT) are printed and attached as JUnit properties.
 """
 
@@ -10,18 +11,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shutil
-import socket
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.vllm, pytest.mark.integration]
+# timeout: the session's one vLLM start counts against this module too (see tests/e2e/test_vllm_cpu_run.py)
+pytestmark = [pytest.mark.vllm, pytest.mark.integration, pytest.mark.timeout(1500)]
 
 try:  # a broken vLLM install (e.g. CUDA torchvision present) fails with errors other than ImportError
     import ray.serve.llm  # noqa: F401
@@ -31,32 +29,18 @@ except Exception as e:  # noqa: BLE001
         f"vLLM CPU path unavailable ({type(e).__name__}: {e}); run .ci/install-vllm-cpu.sh", allow_module_level=True
     )
 
-from harness.model.tiny import build_tiny_model  # noqa: E402
+from harness.deploy.vllm import describe_placement, stream_batching  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
-from serve_apps.vllm_app import build_app, describe_placement, stream_batching  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "vllm-cpu-smoke.yaml"
 LOOPBACK = "127.0.0.1"
-DEPLOY_TIMEOUT_S = 420
 METRICS_TIMEOUT_S = 60
 REQUIRED_SERIES = (
     "ray_vllm_kv_cache_usage_perc",
     "ray_vllm_time_to_first_token_seconds_bucket",
     "ray_vllm_num_requests_running",
 )
-LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_metrics_report_interval_ms": "1000"}
-
-
-def _free_port() -> int:
-    """A free loopback port outside Ray's worker port range (10002-19999)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind((LOOPBACK, 0))
-            port = s.getsockname()[1]
-        if not 10002 <= port <= 19999:
-            return port
-    raise RuntimeError("no free port outside 10002-19999")
 
 
 def _get(url: str, timeout_s: float = 5.0) -> tuple[int, str]:
@@ -81,75 +65,38 @@ def _rss_bytes(pattern: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def served():
+def served(vllm_smoke_run, shared_stack):
+    """The app `vllm_smoke_run` left deployed on the session's shared stack (one vLLM start for the session)."""
+    r = vllm_smoke_run["proc"]
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    target = load_scenario(SCENARIO).target
+    stack = json.loads((Path(shared_stack["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
+    (run_dir,) = [d for d in vllm_smoke_run["results"].iterdir() if d.is_dir()]
+    run = json.loads((run_dir / "run.json").read_text())
+    info: dict = {
+        "metrics_port": stack["ray"]["metrics_port"],
+        "http_port": stack["serve_port"],
+        "startup_s": run["stage_durations_s"]["deploy_s"],  # the tiny model's build included
+    }
     import ray
     from ray import serve
 
-    scenario = load_scenario(SCENARIO)
-    target = scenario.target
-    from ray._private import ray_constants
+    from harness.stack import ray_client
 
-    saved_env = {k: os.environ.get(k) for k in LOCAL_RAY_ENV}
-    saved_cluster_flag = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ.update(LOCAL_RAY_ENV)  # for Ray's own processes: loopback node IP, 1 s metric reports
-    # Ray read RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when `ray` was imported (above, or by another test module):
-    # the driver must see it too, or it resolves the node IP to the host's address instead of 127.0.0.1.
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    temp_dir = tempfile.mkdtemp(prefix="rayv-")  # short: Ray puts unix sockets under it
-    metrics_port, http_port = _free_port(), _free_port()
-    info: dict = {"metrics_port": metrics_port, "http_port": http_port}
+    ray_client.connect_ray(stack["ray_address"], stack["ray_env"])  # a driver of our own, only to ask Ray
     try:
-        t0 = time.monotonic()
-        build_tiny_model()  # first use builds it (seconds); later runs reuse it
-        info["model_ready_s"] = time.monotonic() - t0
-        # address="local": always a new cluster of our own, never one found on this machine
-        ray.init(
-            address="local",
-            num_cpus=8,
-            include_dashboard=False,
-            _temp_dir=temp_dir,
-            _metrics_export_port=metrics_port,
-            log_to_driver=False,
-        )
-        serve.start(http_options={"host": LOOPBACK, "port": http_port})
-        app = build_app(target)  # after ray.init: Ray's builder reads the runtime context (would auto-init Ray)
-        t1 = time.monotonic()
-        serve.run(app, name=target.app_name, route_prefix=target.route_prefix, blocking=False)
-        deadline = t1 + DEPLOY_TIMEOUT_S
-        status = None
-        while time.monotonic() < deadline:
-            status = serve.status().applications.get(target.app_name)
-            if status and status.status == "RUNNING":
-                break
-            if status and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-                pytest.fail(
-                    f"Serve app {target.app_name} {status.status}: {status.message}\n"
-                    f"{ {n: d.message for n, d in status.deployments.items()} }"
-                )
-            time.sleep(1)
-        else:
-            pytest.fail(f"Serve app not RUNNING after {DEPLOY_TIMEOUT_S} s: {status}")
-        info["startup_s"] = time.monotonic() - t1
+        app = serve.status().applications.get(target.app_name)
+        assert app is not None and app.status == "RUNNING", app
         info["node_ips"] = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]})
         info["placement_groups"] = [
             {"bundles": list(pg["bundles"].values()), "strategy": pg["strategy"], "state": pg["state"]}
             for pg in ray.util.placement_group_table().values()
             if pg["state"] == "CREATED"
         ]
-        info["rss_bytes"], info["rss_procs"] = _rss_bytes(r"ServeReplica:.*LLMServer")
-        yield target, info
     finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()  # never `ray stop`: other clusters run on this machine
-            ray_constants.ENABLE_RAY_CLUSTER = saved_cluster_flag
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        ray_client.disconnect()
+    info["rss_bytes"], info["rss_procs"] = _rss_bytes(r"ServeReplica:.*LLMServer")
+    return target, info
 
 
 def _stream_chat(http_port: int, model: str, max_tokens: int) -> dict:
@@ -255,8 +202,7 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
     itl_cnt = sum(_metric_values(text, "ray_vllm_inter_token_latency_seconds_count"))
 
     numbers = {
-        "model_ready_s": round(info["model_ready_s"], 2),
-        "vllm_startup_s": round(info["startup_s"], 1),
+        "vllm_deploy_s": round(info["startup_s"], 1),
         "replica_rss_mib": round(info["rss_bytes"] / 2**20),
         "replica_procs": info["rss_procs"],
         "first_request_ttft_ms": round(first["ttft_s"] * 1000, 1),

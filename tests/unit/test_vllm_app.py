@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import Target, load_scenario
-from serve_apps import vllm_app
-from serve_apps.vllm_app import (
+from harness.deploy import vllm as vllm_app
+from harness.deploy.vllm import (
     FINE_HISTOGRAM_BUCKETS,
     describe_placement,
     engine_kwargs,
@@ -20,6 +19,7 @@ from serve_apps.vllm_app import (
     runtime_env_vars,
     stream_batching,
 )
+from harness.scenario import Target, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

