@@ -6,6 +6,7 @@ import importlib.metadata as md
 import platform
 import shutil
 import subprocess
+from typing import Any
 
 from harness.paths import checkout_root
 
@@ -63,7 +64,7 @@ def ray_inventory() -> dict | None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     except Exception:
         return None
-    inv = {"nodes": len(nodes), "cpus": 0.0, "gpus": 0.0, "accelerators": {}, "node_list": []}
+    inv: dict[str, Any] = {"nodes": len(nodes), "cpus": 0.0, "gpus": 0.0, "accelerators": {}, "node_list": []}
     for n in nodes:
         res = n.get("Resources", {})
         inv["cpus"] += res.get("CPU", 0.0)
