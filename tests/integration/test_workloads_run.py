@@ -64,6 +64,7 @@ def runs(tmp_path_factory, run_on_shared_stack):
         ("two", tmp / "two.yaml"),
         ("tools", ROOT / "scenarios" / "tool-calling.yaml"),
         ("reasoning", tmp / "reasoning.yaml"),
+        ("trace", ROOT / "scenarios" / "trace-two-models.yaml"),
     ):
         r, run_dir = run_on_shared_stack(path, tmp / f"results-{name}", "-q")
         assert run_dir is not None, r.stdout[-3000:] + r.stderr[-3000:]
@@ -133,3 +134,25 @@ def test_reasoning_ttft_kinds_and_token_counts(runs):
     measured = ok[~ok["warmup"] & ~ok["cooldown"]]
     assert summary["client"]["reasoning_tokens"] == R_TOKENS * len(measured)
     assert summary["client"]["ttft_content_ms"]["p50"] > summary["client"]["ttft_ms"]["p50"]
+
+
+def test_trace_with_models_replays_each_row_to_its_model_and_reports_per_model(runs):
+    """The trace's `model` column picks each request's model: every row is sent once, to the model it names, and the
+    record and report.md split the results per model (server side from the model_name-labelled series)."""
+    r, run_dir = runs["trace"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = [json.loads(x) for x in (ROOT / "datasets" / "trace-generic-mini.jsonl").read_text().splitlines() if x]
+    want = {m: sum(1 for row in rows if row["model"] == m) for m in ("chat-large", "chat-small")}
+    assert want == {"chat-large": 33, "chat-small": 24}
+    summary, df = _record(run_dir)
+    assert df.groupby("model").size().to_dict() == want
+    assert {m: s["requests"] for m, s in summary["models"].items()} == want
+    assert all(s["errors"] == 0 for s in summary["models"].values())
+    # ground truth: chat-large's prefill takes 120 ms, chat-small's 30 ms, so their first tokens cannot overlap at p50
+    large, small = summary["models"]["chat-large"], summary["models"]["chat-small"]
+    assert large["ttft_ms"]["p50"] >= 110 > small["ttft_ms"]["p50"]
+    for m, s in summary["models"].items():  # client tokens per model = the model's own server counter
+        tokens = float(df.loc[df["model"] == m, "output_tokens"].sum())
+        assert abs(s["server"]["generation_tokens"]["total_run"] - tokens) <= 64, (m, s["server"], tokens)
+    md = (run_dir / "report.md").read_text()
+    assert "Per model" in md and "chat-large" in md and "chat-small" in md
