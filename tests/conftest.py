@@ -84,13 +84,27 @@ VLLM_SMOKE = "scenarios/vllm-cpu-smoke.yaml"
 
 
 @pytest.fixture(scope="session")
-def vllm_smoke_run(shared_stack, tmp_path_factory):
+def vllm_stack(tmp_path_factory):
+    """vLLM gets its own stack, not the shared one: the sim app registers vLLM's histogram names with vLLM's default
+    buckets, and on one Ray cluster the real vLLM's finer custom buckets for the same names then never reach
+    Prometheus (seen here: server TTFT/ITL/TPOT empty while E2E, whose buckets match, arrived)."""
+    state = tmp_path_factory.mktemp("vllm-stack-state")
+    env = {**os.environ, "HARNESS_STATE_DIR": str(state)}
+    r = _harness_cli("up", env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    yield env
+    r = _harness_cli("down", env=env, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def vllm_smoke_run(vllm_stack, tmp_path_factory):
     """vLLM on CPU starts once per session: `harness run scenarios/vllm-cpu-smoke.yaml --keep-app` on the shared
     stack, the tiny model built on first use in a fresh HARNESS_MODEL_DIR. The e2e test judges the run; the
     integration test talks to the app it left deployed (kept until the next run on the stack replaces it: the
     modules using this fixture run back to back, see pytest_collection_modifyitems)."""
     tmp = tmp_path_factory.mktemp("vllm-smoke")
-    env = {**shared_stack, "HARNESS_MODEL_DIR": str(tmp / "model")}
+    env = {**vllm_stack, "HARNESS_MODEL_DIR": str(tmp / "model")}
     results = tmp / "results"
     t0 = time.monotonic()
     r = _harness_cli("run", VLLM_SMOKE, "--results-dir", str(results), "--keep-app", env=env, timeout=840)

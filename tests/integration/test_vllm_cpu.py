@@ -65,12 +65,12 @@ def _rss_bytes(pattern: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def served(vllm_smoke_run, shared_stack):
+def served(vllm_smoke_run, vllm_stack):
     """The app `vllm_smoke_run` left deployed on the session's shared stack (one vLLM start for the session)."""
     r = vllm_smoke_run["proc"]
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     target = load_scenario(SCENARIO).target
-    stack = json.loads((Path(shared_stack["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
+    stack = json.loads((Path(vllm_stack["HARNESS_STATE_DIR"]) / "current-stack.json").read_text())
     (run_dir,) = [d for d in vllm_smoke_run["results"].iterdir() if d.is_dir()]
     run = json.loads((run_dir / "run.json").read_text())
     info: dict = {
