@@ -134,6 +134,22 @@ class Exposition:
         return "\n".join(out) + "\n"
 
 
+def _is_ours(url: str, tsdb: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> bool:
+    """The Prometheus answering at `url` is the one we started (same tsdb path), within a bounded wait."""
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            status, body = http_get(f"{url}/api/v1/status/flags", 1)
+            if status == 200:
+                return json.loads(body)["data"].get("storage.tsdb.path") == str(tsdb)
+        except Exception:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="module")
 def eras(tmp_path_factory):
     exe = shutil.which("prometheus")
@@ -176,8 +192,10 @@ def eras(tmp_path_factory):
                 ],
             }
             (d / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-            procs.append(
-                subprocess.Popen(
+            # a port picked free can be taken before Prometheus binds it (busy box): then the URL would answer with
+            # another era's Prometheus. Start, check it is ours (its tsdb path), else retry on another port.
+            for _attempt in range(5):
+                p = subprocess.Popen(
                     [
                         exe,
                         f"--config.file={d / 'prometheus.yml'}",
@@ -188,7 +206,10 @@ def eras(tmp_path_factory):
                     stderr=subprocess.DEVNULL,
                     start_new_session=True,
                 )
-            )
+                procs.append(p)
+                if _is_ours(f"http://127.0.0.1:{port}", d / "data", p):
+                    break
+                port = free_port()
             urls[era] = f"http://127.0.0.1:{port}"
         for url in urls.values():  # bounded wait until each Prometheus has scraped its target once
             deadline = time.monotonic() + 30
