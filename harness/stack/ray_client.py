@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 from harness.errors import DeployError, StackError
@@ -66,6 +68,24 @@ _DRIVER_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 _saved_env: dict[str, str | None] = {}
 
 
+_default_excepthook = threading.excepthook
+
+
+def _ray_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """Ray's driver threads (`ray_listen_error_messages`, ...) raise when the cluster goes away under them (a stop,
+    Ctrl-C, SIGTERM): their tracebacks go to the driver log, not over the run's own messages on the terminal."""
+    name = args.thread.name if args.thread is not None else ""
+    if not name.startswith("ray_") or _driver_log is None:
+        _default_excepthook(args)
+        return
+    try:
+        with open(_driver_log, "a") as f:
+            f.write(f"exception in Ray thread {name}:\n")
+            f.write("".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+    except OSError:
+        _default_excepthook(args)
+
+
 def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
     # Ray reads some of these (loopback cluster mode) at import time, others when it initialises: set them before
     # `import ray`, refresh what an earlier import froze, and restore the env on disconnect (tests share a process).
@@ -74,6 +94,7 @@ def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: floa
     os.environ.update(want)
     import ray
 
+    threading.excepthook = _ray_thread_excepthook
     route_ray_logs()
     if ray.is_initialized():
         return
