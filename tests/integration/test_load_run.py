@@ -17,7 +17,7 @@ from harness.load.runner import run_load
 from harness.load.samples import SCHEMA
 from harness.scenario import parse_scenario
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 TTFT_MS, ITL_MS = 30.0, 10.0
 
@@ -64,6 +64,7 @@ def _check_fidelity(df, recs) -> None:
     assert (ok.itl_count == ok.output_tokens - 1).all()
 
 
+@pytest.mark.exclusive
 def test_two_stages_single_process(mock_server, tmp_path):
     url = mock_server("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS))
     progress: list[dict] = []
@@ -104,6 +105,7 @@ def test_two_stages_single_process(mock_server, tmp_path):
     assert (tmp_path / "locust" / "locust_stats.csv").exists() and (tmp_path / "locust" / "locust.log").exists()
 
 
+@pytest.mark.exclusive
 def test_two_workers_lose_nothing(mock_server, tmp_path):
     url = mock_server("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS))
     res = run_load(_scenario(url, workers=2), url, tmp_path)

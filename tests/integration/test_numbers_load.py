@@ -13,7 +13,7 @@ from harness.run.evaluate import evaluate_run, stream_warnings
 from harness.scenario import parse_scenario
 from harness.slo.evaluate import client_stats
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive, pytest.mark.timeout(300)]
 
 
 def _verdicts(sc, res):

@@ -167,6 +167,7 @@ def _metric_values(text: str, name: str) -> list[float]:
     return vals
 
 
+@pytest.mark.exclusive
 def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
     target, info = served
     max_tokens = 32
@@ -176,12 +177,20 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
     assert status == 200 and target.model in models
 
     first = _stream_chat(info["http_port"], target.model, max_tokens)  # includes any first-request warmup
-    res = _stream_chat(info["http_port"], target.model, max_tokens)
-    assert res["done"], res
-    assert res["usage"] and res["usage"]["completion_tokens"] == max_tokens, res["usage"]
-    assert res["content_chunks"] >= max_tokens * 0.8, res  # a few byte-level tokens decode to no text
     # stream_batching_interval_ms: 0 → Ray forwards every token as produced. With Ray's 50 ms default the same
-    # chunks arrive in bursts (measured here: mean gap < 0.01 ms, TTFT ~70 ms instead of ~35 ms).
+    # chunks arrive in bursts (measured here: mean gap < 0.01 ms, TTFT ~70 ms instead of ~35 ms): a 32-token reply
+    # then has a handful of spaced gaps at most. A starved CPU also bunches tokens now and then (vLLM merges the
+    # pending ones), so the best of three streams is judged: batching on cannot space them out in any of them.
+    tries = []
+    for _ in range(3):
+        res = _stream_chat(info["http_port"], target.model, max_tokens)
+        assert res["done"], res
+        assert res["usage"] and res["usage"]["completion_tokens"] == max_tokens, res["usage"]
+        assert res["content_chunks"] >= max_tokens * 0.8, res  # a few byte-level tokens decode to no text
+        tries.append(res)
+        if sum(g >= 0.0005 for g in res["gaps_s"]) >= 0.5 * len(res["gaps_s"]):
+            break
+    res = max(tries, key=lambda t: sum(g >= 0.0005 for g in t["gaps_s"]))
     spaced = sum(g >= 0.0005 for g in res["gaps_s"])
     assert spaced >= 0.5 * len(res["gaps_s"]), f"tokens arrive in bursts: is stream batching on? {res['gaps_s']}"
 

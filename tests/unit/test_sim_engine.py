@@ -67,6 +67,7 @@ def test_single_request_ground_truth_matches_model_and_client_view():
     assert r.queue_s is not None and r.queue_s < 0.01
 
 
+@pytest.mark.exclusive
 def test_absolute_deadlines_do_not_drift():
     cfg = SimConfig(ttft_ms=0, prefill_ms_per_token=0, itl_ms=5, itl_ms_per_seq=0, jitter_frac=0)
 
