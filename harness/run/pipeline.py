@@ -98,6 +98,9 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             if reset is not None:
                 rec.record_cache_reset(CacheReset(**reset))
         rec.record_environment(environment())
+        if stack.targets_pending:  # a fresh local stack: Prometheus found Ray's targets while the app deployed
+            ctx.stage("metrics_ready", lambda: stack_stage.wait_targets(stack))
+            rec.record_stack(stack)
 
         alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
         if alerts is not None:
@@ -172,7 +175,7 @@ def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stag
         started = current or multinode.start_for(cluster)
         assert isinstance(started, stack_stage.Stack)
         return started
-    return current or stack_stage.start_local_stack()
+    return current or stack_stage.start_local_stack(wait_targets=False)
 
 
 def stops_stack(stack: stack_stage.Stack, opts: RunOptions) -> bool:

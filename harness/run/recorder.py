@@ -54,7 +54,8 @@ class Recorder:
     # ---- one method per stage result, called by the pipeline ----
     def record_stack(self, stack: Stack) -> None:
         self.record.stack = stack.to_dict()
-        self.record.timeline.stack_ready_at = time.time()
+        if not stack.targets_pending:  # a fresh stack is ready once Prometheus scrapes Ray (recorded again then)
+            self.record.timeline.stack_ready_at = time.time()
         self.save()
 
     def record_deploy(self, dep: Deployment) -> None:

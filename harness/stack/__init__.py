@@ -36,6 +36,7 @@ class Stack:
     metrics_url: str | None = None  # external endpoint: its own /metrics, scraped by our Prometheus (None: none)
     alerting: dict | None = None  # local Alertmanager + rules (harness/stack/alerts.py); the run owns the receiver
     cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
+    targets_pending: bool = False  # Prometheus may not scrape Ray's targets yet: `wait_targets` before the load
 
     @property
     def base_url(self) -> str:
@@ -58,8 +59,10 @@ def _new_state_dir() -> Path:
     return state_dir
 
 
-def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> Stack:
-    """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP."""
+def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0, wait_targets: bool = True) -> Stack:
+    """Loopback Ray head + Prometheus whose file_sd reads Ray's discovery file; waits for targets UP, or with
+    `wait_targets=False` leaves that to `wait_targets(stack)` (a run deploys meanwhile: Ray writes its discovery
+    file ~5 s after `ray start` returns, about as long as a deploy takes)."""
     if not shutil.which("prometheus"):  # before starting Ray: fail in a second, not after Ray's ~15 s start
         from harness.stack.prometheus import INSTALL_HINT
 
@@ -93,15 +96,36 @@ def start_local_stack(*, num_cpus: int = 8, targets_timeout_s: float = 60.0) -> 
             prometheus=prom.to_dict(),
             ray_env=ray.driver_env,
         )
-        # Ray lists all three targets (metrics agent, autoscaler, dashboard) within ~12 s of start.
-        wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)
+        if wait_targets:
+            wait_for_ray_targets(prom.url, str(ray.sd_file), timeout_s=targets_timeout_s, min_targets=2)
     except BaseException:
         stop_ray(ray)
         _stop_started_prometheus(prom_future)
         raise
-    stack.timings_s = {"ray_start_s": round(t_ray - t0, 2), "targets_up_s": round(time.monotonic() - t_ray, 2)}
+    stack.timings_s = {"ray_start_s": round(t_ray - t0, 2)}
+    if wait_targets:
+        stack.timings_s["targets_up_s"] = round(time.monotonic() - t_ray, 2)
+    else:
+        stack.targets_pending = True
+        stack.timings_s["ray_started_at"] = round(time.time() - (time.monotonic() - t_ray), 3)  # epoch s
     (state_dir / "stack.json").write_text(json.dumps(stack.to_dict(), indent=2))
     return stack
+
+
+def wait_targets(stack: Stack, *, timeout_s: float = 60.0) -> None:
+    """Bounded wait until Prometheus scrapes Ray's targets, for a stack started with `wait_targets=False`: before
+    the load, so the run window is covered. Records `targets_up_s` (since Ray started) and the part of it the
+    run waited for here (`targets_wait_s`; the rest overlapped the deploy)."""
+    if not stack.targets_pending:
+        return
+    t0 = time.monotonic()
+    # Ray lists all three targets (metrics agent, autoscaler, dashboard) within ~12 s of start.
+    wait_for_ray_targets(stack.prometheus_url, stack.sd_file, timeout_s=timeout_s, min_targets=2)
+    stack.targets_pending = False
+    started = stack.timings_s.pop("ray_started_at", None)
+    if started is not None:
+        stack.timings_s["targets_up_s"] = round(time.time() - started, 2)
+    stack.timings_s["targets_wait_s"] = round(time.monotonic() - t0, 2)
 
 
 def start_external_stack(endpoint_url: str, *, targets_timeout_s: float = 15.0) -> Stack:

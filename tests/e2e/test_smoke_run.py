@@ -52,6 +52,12 @@ def test_smoke_end_to_end_on_a_fresh_local_stack(env, tmp_path):
     assert summary["server"]["server_ttft"]["count"] > 0
     assert summary["server"]["generation_tokens"]["total"] > 0
     assert run["scrape"]["session"].startswith("session_")
+    # a fresh stack: Prometheus found Ray's targets while the app deployed; the run waited only for the rest, before
+    # the load (so the window is scraped), and the stack counts as ready from then on
+    timings = run["stack"]["timings_s"]
+    assert not run["stack"]["targets_pending"] and "metrics_ready_s" in run["stage_durations_s"]
+    assert timings["targets_wait_s"] <= timings["targets_up_s"]
+    assert run["timeline"]["stack_ready_at"] <= run["timeline"]["load_started_at"], run["timeline"]
     # the reports say what the summary says (not merely that the files exist)
     md, junit = (run_dir / "report.md").read_text(), (run_dir / "junit.xml").read_text()
     assert "**Verdict: PASS**" in md and all(f"`{s['slo']}`" in md for s in summary["slos"])

@@ -37,7 +37,7 @@ def _run(tmp_path):
 def test_interrupt_in_a_stage_is_recorded_and_cleanups_run(tmp_path):
     rec, cleaned = _rec(tmp_path), []
     with RunContext(rec, NullUI(), reap=False) as ctx:
-        stack = ctx.stage("stack", lambda: SimpleNamespace(to_dict=lambda: {"local": True}))
+        stack = ctx.stage("stack", lambda: SimpleNamespace(to_dict=lambda: {"local": True}, targets_pending=False))
         rec.record_stack(stack)
         ctx.cleanup(lambda: cleaned.append("stack"))
         ctx.stage("deploy", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
