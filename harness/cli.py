@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -36,14 +37,32 @@ def cli_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
-        except HarnessError as e:
-            _fail(e)
-        except KeyboardInterrupt:  # before a run folder exists, or while a stage could not record it
-            sys.stderr.write("interrupted\n")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            try:
+                result = fn(*args, **kwargs)
+            except HarnessError as e:
+                _fail(e)
+            except KeyboardInterrupt:  # before a run folder exists, or while a stage could not record it
+                sys.stderr.write("interrupted\n")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+        except typer.Exit as e:
+            _exit_now_if_ray_init_hangs(e.exit_code)
+            raise
+        _exit_now_if_ray_init_hangs(0)
+        return result
 
     return wrapper
+
+
+def _exit_now_if_ray_init_hangs(code: int) -> None:
+    """Everything is written and printed; a Ray connection still being set up (a SIGTERM came during the deploy's
+    ray.init) would keep the process alive 60 s and turn its exit code into 1 (ray_client.init_in_flight)."""
+    from harness.stack import ray_client
+
+    if ray_client.init_in_flight():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
 
 
 @engine_app.command("install-cpu")

@@ -108,9 +108,17 @@ def connect_ray(address: str, env: dict[str, str] | None = None, timeout_s: floa
 CONNECT_TIMEOUT_S = float(os.environ.get("HARNESS_RAY_CONNECT_TIMEOUT_S", "30"))
 
 
-def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
-    import threading
+_init_thread: threading.Thread | None = None  # the last ray.init, run in its own thread (a bounded wait)
 
+
+def init_in_flight() -> bool:
+    """A ray.init still under way: an interrupt (or the deadline) came while it connected. Such a process cannot
+    exit normally once its cluster is gone: Ray's exit hook waits on the connection, whose core worker retries the
+    stopped GCS for 60 s and then aborts the process with exit code 1."""
+    return _init_thread is not None and _init_thread.is_alive()
+
+
+def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
     box: dict = {}
 
     def init() -> None:
@@ -127,7 +135,8 @@ def _init_with_deadline(ray, address: str, timeout_s: float) -> None:
 
     # We init in a thread on purpose (a bounded wait) and handle SIGTERM ourselves: Ray's warning about it is noise.
     logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
-    t = threading.Thread(target=init, name="ray-init", daemon=True)
+    global _init_thread
+    t = _init_thread = threading.Thread(target=init, name="ray-init", daemon=True)
     t.start()
     t.join(timeout_s)
     fix = "check --ray-address (host:port of the GCS, or ray://host:10001 for Ray Client) and that the cluster is up"

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+# exclusive: "the same scenario twice is no regression" only holds when both runs get the same machine; beside the
+# other xdist workers' runs, throughput between two identical runs moved by -30 % (a real change of the environment)
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIO = """\
