@@ -161,7 +161,11 @@ def test_existing_cluster_is_used_and_nothing_is_started(up_stack, tmp_path):
     run = json.loads((only_run_dir(tmp_path / "res") / "run.json").read_text())
     assert run["stack"]["local"] is False and run["stack"]["prometheus_url"] == stack["prometheus_url"]
     summary = json.loads((only_run_dir(tmp_path / "res") / "summary.json").read_text())
-    assert summary["server"]["kv_cache_usage"]["max"] > 0  # scraped from the existing Prometheus
+    # scraped from the existing Prometheus. Counters, not the KV gauge's max: 2 users with tiny requests leave the
+    # engine idle at many 1 s samples, and on a contended box at all of them (CI saw max 0.0 with 5 points)
+    server = summary["server"]
+    assert server["server_ttft"]["count"] > 0 and server["generation_tokens"]["total"] > 0, server
+    assert server["kv_cache_usage"]["samples"] >= 2, server["kv_cache_usage"]  # the gauge series is there too
     # the connected cluster said which session is ours and which export interval is in force (the local stack's 1 s)
     facts = run["deployment"]["details"]["ray_metrics"]
     assert facts["export_interval_s"] == 1.0 and facts["session_name"].startswith("session_"), facts
