@@ -139,6 +139,7 @@ def plain_vllm(tmp_path_factory):
             "8",
             "--dtype",
             "float32",
+            "--enforce-eager",  # no torch.compile warmup (~25 s on 2 cores): this test checks metrics, not kernels
         ],
         env=env,
         stdout=log,
