@@ -275,6 +275,9 @@ class ClusterSpec(_Model):
     )
 
 
+LORA_SCHEMES = ("s3://", "gs://", "abfss://", "azure://")  # ray.llm LoraConfig.dynamic_lora_loading_path
+
+
 class Lora(_Model):
     """LoRA adapters on one vLLM model (Ray Serve LLM `LLMConfig.lora_config`; engine vllm only)."""
 
@@ -292,6 +295,17 @@ class Lora(_Model):
         default_factory=list,
         description="Adapter names the workload may send to, as `<model>:<adapter>` (Ray Serve LLM's LoRA model id).",
     )
+
+    @field_validator("dynamic_lora_loading_path")
+    @classmethod
+    def _cloud_url(cls, v: str) -> str:
+        # Ray Serve LLM refuses other paths only when the app is built, after the cluster and vLLM have started
+        if not v.startswith(LORA_SCHEMES):
+            raise ValueError(
+                f"{v!r} is not a cloud folder: Ray Serve LLM loads LoRA adapters only from "
+                f"{', '.join(LORA_SCHEMES)} URLs (a local folder is not supported); upload the adapters there"
+            )
+        return v
 
 
 class ServedModel(_Model):

@@ -86,6 +86,10 @@ def test_models_default_model_and_per_model_sim_knobs():
             {"target": {"engine": "sim", "models": [{"name": "big", "lora": {"dynamic_lora_loading_path": "s3://b"}}]}},
             "model_source and lora are for engine vllm",
         ),
+        (
+            {"target": {"engine": "vllm", "models": [{"name": "big", "lora": {"dynamic_lora_loading_path": "/d"}}]}},
+            "target.models[0].lora.dynamic_lora_loading_path: '/d' is not a cloud folder",
+        ),
     ],
 )
 def test_model_errors_name_the_path_and_the_fix(change, expect):
