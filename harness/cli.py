@@ -55,10 +55,12 @@ def cli_errors(fn):
 
 def _exit_now_if_ray_init_hangs(code: int) -> None:
     """Everything is written and printed; a Ray connection still being set up (a SIGTERM came during the deploy's
-    ray.init) would keep the process alive 60 s and turn its exit code into 1 (ray_client.init_in_flight)."""
+    ray.init) would keep the process alive 60 s and turn its exit code into 1 (ray_client.init_in_flight). So can
+    one that completed just after the interrupted run disconnected, its cluster then stopped (CI: 1 in ~20 runs):
+    an interrupted process that has loaded Ray leaves without Ray's exit hooks."""
     from harness.stack import ray_client
 
-    if ray_client.init_in_flight():
+    if ray_client.init_in_flight() or (code == EXIT_INTERRUPTED and "ray" in sys.modules):
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()

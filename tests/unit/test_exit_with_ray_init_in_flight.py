@@ -32,3 +32,26 @@ def test_exits_with_its_code_while_a_ray_init_is_still_under_way(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr  # bad input: the command's own exit code, not 1
     assert "missing.yaml" in r.stderr
     assert time.monotonic() - t0 < 30
+
+
+INTERRUPTED = """
+import threading
+import ray  # noqa: F401 - loaded, as in any run that reached the deploy
+import typer
+from harness.cli import cli_errors
+# stands in for what Ray's exit hooks wait on once the interrupted run's cluster is stopped (CI: 60 s, then exit 1)
+threading.Thread(target=threading.Event().wait, name="gcs-client").start()
+
+@cli_errors
+def run() -> None:
+    raise KeyboardInterrupt
+
+typer.run(run)
+"""
+
+
+def test_interrupted_run_with_ray_loaded_exits_130_at_once():
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", INTERRUPTED], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130, r.stdout + r.stderr
+    assert "interrupted" in r.stderr and time.monotonic() - t0 < 30
