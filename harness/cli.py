@@ -45,15 +45,15 @@ def cli_errors(fn):
                 sys.stderr.write("interrupted\n")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
         except typer.Exit as e:
-            _exit_now_if_ray_init_hangs(e.exit_code)
+            _exit_now_if_ray_would_hang(e.exit_code)
             raise
-        _exit_now_if_ray_init_hangs(0)
+        _exit_now_if_ray_would_hang(0)
         return result
 
     return wrapper
 
 
-def _exit_now_if_ray_init_hangs(code: int) -> None:
+def _exit_now_if_ray_would_hang(code: int) -> None:
     """Everything is written and printed; a Ray connection still being set up (a SIGTERM came during the deploy's
     ray.init) would keep the process alive 60 s and turn its exit code into 1 (ray_client.init_in_flight). So can
     one that completed just after the interrupted run disconnected, its cluster then stopped (CI: 1 in ~20 runs):
