@@ -220,7 +220,7 @@ def pytest_collection_modifyitems(config, items):
     of one unit next to each other (the vLLM modules share an app that another run on their stack would replace),
     collection order kept otherwise. Alone-units first: an exclusive test among shared ones waits for the other
     worker's test in flight (up to minutes) while its own worker idles; up front, the two workers' exclusive tests
-    wait only for each other. A CI-like run: 1699 s of tests mixed, XXXX s with this order."""
+    wait only for each other. `.ci/run` on a fresh clone: tests 1699 s mixed, 1615 s with this order."""
     units: dict[str, list] = {}
     for item in items:
         units.setdefault(_work_unit(item), []).append(item)

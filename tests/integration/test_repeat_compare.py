@@ -23,8 +23,8 @@ def _cli(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedPro
     )
 
 
-def _group(env: dict, scenario: Path, out: Path) -> dict:
-    r = _cli(env, "run", str(scenario), "--repeat", "3", "-o", str(out), "--store", "none", "--json")
+def _group(env: dict, scenario: Path, out: Path, repeat: int = 3, *extra: str) -> dict:
+    r = _cli(env, "run", str(scenario), "--repeat", str(repeat), "-o", str(out), "--store", "none", "--json", *extra)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return json.loads(r.stdout)
 
@@ -34,10 +34,16 @@ def test_repeated_compare_calls_noise_noise_and_slowdown_a_regression(shared_sta
     d = yaml.safe_load(SCENARIO.read_text())
     d["target"]["sim"]["slowdown_factor"] = 1.3
     slow.write_text(yaml.safe_dump(d))
-    a, b, c = (_group(shared_stack, s, tmp_path / n) for s, n in ((SCENARIO, "a"), (SCENARIO, "b"), (slow, "c")))
+    a = _group(shared_stack, SCENARIO, tmp_path / "a")
+    # b asks for up to 5 and stops once itl.p50's between-run interval is narrower than 200 % of its mean: never
+    # before 3 runs (two runs of ~3 % spread already are, t(0.975, 1) = 12.7), so it stops right at 3
+    b = _group(shared_stack, SCENARIO, tmp_path / "b", 5, "--repeat-until-width", "2", "--fail-on", GATE[1])
+    c = _group(shared_stack, slow, tmp_path / "c")
+    assert (b["count"], b["gated"], b["intervals"]["itl.p50"]["n"]) == (5, ["itl.p50"], 3)
+    assert b["stopped"].startswith("converged after 3 repeats"), b["stopped"]
 
     for g in (a, b, c):
-        assert (g["ran"], g["count"], g["mode"], g["exit_code"]) == (3, 3, "same_deployment", 0)
+        assert (g["ran"], g["mode"], g["exit_code"]) == (3, "same_deployment", 0)
         resets = [r["cache_reset"] for r in g["runs"]]
         assert all(x["attempted"] and x["done"] and x["method"] == "http" for x in resets), resets
         # repeats 2 and 3 run on the replica repeat 1 filled: the reset really dropped its cached blocks
