@@ -39,7 +39,7 @@ def test_smoke_end_to_end_on_a_fresh_local_stack(env, tmp_path):
     for f in ("run.json", "summary.json", "samples.parquet", "series.parquet", "report.md", "junit.xml"):
         assert (run_dir / f).exists(), f
     # the terminal's SLO table names each verdict beside its SLO (cells separated by spaces or box lines)
-    assert re.search(r"PASS\W+ttft\.p95 <= 1s", r.stdout) and "verdict: PASS" in r.stdout, r.stdout[-3000:]
+    assert re.search(r"PASS\W+ttft\.p95 <= 2s", r.stdout) and "verdict: PASS" in r.stdout, r.stdout[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     run = json.loads((run_dir / "run.json").read_text())
     assert summary["verdict"] == "pass" and run["status"] == "completed"
