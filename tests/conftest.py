@@ -104,7 +104,7 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 def _runs_alone(item) -> bool:
-    return item.get_closest_marker("exclusive") is not None or _work_unit(item) == "vllm"
+    return item.get_closest_marker("exclusive") is not None
 
 
 def _harness_cli(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -225,6 +225,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         units.setdefault(_work_unit(item), []).append(item)
         item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+        if _work_unit(item) == "vllm":
+            item.add_marker(pytest.mark.exclusive)  # one mechanism: the vLLM unit is simply marked
 
     def order(unit: str) -> tuple[bool, float]:
         cost = MODULE_COST_S.get(unit, 1.0 if unit.startswith("tests/unit/") else 60.0)
