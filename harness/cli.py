@@ -124,6 +124,14 @@ def run(
     endpoint_url: str | None = typer.Option(
         None, help="Where Serve's HTTP proxy answers (default http://127.0.0.1:8000 for an existing cluster)."
     ),
+    dashboard_url: str | None = typer.Option(
+        None,
+        help="Existing cluster's Ray dashboard (http://HEAD:8265): deploy through Serve's REST API, no Ray Client "
+        "(any cluster Python, Ray, FastAPI); only the harness's own app is changed and removed. With --prometheus-url.",
+    ),
+    replace_app: bool = typer.Option(
+        False, "--replace-app", help="Attached: replace a same-named Serve app the harness did not deploy."
+    ),
     keep_up: bool = typer.Option(
         False, "--keep-up", help="Leave the local Ray and Prometheus running (see `harness down`)."
     ),
@@ -167,6 +175,7 @@ def run(
     check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
     check_url(prometheus_url, "--prometheus-url")
     check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
+    check_url(dashboard_url, "--dashboard-url", "http://127.0.0.1:8265")
     path = resolve_scenario_path(scenario)
     sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
     check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
@@ -174,10 +183,12 @@ def run(
     path = path.absolute()
     check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
     labels = dict(_kv(kv) for kv in label)
-    if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
+    cluster = ray_address or dashboard_url
+    if (cluster is None) != (prometheus_url is None) and sc.target.engine != "external":
         raise HarnessError(
-            "--ray-address and --prometheus-url go together (or give neither for a local stack)",
-            fix="pass both to use an existing cluster, or neither to start one locally",
+            "--prometheus-url goes with --dashboard-url (or --ray-address); give neither for a local stack",
+            fix="pass --dashboard-url http://HEAD:8265 --prometheus-url URL to use an existing cluster, "
+            "or neither to start one locally",
         )
     ui = RichUI(quiet=quiet or as_json, stream=sys.stderr if as_json else None)
     store_url = resolve_url(store, results_dir)
@@ -186,6 +197,8 @@ def run(
         ray_address=ray_address,
         prometheus_url=prometheus_url,
         endpoint_url=endpoint_url,
+        dashboard_url=dashboard_url,
+        replace_app=replace_app,
         keep_up=keep_up,
         keep_app=keep_app,
         scenario_file=str(path),

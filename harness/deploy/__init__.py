@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.deploy.serve_config import app_args
 from harness.errors import DeployError, StackError
 from harness.scenario import Placement, Scenario, Target
 from harness.stack import Stack
@@ -46,30 +47,12 @@ def api_headers(target: Target) -> dict[str, str]:
 
 
 def build_serve_app(target: Target):
+    """(Serve app, provenance) on the connected cluster: the Serve config's builder called with its args, as
+    Serve itself does for a config deploy (harness/deploy/serve_config.py)."""
     if target.engine == "sim":
         from serve_apps.sim.app import build_app as build_sim_app
 
-        sim = target.sim
-        assert sim is not None, "Target's validator fills `sim` for engine sim"
-        return build_sim_app(
-            {
-                "model": target.model,
-                "sim": sim.model_dump(),
-                "autoscaling": target.autoscaling.model_dump(),
-                "replica_cpus": target.replica_cpus,
-                "placement": target.placement.model_dump() if target.placement else None,
-                "models": {m.name: target.sim_for(m.name).model_dump() for m in target.models} or None,
-            }
-        ), {
-            "sim": sim.model_dump(),
-            **(
-                {"models": {m.name: target.sim_for(m.name).model_dump() for m in target.models}}
-                if target.models
-                else {}
-            ),
-            "serve_deployments": {"ingress": "SimLLM", "engine": ["SimLLM"]},
-            **({"placement": _sim_placement(target.placement, target.replica_cpus)} if target.placement else {}),
-        }
+        return build_sim_app(app_args(target)), sim_details(target)
     if target.engine == "vllm":
         from harness.deploy.vllm import build_app as build_vllm_app
         from harness.deploy.vllm import describe_deployment
@@ -84,6 +67,19 @@ def build_serve_app(target: Target):
             raise DeployError(str(e), fix="point HARNESS_MODEL_DIR at an empty or new directory") from None
         return app, describe_deployment(target, app)
     raise DeployError(f"engine {target.engine!r} is not deployed by the harness")
+
+
+def sim_details(target: Target) -> dict:
+    """Provenance of a sim deployment for the record (pure)."""
+    sim = target.sim
+    assert sim is not None, "Target's validator fills `sim` for engine sim"
+    details: dict = {"sim": sim.model_dump()}
+    if target.models:
+        details["models"] = {m.name: target.sim_for(m.name).model_dump() for m in target.models}
+    details["serve_deployments"] = {"ingress": "SimLLM", "engine": ["SimLLM"]}
+    if target.placement:
+        details["placement"] = _sim_placement(target.placement, target.replica_cpus)
+    return details
 
 
 def _sim_placement(p: Placement, replica_cpus: float) -> dict:
@@ -204,13 +200,17 @@ def copy_ray_logs(stack: Stack, dest: Path, since: float, max_bytes: int = 2_000
     return dest if dest.is_dir() else None
 
 
-def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None, reuse: bool = False) -> Deployment:
+def deploy(
+    scenario: Scenario, stack: Stack, logs_dir: Path | None = None, reuse: bool = False, replace_app: bool = False
+) -> Deployment:
     """Deploy and wait until healthy; on failure, copy the cluster's logs to `logs_dir` and point the fix there.
 
     `reuse`: when the app is already RUNNING (deployed by an earlier repeat or sweep step of the same target),
     keep its replicas instead of deploying again (Serve would restart them: imperative deploys get a new version).
     """
     started = time.time()
+    if stack.dashboard_url and not stack.local and scenario.target.engine != "external":
+        return _deploy_over_http(scenario, stack, reuse, replace_app)
     try:
         return _deploy(scenario, stack, reuse)
     except DeployError as e:
@@ -218,6 +218,40 @@ def deploy(scenario: Scenario, stack: Stack, logs_dir: Path | None = None, reuse
         if copied is not None:
             e.fix = f"see {copied}/serve/ and {copied}/worker-*.err (copied from the cluster before teardown)"
         raise
+
+
+def _deploy_over_http(scenario: Scenario, stack: Stack, reuse: bool, replace_app: bool) -> Deployment:
+    """An attached cluster through its dashboard: the Serve config PUT (merged with the cluster's other apps)."""
+    from harness.deploy.rest import deploy_rest
+    from harness.stack.dashboard import Dashboard
+
+    target = scenario.target
+    assert stack.dashboard_url is not None
+    headers = api_headers(target)
+    dash = Dashboard(stack.dashboard_url)
+    rest, deploy_s = deploy_rest(
+        scenario, dash, stack.base_url, timeout_s=DEPLOY_TIMEOUT_S[target.engine], replace_app=replace_app, reuse=reuse
+    )
+    base = stack.base_url + (target.route_prefix.rstrip("/") if target.route_prefix != "/" else "")
+    t0 = time.monotonic()
+    for name in [m.name for m in target.models] or [target.model]:
+        wait_healthy(base, name, headers, 60.0)
+    details = {**(sim_details(target) if target.engine == "sim" else _vllm_details(target)), **rest}
+    engines = list((details.get("serve_deployments") or {}).get("engine") or [])
+    return Deployment(
+        target.engine, target.app_name, base, target.model, round(deploy_s + time.monotonic() - t0, 2), details, engines
+    )
+
+
+def _vllm_details(target: Target) -> dict:
+    from harness.deploy.vllm import describe_deployment
+
+    details = describe_deployment(target, None)
+    # Ray Serve LLM names its engine deployments LLMServer:<model id> (build_openai_app)
+    models = [m.name for m in target.models] or [target.model]
+    details["serve_deployments"] = {"ingress": "OpenAiIngress", "engine": [f"LLMServer:{m}" for m in models]}
+    details.pop("vllm", None)  # this driver's vLLM says nothing of the cluster's (cluster_env has it)
+    return details
 
 
 def _app_running(name: str) -> bool:
@@ -285,6 +319,16 @@ def _deploy(scenario: Scenario, stack: Stack, reuse: bool = False) -> Deployment
 
 def undeploy(dep: Deployment) -> None:
     if not dep.app_name:
+        return
+    url = dep.details.get("dashboard_url")
+    if url:  # attached over HTTP: remove our app, and only if it still carries our mark
+        from harness.deploy.rest import undeploy_rest
+        from harness.stack.dashboard import Dashboard
+
+        try:
+            undeploy_rest(Dashboard(url), dep.app_name, stop_serve=not dep.details.get("serve_was_running", True))
+        except StackError:
+            pass  # the cluster is gone or unreachable: nothing of ours is left to remove there
         return
     try:
         from ray import serve

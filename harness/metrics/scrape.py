@@ -53,6 +53,7 @@ class ScrapeResult:
     export_interval_s: float | None = None  # Ray's metric export interval in force
     scrape_interval_s: float | None = None  # Prometheus's scrape interval for Ray's targets
     window_shift_s: float = 0.0  # server stats window = client stats window shifted by this (metric lag)
+    ray_job: str | None = None  # Prometheus job Ray's series were read from (the discovery-file job), None: any
     # several models: model id → stats of the signals whose series carry model_name (engine series), that model's
     by_model: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
@@ -103,6 +104,7 @@ class Scope:
     session: str | None = None
     deployments: tuple[str, ...] = ()
     models: tuple[str, ...] = ()  # several served models: engine series of any of them (model_name=~"a|b")
+    job: str | None = None  # the job that scrapes Ray's discovered targets (others may scrape the same nodes again)
 
     def selector(self, sig: MetricSignal, metric: str) -> str:
         labels = []
@@ -119,6 +121,8 @@ class Scope:
                 labels.append(f'deployment=~"{alts}"')
         if self.session and metric.startswith("ray_"):
             labels.append(f'SessionName="{self.session}"')
+        if self.job and metric.startswith("ray_"):
+            labels.append(f'job="{self.job}"')
         name = series_name(sig, metric)
         if ":" in name:  # colon names are valid PromQL identifiers, but quote them for safety with __name__
             return f'{{__name__="{name}",{",".join(labels)}}}' if labels else f'{{__name__="{name}"}}'
@@ -213,6 +217,27 @@ def scrape_interval_s(prom: Prom) -> float | None:
     return max(known) if known else None
 
 
+def discovery_jobs(prom: Prom) -> list[str]:
+    """Jobs whose targets come from Ray's discovery file (file_sd on prom_metrics_service_discovery.json).
+
+    A Prometheus may scrape the same Ray node in a second job too (the compose stack's `ray-head-static`): its
+    counters would count every request twice. Ray's series are read from the discovery job alone when there is
+    exactly one."""
+    try:
+        import requests
+
+        r = requests.get(prom.url.rstrip("/") + "/api/v1/targets", params={"state": "active"}, timeout=prom.timeout_s)
+        targets = r.json()["data"]["activeTargets"]
+    except Exception:
+        return []
+    jobs = {
+        str(t.get("scrapePool") or (t.get("labels") or {}).get("job"))
+        for t in targets
+        if "prom_metrics_service_discovery" in str((t.get("discoveredLabels") or {}).get("__meta_filepath", ""))
+    }
+    return sorted(jobs)
+
+
 def _duration_s(text: str) -> float | None:
     m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?", text or "")
     if not m or not any(m.groups()):
@@ -254,7 +279,9 @@ def scrape(
     shift = server_window_shift_s(export_interval_s if has_ray else None, si)
     raw_window = window
     window = Window(window.start, window.stats_start + shift, window.end + shift)
-    scope = Scope(model, app, session, tuple(deployments or ()), tuple(models or ()))
+    jobs = discovery_jobs(prom) if has_ray else []
+    ray_job = jobs[0] if len(jobs) == 1 else None
+    scope = Scope(model, app, session, tuple(deployments or ()), tuple(models or ()), job=ray_job)
     if app is None:  # external endpoint: nothing of ours runs in Serve
         resolved = {k: (v if k in DERIVED or CATALOG[k].scope != "app" else None) for k, v in resolved.items()}
     parts = resolve(names, base_signals(signals)) | {k: v for k, v in resolved.items() if k in CATALOG}
@@ -286,6 +313,7 @@ def scrape(
         export_interval_s=export_interval_s if has_ray else None,
         scrape_interval_s=si,
         window_shift_s=shift,
+        ray_job=ray_job,
     )
     _query_all(out, prom, scope, parts, signals, window, end, step_s)
     if models and len(models) > 1:
@@ -293,7 +321,7 @@ def scrape(
         per_parts = {k: v for k, v in parts.items() if CATALOG[k].scope == "model"}
         for m in models:
             sub = ScrapeResult(resolved={}, session=session, settle_s=0.0, settled=True, stats={}, errors=errors)
-            _query_all(sub, prom, Scope(m, app, session), per_parts, per_signals, window, end, step_s)
+            _query_all(sub, prom, Scope(m, app, session, job=ray_job), per_parts, per_signals, window, end, step_s)
             out.by_model[m] = sub.stats
     return out
 

@@ -85,7 +85,20 @@ def ray_inventory() -> dict | None:
     return inv
 
 
-def environment() -> dict:
+def inventory_from_nodes(nodes: list[dict]) -> dict:
+    """The same inventory from an attached cluster's State API nodes (harness/deploy/rest.py:node_inventory)."""
+    inv: dict[str, Any] = {"nodes": len(nodes), "cpus": 0.0, "gpus": 0.0, "accelerators": {}, "node_list": []}
+    for n in nodes:
+        inv["cpus"] += n.get("cpus") or 0.0
+        inv["gpus"] += n.get("gpus") or 0.0
+        for t in n.get("accelerator_types") or []:
+            inv["accelerators"][t] = inv["accelerators"].get(t, 0) + (n.get("gpus") or 0.0)
+        inv["node_list"].append({k: n.get(k) for k in ("node_ip", "cpus", "gpus", "memory_bytes")})
+    return inv
+
+
+def environment(nodes: list[dict] | None = None) -> dict:
+    """`nodes`: an attached cluster's nodes read over HTTP (no Ray connection to ask)."""
     import os
 
     return {
@@ -100,5 +113,5 @@ def environment() -> dict:
         "locust": _version("locust"),
         "torch": _version("torch"),
         "gpus_nvidia_smi": nvidia_smi(),
-        "cluster": ray_inventory(),
+        "cluster": inventory_from_nodes(nodes) if nodes is not None else ray_inventory(),
     }

@@ -30,6 +30,8 @@ class RunOptions:
     ray_address: str | None = None
     prometheus_url: str | None = None
     endpoint_url: str | None = None
+    dashboard_url: str | None = None  # attached over HTTP (Serve REST API): no Ray Client, any cluster environment
+    replace_app: bool = False  # attached: replace a same-named app the harness did not deploy
     keep_up: bool = False
     keep_app: bool = False
     scenario_file: str | None = None
@@ -84,7 +86,10 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
         ctx.cleanup(lambda: close_stack(stack, opts))
 
         dep = ctx.stage(
-            "deploy", lambda: deploy_stage.deploy(scenario, stack, rec.dir / "logs" / "ray", reuse=opts.reuse_app)
+            "deploy",
+            lambda: deploy_stage.deploy(
+                scenario, stack, rec.dir / "logs" / "ray", reuse=opts.reuse_app, replace_app=opts.replace_app
+            ),
         )
         rec.record_deploy(dep)
         if not opts.keep_app and not stops_stack(stack, opts):  # a stack torn down takes its apps along (~3 s)
@@ -97,7 +102,7 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             )
             if reset is not None:
                 rec.record_cache_reset(CacheReset(**reset))
-        rec.record_environment(environment())
+        rec.record_environment(environment(dep.details.get("nodes")))  # attached over HTTP: the dashboard's nodes
         if stack.targets_pending:  # a fresh local stack: Prometheus found Ray's targets while the app deployed
             ctx.stage("metrics_ready", lambda: stack_stage.wait_targets(stack))
             rec.record_stack(stack)
@@ -156,8 +161,10 @@ def _node_stats(stack: stack_stage.Stack, scraped: ScrapeResult, window: Window)
 
 def open_stack(opts: RunOptions, scenario: Scenario | None = None) -> stack_stage.Stack:
     cluster = scenario.cluster if scenario is not None else None
-    if opts.ray_address or opts.prometheus_url:
-        return stack_stage.attach(opts.ray_address or "", opts.prometheus_url or "", opts.endpoint_url)
+    if opts.ray_address or opts.prometheus_url or opts.dashboard_url:
+        return stack_stage.attach(
+            opts.ray_address or "", opts.prometheus_url or "", opts.endpoint_url, dashboard_url=opts.dashboard_url
+        )
     if scenario is not None and scenario.target.engine == "external" and scenario.target.url:
         return stack_stage.start_external_stack(scenario.target.url)  # nothing runs on Ray: start none
     current = stack_stage.load_current()  # a stack from `harness up`

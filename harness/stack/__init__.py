@@ -37,6 +37,7 @@ class Stack:
     alerting: dict | None = None  # local Alertmanager + rules (harness/stack/alerts.py); the run owns the receiver
     cluster: dict | None = None  # local multi-node cluster (harness/stack/multinode.py): bridge, namespaces, workers
     targets_pending: bool = False  # Prometheus may not scrape Ray's targets yet: `wait_targets` before the load
+    dashboard_url: str | None = None  # attached over HTTP: deploy, facts and faults through the dashboard's REST API
 
     @property
     def base_url(self) -> str:
@@ -201,8 +202,15 @@ def stop_local_stack(stack: Stack) -> None:
             shutil.rmtree(stack.ray["temp_dir"], ignore_errors=True)
 
 
-def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = None, timeout_s: float = 10.0) -> Stack:
-    """Use an existing Ray and Prometheus; check Prometheus answers (Ray is checked when deploying)."""
+def attach(
+    ray_address: str,
+    prometheus_url: str,
+    endpoint_url: str | None = None,
+    timeout_s: float = 10.0,
+    dashboard_url: str | None = None,
+) -> Stack:
+    """Use an existing Ray and Prometheus; check Prometheus answers (and the dashboard, when given: a URL that is
+    not a Ray dashboard fails here, within `timeout_s`; Ray over the Ray Client is checked when deploying)."""
     url = prometheus_url.rstrip("/")
     try:
         status, _ = http_get(f"{url}/-/ready", timeout_s)
@@ -215,7 +223,17 @@ def attach(ray_address: str, prometheus_url: str, endpoint_url: str | None = Non
         raise StackError(
             f"Prometheus at {url} answered /-/ready with HTTP {status}", fix="wait until it is ready, or check the URL"
         )
-    return Stack(ray_address=ray_address, prometheus_url=url, endpoint_url=endpoint_url)
+    if dashboard_url:
+        from harness.stack.dashboard import Dashboard
+
+        dash = Dashboard(dashboard_url, timeout_s=timeout_s)
+        dash.version()
+        dashboard_url = dash.url
+        if endpoint_url is None:  # Serve's proxy on the dashboard's host, at Serve's default port
+            from urllib.parse import urlparse
+
+            endpoint_url = f"http://{urlparse(dash.url).hostname}:8000"
+    return Stack(ray_address=ray_address, prometheus_url=url, endpoint_url=endpoint_url, dashboard_url=dashboard_url)
 
 
 # ---------- a long-lived stack for repeated runs (`harness up` / `harness down`) ----------
