@@ -367,6 +367,93 @@ def down() -> None:
         console.print(f"removed leftover multi-node network(s): {', '.join(removed)}")
 
 
+@app.command("serve-config")
+@cli_errors
+def serve_config_cmd(
+    scenario: str = typer.Argument(..., help="Scenario file, or the name of a shipped scenario."),
+    working_dir: str | None = typer.Option(
+        None, help="runtime_env working_dir for clusters whose image lacks serve_apps (e.g. gcs://_ray_pkg_<hash>.zip)."
+    ),
+) -> None:
+    """Print the Ray Serve config that deploys the scenario's target (YAML: `serve deploy`, KubeRay serveConfigV2)."""
+    import yaml
+
+    from harness.deploy.serve_config import serve_config
+    from harness.scenario import load_scenario, resolve_scenario_path
+
+    sc = load_scenario(resolve_scenario_path(scenario))
+    if sc.target.engine == "external":
+        raise HarnessError(
+            f"{scenario}: engine external deploys nothing, so it has no Serve config",
+            fix="use a scenario whose target.engine is sim or vllm",
+        )
+    doc = serve_config(sc, runtime_env={"working_dir": working_dir} if working_dir else None)
+    print(yaml.safe_dump(doc, sort_keys=False), end="")
+
+
+docker_app = typer.Typer(no_args_is_help=True, help="The compose stack (docker/compose.yaml) on this machine.")
+app.add_typer(docker_app, name="docker")
+
+
+def _print_json_or(doc: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        console.print(text, highlight=False, soft_wrap=True)
+
+
+@docker_app.command("build")
+@cli_errors
+def docker_build(
+    ray_version: str = typer.Option("2.60.0", help="Ray release the Ray image installs (ray[serve]==VERSION)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build even when an image of the same inputs exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the image tags as JSON."),
+) -> None:
+    """Build the CPU stack's images from Debian's packages and PyPI (no image registry); cached by input hash."""
+    from dataclasses import asdict
+
+    from harness.stack.docker import build_images
+
+    im = build_images(ray_version, rebuild=rebuild)
+    _print_json_or(
+        asdict(im), as_json, f"ray {im.ray}  prometheus {im.prometheus}  built: {im.built or 'none (cached)'}"
+    )
+
+
+@docker_app.command("up")
+@cli_errors
+def docker_up(
+    cpu: bool = typer.Option(
+        False, "--cpu", help="CPU host: images built here, no GPU reservations (else compose.yaml's GPU images)."
+    ),
+    workers: int = typer.Option(1, min=0, max=16, help="Ray worker containers besides the head."),
+    project: str = typer.Option("harness-cpu", help="Compose project name (one stack per name)."),
+    alerting: bool = typer.Option(False, "--alerting", help="Also start Alertmanager (compose profile `alerting`)."),
+    ray_version: str = typer.Option("2.60.0", help="With --cpu: the Ray release of the image."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stack's URLs as JSON."),
+) -> None:
+    """Start the compose stack and wait until healthy; prints the dashboard, Prometheus and Serve URLs."""
+    from harness.stack.docker import build_images, compose_up
+
+    images = build_images(ray_version) if cpu else None
+    st = compose_up(images, project=project, workers=workers, alerting=alerting)
+    _print_json_or(
+        st.to_dict(),
+        as_json,
+        f"up in {st.up_s} s: --dashboard-url {st.dashboard_url} --prometheus-url {st.prometheus_url} "
+        f"--endpoint-url {st.serve_url}",
+    )
+
+
+@docker_app.command("down")
+@cli_errors
+def docker_down(project: str = typer.Option("harness-cpu", help="Compose project name.")) -> None:
+    """Remove the compose project's containers, network and volumes."""
+    from harness.stack.docker import compose_down
+
+    console.print(f"removed compose project {project}" if compose_down(project) else f"nothing of {project} was up")
+
+
 @app.command()
 @cli_errors
 def verify(
@@ -376,6 +463,9 @@ def verify(
     ),
     discovery_file: str | None = typer.Option(
         None, help="Ray's prom_metrics_service_discovery.json, when readable here."
+    ),
+    dashboard_url: str | None = typer.Option(
+        None, help="Ray dashboard (http://HEAD:8265): compare Prometheus's nodes with Ray's node list, over HTTP."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
@@ -389,7 +479,8 @@ def verify(
 
     check_ray_address(ray_address)
     check_url(prometheus_url, "--prometheus-url")
-    rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file))
+    check_url(dashboard_url, "--dashboard-url", "http://127.0.0.1:8265")
+    rep = run_verify(**inputs(ray_address, prometheus_url, discovery_file, dashboard_url))
     print(json.dumps(rep.to_dict(), indent=2) if as_json else render_text(rep))
     raise typer.Exit(rep.exit_code)
 

@@ -435,10 +435,22 @@ def render_text(rep: VerifyReport) -> str:
     return "\n".join(lines)
 
 
-def inputs(ray_address: str | None, prometheus_url: str | None, discovery_file: str | None) -> dict:
+def inputs(
+    ray_address: str | None, prometheus_url: str | None, discovery_file: str | None, dashboard_url: str | None = None
+) -> dict:
     """Keyword arguments for verify(): the given ones, or the `harness up` stack's. HarnessError on bad input."""
     from harness import stack
     from harness.errors import HarnessError
+
+    if dashboard_url and not prometheus_url:
+        raise HarnessError(
+            "--dashboard-url needs --prometheus-url (verify checks the metrics path through Prometheus)",
+            fix="add --prometheus-url http://<prometheus>:9090",
+        )
+    if dashboard_url:
+        from harness.stack.dashboard import Dashboard
+
+        Dashboard(dashboard_url, timeout_s=8.0).version()  # not a Ray dashboard: exit 2 now, within seconds
 
     if prometheus_url:
         u = urlparse(prometheus_url)
@@ -447,7 +459,13 @@ def inputs(ray_address: str | None, prometheus_url: str | None, discovery_file: 
                 f"--prometheus-url {prometheus_url!r}: expected http://host:port",
                 fix="e.g. --prometheus-url http://127.0.0.1:9090",
             )
-        return {"prometheus_url": prometheus_url, "ray_address": ray_address, "discovery_file": discovery_file}
+        dash = {"url": dashboard_url.rstrip("/"), "token_path": None} if dashboard_url else None
+        return {
+            "prometheus_url": prometheus_url,
+            "ray_address": ray_address,
+            "discovery_file": discovery_file,
+            "ray_dashboard": dash,
+        }
     if ray_address:
         raise HarnessError(
             "--ray-address needs --prometheus-url (verify checks the metrics path through Prometheus)",
