@@ -249,3 +249,50 @@ def replicas_by_node(dash: Dashboard, app: str) -> dict[str, list[str]]:
         if str(a.get("class_name", "")).startswith(f"ServeReplica:{app}:"):
             out.setdefault(str(ips.get(a.get("node_id"), "?")), []).append(str(a.get("name") or a.get("actor_id")))
     return out
+
+
+_KILL_SCRIPT = """
+import json, time
+import ray
+ray.init(address="auto", logging_level="ERROR")
+ray.kill(ray.get_actor({name!r}, namespace={namespace!r}), no_restart=True)
+print("HARNESS_KILLED_AT=" + json.dumps(time.time()))
+"""
+
+
+class RestReplicas:
+    """The fault injector's view of an app's replicas (harness/run/faults.py:RayReplicas) over HTTP: Serve's
+    REST API for counts, the State API for replica actors, and a Jobs API script (the cluster's own environment)
+    to kill one: Ray's dashboard has no actor-kill route."""
+
+    def __init__(self, dash: Dashboard, app: str):
+        self.dash = dash
+        self.app = app
+        self.killed_at: float | None = None  # the cluster's time of the last kill (a job starts seconds later)
+
+    def _app(self) -> dict[str, Any]:
+        return (self.dash.serve_details().get("applications") or {}).get(self.app) or {}
+
+    def deployments(self) -> list[str]:
+        return sorted(self._app().get("deployments") or {})
+
+    def alive(self, deployment: str) -> list[tuple[str, str]]:
+        cls = f"ServeReplica:{self.app}:{deployment}"
+        return sorted(
+            (str(a.get("name")), str(a.get("ray_namespace")))
+            for a in self.dash.actors(state="ALIVE")
+            if a.get("class_name") == cls and a.get("name")
+        )
+
+    def running(self, deployment: str) -> int:
+        dep = (self._app().get("deployments") or {}).get(deployment) or {}
+        return sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+
+    def kill(self, name: str, namespace: str) -> None:
+        logs = self.dash.run_python(_KILL_SCRIPT.format(name=name, namespace=namespace), timeout_s=60.0)
+        for line in logs.splitlines():
+            if line.startswith("HARNESS_KILLED_AT="):
+                self.killed_at = float(line.removeprefix("HARNESS_KILLED_AT="))
+
+    def on_node(self, deployment: str) -> dict[str, list[str]]:
+        raise NotImplementedError("node faults need the local multi-node stack")

@@ -197,6 +197,8 @@ class FaultInjector:
             for name, ns in victims:
                 self.ray.kill(name, ns)
                 ev.killed.append(name)
+            # over HTTP the kill runs as a cluster job seconds after the call: time the fault from the kill itself
+            ev.fired_at = getattr(self.ray, "killed_at", None) or ev.fired_at
         except Exception as e:  # noqa: BLE001
             ev.error = f"kill_replica failed: {e.__class__.__name__}: {e}"
             return
@@ -307,9 +309,23 @@ def _why_not_recovered() -> str:
         return f"replicas did not come back within the timeout ({e.__class__.__name__} while asking Ray why)"
 
 
-def start_faults(scenario: Scenario, app_name: str | None, run_dir: Path, cluster: dict | None = None) -> FaultInjector:
-    """Start the fault thread (a no-op without `faults:`); it waits for the load's t = 0 by itself."""
-    return FaultInjector(scenario.faults, app_name, Path(run_dir) / "locust" / "started_at", cluster=cluster).start()
+def start_faults(
+    scenario: Scenario,
+    app_name: str | None,
+    run_dir: Path,
+    cluster: dict | None = None,
+    dashboard_url: str | None = None,
+) -> FaultInjector:
+    """Start the fault thread (a no-op without `faults:`); it waits for the load's t = 0 by itself.
+    `dashboard_url`: an attached cluster reached over HTTP (no Ray connection): replicas through its REST APIs."""
+    replicas = None
+    if dashboard_url and app_name and scenario.faults:
+        from harness.deploy.rest import RestReplicas
+        from harness.stack.dashboard import Dashboard
+
+        replicas = RestReplicas(Dashboard(dashboard_url), app_name)
+    started = Path(run_dir) / "locust" / "started_at"
+    return FaultInjector(scenario.faults, app_name, started, replicas=replicas, cluster=cluster).start()
 
 
 # ---------- after the load: what the faults did to the requests ----------

@@ -110,7 +110,9 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
         alerts = start_receiver(stack, rec.dir)  # None without a local Alertmanager
         if alerts is not None:
             ctx.cleanup(alerts.stop)
-        faults = start_faults(scenario, dep.app_name, rec.dir, stack.cluster)  # `faults:`, beside the load
+        faults = start_faults(
+            scenario, dep.app_name, rec.dir, stack.cluster, dep.details.get("dashboard_url")
+        )  # `faults:`, beside the load
         ctx.cleanup(faults.stop)
         head_ip = (stack.cluster or {}).get("head_ip")
         load = ctx.stage(
