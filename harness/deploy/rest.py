@@ -86,7 +86,7 @@ def refuse_foreign(details: dict[str, Any], name: str, replace_app: bool) -> Non
             "(left untouched)",
             fix="set target.app_name to another name, or pass --replace-app to replace it",
         )
-    imperative = sorted(n for n, a in apps.items() if n != name and not a.get("deployed_app_config"))
+    imperative = sorted(n for n, a in apps.items() if n != name and a.get("source") == "imperative")
     if imperative:
         raise DeployError(
             f"the cluster's Serve application(s) {imperative} were deployed from Python (serve.run): a config deploy "
@@ -121,12 +121,20 @@ def deploy_rest(
     ours = application(target, runtime_env={"working_dir": uri}, owner=owner_mark())
     current = (details.get("applications") or {}).get(target.app_name) or {}
     reused = reuse and current.get("status") == "RUNNING" and _same_app(current.get("deployed_app_config"), ours)
+    serve_was_running = bool(details.get("controller_info"))
     if not reused:
         try:
             dash.put_serve_config(merged_config(details, ours))
         except DashboardError as e:
             raise DeployError(e.message, fix=e.fix) from None
-    wait_running(dash, target.app_name, timeout_s)
+    try:
+        wait_running(dash, target.app_name, timeout_s)
+    except BaseException:  # a failed or interrupted deploy leaves nothing of ours behind (theirs untouched)
+        try:
+            undeploy_rest(dash, target.app_name, stop_serve=not serve_was_running)
+        except StackError:
+            pass
+        raise
     facts_thread.join(30.0)
     out = {
         "applied_by": "dashboard REST API (PUT /api/serve/applications/)",
@@ -134,7 +142,7 @@ def deploy_rest(
         "serve_config": ours,
         "serve_apps_package": uri,
         "reused": reused,
-        "serve_was_running": bool(details.get("controller_info")),  # if not, our undeploy shuts Serve down again
+        "serve_was_running": serve_was_running,  # if not, our undeploy shuts Serve down again
         "cluster_env": {k: v for k, v in facts.items() if k != "export_interval_s"} or None,
         "ray_metrics": {
             "session_name": version.get("session_name"),
@@ -195,7 +203,9 @@ def _failed_fix(message: str) -> str:
     return "read the cluster's message above (Ray dashboard, Serve tab, has the replica logs)"
 
 
-def undeploy_rest(dash: Dashboard, name: str, owner: str | None = None, *, stop_serve: bool = False) -> bool:
+def undeploy_rest(
+    dash: Dashboard, name: str, owner: str | None = None, *, stop_serve: bool = False, timeout_s: float = 60.0
+) -> bool:
     """Remove our app and only ours (its owner mark must be this process's); False when nothing was removed.
     `stop_serve`: Serve was not running before our deploy: when no app is left, shut it down again (DELETE)."""
     details = dash.serve_details()
@@ -207,6 +217,9 @@ def undeploy_rest(dash: Dashboard, name: str, owner: str | None = None, *, stop_
         dash.shutdown_serve()
     else:
         dash.put_serve_config(rest)
+    deadline = time.monotonic() + timeout_s  # DELETING until its replicas are gone: a next run must not see it
+    while time.monotonic() < deadline and name in (dash.serve_details().get("applications") or {}):
+        time.sleep(POLL_S)
     return True
 
 

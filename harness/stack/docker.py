@@ -62,7 +62,8 @@ class ComposeStack:
     ports: dict[str, int]
     alerting: bool = False
     alertmanager_url: str | None = None
-    up_s: float | None = None
+    up_s: float | None = None  # `up` until every Ray node's targets are UP in Prometheus
+    targets_up_s: float | None = None  # of which: containers healthy until Prometheus scraped every node
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -326,12 +327,51 @@ def compose_up(
         ports=ports,
         alerting=alerting,
         alertmanager_url=f"http://{LOOPBACK}:{ports['alertmanager']}" if alerting else None,
-        up_s=round(time.monotonic() - t0, 1),
+        up_s=None,
     )
+    try:
+        stack.targets_up_s = wait_all_nodes_scraped(stack.dashboard_url, stack.prometheus_url, 1 + workers)
+    except StackError:
+        compose(project, env, "down", "-v", "--remove-orphans", timeout_s=180.0, check=False)
+        raise
+    stack.up_s = round(time.monotonic() - t0, 1)
     p = state_file(project)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps({**stack.to_dict(), "env": env}, indent=2))
     return stack
+
+
+def wait_all_nodes_scraped(dashboard_url: str, prometheus_url: str, nodes: int = 1, timeout_s: float = 90.0) -> float:
+    """Until Ray lists `nodes` alive nodes (State API) and each has an UP target in Prometheus's discovery job:
+    containers are healthy before the workers have joined and before Prometheus's next file_sd refresh (10 s) has
+    seen them. Returns the seconds waited."""
+    from harness.stack.dashboard import Dashboard
+    from harness.stack.net import http_json
+    from harness.stack.prom_config import RAY_JOB
+
+    dash = Dashboard(dashboard_url)
+    t0 = time.monotonic()
+    missing: set[str] = set()
+    while time.monotonic() - t0 < timeout_s:
+        ips = {n.get("node_ip") for n in dash.nodes() if n.get("state") == "ALIVE"}
+        try:
+            active = http_json(f"{prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
+        except (OSError, ValueError):
+            active = []
+        up = {
+            t["labels"].get("instance", "").rsplit(":", 1)[0]
+            for t in active
+            if t.get("labels", {}).get("job") == RAY_JOB and t.get("health") == "up"
+        }
+        missing = {str(ip) for ip in ips} - up
+        if len(ips) >= nodes and not missing:
+            return round(time.monotonic() - t0, 1)
+        time.sleep(1.0)
+    raise StackError(
+        f"within {timeout_s:.0f} s, Ray did not list {nodes} node(s) or Prometheus did not scrape each of them "
+        f"(no UP target for {sorted(missing)})",
+        fix="see `harness verify --dashboard-url ... --prometheus-url ...` for the cause and its fix",
+    )
 
 
 def _env(images: Images | None, ports: dict[str, int], subnet: str, workers: int) -> dict[str, str]:
