@@ -165,10 +165,9 @@ def run(
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted).
 
     With --repeat N: N runs in one repeat group folder (exit 1 if any repeat failed an SLO)."""
-    from harness.load.prepare import check_inputs
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
-    from harness.scenario import absolute_inputs, check_judgeable, load_scenario, resolve_scenario_path
+    from harness.run.ready import ready_scenario
     from harness.store import open_store, resolve_url
     from harness.store.gate import choose
     from harness.urls import check_ray_address, check_url
@@ -176,12 +175,7 @@ def run(
     check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
     check_url(prometheus_url, "--prometheus-url")
     check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
-    path = resolve_scenario_path(scenario)
-    sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
-    check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
-    sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
-    path = path.absolute()
-    check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
+    sc, path = ready_scenario(scenario, measure_only=measure_only)
     labels = dict(_kv(kv) for kv in label)
     _check_gate_options(store, baseline, fail_on, repeat > 1 or repeat_until_width is not None)
     if (ray_address is None) != (prometheus_url is None) and sc.target.engine != "external":
@@ -642,11 +636,10 @@ def matrix(
     from harness.commands.matrix import matrix as run_matrix
     from harness.compare.rules import check_rules
     from harness.report.compare_term import print_comparison
-    from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
+    from harness.run.ready import ready_scenario
 
     check_rules(fail_on)  # bad input fails here, before any environment is built
-    path = resolve_scenario_path(scenario)
-    check_judgeable(load_scenario(path), str(path))
+    ready_scenario(scenario)  # the same checks `run` makes in each environment
     res = run_matrix(
         scenario,
         ray_version,
@@ -774,13 +767,11 @@ def sweep(
 ) -> None:
     """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed)."""
     from harness.commands.sweep import render_table, run_sweep
-    from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
+    from harness.run.ready import ready_scenario
 
     if rates and concurrency:
         raise HarnessError("give --rates or --concurrency, not both")
-    path = resolve_scenario_path(scenario)
-    sc = load_scenario(path)
-    check_judgeable(sc, str(path), need_slos=True)
+    sc, path = ready_scenario(scenario, need_slos=True)  # absolute inputs: a dataset next to the scenario works
     mode: Literal["rate", "concurrency"] = (
         "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
     )
