@@ -117,7 +117,8 @@ def read_record(run_dir: Path):
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise bad(run_dir, "not a folder", fix="give a run folder `harness run` created (results/<run-id>)")
+        what = f"not a folder (no {RUN_FILE} here)" if run_dir.exists() else f"no such folder (no {RUN_FILE} here)"
+        raise bad(run_dir, what, fix="give a run folder `harness run` created (results/<run-id>)")
     if not (run_dir / RUN_FILE).exists():
         raise bad(run_dir, f"no {RUN_FILE} here", fix="give a run folder `harness run` created (results/<run-id>)")
     run = read_doc(run_dir / RUN_FILE, RunRecord)

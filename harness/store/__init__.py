@@ -442,6 +442,7 @@ def _copy_sqlite(db: Path, mem: Store) -> None:
         src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             raw = mem.engine.raw_connection()  # the in-memory database lives on this (pooled) connection
+            assert isinstance(raw.driver_connection, sqlite3.Connection)
             src.backup(raw.driver_connection)
             raw.close()
         finally:
