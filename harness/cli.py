@@ -12,6 +12,7 @@ from typing import Literal, NoReturn
 
 import typer
 
+from harness.defaults import DEFAULT_RESAMPLES, DEFAULT_RULES, DEFAULT_SEED, HISTORY_THRESHOLD, HISTORY_WINDOW
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, HarnessError, ScenarioError
 from harness.report.terminal import RichUI, console, print_verdict
 
@@ -158,16 +159,23 @@ def run(
         "statistics that must converge.",
     ),
     repeat: int = typer.Option(1, "--repeat", min=1, help=_REPEAT_HELP),
-    repeat_until_width: float | None = typer.Option(None, "--repeat-until-width", help=_UNTIL_HELP),
+    repeat_until_width: float | None = typer.Option(
+        None,
+        "--repeat-until-width",
+        min=0.0,
+        max=10.0,
+        clamp=False,
+        callback=lambda v: _positive(v, "--repeat-until-width"),
+        help=_UNTIL_HELP,
+    ),
     cache_reset: bool | None = typer.Option(None, "--cache-reset/--no-cache-reset", help=_CACHE_RESET_HELP),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted).
 
     With --repeat N: N runs in one repeat group folder (exit 1 if any repeat failed an SLO)."""
-    from harness.load.prepare import check_inputs
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
-    from harness.scenario import absolute_inputs, check_judgeable, load_scenario, resolve_scenario_path
+    from harness.run.ready import ready_scenario
     from harness.store import open_store, resolve_url
     from harness.store.gate import choose
     from harness.urls import check_ray_address, check_url
@@ -176,13 +184,9 @@ def run(
     check_url(prometheus_url, "--prometheus-url")
     check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
     check_url(dashboard_url, "--dashboard-url", "http://127.0.0.1:8265")
-    path = resolve_scenario_path(scenario)
-    sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
-    check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
-    sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
-    path = path.absolute()
-    check_inputs(sc, str(path))  # dataset, model dir: fail before anything starts
+    sc, path = ready_scenario(scenario, measure_only=measure_only)
     labels = dict(_kv(kv) for kv in label)
+    _check_gate_options(store, baseline, fail_on, repeat > 1 or repeat_until_width is not None)
     cluster = ray_address or dashboard_url
     if (cluster is None) != (prometheus_url is None) and sc.target.engine != "external":
         raise HarnessError(
@@ -226,6 +230,23 @@ def run(
         code, gate = _baseline_gate(base, out.run_dir, fail_on, code, quiet or as_json)
     _ci_summary(out, gate)
     raise typer.Exit(code)
+
+
+def _check_gate_options(store: str | None, baseline: str | None, fail_on: list[str], grouped: bool) -> None:
+    """--store, --baseline and --fail-on parsed before anything starts: a typo must not cost a run."""
+    from harness.compare.rules import check_rules
+    from harness.store import Selector, check_store_url
+
+    check_store_url(store)
+    if baseline:
+        Selector.parse(baseline)
+    if baseline or grouped:
+        check_rules(fail_on)
+    elif fail_on:
+        raise HarnessError(
+            "--fail-on gates against a baseline or picks a repeat group's statistics; neither is asked for",
+            fix="add --baseline latest-pass (or a run id), or --repeat N",
+        )
 
 
 def _run_repeated(sc, opts, repeat, until_width, cache_reset, fail_on, ui, quiet: bool, as_json: bool) -> None:
@@ -293,9 +314,26 @@ def _ci_summary(out, gate: dict | None) -> None:
 
 def _kv(s: str) -> tuple[str, str]:
     if "=" not in s:
-        raise HarnessError(f"--label {s!r}: expected key=value")
+        raise HarnessError(f"--label {s!r}: expected key=value", fix="e.g. --label branch=main")
     k, v = s.split("=", 1)
-    return k, v
+    if not k.strip():
+        raise HarnessError(f"--label {s!r}: the key is empty", fix="e.g. --label branch=main")
+    return k.strip(), v
+
+
+def _positive(v: float | None, opt: str) -> float | None:
+    if _finite(v, opt) is not None and v is not None and v <= 0:
+        raise typer.BadParameter(f"{v} is not above 0", param_hint=opt)
+    return v
+
+
+def _finite(v: float | None, opt: str) -> float | None:
+    """Click's ranges let NaN through (every comparison with it is false)."""
+    import math
+
+    if v is not None and not math.isfinite(v):
+        raise typer.BadParameter(f"{v} is not a finite number", param_hint=opt)
+    return v
 
 
 @app.command()
@@ -490,21 +528,12 @@ def verify(
 def report(run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>).")) -> None:
     """Re-render every report of a run folder from its record."""
     from harness.record import read_record
+    from harness.record.read import SAMPLES_FILE, read_samples
+    from harness.record.store import run_state
     from harness.report import write_reports
 
-    if not (run_dir / "run.json").exists():
-        _fail(HarnessError(f"{run_dir}: no run.json here", fix="give a folder created by `harness run`"))
-    from harness.record.store import run_state
-
-    try:
-        run_rec, summary = read_record(run_dir)
-    except (ValueError, OSError) as e:
-        _fail(
-            HarnessError(
-                f"{run_dir}: cannot read the record: {e}",
-                fix="run.json/summary.json must be the JSON files `harness run` wrote; re-run the scenario",
-            )
-        )
+    run_rec, summary = read_record(run_dir)  # a malformed file: exit 2 naming it
+    read_samples(run_dir / SAMPLES_FILE)  # checked here; the renderers get what load_data reads
     state, why = run_state(run_rec.model_dump(mode="json"))
     if state in ("running", "abandoned"):
         console.print(f"[yellow]{run_dir}: {state}: {why}; the record is partial[/]")
@@ -625,7 +654,7 @@ def model_tiny(
 
 _FAIL_ON_HELP = (
     "Gate: METRIC:+N% | -N% | +Npp | +Nms, e.g. ttft.p99:+10% (repeatable; replaces the defaults "
-    "ttft.p95:+10% itl.p95:+10% e2e.p95:+10% error_rate:+1pp throughput:-10%; `none` disables). "
+    f"{' '.join(DEFAULT_RULES)}; `none` disables). "
     "Fires when the change is beyond the threshold AND significant."
 )
 
@@ -660,8 +689,10 @@ def compare(
         None, "--html", help="Write HTML with overlaid, interactive latency CDFs (one file, opens offline)."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the comparison as JSON."),
-    seed: int = typer.Option(20240601, help="Bootstrap seed (results are reproducible)."),
-    resamples: int = typer.Option(1000, help="Bootstrap resamples (fewer are used for very large samples)."),
+    seed: int = typer.Option(DEFAULT_SEED, min=0, max=2**32 - 1, help="Bootstrap seed (results are reproducible)."),
+    resamples: int = typer.Option(
+        DEFAULT_RESAMPLES, min=1, max=100_000, help="Bootstrap resamples (fewer are used for very large samples)."
+    ),
     store: str | None = typer.Option(None, "--store", help="Where run ids and selectors are looked up: " + _STORE_HELP),
     results_dir: Path = typer.Option(
         Path("results"), "--results-dir", "-o", help="Its default store is RESULTS_DIR/harness.db."
@@ -669,9 +700,15 @@ def compare(
 ) -> None:
     """Compare runs side by side with significance from raw samples (exit 0 ok, 1 regression, 2 bad input)."""
     from harness.compare import compare_runs
+    from harness.compare.rules import check_rules
+    from harness.paths import check_output
     from harness.report.compare_term import print_comparison
+    from harness.store import check_store_url
     from harness.store.runs import resolve_refs
 
+    check_rules(fail_on)  # before any folder is read
+    check_store_url(store)
+    md, html, json_out = check_output(md, "--md"), check_output(html, "--html"), check_output(json_out, "--json")
     paths = resolve_refs(runs, store, results_dir)
     result = compare_runs(paths, fail_on=fail_on, force=force, seed=seed, resamples=resamples)
     print_comparison(result, console)
@@ -701,11 +738,12 @@ def matrix(
 ) -> None:
     """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
     from harness.commands.matrix import matrix as run_matrix
+    from harness.compare.rules import check_rules
     from harness.report.compare_term import print_comparison
-    from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
+    from harness.run.ready import ready_scenario
 
-    path = resolve_scenario_path(scenario)  # bad input fails here, before any environment is built
-    check_judgeable(load_scenario(path), str(path))
+    check_rules(fail_on)  # bad input fails here, before any environment is built
+    ready_scenario(scenario)  # the same checks `run` makes in each environment
     res = run_matrix(
         scenario,
         ray_version,
@@ -735,8 +773,16 @@ def history(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", "-o", help="Where the run folders are."),
     html: Path | None = typer.Option(None, "--html", help="Write HTML charts of the trend."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the history as JSON."),
-    window: int = typer.Option(5, help="A run is compared with the median of this many previous runs."),
-    threshold: float = typer.Option(0.10, help="Relative jump (0.10 = 10%) that counts as moved (also beyond 3 MADs)."),
+    window: int = typer.Option(
+        HISTORY_WINDOW, min=1, max=1000, help="A run is compared with the median of this many previous runs."
+    ),
+    threshold: float = typer.Option(
+        HISTORY_THRESHOLD,
+        min=0.0,
+        max=100.0,
+        callback=lambda v: _finite(v, "--threshold"),
+        help="Relative jump (0.10 = 10%) that counts as moved (also beyond 3 MADs).",
+    ),
     store: str | None = typer.Option(None, "--store", help=_STORE_HELP),
     label: list[str] = typer.Option(
         [], "--label", help="Only runs with this key=value label (repeatable; branch, runner, commit too)."
@@ -744,13 +790,18 @@ def history(
 ) -> None:
     """Trend of key statistics and verdicts across stored runs; flags the first run where a statistic moved."""
     from harness.commands.history import stored_history
+    from harness.paths import check_output
     from harness.record.store import write_json, write_text
     from harness.report.compare_html import render_history_html
     from harness.report.history_term import print_history
+    from harness.store import check_store_url
 
-    hist = stored_history(
-        store, results_dir, scenario, dict(_kv(kv) for kv in label), window=window, rel_threshold=threshold
-    )
+    labels = dict(_kv(kv) for kv in label)
+    check_store_url(store)
+    html, json_out = check_output(html, "--html"), check_output(json_out, "--json")
+    hist = stored_history(store, results_dir, scenario, labels, window=window, rel_threshold=threshold)
+    for why in hist.get("skipped", []):
+        sys.stderr.write(f"warning: skipped {why}\n")
     print_history(hist, console)
     if html:
         write_text(html, render_history_html(hist))
@@ -771,8 +822,9 @@ def store_sync(
     store: str | None = typer.Option(None, "--store", help=_STORE_HELP),
 ) -> None:
     """Index every finished run folder the store lacks (e.g. runs made while it was down); exit 2 if unreachable."""
-    from harness.store import open_store, sync
+    from harness.store import check_store_url, open_store, sync
 
+    check_store_url(store)
     st = open_store(store, results_dir)
     if st is None:
         raise HarnessError("the store is turned off (--store none)", fix="give --store URL or set HARNESS_STORE_URL")
@@ -781,10 +833,13 @@ def store_sync(
         f"{rep['store']}: added {len(rep['added'])} run(s)"
         + (f" ({', '.join(rep['added'])})" if rep["added"] else "")
         + f"; {rep['already']} already there"
-        + (f"; {rep['skipped_unfinished']} unfinished folder(s) skipped" if rep["skipped_unfinished"] else ""),
+        + (f"; {rep['skipped_unfinished']} unfinished folder(s) skipped" if rep["skipped_unfinished"] else "")
+        + (f"; {len(rep['skipped_bad'])} malformed folder(s) skipped" if rep["skipped_bad"] else ""),
         highlight=False,
         soft_wrap=True,
     )
+    for why in rep["skipped_bad"]:
+        sys.stderr.write(f"warning: skipped {why}\n")
 
 
 def _floats(s: str | None, opt: str) -> list[float] | None:
@@ -816,13 +871,11 @@ def sweep(
 ) -> None:
     """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed)."""
     from harness.commands.sweep import render_table, run_sweep
-    from harness.scenario import check_judgeable, load_scenario, resolve_scenario_path
+    from harness.run.ready import ready_scenario
 
     if rates and concurrency:
         raise HarnessError("give --rates or --concurrency, not both")
-    path = resolve_scenario_path(scenario)
-    sc = load_scenario(path)
-    check_judgeable(sc, str(path), need_slos=True)
+    sc, path = ready_scenario(scenario, need_slos=True)  # absolute inputs: a dataset next to the scenario works
     mode: Literal["rate", "concurrency"] = (
         "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
     )

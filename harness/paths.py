@@ -60,3 +60,26 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bindir)])
     return env
+
+
+def check_output(path: Path | None, option: str) -> Path | None:
+    """An output file a command will write (--md, --json, --html ...), checked before any work: a verdict must
+    never be printed by a command that then cannot write its file. `~` is expanded."""
+    from harness.errors import HarnessError
+
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(str(path)))
+    fix = f"give {option} a file path in an existing, writable folder"
+    if p.is_dir():
+        raise HarnessError(f"{option} {path}: is a folder, not a file", fix=f"{fix}, e.g. {option} {p / 'out'}")
+    if p.exists() and not p.is_file():
+        raise HarnessError(f"{option} {path}: exists and is not a regular file", fix=fix)
+    parent = p.parent
+    if not parent.exists():
+        raise HarnessError(f"{option} {path}: folder {parent} does not exist", fix=f"mkdir -p {parent}, or {fix}")
+    if not parent.is_dir():
+        raise HarnessError(f"{option} {path}: {parent} is a file, not a folder", fix=fix)
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise HarnessError(f"{option} {path}: not writable", fix=fix)
+    return p

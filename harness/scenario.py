@@ -1092,12 +1092,6 @@ class Scenario(_Model):
                 slo = parse_slo(text)
             except ValueError:
                 continue  # reported by _slos_parse
-            if slo.threshold < 0:
-                errs.append(
-                    f"slos[{i}]: {text!r}: a negative threshold never "
-                    f"{'passes' if slo.op in ('<', '<=', '==') else 'fails'}; "
-                    "thresholds are >= 0"
-                )
             if slo.scope and slo.scope != STEADY and slo.scope in ends and ends[slo.scope] <= self.load.warmup_s:
                 errs.append(
                     f"slos[{i}]: {text!r}: stage {slo.scope!r} ends at {ends[slo.scope]:g} s, inside "
@@ -1112,6 +1106,39 @@ class Scenario(_Model):
                 errs.append(
                     f"slos[{i}]: {text!r} contradicts {(lo[2] if lo[2] != text else hi[2])!r}: no value meets "
                     "both, so the gate can never pass; keep one"
+                )
+        if errs:
+            raise ValueError("; ".join(errs))
+        return self
+
+    @model_validator(mode="after")
+    def _slos_have_data(self) -> Scenario:
+        """SLOs this scenario alone shows can never have data, never pass or never fail: a fault signal without
+        that fault, a replica bound beyond the autoscaling limits, a stage scope inside the cooldown."""
+        from harness.slo.parse import STEADY, parse_slo
+
+        actions = {f.action for f in self.faults}
+        needs = {"recovery_time": (actions, "a fault (faults: [{at_s: .., action: kill_replica}])")}
+        needs["node_down_alert_delay"] = (actions & {"kill_node", "partition_node"}, "a kill_node/partition_node fault")
+        a, errs = self.target.autoscaling, []
+        starts, t = {}, 0.0
+        for st in self.load.stages:
+            starts[st.name], t = t, t + st.duration_s
+        for i, text in enumerate(self.slos):
+            try:
+                slo = parse_slo(text)
+            except ValueError:
+                continue  # reported by _slos_parse
+            have, what = needs.get(slo.signal, (True, ""))
+            if not have:
+                errs.append(f"slos[{i}]: {text!r}: {slo.signal} needs {what}; this scenario has none, so no data")
+            never = _replica_bound(slo.signal, slo.op, slo.threshold, a.max_replicas)
+            if never and self.target.engine != "external":
+                errs.append(f"slos[{i}]: {text!r}: target.autoscaling.max_replicas is {a.max_replicas}, {never}")
+            if slo.scope and slo.scope != STEADY and starts.get(slo.scope, -1.0) >= t - self.load.cooldown_s > 0:
+                errs.append(
+                    f"slos[{i}]: {text!r}: stage {slo.scope!r} starts at {starts[slo.scope]:g} s, inside "
+                    f"load.cooldown_s (the last {self.load.cooldown_s:g} s): it has no measured requests"
                 )
         if errs:
             raise ValueError("; ".join(errs))
@@ -1384,6 +1411,16 @@ def resolve_scenario_path(arg: str) -> Path:
     if p.exists() or looks_like_path(arg):
         return p
     return resolve_name(arg) or p
+
+
+def _replica_bound(signal: str, op: str, threshold: float, most: int) -> str | None:
+    """Why a replica-count bound can never fail under `max_replicas`, or None. (One that can never pass is kept:
+    the shipped autoscale-capped scenario gates `replicas.max >= 3` under a cap of 2 to show a failing gate.)"""
+    if signal not in ("replicas", "desired_replicas", "target_replicas"):
+        return None
+    if (op == "<=" and threshold >= most) or (op == "<" and threshold > most):
+        return "so the gate can never fail; give a bound below it (or drop the SLO)"
+    return None
 
 
 def check_judgeable(

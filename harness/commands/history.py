@@ -12,27 +12,26 @@ from harness.store.runs import history_runs
 def stored_history(
     store_url: str | None, results_dir: Path, scenario: str | None, labels: dict[str, str], **detect
 ) -> dict:
-    """`harness history` from the store. The default store (RESULTS_DIR/harness.db) first indexes that folder's runs,
-    so folders from before the store existed (or from a copy) show up; a shared store is only read."""
-    from harness.store import Store, is_default, resolve_url, sync
+    """`harness history` from the store. The default store (RESULTS_DIR/harness.db) indexes that folder's runs, so
+    the folder itself is read (into an index in memory: history writes nothing); a shared store is only read.
+    `skipped` lists the folders whose record is malformed ("folder: what is wrong"), left out of the listing."""
+    from harness.store import is_default, open_read_only, resolve_url
 
     url = resolve_url(store_url, results_dir)
+    skipped: list[str] = []
     if url is None:  # store off: the folder scan
-        runs = collect(results_dir, scenario)
+        runs = collect(results_dir, scenario, skipped=skipped)
         runs = [r for r in runs if all(r["labels"].get(k) == v for k, v in labels.items())]
-        return build(runs, str(results_dir), scenario, **detect)
+        return {**build(runs, str(results_dir), scenario, **detect), "skipped": skipped}
     if is_default(url, results_dir) and not Path(results_dir).is_dir():
         raise HarnessError(
             f"{results_dir}: no such folder",
             fix="pass --results-dir where `harness run` wrote its runs, or --store URL of a shared store",
         )
-    store = Store(url)  # the resolved URL (not None: the store is on)
+    store, skipped = open_read_only(store_url, results_dir)
+    assert store is not None, "the store is on and its folder exists"
     try:
-        if is_default(url, results_dir):
-            sync(results_dir, store)
         runs = history_runs(store, scenario, labels)
-        hist = build(runs, store.shown, scenario, **detect)
-        hist["store"] = store.shown
-        return hist
+        return {**build(runs, store.shown, scenario, **detect), "store": store.shown, "skipped": skipped}
     finally:
         store.close()

@@ -188,9 +188,9 @@ def run_repeats(
 
 
 def _cache_reset_of(run_dir: Path) -> dict | None:
-    import json
+    from harness.record.read import RecordError, read_json_object
 
     try:
-        return json.loads((run_dir / "run.json").read_text()).get("cache_reset")
-    except (OSError, ValueError):
+        return read_json_object(run_dir / "run.json").get("cache_reset")
+    except RecordError:
         return None

@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
-
 from harness.errors import EXIT_INTERRUPTED, HarnessError
 from harness.scenario import Scenario, parse_scenario
 
@@ -82,13 +80,14 @@ def goodput_criteria(sc: Scenario) -> dict[str, float]:
 
 
 def _goodput(run_dir: Path, criteria: dict[str, float], duration_s: float) -> float | None:
+    from harness.record.read import RecordError, read_samples
     from harness.slo.evaluate import goodput_stats
 
     try:
-        samples = pd.read_parquet(run_dir / "samples.parquet")
-    except OSError:
+        samples = read_samples(run_dir / "samples.parquet")
+    except RecordError:
         return None
-    return goodput_stats(samples, criteria, duration_s)["rate"]
+    return None if samples is None else goodput_stats(samples, criteria, duration_s)["rate"]
 
 
 def _pick(d: dict | None) -> dict:
@@ -141,9 +140,11 @@ def merge_repeats(value: float, steps: list[Step], group_dir: str, exit_code: in
 
 
 def _run_doc(run_dir: Path) -> dict:
+    from harness.record.read import RecordError, read_json_object
+
     try:
-        return json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
+        return read_json_object(run_dir / "run.json")
+    except RecordError:
         return {}
 
 

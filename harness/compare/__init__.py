@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.compare import between, fingerprints, stats
-from harness.compare.rules import DEFAULT_RULES, Rule, parse_rules
+from harness.compare.rules import DEFAULT_RULES, Rule, check_rules
 from harness.compare.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, diff_intervals, mann_whitney_p
 from harness.errors import EXIT_PASS, EXIT_SLO_FAILED, HarnessError
 from harness.record.health import MAX_ERROR_RATE, load_failure
@@ -62,31 +62,19 @@ class RunData:
 
 
 def load_run(path: Path) -> RunData:
-    """A run folder, upgraded to the current schema (run.json, summary.json, samples.parquet)."""
+    """A run folder, upgraded to the current schema (run.json, summary.json, samples.parquet), read through the
+    one reader (harness/record/read.py): a malformed file is exit 2 naming it."""
     from harness.record import read_run
-    from harness.record.legacy import upgrade_samples
+    from harness.record.read import SAMPLES_FILE, read_samples
 
     path = Path(path)
-    if not (path / "run.json").exists():
-        raise HarnessError(
-            f"{path}: no run.json here", fix="give run folders created by `harness run` (results/<run-id>)"
-        )
-    try:
-        run, summary = read_run(path)
-    except (ValueError, OSError) as e:
-        raise HarnessError(f"{path}: cannot read the record: {e}") from None
+    run, summary = read_run(path)
     if summary is None:
         raise HarnessError(
             f"{path}: no summary.json (the run stopped before evaluation: status {run.get('status')!r})",
             fix="compare runs that reached the evaluate stage",
         )
-    samples = None
-    if (path / "samples.parquet").exists():
-        try:
-            samples = upgrade_samples(pd.read_parquet(path / "samples.parquet"))
-        except (OSError, ValueError) as e:
-            raise HarnessError(f"{path / 'samples.parquet'}: cannot read: {e}") from None
-    return RunData(path, run, summary, samples)
+    return RunData(path, run, summary, read_samples(path / SAMPLES_FILE))
 
 
 def is_group(path: Path) -> bool:
@@ -99,14 +87,13 @@ def is_group(path: Path) -> bool:
 
 def group_runs(path: Path) -> list[Path]:
     """The run folders of a group, in the order they ran (repeat.json's list, else by folder name)."""
-    import json
+    from harness.record.read import GROUP_FILE, read_group
 
     path = Path(path)
-    try:
-        doc = json.loads((path / "repeat.json").read_text())
+    runs = []
+    if (path / GROUP_FILE).exists():
+        doc = read_group(path)  # a repeat.json that is there must be one
         runs = [path / Path(r["run_dir"]).name for r in doc.get("runs", []) if r.get("run_dir")]
-    except (OSError, ValueError):
-        runs = []
     runs = [r for r in runs if (r / "summary.json").exists()] or sorted(p.parent for p in path.glob("*/summary.json"))
     if not runs:
         raise HarnessError(
@@ -288,20 +275,6 @@ def _regression_text(row: dict) -> str:
     return f"{row['key']} {rel} ({row['base']:.4g} → {row['new']:.4g}) beyond {row['rule'].partition(':')[2]}; {sig}"
 
 
-def _check_rules(rules: list[Rule]) -> None:
-    from harness.metrics.catalog import CATALOG
-    from harness.slo.signals import SIGNALS
-
-    known = set(stats.DIST_SIGNALS) | set(stats.SCALARS) | set(CATALOG) | set(SIGNALS)
-    for r in rules:
-        sig = r.metric.split(".")[0]
-        if sig not in known:
-            raise HarnessError(
-                f"--fail-on {r.text}: unknown signal {sig!r}",
-                fix=f"use one of {', '.join(sorted(known))} (e.g. ttft.p95:+10%)",
-            )
-
-
 def _between_row(m: stats.Metric, bv: list[float], nv: list[float], rule: Rule | None, confidence: float) -> dict:
     b = between.group_stats(bv) if bv else None
     n = between.group_stats(nv) if nv else None
@@ -401,8 +374,7 @@ def compare_runs(
     """Compare every run after the first against the first. Raises IncomparableError (unless force)."""
     if len(paths) < 2:
         raise HarnessError("compare needs at least two run folders", fix="harness compare BASE NEW [MORE...]")
-    rules = parse_rules(fail_on)
-    _check_rules(rules)
+    rules = check_rules(fail_on)
     sides = [[load_run(r) for r in group_runs(p)] if is_group(p) else [load_run(p)] for p in paths]
     if all(len(s) >= between.MIN_RUNS for s in sides):
         return _compare_between(paths, sides, rules, force=force, confidence=confidence)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.defaults import HISTORY_THRESHOLD, HISTORY_WINDOW
 from harness.errors import HarnessError
 from harness.record.health import load_failure
 
@@ -34,9 +35,12 @@ def _get(d: dict, path: tuple) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) -> list[dict]:
-    """Runs with a summary, oldest first (by creation time). Unreadable folders are skipped, not fatal."""
-    from harness.record import read_run
+def collect(
+    results_dir: Path, scenario: str | None = None, limit: int = 500, skipped: list[str] | None = None
+) -> list[dict]:
+    """Runs with a summary, oldest first (by creation time). A malformed folder is skipped, not fatal: its
+    "folder: what is wrong" line goes to `skipped`."""
+    from harness.record import RecordError, read_run
 
     if not results_dir.is_dir():
         raise HarnessError(
@@ -46,7 +50,9 @@ def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) ->
     for d in sorted(p for p in results_dir.iterdir() if (p / "run.json").is_file()):
         try:
             run, summary = read_run(d)
-        except (ValueError, OSError, HarnessError):
+        except RecordError as e:
+            if skipped is not None:
+                skipped.append(e.message)
             continue
         if summary is None or (scenario and summary.get("scenario") != scenario):
             continue
@@ -78,9 +84,9 @@ def collect(results_dir: Path, scenario: str | None = None, limit: int = 500) ->
 def change_points(
     values: list[float | None],
     *,
-    window: int = 5,
+    window: int = HISTORY_WINDOW,
     min_history: int = 3,
-    rel_threshold: float = 0.10,
+    rel_threshold: float = HISTORY_THRESHOLD,
     mad_sigmas: float = 3.0,
     abs_floor: float = 0.0,
 ) -> list[tuple[int, float, float]]:
@@ -154,5 +160,11 @@ def build(runs: list[dict], source: str, scenario: str | None = None, **detect) 
         "metrics": list(METRICS),
         "units": {k: u for k, (_, u, _) in METRICS.items()},
         "scenarios": scenarios,
-        "detector": {"window": 5, "min_history": 3, "rel_threshold": 0.10, "mad_sigmas": 3.0, **detect},
+        "detector": {
+            "window": HISTORY_WINDOW,
+            "min_history": 3,
+            "rel_threshold": HISTORY_THRESHOLD,
+            "mad_sigmas": 3.0,
+            **detect,
+        },
     }

@@ -12,15 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from harness.defaults import DEFAULT_RULES  # the CLI's help shows them without importing this package
 from harness.errors import HarnessError
 
-# Default gates: central statistics with thresholds above the run-to-run noise measured here. Over 10 pairs of
-# identical smoke runs one after the other on a shared 2-core box, medians moved by up to +16 % (tpot, itl, e2e)
-# and +26 % (ttft), throughput by up to -17 %; tails moved by up to +108 % (ttft.p95), so tail gates at +10 % fired
-# on half the pairs. With these gates and the block bootstrap: 0/10 false alarms, and a x1.5 sim slowdown was
-# caught against every one of 11 baselines (bench/README.md). Gate tails yourself where runs are quiet and long
-# (e.g. --fail-on ttft.p95:+10%).
-DEFAULT_RULES = ("tpot.p50:+25%", "itl.p50:+25%", "e2e.p50:+25%", "ttft.p50:+35%", "throughput:-20%", "error_rate:+1pp")
 _STATS = r"p50|p90|p95|p99\.9|p99|mean|max|min|value|total|rate|last"
 _RE = re.compile(
     r"^\s*(?P<metric>[a-z][a-z0-9_.]*?)\s*:\s*(?P<sign>[+-])\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>%|pp|ms|s)?\s*$"
@@ -74,6 +68,54 @@ def parse_rule(text: str) -> Rule:
     if unit in ("ms", "s"):
         return Rule(text, metric, sign, num * (1000.0 if unit == "s" else 1.0), "abs")
     raise HarnessError(f"--fail-on {text!r}: give a unit (% relative, pp percentage points, ms or s absolute)", fix=FIX)
+
+
+_UNITS_OF_KIND = {"time": ("%", "ms", "s"), "ratio": ("%", "pp")}  # other kinds (counts, rates): relative only
+_CATALOG_KIND = {"ms": "time", "fraction": "ratio"}
+
+
+def signal_kind(metric: str, text: str = "") -> tuple[str, tuple[str, ...], str | None]:
+    """(kind, allowed stats, default stat) of a rule's signal, from the SLO signals and the metric catalog."""
+    from harness.metrics.catalog import CATALOG
+    from harness.slo.signals import SIGNALS
+
+    sig = metric.split(".")[0]
+    if sig in SIGNALS:
+        s = SIGNALS[sig]
+        return s.kind, s.stats, s.default_stat
+    if sig in CATALOG:
+        return _CATALOG_KIND.get(CATALOG[sig].unit, "count"), tuple(_STATS.replace("\\", "").split("|")), None
+    known = sorted(set(SIGNALS) | set(CATALOG))
+    raise HarnessError(
+        f"--fail-on {text or metric}: unknown signal {sig!r}", fix=f"use one of {', '.join(known)} (e.g. ttft.p95:+10%)"
+    )
+
+
+def check_rule(r: Rule) -> None:
+    """A rule that can fire: a known signal, a stat it has, a unit that fits it (ms on a time, pp on a fraction)."""
+    kind, allowed, default = signal_kind(r.metric, r.text)
+    sig, _, stat = r.metric.partition(".")
+    stat = stat or (default or "")
+    if stat not in allowed:
+        raise HarnessError(
+            f"--fail-on {r.text}: {sig} has no statistic {stat!r}" if stat else f"--fail-on {r.text}: give a statistic",
+            fix=f"use {sig}.<stat> with one of {', '.join(allowed)} (e.g. {sig}.{allowed[0]}:+10%)",
+        )
+    unit = (_RE.match(r.text) or {"unit": None})["unit"]
+    units = _UNITS_OF_KIND.get(kind, ("%",))
+    if unit not in units:
+        raise HarnessError(
+            f"--fail-on {r.text}: {unit} does not fit {sig} (a {kind}; it takes {' or '.join(units)})",
+            fix=FIX,
+        )
+
+
+def check_rules(texts: list[str] | None) -> list[Rule]:
+    """`parse_rules` plus `check_rule` on each: what `run`, `compare` and `matrix` call before anything starts."""
+    rules = parse_rules(texts)
+    for r in rules:
+        check_rule(r)
+    return rules
 
 
 def parse_rules(texts: list[str] | None) -> list[Rule]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.compare.stats import Values
+from harness.defaults import DEFAULT_RESAMPLES, DEFAULT_SEED
 
-DEFAULT_SEED = 20240601
-DEFAULT_RESAMPLES = 1000
+__all__ = ["DEFAULT_RESAMPLES", "DEFAULT_SEED", "diff_intervals", "mann_whitney_p"]
 MIN_RESAMPLES = 200
 WORK_BUDGET = 60_000_000  # values touched per signal per run across all resamples
 _CHUNK_CELLS = 2_000_000  # resamples x values held in memory at once

@@ -120,6 +120,9 @@ def parse_slo(text: str, stage_names: Sequence[str] | None = None, model_names: 
             raise ValueError(f"{text!r}: a ratio must lie in 0..1 (or 0..100%)")
     else:
         value = num
+    why = vacuous(name, stat, op, value, kind, f"{m['num']}{unit or ''}")
+    if why:
+        raise ValueError(f"{text!r}: {why}")
     if scope is not None and scope.startswith(MODEL_SCOPE):
         if not model_scopable(sig):
             ok = ", ".join(s.name for s in SIGNALS.values() if model_scopable(s))
@@ -145,6 +148,28 @@ def parse_slo(text: str, stage_names: Sequence[str] | None = None, model_names: 
     return SLO(
         text=text.strip(), signal=name, stat=stat, op=op, threshold=value, source=sig.source, kind=kind, scope=scope
     )
+
+
+def vacuous(name: str, stat: str, op: str, value: float, kind: str, given: str) -> str | None:
+    """Why a bound can never fail or never pass from the signal's range alone (every signal is >= 0, a ratio
+    <= 1, a count compared with == is a whole number), or None. Such a gate checks nothing."""
+    import math
+
+    what = f"{name}.{stat}"
+    if not math.isfinite(value):
+        return f"threshold {given} is not a finite number (it overflows); give a real bound"
+    if value < 0:
+        return f"a negative threshold never {'passes' if op in ('<', '<=', '==') else 'fails'}; thresholds are >= 0"
+    if op == ">=" and value == 0:
+        return f"{what} is never below 0, so '>= 0' can never fail; give a bound above 0 (or drop the SLO)"
+    if op == "<" and value == 0:
+        return f"{what} is never below 0, so '< 0' can never pass; did you mean '<= 0'?"
+    if kind == "ratio" and value >= 1 and op in ("<=", ">"):
+        never = "fail" if op == "<=" else "pass"
+        return f"{what} is a fraction (at most 1 = 100%), so '{op} {given}' can never {never}; give a bound below 1"
+    if op == "==" and value != int(value):
+        return f"{what} counts whole things, so '== {given}' can never pass; give a whole number"
+    return None
 
 
 def check_slos(

@@ -28,6 +28,7 @@ from harness.paths import checkout_root
 from harness.record.health import load_failure
 
 DB_FILE = "harness.db"
+MEMORY_URL = "sqlite:///:memory:"  # an index that lives as long as the command (read-only commands)
 ENV_URL = "HARNESS_STORE_URL"
 MARKER = "store.json"  # in the run folder: was it indexed, where, or why not
 STORE_SCHEMA_VERSION = 1
@@ -71,6 +72,20 @@ def resolve_url(url: str | None, results_dir: Path) -> str | None:
 
 def is_default(url: str | None, results_dir: Path) -> bool:
     return url == f"sqlite:///{(Path(results_dir).resolve() / DB_FILE)}"
+
+
+_STORE_URL = re.compile(r"^(sqlite(\+\w+)?:///\S+|sqlite(\+\w+)?://|postgres(ql)?(\+\w+)?://[^\s/@]*@?[^\s/]+/\S+)$")
+
+
+def check_store_url(url: str | None) -> None:
+    """--store parsed before anything starts (an unparsable URL is bad input, not a late connection error)."""
+    if url is None or url.strip().lower() in ("none", "off", ""):
+        return
+    if not _STORE_URL.match(url.strip()):
+        raise HarnessError(
+            f"--store {redact(url)!r}: not a store URL",
+            fix="give --store sqlite:///PATH, postgresql://USER@HOST:PORT/DB, or none",
+        )
 
 
 def redact(url: str) -> str:
@@ -157,16 +172,14 @@ def origin() -> dict[str, str]:
 
 
 def entry_from_folder(run_dir: Path) -> dict | None:
-    """The store row of a finished run folder; None for a folder that is not (yet) a finished run."""
+    """The store row of a finished run folder; None for a folder that is not (yet) a finished run.
+    A malformed record is a RecordError (the listing that called warns and goes on)."""
     from harness.record import read_run
 
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "run.json").is_file():
         return None
-    try:
-        run, summary = read_run(run_dir)
-    except (ValueError, OSError, HarnessError):
-        return None
+    run, summary = read_run(run_dir)
     if run.get("status") in (None, "running"):
         return None
     env, summ = run.get("environment") or {}, summary or {}
@@ -219,35 +232,51 @@ class Selector:
 
     @classmethod
     def parse(cls, text: str) -> Selector:
-        head, _, rest = text.partition(":")
+        import difflib
+
+        fix = "e.g. latest-pass, latest-pass:branch=main, latest:branch=main:runner=gpu-1, or a run id"
+        head, _, rest = text.strip().partition(":")
+        if not head:
+            raise HarnessError(f"baseline {text!r}: empty selector", fix=fix)
         if head not in ("latest-pass", "latest"):
+            near = difflib.get_close_matches(head.lower(), ["latest-pass", "latest"], n=1, cutoff=0.75)
+            if near or re.search(r"\s", text):  # a misspelt keyword must not pass as a run id nobody has
+                why = f"did you mean {near[0]!r}?" if near else "a run id has no spaces"
+                raise HarnessError(f"baseline {text!r}: not a selector nor a run id ({why})", fix=fix)
             return cls("id", {}, run_id=text, text=text)
         labels = {}
         for part in filter(None, re.split(r"[:,]", rest)):
-            if "=" not in part:
-                raise HarnessError(
-                    f"baseline {text!r}: {part!r} is not key=value",
-                    fix="e.g. latest-pass, latest-pass:branch=main, latest:branch=main:runner=gpu-1",
-                )
-            k, v = part.split("=", 1)
-            labels[k] = v
+            k, eq, v = part.partition("=")
+            if not eq or not k.strip():
+                raise HarnessError(f"baseline {text!r}: {part!r} is not key=value", fix=fix)
+            labels[k.strip()] = v
         return cls(head, labels, text=text)
 
 
 class Store:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, read_only: bool = False):
+        """`read_only`: for commands that only read (history, compare): no folder, file or table is created."""
         from sqlalchemy import create_engine
 
         self.url, self.shown = url, redact(url)
+        engine_url = url
+        args: dict[str, Any]
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            args = {"timeout": 30}  # runs finishing at once wait for the writer lock
+            path = sqlite_path(url)
+            if path is not None and read_only:
+                if not path.is_file():
+                    raise StoreError(f"results store {self.shown}: no such file", fix="check --store's path")
+                engine_url, args = f"sqlite:///file:{path}?mode=ro&uri=true", {"uri": True}
+            elif path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                args = {"timeout": 30}  # runs finishing at once wait for the writer lock
+            else:
+                args = {}
         else:
             args = {"connect_timeout": CONNECT_TIMEOUT_S}
+        self.read_only = read_only
         try:
-            self.engine = create_engine(url, connect_args=args, pool_pre_ping=True)
+            self.engine = create_engine(engine_url, connect_args=args, pool_pre_ping=True)
         except Exception as e:  # noqa: BLE001 — bad URL or missing driver
             raise StoreError(
                 f"results store {self.shown}: {e.__class__.__name__}: {_msg(e, url)}",
@@ -259,7 +288,7 @@ class Store:
         self._ready = False
 
     def _schema(self) -> None:
-        if not self._ready:
+        if not self._ready and not self.read_only:
             try:
                 self.t.metadata.create_all(self.engine)  # idempotent (checkfirst)
             except Exception:  # noqa: BLE001 — two machines creating the tables at once: the other one won
@@ -387,6 +416,47 @@ def open_store(url: str | None, results_dir: Path) -> Store | None:
     return Store(u) if u else None
 
 
+def open_read_only(url: str | None, results_dir: Path) -> tuple[Store | None, list[str]]:
+    """(store, skipped folders) for a command that writes nothing (history, compare). The default store indexes
+    RESULTS_DIR's folders, so those are read into an index in memory (no harness.db, no markers written); a
+    given store is opened read-only. None: the store is off, or the default one has no folder to index."""
+    u = resolve_url(url, results_dir)
+    if u is None:
+        return None, []
+    if not is_default(u, results_dir):
+        return Store(u, read_only=True), []
+    if not Path(results_dir).is_dir():
+        return None, []
+    mem = Store(MEMORY_URL)
+    mem.shown = redact(u)
+    db = Path(results_dir) / DB_FILE
+    if db.is_file():  # what it holds (e.g. runs whose folders were moved away), then the folders it lacks
+        _copy_sqlite(db, mem)
+    return mem, sync(results_dir, mem, mark=False)["skipped_bad"]
+
+
+def _copy_sqlite(db: Path, mem: Store) -> None:
+    import sqlite3
+
+    try:
+        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            raw = mem.engine.raw_connection()  # the in-memory database lives on this (pooled) connection
+            assert isinstance(raw.driver_connection, sqlite3.Connection)
+            src.backup(raw.driver_connection)
+            raw.close()
+        finally:
+            src.close()
+    except sqlite3.Error as e:
+        raise StoreError(f"results store {db}: cannot read: {e}", fix="delete it (run folders are the truth)") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:///PATH URL; None for an in-memory database."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
 # ---------- indexing a finished run (pipeline) and catching up (`harness store sync`) ----------
 
 
@@ -424,29 +494,49 @@ def index_run(run_dir: Path, url: str | None) -> dict:
     return {"store": shown, "indexed": True, "error": None}
 
 
-def sync(results_dir: Path, store: Store) -> dict:
-    """Upsert every finished run folder under results_dir that the store lacks (or whose marker says not indexed)."""
+def sync(results_dir: Path, store: Store, *, mark: bool = True) -> dict:
+    """Upsert every finished run folder under results_dir that the store lacks (or whose marker says not indexed).
+    A folder whose record is malformed is skipped and listed in `skipped_bad` as "folder: what is wrong";
+    `mark=False` writes nothing into the folders (an in-memory index for a read-only command)."""
+    from harness.record import RecordError
+
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise HarnessError(
             f"{results_dir}: no such folder", fix="pass --results-dir where `harness run` wrote its runs"
         )
     have = store.run_ids()
-    added, skipped = [], 0
+    added, skipped, bad = [], 0, []
     for d in sorted(p for p in results_dir.iterdir() if (p / "run.json").is_file()):
-        try:
-            marker = json.loads((d / MARKER).read_text()) if (d / MARKER).exists() else {}
-        except (OSError, ValueError):
-            marker = {}
+        marker = _marker(d)
         if d.name in have and marker.get("indexed", True):
             continue
-        e = entry_from_folder(d)
+        try:
+            e = entry_from_folder(d)
+        except RecordError as x:
+            bad.append(x.message)
+            continue
         if e is None:
             skipped += 1
             continue
         if e["run_id"] in have and marker.get("indexed", True):
             continue
         store.put([e])
-        _mark(d, store.shown, True, None)
+        if mark:
+            _mark(d, store.shown, True, None)
         added.append(e["run_id"])
-    return {"store": store.shown, "added": added, "skipped_unfinished": skipped, "already": len(have)}
+    return {
+        "store": store.shown,
+        "added": added,
+        "skipped_unfinished": skipped,
+        "skipped_bad": bad,
+        "already": len(have),
+    }
+
+
+def _marker(d: Path) -> dict:
+    try:
+        m = json.loads((d / MARKER).read_text()) if (d / MARKER).exists() else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return m if isinstance(m, dict) else {}

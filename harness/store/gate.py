@@ -23,6 +23,11 @@ def choose(store: Store | None, selector: str, scenario: str) -> dict | None:
     row = store.find(sel, scenario)
     if row is not None and sel.kind == "id":
         row = store.get(row["run_id"])
+    if row is None and sel.kind == "id":  # a run id names one run: its absence is a typo, not "no baseline yet"
+        raise HarnessError(
+            f"--baseline {selector}: no stored run has this id in {store.shown}",
+            fix="`harness history` lists the stored runs (run ids are folder names); or use latest-pass",
+        )
     return row
 
 

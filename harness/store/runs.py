@@ -110,18 +110,17 @@ def _stat(stats: dict, path: tuple) -> float | None:
 
 def resolve_refs(refs: list[str], store_url: str | None, results_dir: Path) -> list[Path]:
     """compare's arguments → folders. The store is opened only when an argument is not a folder."""
-    from harness.store import open_store
+    from harness.store import open_read_only
 
     if all(Path(r).is_dir() for r in refs):
         return [Path(r) for r in refs]
-    store = open_store(store_url, results_dir)
+    store, _ = open_read_only(store_url, results_dir)  # compare writes nothing
     scenario = None
     for r in refs:  # selectors pick runs of the scenario the given folders ran
         if Path(r).is_dir() and (Path(r) / "summary.json").is_file():
-            try:
-                scenario = json.loads((Path(r) / "summary.json").read_text()).get("scenario")
-            except (OSError, ValueError):
-                pass
+            from harness.record.read import read_json_object
+
+            scenario = read_json_object(Path(r) / "summary.json").get("scenario")  # malformed: exit 2 naming it
             break
     scratch = scratch_dir()
     try:

@@ -143,7 +143,7 @@ def test_report_bad_folders(runner, tmp_path):
     d = tmp_path / "corrupt"
     d.mkdir()
     (d / "run.json").write_text("{not json")
-    _assert_clean(runner.invoke(app, ["report", str(d)]), "cannot read the record")
+    _assert_clean(runner.invoke(app, ["report", str(d)]), "run.json", "not valid JSON")
     d2 = tmp_path / "future"
     d2.mkdir()
     (d2 / "run.json").write_text(json.dumps({"schema_version": 999, "run_id": "x", "scenario": {}}))

@@ -168,7 +168,7 @@ IMPOSSIBLE = [
     (
         "negative SLO threshold",
         GOOD.replace("ttft.p95 <= 500ms", "ttft.p95 <= -5ms"),
-        ["slos[0]", "negative threshold"],
+        ["slos: [0]", "negative threshold"],
     ),
     (
         "contradicting SLOs",
@@ -230,7 +230,7 @@ load:
     - {<<: *stage, name: day, rate_rps: 100}
     - {<<: *stage, name: night, rate_rps: 50, ramp_to_rps: 100}
 scrape: {step_s: 15}
-slos: [ttft.p95 <= 2s @day, ttft.p95 >= 0ms, error_rate <= 1%]
+slos: [ttft.p95 <= 2s @day, ttft.p95 >= 1ms, error_rate <= 1%]
 """.replace("base: &stage {duration_s: 43200}\n", "").replace("{<<: *stage, ", "{duration_s: 43200, ")
     )
     res = runner.invoke(app, ["scenarios", "validate", str(p)])
