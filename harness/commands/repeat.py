@@ -68,7 +68,7 @@ def held_stack(scenario: Scenario, opts) -> Iterator[None]:
     from harness import stack as stack_stage
     from harness.stack import ray_client
 
-    attached = bool(opts.ray_address or opts.prometheus_url)
+    attached = bool(opts.ray_address or opts.prometheus_url or getattr(opts, "dashboard_url", None))
     started = None
     if scenario.target.engine != "external" and not attached and stack_stage.load_current() is None:
         started = stack_stage.start_local_stack()
@@ -80,6 +80,15 @@ def held_stack(scenario: Scenario, opts) -> Iterator[None]:
         if started is not None and not opts.keep_up:
             stack_stage.stop_local_stack(started)
             stack_stage.clear_current()
+        elif getattr(opts, "dashboard_url", None) and scenario.target.engine != "external" and not opts.keep_app:
+            from harness.deploy.rest import undeploy_rest
+            from harness.errors import StackError
+            from harness.stack.dashboard import Dashboard
+
+            try:  # a group that stopped early kept its app for a next repeat: remove it (only if it is ours)
+                undeploy_rest(Dashboard(opts.dashboard_url), scenario.target.app_name)
+            except StackError:
+                pass
         elif scenario.target.engine != "external" and not attached and not opts.keep_app:
             cur = stack_stage.load_current()
             if cur is not None:  # leave the user's stack as we found it: without our app

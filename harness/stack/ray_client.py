@@ -222,8 +222,8 @@ def check_cluster_env(local: bool, timeout_s: float = 60.0) -> dict:
                 f"{sys.executable} -m harness.cli ... (or the venv's bin/harness)"
             )
             if local
-            else "run the harness from an environment with the cluster's versions (same image/venv), "
-            "or upgrade one side",
+            else "deploy over HTTP instead, which needs no matching environment: --dashboard-url http://HEAD:8265 "
+            "(with --prometheus-url) in place of --ray-address",
         )
     return cluster
 
