@@ -233,6 +233,105 @@ def test_replica_kill_fault_over_the_jobs_api(stack, tmp_path):
     assert ev["min_replicas_seen"] == 1 and ev["recovery_s"] is not None and ev["recovery_s"] <= 30, ev
 
 
+def test_prometheus_without_the_shared_volume_is_named_by_verify(stack):
+    """The seed's first troubleshooting case: a Prometheus that cannot see Ray's discovery file has no Ray targets;
+    verify fails and its fix names the mount."""
+    from harness.stack.net import free_port
+
+    name, port = f"{stack['project']}-prom-novolume", free_port()
+    cfg = dk.compose_files()[0].parent / "prometheus"
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            f"{stack['project']}_default",
+            "-p",
+            f"127.0.0.1:{port}:9090",
+            "-v",
+            f"{cfg}:/etc/prometheus:ro",
+            stack["images"]["prometheus"],
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        r = cli("verify", "--prometheus-url", url, "--json")
+        while "not reachable" in r.stdout and time.monotonic() < deadline:  # Prometheus starting
+            time.sleep(1)
+            r = cli("verify", "--prometheus-url", url, "--json")
+        assert r.returncode == 1, r.stdout[-2000:]
+        (chk,) = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "prometheus_targets"]
+        assert chk["status"] == "fail" and "no targets" in chk["detail"] and "volume" in chk["fix"], chk
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_worker_added_during_a_run_is_discovered_and_recorded(stack, tmp_path, monkeypatch):
+    """Scale 1 → 2 workers while the load runs: Ray lists the node, rewrites its discovery file (every 5 s),
+    Prometheus re-reads it (every 10 s) and scrapes it (every 1 s): UP within 5 + 10 + 2 = 17 s of Ray listing it."""
+    monkeypatch.setenv("HARNESS_STATE_DIR", stack["env"]["HARNESS_STATE_DIR"])
+    doc = yaml.safe_load(SMOKE.read_text())
+    doc["load"]["stages"] = [{"name": "steady", "duration_s": 40, "users": 4, "spawn_rate": 4}]
+    sc = tmp_path / "long.yaml"
+    sc.write_text(yaml.safe_dump(doc))
+    dash = Dashboard(stack["dashboard_url"])
+    before = {n["node_ip"] for n in dash.nodes() if n["state"] == "ALIVE"}
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            str(sc),
+            *attach_args(stack),
+            "--results-dir",
+            str(tmp_path / "r"),
+        ],
+        cwd=ROOT,
+        env=stack["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert p.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in p.stdout:
+        if "▶ load" in line or time.monotonic() > deadline:
+            break
+    dk.scale_workers(stack["project"], 2)
+    new: set[str] = set()
+    while not new and time.monotonic() < deadline:
+        new = {n["node_ip"] for n in dash.nodes() if n["state"] == "ALIVE"} - before
+        time.sleep(0.5)
+    assert len(new) == 1, new
+    listed = time.monotonic()
+    from harness.stack.net import http_json
+
+    def up() -> bool:
+        t = http_json(f"{stack['prometheus_url']}/api/v1/targets?state=active")["data"]["activeTargets"]
+        return any(x["labels"].get("instance", "").startswith(f"{next(iter(new))}:") and x["health"] == "up" for x in t)
+
+    while not up() and time.monotonic() - listed < 30:
+        time.sleep(0.5)
+    found_s = time.monotonic() - listed
+    print(f"\nnew node {new} UP in Prometheus {found_s:.1f} s after Ray listed it")
+    assert up() and found_s <= 17, found_s
+    out, _ = p.communicate(timeout=240)
+    assert p.returncode == 0, out[-3000:]
+    rec = json.loads(run_dir_in(tmp_path / "r").joinpath("run.json").read_text())
+    seen = {ip for per_ip in rec["node_stats"].values() for ip in per_ip}
+    assert new <= seen, (new, seen)  # the new node's own series are in the record
+
+
 def test_lost_worker_goes_down_in_prometheus_and_verify_names_the_fix(stack):
     """Last: it takes a node away. Its targets go DOWN, RayNodeDown starts in the stack's own rules."""
     worker = f"{stack['project']}-ray-worker-1"
