@@ -159,7 +159,8 @@ def size_workers(scenario: Scenario, shape: ReplicaShape, opts: K8sOptions) -> W
     a = scenario.target.autoscaling
     cl = scenario.cluster
     initial = a.initial_replicas if a.initial_replicas is not None else a.min_replicas
-    cpus_opt = opts.worker_cpus or (cl.cpus_per_worker if cl else None)
+    # a `cluster:` section's sizes only when the scenario sets them (its defaults are for the local sim cluster)
+    cpus_opt = opts.worker_cpus or (cl.cpus_per_worker if cl and "cpus_per_worker" in cl.model_fields_set else None)
     if shape.gpus == 0:
         gpus_per_pod, pods_per_replica = 0, 1
         cpus = cpus_opt or max(2, math.ceil(shape.cpus) + 1)  # +1: raylet and agents share the pod
@@ -253,7 +254,7 @@ def rayservice(scenario: Scenario, name: str, sizing: WorkerSizing, shape: Repli
     runtime_env = {"working_dir": opts.working_dir} if opts.working_dir else None
     config = serve_config(scenario, runtime_env=runtime_env)
     cl = scenario.cluster
-    head_cpus = opts.head_cpus or (cl.head_cpus if cl else 2)
+    head_cpus = opts.head_cpus or (cl.head_cpus if cl and "head_cpus" in cl.model_fields_set else 2)
     head = {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "metrics-export-port": str(PORTS["metrics"]), "num-cpus": "0"},
         "template": _template(
