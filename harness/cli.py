@@ -429,6 +429,61 @@ def serve_config_cmd(
     print(yaml.safe_dump(doc, sort_keys=False), end="")
 
 
+k8s_app = typer.Typer(no_args_is_help=True, help="Kubernetes manifests (KubeRay, Prometheus Operator); not applied.")
+app.add_typer(k8s_app, name="k8s")
+
+
+@k8s_app.command("render")
+@cli_errors
+def k8s_render(
+    scenario: str = typer.Argument(..., help="Scenario file, or the name of a shipped scenario."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the manifests (new or empty)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder (replacing our files)."),
+    working_dir: str | None = typer.Option(
+        None,
+        help="runtime_env working_dir URL holding serve_apps (https zip, gs://, s3://), for an image without it.",
+    ),
+    apps_zip: bool = typer.Option(False, "--apps-zip", help="Also write serve_apps.zip to host for --working-dir."),
+    image: str | None = typer.Option(None, help="Ray image (default: rayproject/ray-llm for vllm, ray for sim)."),
+    ray_version: str = typer.Option("2.60.0", help="rayClusterConfig.rayVersion and the default image's tag."),
+    name: str | None = typer.Option(None, help="RayService name (default: from the scenario's name)."),
+    namespace: str | None = typer.Option(None, help="metadata.namespace of every object (default: none)."),
+    gpus_per_worker: int | None = typer.Option(None, min=1, max=64, help="GPUs per worker pod (default: TP x PP)."),
+    worker_cpus: int | None = typer.Option(None, min=1, max=1024, help="CPUs per worker pod."),
+    worker_memory: str | None = typer.Option(None, help="Memory per worker pod (e.g. 64Gi)."),
+    head_cpus: int | None = typer.Option(None, min=1, max=256, help="CPUs of the head pod (Ray gets num-cpus 0)."),
+    monitor_label: list[str] = typer.Option(
+        [], "--monitor-label", help="key=value on the PodMonitors and PrometheusRule (e.g. release=prometheus)."
+    ),
+    logical_gpus: bool = typer.Option(
+        False, "--logical-gpus", help="Declare GPUs to Ray without nvidia.com/gpu limits (a sim on CPU nodes)."
+    ),
+) -> None:
+    """Write a KubeRay RayService, PodMonitors and a PrometheusRule for the scenario (`kubectl apply -f DIR`)."""
+    from harness.deploy.k8s import K8sOptions, render, write_manifests
+    from harness.scenario import load_scenario, resolve_scenario_path
+
+    sc = load_scenario(resolve_scenario_path(scenario))
+    opts = K8sOptions(
+        name=name,
+        namespace=namespace,
+        image=image,
+        ray_version=ray_version,
+        working_dir=working_dir,
+        gpus_per_worker=gpus_per_worker,
+        worker_cpus=worker_cpus,
+        worker_memory=worker_memory,
+        head_cpus=head_cpus,
+        monitor_labels=dict(_kv(s) for s in monitor_label),
+        logical_gpus=logical_gpus,
+    )
+    rendered = render(sc, opts)
+    for p in write_manifests(rendered, output, force=force, apps_zip=apps_zip):
+        console.print(str(p), highlight=False, soft_wrap=True)
+    for w in rendered.warnings:
+        sys.stderr.write(f"warning: {w}\n")
+
+
 docker_app = typer.Typer(no_args_is_help=True, help="The compose stack (docker/compose.yaml) on this machine.")
 app.add_typer(docker_app, name="docker")
 
