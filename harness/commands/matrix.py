@@ -54,14 +54,54 @@ class Entry:
     log: str | None = None
     error: str | None = None
     load_failure: str | None = None  # the run completed but its load failed (harness/record/health.py)
+    cluster: Cluster | None = None  # an attached cluster (over HTTP) instead of a local venv
 
     @property
     def name(self) -> str:
+        if self.cluster is not None:
+            return f"cluster-{self.cluster.name}"
         return f"ray-{self.ray}" + (f"-vllm-{self.vllm}" if self.vllm else "")
 
     @property
     def labels(self) -> dict[str, str]:
-        return {"ray": self.ray, **({"vllm": self.vllm} if self.vllm else {})}
+        extra = {"cluster": self.cluster.name} if self.cluster is not None else {}
+        return {"ray": self.ray, **({"vllm": self.vllm} if self.vllm else {}), **extra}
+
+
+@dataclass
+class Cluster:
+    """`NAME=DASHBOARD_URL,PROMETHEUS_URL[,ENDPOINT_URL]`: a cluster of any image, reached over HTTP."""
+
+    name: str
+    dashboard_url: str
+    prometheus_url: str
+    endpoint_url: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Cluster:
+        from harness.urls import check_url
+
+        name, sep, urls = text.partition("=")
+        parts = [u.strip() for u in urls.split(",")] if sep else []
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name) or len(parts) not in (2, 3):
+            raise HarnessError(
+                f"--cluster {text!r}: expected NAME=DASHBOARD_URL,PROMETHEUS_URL[,ENDPOINT_URL]",
+                fix="e.g. --cluster ray259=http://127.0.0.1:8265,http://127.0.0.1:19090,http://127.0.0.1:8000",
+            )
+        for u, what in zip(parts, ("dashboard URL", "Prometheus URL", "endpoint URL")):
+            check_url(u, f"--cluster {name}: {what}")
+        return cls(name, *parts)
+
+    def args(self) -> list[str]:
+        out = ["--dashboard-url", self.dashboard_url, "--prometheus-url", self.prometheus_url]
+        return out + (["--endpoint-url", self.endpoint_url] if self.endpoint_url else [])
+
+
+def cluster_entry(c: Cluster) -> Entry:
+    """The cluster's own Ray version (dashboard /api/version) labels its run; no environment is built."""
+    from harness.stack.dashboard import Dashboard
+
+    return Entry(ray=str(Dashboard(c.dashboard_url).version()["ray_version"]), cluster=c, env_reused=True)
 
 
 @dataclass
@@ -187,18 +227,18 @@ def run_in_env(
     repeat: int = 1,
 ) -> tuple[str | None, int]:
     """`<venv>/bin/harness run` in a subprocess; returns (run folder, or repeat group folder, exit code)."""
-    exe = env_dir / "bin" / "harness"
-    cmd = [str(exe), "run", scenario, "--results-dir", str(results_dir), "--json"]  # summary.json on stdout
+    # a cluster is gated by this very install over HTTP; a version runs in its own venv
+    exe = [sys.executable, "-m", "harness.cli"] if entry.cluster else [str(env_dir / "bin" / "harness")]
+    cmd = [*exe, "run", scenario, "--results-dir", str(results_dir), "--json"]  # summary.json on stdout
+    if entry.cluster is not None:
+        cmd += entry.cluster.args()
     if repeat > 1:  # stdout: the group's repeat.json, which names its folder
         cmd += ["--repeat", str(repeat)]
     for k, v in entry.labels.items():
         cmd += ["--label", f"{k}={v}"]
-    env = {
-        **os.environ,
-        "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        "VIRTUAL_ENV": str(env_dir),
-        "HARNESS_STATE_DIR": str(state_dir),
-    }
+    env = {**os.environ, "HARNESS_STATE_DIR": str(state_dir)}
+    if entry.cluster is None:
+        env.update(PATH=f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(env_dir))
     env.pop("PYTHONHOME", None)
     before = {p.name for p in results_dir.iterdir()} if results_dir.exists() else set()
     out = ""
@@ -240,6 +280,40 @@ def _load_failure(run_dir: Path) -> str | None:
         return f"cannot read its record: {x}"
 
 
+def _run_entry(
+    e: Entry,
+    scenario: str,
+    results_dir: Path,
+    out: Path,
+    run_timeout_s: float,
+    repeat: int,
+    runner,
+    force: bool,
+    on_event: Callable[[str], None],
+) -> None:
+    t0 = time.monotonic()
+    on_event(f"run {e.name}: harness run {scenario}")
+    extra = {"repeat": repeat} if repeat > 1 else {}  # a runner without repeats keeps its signature
+    e.run_dir, e.run_exit_code = runner(
+        e,
+        Path(e.env_dir),
+        scenario,
+        results_dir,
+        out / f"state-{e.name}",
+        Path(str(e.log)),
+        run_timeout_s * repeat,
+        **extra,
+    )
+    e.run_s = round(time.monotonic() - t0, 1)
+    if e.run_dir is None or e.run_exit_code not in (0, 1):
+        e.error = f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
+    if not e.error:
+        e.load_failure = _load_failure(Path(e.run_dir))
+        if e.load_failure and not force:  # with --force it is compared, and the comparison warns
+            e.error = f"the load failed: {e.load_failure}; see {e.run_dir} (not comparable; --force compares anyway)"
+    on_event(f"run {e.name}: exit {e.run_exit_code} in {e.run_s:.0f} s → {e.run_dir}")
+
+
 def matrix(
     scenario: str,
     ray_versions: list[str],
@@ -255,17 +329,21 @@ def matrix(
     runner=run_in_env,
     compare=None,
     repeat: int = 1,
+    clusters: list[Cluster] | None = None,
 ) -> MatrixResult:
-    """Build/reuse one environment per version, run the scenario in each, compare the runs (first = base)."""
+    """Build/reuse one environment per version, run the scenario in each, compare the runs (first = base).
+    `clusters`: attached clusters (any image, e.g. compose stacks of two Ray releases), after the versions."""
     from harness.compare import compare_runs
     from harness.record.store import write_json, write_text
     from harness.report.compare_html import render_compare_html
     from harness.report.compare_md import render_compare_markdown
 
     compare = compare or compare_runs
-    if len(ray_versions) < 1 or len(ray_versions) * max(1, len(vllm_versions or [])) < 2:
+    clusters = clusters or []
+    if len(ray_versions) * max(1, len(vllm_versions or [])) + len(clusters) < 2:
         raise HarnessError(
-            "a matrix needs at least two versions", fix="harness matrix SCENARIO --ray-version A --ray-version B"
+            "a matrix needs at least two versions or clusters",
+            fix="harness matrix SCENARIO --ray-version A --ray-version B (or --cluster twice)",
         )
     for v in ray_versions + (vllm_versions or []):
         if not _VERSION.match(v):
@@ -277,11 +355,15 @@ def matrix(
     out.mkdir(parents=True, exist_ok=False)
     res = MatrixResult(scenario=scenario, out_dir=str(out))
     vllms: list[str | None] = list(vllm_versions) if vllm_versions else [None]
-    res.entries = [Entry(r, v) for r in ray_versions for v in vllms]
+    res.entries = [Entry(r, v) for r in ray_versions for v in vllms] + [cluster_entry(c) for c in clusters]
     for e in res.entries:
-        e.env_dir = str(envs_dir / e.name)
+        e.env_dir = str(envs_dir / e.name) if e.cluster is None else ""
         e.log = str(out / f"{e.name}.log")
         t0 = time.monotonic()
+        if e.cluster is not None:
+            _run_entry(e, scenario, results_dir, out, run_timeout_s, repeat, runner, force, on_event)
+            write_json(out / "matrix.json", res.to_dict())
+            continue
         on_event(
             f"environment {e.name}: {'checking' if (Path(e.env_dir) / MARKER).exists() else 'building'} {e.env_dir}"
         )
@@ -298,31 +380,7 @@ def matrix(
         write_json(out / "matrix.json", res.to_dict())
         if e.error:
             continue
-        t0 = time.monotonic()
-        on_event(f"run {e.name}: harness run {scenario}")
-        extra = {"repeat": repeat} if repeat > 1 else {}  # a runner without repeats keeps its signature
-        e.run_dir, e.run_exit_code = runner(
-            e,
-            Path(e.env_dir),
-            scenario,
-            results_dir,
-            out / f"state-{e.name}",
-            Path(e.log),
-            run_timeout_s * repeat,
-            **extra,
-        )
-        e.run_s = round(time.monotonic() - t0, 1)
-        if e.run_dir is None or e.run_exit_code not in (0, 1):
-            e.error = (
-                f"run exited {e.run_exit_code}" + ("" if e.run_dir else " without a run folder") + f"; see {e.log}"
-            )
-        if not e.error:
-            e.load_failure = _load_failure(Path(e.run_dir))
-            if e.load_failure and not force:  # with --force it is compared, and the comparison warns
-                e.error = (
-                    f"the load failed: {e.load_failure}; see {e.run_dir} (not comparable; --force compares anyway)"
-                )
-        on_event(f"run {e.name}: exit {e.run_exit_code} in {e.run_s:.0f} s → {e.run_dir}")
+        _run_entry(e, scenario, results_dir, out, run_timeout_s, repeat, runner, force, on_event)
         write_json(out / "matrix.json", res.to_dict())
     ok = [e for e in res.entries if e.run_dir and e.run_exit_code in (0, 1) and (force or not e.load_failure)]
     if len(ok) < 2:

@@ -209,12 +209,15 @@ def build_image(name: str, base: str, *, rebuild: bool = False, **args: str) -> 
     return tag, True
 
 
-def build_images(ray_version: str = DEFAULT_RAY_VERSION, *, rebuild: bool = False) -> Images:
+def build_images(ray_version: str = DEFAULT_RAY_VERSION, *, rebuild: bool = False, pip_extra: str = "") -> Images:
+    """`pip_extra`: more pip requirements for the Ray image (e.g. "fastapi<0.140" for a Ray release that the newest
+    FastAPI breaks); part of the image's hash."""
     check_docker()
     t0 = time.monotonic()
     built = [BASE_TAG] if build_base() else []
     t_base = time.monotonic()
-    ray, ray_built = build_image("ray", BASE_TAG, rebuild=rebuild, RAY_VERSION=ray_version)
+    extra = {"PIP_EXTRA": pip_extra} if pip_extra else {}
+    ray, ray_built = build_image("ray", BASE_TAG, rebuild=rebuild, RAY_VERSION=ray_version, **extra)
     t_ray = time.monotonic()
     prom, prom_built = build_image("prometheus", BASE_TAG, rebuild=rebuild)
     built += [t for t, b in ((ray, ray_built), (prom, prom_built)) if b]
