@@ -26,6 +26,9 @@ def test_passes():
 
 
 def _run(pytester, monkeypatch, ci: str | None):
+    # the inner run must not join the outer xdist run's box lock: an exclusive test waiting for the box holds its
+    # turnstile, and this test (holding the box shared) would wait on it forever
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID", raising=False)
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
     else:
