@@ -528,8 +528,9 @@ def docker_up(
     as_json: bool = typer.Option(False, "--json", help="Print the stack's URLs as JSON."),
 ) -> None:
     """Start the compose stack and wait until healthy; prints the dashboard, Prometheus and Serve URLs."""
-    from harness.stack.docker import build_images, compose_up
+    from harness.stack.docker import build_images, check_project, compose_up
 
+    check_project(project)  # before minutes of image builds
     images = build_images(ray_version, pip_extra=pip_extra) if cpu else None
     st = compose_up(images, project=project, workers=workers, alerting=alerting)
     _print_json_or(

@@ -209,6 +209,22 @@ def test_interrupted_run_removes_only_its_own_app(stack, foreign_app, tmp_path):
     assert "llm" not in foreign_app.serve_details()["applications"]
 
 
+def test_engine_the_image_lacks_is_named(stack, tmp_path):
+    """The CPU image has Ray Serve but no vLLM: a vLLM scenario fails at deploy with the cluster's own message and
+    a fix that says so, and leaves nothing behind."""
+    r = cli(
+        "run",
+        str(ROOT / "scenarios" / "vllm-cpu-smoke.yaml"),
+        *attach_args(stack),
+        "--results-dir",
+        str(tmp_path),
+        env={**stack["env"], "HARNESS_MODEL_DIR": str(tmp_path / "model")},
+    )
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "no vLLM" in r.stderr and "Traceback (most recent call last)" not in r.stderr.split("fix:")[-1], r.stderr
+    assert "llm" not in Dashboard(stack["dashboard_url"]).serve_details().get("applications", {})
+
+
 def test_same_named_foreign_app_is_refused_untouched(stack, foreign_app, tmp_path):
     before = snapshot(foreign_app)
     doc = yaml.safe_load(SMOKE.read_text())
