@@ -786,6 +786,78 @@ class Arrival(_Model):
     )
 
 
+class SaturationRule(_Model):
+    """`load.stop_when.saturation`: stop once the server has fallen behind the offered rate for good
+    (harness/load/stop.py has the rule). Windows of `window_s` seconds from the load's start; a window is saturated
+    when its achieved rate (completions/s) is below (1 - rate_gap) x its offered rate (requests sent/s), the
+    requests in flight at its end exceed the previous window's, and its TTFT p50 (from the scheduled arrival) is at
+    least (1 + ttft_growth) x the previous window's. `windows` saturated windows in a row stop the run."""
+
+    window_s: float = Field(5.0, ge=1, le=600, description="Length of one detection window in seconds (1-600).")
+    windows: int = Field(3, ge=2, le=100, description="Consecutive saturated windows that stop the run (2-100).")
+    rate_gap: float = Field(
+        0.1, gt=0, lt=1, description="Achieved below (1 - rate_gap) x offered counts as falling behind (0-1)."
+    )
+    ttft_growth: float = Field(
+        0.1, ge=0, le=100, description="TTFT p50 must grow by at least this fraction window on window (<= 100)."
+    )
+    min_window_requests: int = Field(
+        5, ge=1, le=1_000_000, description="A window with fewer requests sent than this is never saturated."
+    )
+
+
+class StopWhen(_Model):
+    """`load.stop_when`: end the load early (drain in-flight requests, then judge what was measured)."""
+
+    max_errors: int | str | None = Field(
+        None,
+        description="Stop at this many failed requests (an integer count since the load started), or at this share "
+        "of failed requests over the last errors_window_s (a string like `20%`, with at least "
+        "errors_min_requests finished in that window).",
+    )
+    errors_window_s: float = Field(
+        10.0, gt=0, le=3600, description="max_errors as a share: the sliding window it is measured over (<= 1 h)."
+    )
+    errors_min_requests: int = Field(
+        10, ge=1, le=1_000_000, description="max_errors as a share: fewest finished requests in the window to judge."
+    )
+    saturation: SaturationRule | None = Field(
+        None, description="Stop when the server is saturated (`true` or the rule's settings; open loop only)."
+    )
+
+    @field_validator("saturation", mode="before")
+    @classmethod
+    def _saturation_flag(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
+
+    @field_validator("max_errors")
+    @classmethod
+    def _max_errors(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, bool):
+            raise ValueError("max_errors: a count (e.g. 10) or a share (e.g. `5%`), not a boolean")
+        if isinstance(v, int):
+            if not 1 <= v <= 1_000_000_000:
+                raise ValueError(f"max_errors: a count must lie in 1..1e9, got {v}")
+            return v
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", v)
+            if not m or not 0 < float(m.group(1)) <= 100:
+                raise ValueError(f"max_errors: {v!r} is not a share like `5%` (0 < share <= 100%) nor a count")
+        return v
+
+    @property
+    def max_errors_count(self) -> int | None:
+        return self.max_errors if isinstance(self.max_errors, int) else None
+
+    @property
+    def max_errors_share(self) -> float | None:
+        return float(self.max_errors.strip().rstrip("%")) / 100.0 if isinstance(self.max_errors, str) else None
+
+
 class Load(_Model):
     warmup_s: float = Field(
         0.0,
@@ -814,6 +886,11 @@ class Load(_Model):
     )
     cooldown_s: float = Field(
         0.0, ge=0, le=MAX_DURATION_S, description="Trailing seconds whose samples are excluded from statistics."
+    )
+    stop_when: StopWhen | None = Field(
+        None,
+        description="End the load early: max_errors, saturation (harness/load/stop.py); the run drains, is "
+        "recorded as stopped_early and judged on what it measured.",
     )
 
     @property
@@ -1053,6 +1130,24 @@ class Scenario(_Model):
                 f"scrape.step_s: {self.scrape.step_s:g} s over a {self.load.duration_s:g} s load asks "
                 f"Prometheus for {points:.0f} points per series; it answers at most {PROM_MAX_POINTS}: "
                 f"set scrape.step_s >= {need:.3g}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stop_when_open_loop(self) -> Scenario:
+        sw = self.load.stop_when
+        if sw is not None and sw.saturation is not None and self.load.arrival is None and self.workload.trace is None:
+            raise ValueError(
+                "load.stop_when.saturation: the detector compares the achieved rate with an offered one, which only "
+                "open loop has: set load.arrival (stages with rate_rps) or remove saturation"
+            )
+        if sw is not None and sw.saturation is not None and sw.saturation.window_s * sw.saturation.windows > (
+            self.load.duration_s
+        ):
+            raise ValueError(
+                f"load.stop_when.saturation: windows x window_s ({sw.saturation.windows} x "
+                f"{sw.saturation.window_s:g} s) is longer than the load ({self.load.duration_s:g} s): it could "
+                "never fire; shorten window_s"
             )
         return self
 

@@ -8,6 +8,7 @@ Files (all under the run dir, shared by master and local workers):
   locust/started_at            epoch seconds of shape t=0 (written by the master on its first tick)
   locust/done.cnt              one byte appended per finished request: the master's completion count
   locust/tickets.cnt           one byte appended per started request when max_requests is set (global ticket)
+  locust/sent.cnt              one byte appended per request sent (open loop: per arrival, when it is due)
   locust/dropped.cnt           one byte per open-loop arrival never sent (queued at max_concurrency past the end)
   locust/probe-<pid>.json      scheduling-lag percentiles of each Locust process (harness.load.probe)
   locust/pool.json             prepared prompts (datasets, shared prefixes), when the workload has a pool
@@ -101,6 +102,7 @@ class _SampleWriter:
 _writer = _SampleWriter()
 _done = AppendCounter(_LOCUST_DIR / "done.cnt")
 _tickets = AppendCounter(_LOCUST_DIR / "tickets.cnt")
+_sent = AppendCounter(_LOCUST_DIR / "sent.cnt")  # offered load, for load.stop_when (harness/load/stop.py)
 _dropped = AppendCounter(_LOCUST_DIR / "dropped.cnt")  # open-loop arrivals still queued at the cap when stages ended
 _OPEN_END_S = sum(float(s["duration_s"]) for s in CFG["stages"])
 _user_seq = itertools.count()
@@ -176,6 +178,8 @@ class _LLMBase(User):
         """One request (`pick`: model, request kind, the kind's body fields); writes its sample; returns the output
         tokens received."""
         stream = bool(_W["stream"])
+        if sched is None:  # an open-loop arrival was counted when it was due (it may wait at max_concurrency)
+            _sent.bump()
         model, kind, extra = pick
         body = build_body(
             api=_W["api"],
@@ -360,6 +364,7 @@ class ArrivalUser(_LLMBase):
             delay = p0 + off - _perf()
             if delay > 0:
                 gevent.sleep(delay)
+            _sent.bump()
             group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 

@@ -213,6 +213,7 @@ def merge_samples(
     stage_ends: Sequence[float],
     batch_rows: int = 20_000,
     cooldown_s: float = 0.0,
+    stop_at: float | None = None,
 ) -> tuple[int, int]:
     """Stream every samples-*.jsonl into one Parquet file in bounded memory (row groups of `batch_rows`).
     Rows are grouped by worker file, each in completion order (sort on t_start_s when order matters).
@@ -220,6 +221,8 @@ def merge_samples(
     warmup_end = started_at + warmup_s
     # past the last stage (or in its cooldown) nothing counts: a request started in the drain is not in the window
     cooldown_start = started_at + stage_ends[-1] - max(cooldown_s, 0.0) if stage_ends else math.inf
+    if stop_at is not None:  # load.stop_when fired: requests sent after the stop request (before it took) don't count
+        cooldown_start = min(cooldown_start, stop_at)
     tmp = out_path.with_suffix(".parquet.tmp")
     n = errs = 0
     with pq.ParquetWriter(tmp, SCHEMA) as w:

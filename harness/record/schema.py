@@ -210,8 +210,21 @@ class SLOResult(_Strict):
     )
 
 
+class StoppedEarly(_Strict):
+    trigger: Literal["max_errors", "saturation"] = Field(..., description="Which `load.stop_when` rule fired.")
+    at: float = Field(..., description="Epoch seconds the stop was requested (statistics end here).")
+    at_s: float = Field(..., description="Seconds after the load's start the stop was requested.")
+    detail: str = Field(..., description="What fired, in one line.")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The values that fired it: saturation: the windows (offered_rps, achieved_rps, in_flight, "
+        "ttft_p50_ms, ...), the rule, saturated_since_s, capacity_rps (median achieved rate while saturated); "
+        "max_errors: errors, finished, nth_error_at_s or the share and its window.",
+    )
+
+
 class Summary(_Strict):
-    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized"})
+    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized", "stopped_early"})
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
@@ -270,6 +283,11 @@ class Summary(_Strict):
     unrecognized: dict[str, Any] | None = Field(
         default=None,
         description="Fields of an older record (schema 1) this layout does not declare, kept as they were.",
+    )
+    stopped_early: StoppedEarly | None = Field(
+        default=None,
+        description="`load.stop_when` ended the load early: the run was judged on the window it ran (up to `at`); "
+        "null: the load ran its stages.",
     )
 
 

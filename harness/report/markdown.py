@@ -23,7 +23,13 @@ def render_markdown(run: RunRecord, summary: Summary | None) -> str:
         f"**Verdict: {summary.verdict.upper()}** ({len(summary.slos) - len(failed)}/{len(summary.slos)} SLOs passed; "
         f"status {summary.status})"
         + (" — measure-only run: no SLOs judged" if summary.measure_only else "")
-        + (f" — the load failed: {summary.load_failure}" if summary.load_failure else ""),
+        + (f" — the load failed: {summary.load_failure}" if summary.load_failure else "")
+        + (
+            f" — stopped early at {summary.stopped_early.at_s:.1f} s ({summary.stopped_early.trigger}): "
+            f"{summary.stopped_early.detail}"
+            if summary.stopped_early
+            else ""
+        ),
         "",
     ]
     if sc.get("description"):

@@ -225,5 +225,6 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
             for m, c in split_stats(samples, "model", client.duration_s or 0.0).items()
         },
         request_kinds={k: SliceStats.of(c) for k, c in split_stats(samples, "kind", client.duration_s or 0.0).items()},
+        stopped_early=load.stopped_early,
     )
     return Evaluation(summary, fired, fault_results)
