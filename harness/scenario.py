@@ -141,6 +141,14 @@ class SimEngine(_Model):
         description="Chat requests with `tools` and tool_choice auto: the fraction (seeded) answered with a tool "
         "call instead of content (1 = always). tool_choice required or a named function always gets one; none never.",
     )
+    image_patch_px: int = Field(
+        28,
+        ge=1,
+        le=4096,
+        description="Chat image inputs: each image costs ceil(width / image_patch_px) x ceil(height / "
+        "image_patch_px) prompt tokens, prefilled like text (28: a 14 px ViT patch merged 2 x 2, as in Qwen2-VL); "
+        "usage reports them as prompt_tokens_details.image_tokens.",
+    )
     prefix_caching: bool = Field(
         False,
         description="Model a prefix cache: prompt blocks seen before are not prefilled again (their cost is "
@@ -614,6 +622,9 @@ class Workload(_Model):
         "(names from target.models, or <model>:<adapter> for LoRA). Absent: target.model, or the trace's `model` "
         "column when the trace has one.",
     )
+    images: Images | None = Field(
+        None, description="Image inputs on chat requests (synthetic, a folder or a JSONL of paths); see Images."
+    )
     request_kinds: list[RequestKind] = Field(
         default_factory=list,
         description="Mix of chat request kinds by weight, e.g. [{kind: plain, weight: 3}, {kind: tools, "
@@ -639,6 +650,11 @@ class Workload(_Model):
             raise ValueError(f"models: {', '.join(dup)} listed twice; give each model once with its weight")
         if self.request_kinds and self.api != "chat":
             raise ValueError("request_kinds (tools, json_schema) are chat requests: set api: chat or remove them")
+        if self.images is not None and self.api != "chat":
+            raise ValueError(
+                "images: image inputs are content parts of chat messages; the completions API has none: "
+                "set api: chat or remove images"
+            )
         return self
 
     def model_weights(self, default: str) -> dict[str, float]:
@@ -647,6 +663,65 @@ class Workload(_Model):
             return {default: 1.0}
         total = sum(m.weight for m in self.models)
         return {m.name: m.weight / total for m in self.models}
+
+
+class ImageSize(_Model):
+    width: int = Field(..., ge=1, le=16384, description="Image width in pixels (1-16384).")
+    height: int = Field(..., ge=1, le=16384, description="Image height in pixels (1-16384).")
+    weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative share of images of this size.")
+
+
+class Images(_Model):
+    """`workload.images`: images sent with chat requests as OpenAI `image_url` content parts (data URLs).
+    Synthetic (seeded, made with Pillow) unless `folder` or `dataset` names local image files
+    (harness/load/images.py). Each distinct image is encoded once, before the load starts."""
+
+    count: int = Field(1, ge=1, le=64, description="Images per image-carrying request (1-64).")
+    count_max: int | None = Field(
+        None, ge=1, le=64, description="With it, each request carries a seeded uniform count in count..count_max."
+    )
+    fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of requests that carry images; the rest are text-only (0-1]."
+    )
+    width: int | None = Field(None, ge=1, le=16384, description="Synthetic image width in pixels (with height).")
+    height: int | None = Field(None, ge=1, le=16384, description="Synthetic image height in pixels (with width).")
+    sizes: list[ImageSize] = Field(
+        default_factory=list, description="Synthetic: a weighted size distribution instead of width/height."
+    )
+    format: Literal["png", "jpeg"] = Field("jpeg", description="Synthetic images' encoding: png or jpeg.")
+    quality: int = Field(85, ge=1, le=100, description="JPEG quality (1-100).")
+    distinct: int = Field(
+        16, ge=1, le=10_000, description="Synthetic: how many different images to make (each encoded once)."
+    )
+    folder: str | None = Field(None, min_length=1, description="A local folder of image files to send instead.")
+    dataset: str | None = Field(
+        None,
+        min_length=1,
+        description="A local JSONL file, one object per line with `image` (a path, relative to the file) or "
+        "`images` (a list of paths), to send instead.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Images:
+        if self.folder is not None and self.dataset is not None:
+            raise ValueError("images: set folder or dataset, not both")
+        local = self.folder is not None or self.dataset is not None
+        if local and (self.width is not None or self.height is not None or self.sizes):
+            raise ValueError("images: width/height/sizes are for synthetic images; a folder or dataset has its own")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("images: set both width and height (or sizes)")
+        if self.sizes and self.width is not None:
+            raise ValueError("images: set width/height or sizes, not both")
+        if not local and self.width is None and not self.sizes:
+            raise ValueError("images: synthetic images need width and height (or sizes), e.g. {width: 512, height: 512}")
+        if self.count_max is not None and self.count_max < self.count:
+            raise ValueError(f"images.count_max ({self.count_max}) must be >= count ({self.count})")
+        return self
+
+    def size_choices(self) -> list[tuple[int, int, float]]:
+        if self.sizes:
+            return [(s.width, s.height, s.weight) for s in self.sizes]
+        return [(int(self.width or 1), int(self.height or 1), 1.0)]
 
 
 class Dataset(_Model):

@@ -68,6 +68,7 @@ class LoadResult:
     remote_workers: list = field(default_factory=list)  # worker_hosts ray: node, pid and exit code per Locust worker
     # load.stop_when fired: {trigger, at, at_s, detail, evidence} (harness/load/stop.py); None: ran to its end
     stopped_early: dict | None = None
+    stop_windows: list = field(default_factory=list)  # load.stop_when.saturation: every window the detector judged
 
 
 def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = None) -> dict[str, Any]:
@@ -84,6 +85,10 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
                 {"duration_s": s.duration_s, "rate_rps": s.rate_rps, "ramp_to_rps": s.ramp_to_rps} for s in ld.stages
             ],
         }
+    images_path = None
+    if prepared is not None and prepared.images:
+        images_path = run_dir / "locust" / "images.json"  # data URLs, one per distinct image (encoded once)
+        images_path.write_text(json.dumps([p["url"] for p in prepared.images], separators=(",", ":")))
     trace_path = None
     if prepared is not None and prepared.trace is not None and w.trace is not None:
         trace_path = run_dir / "locust" / "trace.json"  # rows to send: {t (s), in, out, [blocks, shared, model]}
@@ -96,6 +101,7 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         }
     return {
         "trace_path": str(trace_path) if trace_path else None,
+        "images_path": str(images_path) if images_path else None,
         "trace_block_tokens": w.trace.block_tokens if w.trace is not None else None,
         "open_loop": open_loop,
         "workers": ld.workers,
@@ -251,6 +257,7 @@ class LocustExit:
     message: str | None  # why it ended abnormally, else None
     remote_workers: list = field(default_factory=list)
     stopped_early: StopTrigger | None = None  # load.stop_when fired
+    stop_windows: list = field(default_factory=list)
 
 
 class LocustProcess:
@@ -429,7 +436,8 @@ class LocustProcess:
         if rc != 0:
             _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
         fired = watch.fired if watch is not None else None
-        return LocustExit(started_at, ended_at, rc, interrupted, message, remote_info, fired)
+        windows = [w.evidence() for w in watch.windows] if watch is not None else []
+        return LocustExit(started_at, ended_at, rc, interrupted, message, remote_info, fired, windows)
 
     def _progress(self, on_progress: Callable[[dict], None], prog: Progress, started_at: float, failed: bool) -> bool:
         """One progress snapshot to the callback; returns whether it has failed (logged once, then quietly)."""
@@ -503,6 +511,7 @@ def merge_load(
         warnings=warnings,
         remote_workers=ended.remote_workers,
         stopped_early=ended.stopped_early.to_dict() if ended.stopped_early is not None else None,
+        stop_windows=ended.stop_windows,
     )
 
 

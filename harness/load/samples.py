@@ -54,6 +54,9 @@ SCHEMA = pa.schema(
         ("kind", pa.string()),  # request kind label: plain | tools | tools-<tool_choice> | json_schema | its name
         ("reasoning_tokens", pa.int64()),  # tokens streamed as reasoning_content
         ("tool_call", pa.bool_()),  # the reply carried a tool call
+        ("images", pa.int32()),  # workload.images: images sent with the request (None: no image workload)
+        ("request_bytes", pa.int64()),  # workload.images: bytes of the request body sent
+        ("image_tokens", pa.int64()),  # prompt tokens the server counted for the images (usage), if it says
     ]
 )
 
@@ -200,6 +203,9 @@ def derive(
         "kind": r.get("kind"),
         "reasoning_tokens": r.get("reasoning_tokens"),
         "tool_call": r.get("tool_call"),
+        "images": r.get("images"),
+        "request_bytes": r.get("request_bytes"),
+        "image_tokens": r.get("image_tokens"),
     }
 
 

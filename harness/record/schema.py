@@ -210,6 +210,24 @@ class SLOResult(_Strict):
     )
 
 
+class ImageStats(_Strict):
+    """workload.images: text vs image requests (measured samples, warmup excluded)."""
+
+    text_requests: int = Field(..., description="Requests sent without images.")
+    image_requests: int = Field(..., description="Requests sent with one image or more.")
+    images_sent: int = Field(..., description="Images sent in all.")
+    image_tokens: float | None = Field(
+        default=None, description="Prompt tokens the server counted for images (usage), in all; null: not reported."
+    )
+    image_tokens_per_image: float | None = Field(default=None, description="image_tokens / images sent (answered).")
+    request_bytes_mean: dict[str, float | None] = Field(
+        default_factory=dict, description="Mean request body bytes sent: `text` and `image` requests."
+    )
+    ttft_ms_by_image_count: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Images per request → TTFT stats (p50 p95 p99 mean count), ms."
+    )
+
+
 class StoppedEarly(_Strict):
     trigger: Literal["max_errors", "saturation"] = Field(..., description="Which `load.stop_when` rule fired.")
     at: float = Field(..., description="Epoch seconds the stop was requested (statistics end here).")
@@ -224,7 +242,7 @@ class StoppedEarly(_Strict):
 
 
 class Summary(_Strict):
-    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized", "stopped_early"})
+    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized", "stopped_early", "images"})
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
@@ -283,6 +301,13 @@ class Summary(_Strict):
     unrecognized: dict[str, Any] | None = Field(
         default=None,
         description="Fields of an older record (schema 1) this layout does not declare, kept as they were.",
+    )
+    images: ImageStats | None = Field(
+        default=None, description="workload.images: per-modality stats (text vs image requests); null: no images."
+    )
+    modalities: dict[str, SliceStats] = Field(
+        default_factory=dict,
+        description="workload.images with text-only requests too: per modality (`text`, `image`), its client stats.",
     )
     stopped_early: StoppedEarly | None = Field(
         default=None,

@@ -172,6 +172,8 @@ def build_summary(
     models: dict[str, ModelStats] | None = None,
     request_kinds: dict[str, SliceStats] | None = None,
     stopped_early: dict[str, Any] | None = None,
+    images: dict[str, Any] | None = None,
+    modalities: dict[str, SliceStats] | None = None,
 ) -> Summary:
     from harness.record.health import load_failure
 
@@ -211,4 +213,6 @@ def build_summary(
         models=models or {},
         request_kinds=request_kinds or {},
         stopped_early=stopped_early,
+        images=images,
+        modalities=modalities or {},
     )
