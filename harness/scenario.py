@@ -713,7 +713,9 @@ class Images(_Model):
         if self.sizes and self.width is not None:
             raise ValueError("images: set width/height or sizes, not both")
         if not local and self.width is None and not self.sizes:
-            raise ValueError("images: synthetic images need width and height (or sizes), e.g. {width: 512, height: 512}")
+            raise ValueError(
+                "images: synthetic images need width and height (or sizes), e.g. {width: 512, height: 512}"
+            )
         if self.count_max is not None and self.count_max < self.count:
             raise ValueError(f"images.count_max ({self.count_max}) must be >= count ({self.count})")
         return self
@@ -1216,8 +1218,10 @@ class Scenario(_Model):
                 "load.stop_when.saturation: the detector compares the achieved rate with an offered one, which only "
                 "open loop has: set load.arrival (stages with rate_rps) or remove saturation"
             )
-        if sw is not None and sw.saturation is not None and sw.saturation.window_s * sw.saturation.windows > (
-            self.load.duration_s
+        if (
+            sw is not None
+            and sw.saturation is not None
+            and sw.saturation.window_s * sw.saturation.windows > (self.load.duration_s)
         ):
             raise ValueError(
                 f"load.stop_when.saturation: windows x window_s ({sw.saturation.windows} x "

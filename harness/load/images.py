@@ -48,14 +48,15 @@ def synthetic_image(width: int, height: int, fmt: str, quality: int, seed: str) 
     b = [rng.randrange(256) for _ in range(3)]
     # a horizontal gradient row, stretched: cheap even for large sizes
     row = Image.new("RGB", (max(width, 1), 1))
-    row.putdata(
-        [tuple(int(a[c] + (b[c] - a[c]) * x / max(width - 1, 1)) for c in range(3)) for x in range(width)]  # type: ignore[misc]
-    )
+    row.putdata([tuple(int(a[c] + (b[c] - a[c]) * x / max(width - 1, 1)) for c in range(3)) for x in range(width)])
     img = row.resize((width, height))
     draw = ImageDraw.Draw(img)
     for _ in range(8):
         x0, y0 = rng.randrange(width), rng.randrange(height)
-        x1, y1 = min(width - 1, x0 + rng.randrange(1, max(2, width // 3))), min(height - 1, y0 + rng.randrange(1, max(2, height // 3)))
+        x1, y1 = (
+            min(width - 1, x0 + rng.randrange(1, max(2, width // 3))),
+            min(height - 1, y0 + rng.randrange(1, max(2, height // 3))),
+        )
         draw.rectangle([x0, y0, x1, y1], fill=tuple(rng.randrange(256) for _ in range(3)))
     buf = io.BytesIO()
     if fmt == "jpeg":
@@ -112,7 +113,9 @@ def _dataset_paths(path: Path) -> list[Path]:
         try:
             obj = json.loads(line)
         except ValueError:
-            raise HarnessError(f"workload.images.dataset: {path}: line {i} is not JSON", fix="one object per line") from None
+            raise HarnessError(
+                f"workload.images.dataset: {path}: line {i} is not JSON", fix="one object per line"
+            ) from None
         items = obj.get("images") if isinstance(obj, dict) else None
         if items is None and isinstance(obj, dict) and "image" in obj:
             items = [obj["image"]]
@@ -210,7 +213,9 @@ def image_stats(samples: pd.DataFrame) -> dict[str, Any] | None:
     for c in sorted(ok["images"].astype(int).unique()):
         d = dist_stats(ok.loc[ok["images"].astype(int) == c, ttft_col])
         if d is not None:
-            by_count[str(int(c))] = {k: round(v, 3) for k, v in d.items() if k in ("p50", "p95", "p99", "mean", "count")}
+            by_count[str(int(c))] = {
+                k: round(v, 3) for k, v in d.items() if k in ("p50", "p95", "p99", "mean", "count")
+            }
     n_tok_img = int(ok.loc[ok["images"].astype(int) > 0, "images"].sum()) if len(ok) else 0
     return {
         "text_requests": int((img == 0).sum()),

@@ -313,6 +313,7 @@ def image_lines(im: ImageStats) -> list[str]:
     ]
     for c, d in im.ttft_ms_by_image_count.items():
         lines.append(
-            f"| {c} | {d.get('count', 0):.0f} | {fmt_ms(d.get('p50'))} | {fmt_ms(d.get('p95'))} | {fmt_ms(d.get('mean'))} |"
+            f"| {c} | {d.get('count', 0):.0f} | {fmt_ms(d.get('p50'))} | {fmt_ms(d.get('p95'))} "
+            f"| {fmt_ms(d.get('mean'))} |"
         )
     return lines

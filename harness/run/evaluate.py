@@ -235,6 +235,9 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
         request_kinds={k: SliceStats.of(c) for k, c in split_stats(samples, "kind", client.duration_s or 0.0).items()},
         stopped_early=load.stopped_early,
         images=image_stats(samples),
-        modalities={k: SliceStats.of(c) for k, c in split_stats(_modality(samples), "modality", client.duration_s or 0.0).items()},
+        modalities={
+            k: SliceStats.of(c)
+            for k, c in split_stats(_modality(samples), "modality", client.duration_s or 0.0).items()
+        },
     )
     return Evaluation(summary, fired, fault_results)

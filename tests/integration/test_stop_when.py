@@ -102,7 +102,10 @@ def _scenario(stages, stop_when):
 def test_overloaded_sim_stops_within_the_bound(base, tmp_path):
     base_s = 6.0
     sc = _scenario(
-        [{"name": "under", "duration_s": base_s, "rate_rps": UNDER_RPS}, {"name": "over", "duration_s": 30, "rate_rps": OVER_RPS}],
+        [
+            {"name": "under", "duration_s": base_s, "rate_rps": UNDER_RPS},
+            {"name": "over", "duration_s": 30, "rate_rps": OVER_RPS},
+        ],
         {"saturation": RULE},
     )
     t0 = time.time()

@@ -38,7 +38,10 @@ def test_synthetic_pool_is_seeded_and_sized():
         assert p["url"].startswith("data:image/jpeg;base64,") and p["bytes"] > 100
     assert info["distinct"] == 12 and set(info["sizes"]) <= {"64x32", "300x200"}
     png, _ = build_pool(Images(width=40, height=30, format="png", distinct=1), seed=0)
-    assert _decode(png[0]["url"]).format == "PNG" and image_size(base64.b64decode(png[0]["url"].split(",")[1])) == (40, 30)
+    assert _decode(png[0]["url"]).format == "PNG" and image_size(base64.b64decode(png[0]["url"].split(",")[1])) == (
+        40,
+        30,
+    )
 
 
 def test_pick_images_counts_and_fraction():
@@ -54,9 +57,7 @@ def test_pick_images_counts_and_fraction():
 def test_body_carries_openai_image_parts():
     msgs = with_images([{"role": "user", "content": "hello there"}], ["data:image/png;base64,AAAA"])
     body = json.loads(
-        build_body(
-            api="chat", model="m", messages=msgs, max_tokens=4, stream=True, ignore_eos=True, temperature=0.0
-        )
+        build_body(api="chat", model="m", messages=msgs, max_tokens=4, stream=True, ignore_eos=True, temperature=0.0)
     )
     content = body["messages"][0]["content"]
     assert content[0] == {"type": "text", "text": "hello there"}
@@ -73,10 +74,15 @@ def test_sim_charges_image_tokens_from_size(fmt, w, h):
     per = math.ceil(w / 28) * math.ceil(h / 28)
     assert p.image_tokens == 2 * per
     plain = parse_request(
-        {"messages": [{"role": "user", "content": text}], "max_tokens": 4}, chat=True, served_model="m", kv_capacity=10**6
+        {"messages": [{"role": "user", "content": text}], "max_tokens": 4},
+        chat=True,
+        served_model="m",
+        kv_capacity=10**6,
     )
     assert p.prompt_tokens == plain.prompt_tokens + 2 * per  # prefilled like text
-    p14 = parse_request({"messages": msgs, "max_tokens": 4}, chat=True, served_model="m", kv_capacity=10**6, image_patch_px=14)
+    p14 = parse_request(
+        {"messages": msgs, "max_tokens": 4}, chat=True, served_model="m", kv_capacity=10**6, image_patch_px=14
+    )
     assert p14.image_tokens == 2 * math.ceil(w / 14) * math.ceil(h / 14)
 
 

@@ -39,7 +39,7 @@ def test_trigger_wants_consecutive_windows():
 
 
 def _queue_model(rate, servers, service_s, duration_s, seed, err_p=0.0, ttft0_ms=30.0):
-    """Poisson arrivals into `servers` FCFS servers of fixed service time: (send, finish, ttft_ms, error) per request."""
+    """Poisson arrivals into `servers` FCFS servers of fixed service time: (send, finish, ttft_ms, error) each."""
     rng = random.Random(seed)
     t, free, out = 0.0, [0.0] * servers, []
     while True:
