@@ -141,6 +141,14 @@ class SimEngine(_Model):
         description="Chat requests with `tools` and tool_choice auto: the fraction (seeded) answered with a tool "
         "call instead of content (1 = always). tool_choice required or a named function always gets one; none never.",
     )
+    image_patch_px: int = Field(
+        28,
+        ge=1,
+        le=4096,
+        description="Chat image inputs: each image costs ceil(width / image_patch_px) x ceil(height / "
+        "image_patch_px) prompt tokens, prefilled like text (28: a 14 px ViT patch merged 2 x 2, as in Qwen2-VL); "
+        "usage reports them as prompt_tokens_details.image_tokens.",
+    )
     prefix_caching: bool = Field(
         False,
         description="Model a prefix cache: prompt blocks seen before are not prefilled again (their cost is "
@@ -614,6 +622,9 @@ class Workload(_Model):
         "(names from target.models, or <model>:<adapter> for LoRA). Absent: target.model, or the trace's `model` "
         "column when the trace has one.",
     )
+    images: Images | None = Field(
+        None, description="Image inputs on chat requests (synthetic, a folder or a JSONL of paths); see Images."
+    )
     request_kinds: list[RequestKind] = Field(
         default_factory=list,
         description="Mix of chat request kinds by weight, e.g. [{kind: plain, weight: 3}, {kind: tools, "
@@ -639,6 +650,11 @@ class Workload(_Model):
             raise ValueError(f"models: {', '.join(dup)} listed twice; give each model once with its weight")
         if self.request_kinds and self.api != "chat":
             raise ValueError("request_kinds (tools, json_schema) are chat requests: set api: chat or remove them")
+        if self.images is not None and self.api != "chat":
+            raise ValueError(
+                "images: image inputs are content parts of chat messages; the completions API has none: "
+                "set api: chat or remove images"
+            )
         return self
 
     def model_weights(self, default: str) -> dict[str, float]:
@@ -647,6 +663,67 @@ class Workload(_Model):
             return {default: 1.0}
         total = sum(m.weight for m in self.models)
         return {m.name: m.weight / total for m in self.models}
+
+
+class ImageSize(_Model):
+    width: int = Field(..., ge=1, le=16384, description="Image width in pixels (1-16384).")
+    height: int = Field(..., ge=1, le=16384, description="Image height in pixels (1-16384).")
+    weight: float = Field(1.0, gt=0, le=1_000_000, description="Relative share of images of this size.")
+
+
+class Images(_Model):
+    """`workload.images`: images sent with chat requests as OpenAI `image_url` content parts (data URLs).
+    Synthetic (seeded, made with Pillow) unless `folder` or `dataset` names local image files
+    (harness/load/images.py). Each distinct image is encoded once, before the load starts."""
+
+    count: int = Field(1, ge=1, le=64, description="Images per image-carrying request (1-64).")
+    count_max: int | None = Field(
+        None, ge=1, le=64, description="With it, each request carries a seeded uniform count in count..count_max."
+    )
+    fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of requests that carry images; the rest are text-only (0-1]."
+    )
+    width: int | None = Field(None, ge=1, le=16384, description="Synthetic image width in pixels (with height).")
+    height: int | None = Field(None, ge=1, le=16384, description="Synthetic image height in pixels (with width).")
+    sizes: list[ImageSize] = Field(
+        default_factory=list, description="Synthetic: a weighted size distribution instead of width/height."
+    )
+    format: Literal["png", "jpeg"] = Field("jpeg", description="Synthetic images' encoding: png or jpeg.")
+    quality: int = Field(85, ge=1, le=100, description="JPEG quality (1-100).")
+    distinct: int = Field(
+        16, ge=1, le=10_000, description="Synthetic: how many different images to make (each encoded once)."
+    )
+    folder: str | None = Field(None, min_length=1, description="A local folder of image files to send instead.")
+    dataset: str | None = Field(
+        None,
+        min_length=1,
+        description="A local JSONL file, one object per line with `image` (a path, relative to the file) or "
+        "`images` (a list of paths), to send instead.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Images:
+        if self.folder is not None and self.dataset is not None:
+            raise ValueError("images: set folder or dataset, not both")
+        local = self.folder is not None or self.dataset is not None
+        if local and (self.width is not None or self.height is not None or self.sizes):
+            raise ValueError("images: width/height/sizes are for synthetic images; a folder or dataset has its own")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("images: set both width and height (or sizes)")
+        if self.sizes and self.width is not None:
+            raise ValueError("images: set width/height or sizes, not both")
+        if not local and self.width is None and not self.sizes:
+            raise ValueError(
+                "images: synthetic images need width and height (or sizes), e.g. {width: 512, height: 512}"
+            )
+        if self.count_max is not None and self.count_max < self.count:
+            raise ValueError(f"images.count_max ({self.count_max}) must be >= count ({self.count})")
+        return self
+
+    def size_choices(self) -> list[tuple[int, int, float]]:
+        if self.sizes:
+            return [(s.width, s.height, s.weight) for s in self.sizes]
+        return [(int(self.width or 1), int(self.height or 1), 1.0)]
 
 
 class Dataset(_Model):
@@ -786,6 +863,78 @@ class Arrival(_Model):
     )
 
 
+class SaturationRule(_Model):
+    """`load.stop_when.saturation`: stop once the server has fallen behind the offered rate for good
+    (harness/load/stop.py has the rule). Windows of `window_s` seconds from the load's start; a window is saturated
+    when its achieved rate (completions/s) is below (1 - rate_gap) x its offered rate (requests sent/s), the
+    requests in flight at its end exceed the previous window's, and its TTFT p50 (from the scheduled arrival) is at
+    least (1 + ttft_growth) x the previous window's. `windows` saturated windows in a row stop the run."""
+
+    window_s: float = Field(5.0, ge=1, le=600, description="Length of one detection window in seconds (1-600).")
+    windows: int = Field(3, ge=2, le=100, description="Consecutive saturated windows that stop the run (2-100).")
+    rate_gap: float = Field(
+        0.1, gt=0, lt=1, description="Achieved below (1 - rate_gap) x offered counts as falling behind (0-1)."
+    )
+    ttft_growth: float = Field(
+        0.1, ge=0, le=100, description="TTFT p50 must grow by at least this fraction window on window (<= 100)."
+    )
+    min_window_requests: int = Field(
+        5, ge=1, le=1_000_000, description="A window with fewer requests sent than this is never saturated."
+    )
+
+
+class StopWhen(_Model):
+    """`load.stop_when`: end the load early (drain in-flight requests, then judge what was measured)."""
+
+    max_errors: int | str | None = Field(
+        None,
+        description="Stop at this many failed requests (an integer count since the load started), or at this share "
+        "of failed requests over the last errors_window_s (a string like `20%`, with at least "
+        "errors_min_requests finished in that window).",
+    )
+    errors_window_s: float = Field(
+        10.0, gt=0, le=3600, description="max_errors as a share: the sliding window it is measured over (<= 1 h)."
+    )
+    errors_min_requests: int = Field(
+        10, ge=1, le=1_000_000, description="max_errors as a share: fewest finished requests in the window to judge."
+    )
+    saturation: SaturationRule | None = Field(
+        None, description="Stop when the server is saturated (`true` or the rule's settings; open loop only)."
+    )
+
+    @field_validator("saturation", mode="before")
+    @classmethod
+    def _saturation_flag(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
+
+    @field_validator("max_errors")
+    @classmethod
+    def _max_errors(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, bool):
+            raise ValueError("max_errors: a count (e.g. 10) or a share (e.g. `5%`), not a boolean")
+        if isinstance(v, int):
+            if not 1 <= v <= 1_000_000_000:
+                raise ValueError(f"max_errors: a count must lie in 1..1e9, got {v}")
+            return v
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", v)
+            if not m or not 0 < float(m.group(1)) <= 100:
+                raise ValueError(f"max_errors: {v!r} is not a share like `5%` (0 < share <= 100%) nor a count")
+        return v
+
+    @property
+    def max_errors_count(self) -> int | None:
+        return self.max_errors if isinstance(self.max_errors, int) else None
+
+    @property
+    def max_errors_share(self) -> float | None:
+        return float(self.max_errors.strip().rstrip("%")) / 100.0 if isinstance(self.max_errors, str) else None
+
+
 class Load(_Model):
     warmup_s: float = Field(
         0.0,
@@ -814,6 +963,11 @@ class Load(_Model):
     )
     cooldown_s: float = Field(
         0.0, ge=0, le=MAX_DURATION_S, description="Trailing seconds whose samples are excluded from statistics."
+    )
+    stop_when: StopWhen | None = Field(
+        None,
+        description="End the load early: max_errors, saturation (harness/load/stop.py); the run drains, is "
+        "recorded as stopped_early and judged on what it measured.",
     )
 
     @property
@@ -1053,6 +1207,26 @@ class Scenario(_Model):
                 f"scrape.step_s: {self.scrape.step_s:g} s over a {self.load.duration_s:g} s load asks "
                 f"Prometheus for {points:.0f} points per series; it answers at most {PROM_MAX_POINTS}: "
                 f"set scrape.step_s >= {need:.3g}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stop_when_open_loop(self) -> Scenario:
+        sw = self.load.stop_when
+        if sw is not None and sw.saturation is not None and self.load.arrival is None and self.workload.trace is None:
+            raise ValueError(
+                "load.stop_when.saturation: the detector compares the achieved rate with an offered one, which only "
+                "open loop has: set load.arrival (stages with rate_rps) or remove saturation"
+            )
+        if (
+            sw is not None
+            and sw.saturation is not None
+            and sw.saturation.window_s * sw.saturation.windows > (self.load.duration_s)
+        ):
+            raise ValueError(
+                f"load.stop_when.saturation: windows x window_s ({sw.saturation.windows} x "
+                f"{sw.saturation.window_s:g} s) is longer than the load ({self.load.duration_s:g} s): it could "
+                "never fire; shorten window_s"
             )
         return self
 

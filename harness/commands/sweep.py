@@ -8,7 +8,9 @@ run.json `cache_reset`; `--no-cache-reset` turns it off), so one step's seeded p
 cache an earlier step filled (vLLM #54227). With `repeat` > 1 each step is a repeat group
 (harness/commands/repeat.py) and passes only when every repeat passes; its numbers are medians over the repeats.
 The search is bounded: candidates in ascending order until the first failure, then at most `refine`
-bisection steps between the last pass and the first failure.
+bisection steps between the last pass and the first failure. With `load.stop_when.saturation` in the scenario, a
+step the detector stops (harness/load/stop.py) ends the sweep there: no larger value or bisection is tried, and
+sweep.json reports the capacity found (`capacity`: the saturated step's median achieved rate while saturated).
 
 Goodput per step: requests/s that succeeded and met per-request bounds — the scenario's `goodput:` criteria,
 else the thresholds of its ttft/tpot/e2e SLOs applied to each request.
@@ -45,6 +47,8 @@ class Step:
     generator_bottleneck: bool = False
     cache_reset: dict | None = None  # the step's prefix-cache reset (run.json cache_reset)
     repeats: list = field(default_factory=list)  # with --repeat: [{run_dir, verdict, exit_code}] per repeat
+    stopped_early: dict | None = None  # summary.json stopped_early of the step (load.stop_when fired)
+    saturated: bool = False  # the saturation detector stopped this step: the sweep ends here
 
 
 def step_scenario(base: Scenario, mode: Mode, value: float, duration_s: float) -> Scenario:
@@ -107,6 +111,8 @@ def summarize_step(value: float, out, criteria: dict[str, float]) -> Step:
     run = _run_doc(Path(out.run_dir))
     st.generator_bottleneck = bool(((run.get("load") or {}).get("generator") or {}).get("bottleneck"))
     st.cache_reset = run.get("cache_reset")
+    st.stopped_early = s.get("stopped_early")
+    st.saturated = bool(st.stopped_early and st.stopped_early.get("trigger") == "saturation")
     return st
 
 
@@ -136,6 +142,8 @@ def merge_repeats(value: float, steps: list[Step], group_dir: str, exit_code: in
         generator_bottleneck=any(s.generator_bottleneck for s in steps),
         cache_reset=steps[0].cache_reset if steps else None,
         repeats=[{"run_dir": s.run_dir, "verdict": s.verdict, "exit_code": s.exit_code} for s in steps],
+        stopped_early=next((s.stopped_early for s in steps if s.saturated), None),
+        saturated=any(s.saturated for s in steps),
     )
 
 
@@ -217,6 +225,8 @@ def run_sweep(
                 break
             if code not in (0, 1):
                 break  # setup problem: more steps would fail the same way
+            if results[v].saturated:
+                break  # past capacity: larger values only measure a longer queue
     doc = _write(sweep_dir, base, mode, dur, criteria, results, interrupted=interrupted)
     return doc, sweep_dir
 
@@ -251,10 +261,28 @@ def _write(
         if any(s.cache_reset and s.cache_reset.get("attempted") for s in steps)
         else "none",
         "steps": [asdict(s) for s in steps],
+        "capacity": capacity(steps, mode),
     }
     (sweep_dir / "sweep.json").write_text(json.dumps(doc, indent=2))
     (sweep_dir / "sweep.md").write_text(render_table(doc) + "\n")
     return doc
+
+
+def capacity(steps: list[Step], mode: Mode) -> dict | None:
+    """The first saturated step (load.stop_when.saturation): its value, the capacity it measured (median achieved
+    req/s while saturated) and the largest value below it that did not saturate; None if no step saturated."""
+    sat = next((s for s in steps if s.saturated), None)
+    if sat is None:
+        return None
+    ev = (sat.stopped_early or {}).get("evidence") or {}
+    below = [s.value for s in steps if s.value < sat.value and not s.saturated]
+    return {
+        "saturated_at": sat.value,
+        "unit": "req/s" if mode == "rate" else "users",
+        "capacity_rps": ev.get("capacity_rps", sat.achieved_rps),
+        "last_unsaturated": max(below) if below else None,
+        "stopped_at_s": (sat.stopped_early or {}).get("at_s"),
+    }
 
 
 def render_table(doc: dict) -> str:
@@ -273,6 +301,7 @@ def render_table(doc: dict) -> str:
         r = f"{s['achieved_rps']:.2f}" if s["achieved_rps"] is not None else "-"
         e = f"{s['error_rate'] * 100:.1f}%" if s["error_rate"] is not None else "-"
         flag = " (generator bound)" if s["generator_bottleneck"] else ""
+        flag += " (saturated: stopped)" if s.get("saturated") else ""
         lines.append(
             f"| {s['value']:g} | {s['verdict']}{flag} | {r} | {g} | "
             f"{ms(s['ttft_ms'], 'p50')} | {ms(s['ttft_ms'], 'p95')} | "
@@ -285,6 +314,12 @@ def render_table(doc: dict) -> str:
         f"highest {doc['mode']} meeting every SLO: "
         + (f"{best:g} {unit}" if best is not None else "none of the tried values"),
     ]
+    cap = doc.get("capacity")
+    if cap:
+        lines.append(
+            f"saturated at {cap['saturated_at']:g} {cap['unit']} (stopped after {cap['stopped_at_s']:.1f} s): "
+            f"capacity ~{cap['capacity_rps']:.2f} req/s; the sweep stopped there"
+        )
     lines.append(
         "(latencies in ms; goodput: requests/s meeting "
         + (

@@ -8,9 +8,11 @@ Files (all under the run dir, shared by master and local workers):
   locust/started_at            epoch seconds of shape t=0 (written by the master on its first tick)
   locust/done.cnt              one byte appended per finished request: the master's completion count
   locust/tickets.cnt           one byte appended per started request when max_requests is set (global ticket)
+  locust/sent.cnt              one byte appended per request sent (open loop: per arrival, when it is due)
   locust/dropped.cnt           one byte per open-loop arrival never sent (queued at max_concurrency past the end)
   locust/probe-<pid>.json      scheduling-lag percentiles of each Locust process (harness.load.probe)
   locust/pool.json             prepared prompts (datasets, shared prefixes), when the workload has a pool
+  locust/images.json           workload.images: one data URL per distinct image (encoded once, before the load)
   locust/trace.json            trace rows to send (workload.trace): send offset, lengths, prefix blocks
   locust/stop                  created by the runner to ask for a graceful stop
 """
@@ -37,6 +39,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 from harness.load.arrivals import arrival_offsets
 from harness.load.counter import AppendCounter
+from harness.load.images import pick_images, with_images
 from harness.load.probe import LagProbe
 from harness.load.shape import open_tick, stage_ends, stage_tick
 from harness.load.stream import StreamState, build_sample, dropped_sample
@@ -58,6 +61,7 @@ _TRACE = (  # open loop on a trace's send times (harness.load.trace)
     else None
 )
 _STOP_FILE = _LOCUST_DIR / "stop"
+_IMAGES: list[str] | None = json.loads(Path(CFG["images_path"]).read_text()) if CFG.get("images_path") else None
 _MIX = RequestMix(CFG["model"], CFG.get("models"), CFG.get("request_kinds"))
 
 
@@ -101,6 +105,7 @@ class _SampleWriter:
 _writer = _SampleWriter()
 _done = AppendCounter(_LOCUST_DIR / "done.cnt")
 _tickets = AppendCounter(_LOCUST_DIR / "tickets.cnt")
+_sent = AppendCounter(_LOCUST_DIR / "sent.cnt")  # offered load, for load.stop_when (harness/load/stop.py)
 _dropped = AppendCounter(_LOCUST_DIR / "dropped.cnt")  # open-loop arrivals still queued at the cap when stages ended
 _OPEN_END_S = sum(float(s["duration_s"]) for s in CFG["stages"])
 _user_seq = itertools.count()
@@ -176,11 +181,14 @@ class _LLMBase(User):
         """One request (`pick`: model, request kind, the kind's body fields); writes its sample; returns the output
         tokens received."""
         stream = bool(_W["stream"])
+        if sched is None:  # an open-loop arrival was counted when it was due (it may wait at max_concurrency)
+            _sent.bump()
         model, kind, extra = pick
+        urls = pick_images(self.rng, _IMAGES, _W["images"]) if _IMAGES else []
         body = build_body(
             api=_W["api"],
             model=model,
-            messages=messages,
+            messages=with_images(messages, urls),
             max_tokens=max_tokens,
             stream=stream,
             ignore_eos=bool(_W["ignore_eos"]),
@@ -269,6 +277,9 @@ class _LLMBase(User):
             model=model,
             kind=kind,
         )
+        if _IMAGES is not None:  # per-modality statistics (harness.load.images.image_stats)
+            details = (usage or {}).get("prompt_tokens_details") or {}
+            row.update(images=len(urls), request_bytes=len(body), image_tokens=details.get("image_tokens"))
         _writer.write(row)
         _done.bump()
         # Exactly one Locust event per sample, so Locust's count reconciles with ours.
@@ -360,6 +371,7 @@ class ArrivalUser(_LLMBase):
             delay = p0 + off - _perf()
             if delay > 0:
                 gevent.sleep(delay)
+            _sent.bump()
             group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 

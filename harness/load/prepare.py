@@ -35,6 +35,7 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)  # recorded in run.json (load.workload)
     tokenizer_path: Path | None = None  # counts the tokens of SSE events whose usage does not say
     trace: list[dict[str, Any]] | None = None  # trace rows to send (harness.load.trace), when workload.trace is set
+    images: list[dict[str, Any]] | None = None  # workload.images: the distinct images, encoded (harness.load.images)
 
 
 # ---------- tokenizer ----------
@@ -310,6 +311,10 @@ def prepare_workload(scenario: Scenario) -> Prepared:
         kind = "multi_turn"
         extra = {"session_turns": w.session_turns}
     out.info = {"kind": kind, "prompt_length_unit": unit, "tokenizer": note, **extra}
+    if w.images is not None:
+        from harness.load.images import build_pool
+
+        out.images, out.info["images"] = build_pool(w.images, w.seed)
     return out
 
 
@@ -381,6 +386,14 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
                 fix="check the file's permissions",
             ) from None
         check_trace_models(sc, rows, source)
+    im = sc.workload.images
+    if im is not None and (im.folder is not None or im.dataset is not None):
+        from harness.load.images import build_pool
+
+        try:
+            build_pool(im, sc.workload.seed)  # opens every file: a folder without images or a non-image fails here
+        except HarnessError as e:
+            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
     if sc.workload.tokenizer:
         try:
             tokenizer_path(sc)

@@ -35,6 +35,7 @@ from harness.load.monitor import GeneratorMonitor, generator_report
 from harness.load.prepare import Prepared, prepare_workload
 from harness.load.samples import SAMPLE_GLOB, Progress, SampleTail, merge_samples
 from harness.load.shape import stage_ends, stage_index
+from harness.load.stop import StopTrigger, StopWatch
 from harness.paths import child_env, import_root
 from harness.scenario import Scenario
 
@@ -65,6 +66,9 @@ class LoadResult:
     generator: dict = field(default_factory=dict)  # the load generator's own health: CPU, scheduling lag, lateness
     warnings: list = field(default_factory=list)  # e.g. the generator was the bottleneck: its timings are suspect
     remote_workers: list = field(default_factory=list)  # worker_hosts ray: node, pid and exit code per Locust worker
+    # load.stop_when fired: {trigger, at, at_s, detail, evidence} (harness/load/stop.py); None: ran to its end
+    stopped_early: dict | None = None
+    stop_windows: list = field(default_factory=list)  # load.stop_when.saturation: every window the detector judged
 
 
 def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = None) -> dict[str, Any]:
@@ -81,6 +85,10 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
                 {"duration_s": s.duration_s, "rate_rps": s.rate_rps, "ramp_to_rps": s.ramp_to_rps} for s in ld.stages
             ],
         }
+    images_path = None
+    if prepared is not None and prepared.images:
+        images_path = run_dir / "locust" / "images.json"  # data URLs, one per distinct image (encoded once)
+        images_path.write_text(json.dumps([p["url"] for p in prepared.images], separators=(",", ":")))
     trace_path = None
     if prepared is not None and prepared.trace is not None and w.trace is not None:
         trace_path = run_dir / "locust" / "trace.json"  # rows to send: {t (s), in, out, [blocks, shared, model]}
@@ -93,6 +101,7 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
         }
     return {
         "trace_path": str(trace_path) if trace_path else None,
+        "images_path": str(images_path) if images_path else None,
         "trace_block_tokens": w.trace.block_tokens if w.trace is not None else None,
         "open_loop": open_loop,
         "workers": ld.workers,
@@ -223,6 +232,13 @@ def read_locust_totals(locust_dir: Path) -> tuple[int, int]:
     return -1, -1
 
 
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)  # our own session: master and its forked workers
@@ -240,6 +256,8 @@ class LocustExit:
     interrupted: bool
     message: str | None  # why it ended abnormally, else None
     remote_workers: list = field(default_factory=list)
+    stopped_early: StopTrigger | None = None  # load.stop_when fired
+    stop_windows: list = field(default_factory=list)
 
 
 class LocustProcess:
@@ -334,6 +352,9 @@ class LocustProcess:
         term_sent_at: float | None = None
         last_progress = 0.0
         progress_failed = False
+        watch: StopWatch | None = None
+        stop_when = self.scenario.load.stop_when
+        sent_cnt, done_cnt = self.locust_dir / "sent.cnt", self.locust_dir / "done.cnt"
         try:
             while proc.poll() is None:
                 now_m = time.monotonic()
@@ -368,9 +389,18 @@ class LocustProcess:
                     _signal_group(proc, signal.SIGKILL)
                 if started_at is not None:
                     monitor.poll()  # CPU of the Locust processes, at most once a second
+                if stop_when is not None and started_at is not None and stop_sent_at is None:
+                    watch = watch or StopWatch(stop_when, started_at)
+                    rows = tail.poll()
+                    prog.add(rows)
+                    if watch.feed(rows, time.time(), _size(sent_cnt), _size(done_cnt)) is not None:
+                        stop_sent_at = now_m  # drain as for a stop request (bounded the same way), not interrupted
+                        (self.locust_dir / "stop").touch()
+                        log.info("load.stop_when: %s", watch.fired.detail if watch.fired else "")
                 if on_progress is not None and started_at is not None and now_m - last_progress >= 1.0:
                     last_progress = now_m
-                    prog.add(tail.poll())
+                    if watch is None:
+                        prog.add(tail.poll())
                     progress_failed = self._progress(on_progress, prog, started_at, progress_failed)
                 time.sleep(0.2)
         except BaseException:
@@ -405,7 +435,9 @@ class LocustProcess:
             )
         if rc != 0:
             _signal_group(proc, signal.SIGKILL)  # stray forked workers, if the master died first
-        return LocustExit(started_at, ended_at, rc, interrupted, message, remote_info)
+        fired = watch.fired if watch is not None else None
+        windows = [w.evidence() for w in watch.windows] if watch is not None else []
+        return LocustExit(started_at, ended_at, rc, interrupted, message, remote_info, fired, windows)
 
     def _progress(self, on_progress: Callable[[dict], None], prog: Progress, started_at: float, failed: bool) -> bool:
         """One progress snapshot to the callback; returns whether it has failed (logged once, then quietly)."""
@@ -444,6 +476,7 @@ def merge_load(
         stage_names=[s["name"] for s in stages],
         stage_ends=stage_ends(stages),
         cooldown_s=ld.cooldown_s,
+        stop_at=ended.stopped_early.at if ended.stopped_early is not None else None,
     )
     lreq, lfail = read_locust_totals(run_dir / "locust")
     generator, warnings = generator_report(
@@ -467,11 +500,18 @@ def merge_load(
         exit_code=ended.exit_code,
         interrupted=ended.interrupted,
         message=ended.message,
-        stats_end=stats_end_at(ended.started_at, ended.ended_at, ld.duration_s, ld.cooldown_s),
+        stats_end=stats_end_at(
+            ended.started_at,
+            ended.stopped_early.at if ended.stopped_early is not None else ended.ended_at,
+            ld.duration_s,
+            ld.cooldown_s,
+        ),
         workload=prepared.info,
         generator=generator,
         warnings=warnings,
         remote_workers=ended.remote_workers,
+        stopped_early=ended.stopped_early.to_dict() if ended.stopped_early is not None else None,
+        stop_windows=ended.stop_windows,
     )
 
 
@@ -502,7 +542,7 @@ def run_load(
     for stale in [
         *samples_dir.glob(SAMPLE_GLOB),
         *locust_dir.glob("probe-*.json"),
-        *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "tickets.cnt", "dropped.cnt")),
+        *(locust_dir / n for n in ("started_at", "stop", "done.cnt", "sent.cnt", "tickets.cnt", "dropped.cnt")),
     ]:
         stale.unlink(missing_ok=True)  # a reused run_dir must not mix in an earlier run's samples
     prepared = prepare_workload(scenario)

@@ -54,6 +54,9 @@ SCHEMA = pa.schema(
         ("kind", pa.string()),  # request kind label: plain | tools | tools-<tool_choice> | json_schema | its name
         ("reasoning_tokens", pa.int64()),  # tokens streamed as reasoning_content
         ("tool_call", pa.bool_()),  # the reply carried a tool call
+        ("images", pa.int32()),  # workload.images: images sent with the request (None: no image workload)
+        ("request_bytes", pa.int64()),  # workload.images: bytes of the request body sent
+        ("image_tokens", pa.int64()),  # prompt tokens the server counted for the images (usage), if it says
     ]
 )
 
@@ -200,6 +203,9 @@ def derive(
         "kind": r.get("kind"),
         "reasoning_tokens": r.get("reasoning_tokens"),
         "tool_call": r.get("tool_call"),
+        "images": r.get("images"),
+        "request_bytes": r.get("request_bytes"),
+        "image_tokens": r.get("image_tokens"),
     }
 
 
@@ -213,6 +219,7 @@ def merge_samples(
     stage_ends: Sequence[float],
     batch_rows: int = 20_000,
     cooldown_s: float = 0.0,
+    stop_at: float | None = None,
 ) -> tuple[int, int]:
     """Stream every samples-*.jsonl into one Parquet file in bounded memory (row groups of `batch_rows`).
     Rows are grouped by worker file, each in completion order (sort on t_start_s when order matters).
@@ -220,6 +227,8 @@ def merge_samples(
     warmup_end = started_at + warmup_s
     # past the last stage (or in its cooldown) nothing counts: a request started in the drain is not in the window
     cooldown_start = started_at + stage_ends[-1] - max(cooldown_s, 0.0) if stage_ends else math.inf
+    if stop_at is not None:  # load.stop_when fired: requests sent after the stop request (before it took) don't count
+        cooldown_start = min(cooldown_start, stop_at)
     tmp = out_path.with_suffix(".parquet.tmp")
     n = errs = 0
     with pq.ParquetWriter(tmp, SCHEMA) as w:

@@ -210,8 +210,39 @@ class SLOResult(_Strict):
     )
 
 
+class ImageStats(_Strict):
+    """workload.images: text vs image requests (measured samples, warmup excluded)."""
+
+    text_requests: int = Field(..., description="Requests sent without images.")
+    image_requests: int = Field(..., description="Requests sent with one image or more.")
+    images_sent: int = Field(..., description="Images sent in all.")
+    image_tokens: float | None = Field(
+        default=None, description="Prompt tokens the server counted for images (usage), in all; null: not reported."
+    )
+    image_tokens_per_image: float | None = Field(default=None, description="image_tokens / images sent (answered).")
+    request_bytes_mean: dict[str, float | None] = Field(
+        default_factory=dict, description="Mean request body bytes sent: `text` and `image` requests."
+    )
+    ttft_ms_by_image_count: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Images per request → TTFT stats (p50 p95 p99 mean count), ms."
+    )
+
+
+class StoppedEarly(_Strict):
+    trigger: Literal["max_errors", "saturation"] = Field(..., description="Which `load.stop_when` rule fired.")
+    at: float = Field(..., description="Epoch seconds the stop was requested (statistics end here).")
+    at_s: float = Field(..., description="Seconds after the load's start the stop was requested.")
+    detail: str = Field(..., description="What fired, in one line.")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The values that fired it: saturation: the windows (offered_rps, achieved_rps, in_flight, "
+        "ttft_p50_ms, ...), the rule, saturated_since_s, capacity_rps (median achieved rate while saturated); "
+        "max_errors: errors, finished, nth_error_at_s or the share and its window.",
+    )
+
+
 class Summary(_Strict):
-    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized"})
+    _omit_if_none = frozenset({"autoscaling", "scopes", "faults", "unrecognized", "stopped_early", "images"})
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this file's layout.")
     run_id: str = Field(..., description="Folder name of the run.")
@@ -270,6 +301,18 @@ class Summary(_Strict):
     unrecognized: dict[str, Any] | None = Field(
         default=None,
         description="Fields of an older record (schema 1) this layout does not declare, kept as they were.",
+    )
+    images: ImageStats | None = Field(
+        default=None, description="workload.images: per-modality stats (text vs image requests); null: no images."
+    )
+    modalities: dict[str, SliceStats] = Field(
+        default_factory=dict,
+        description="workload.images with text-only requests too: per modality (`text`, `image`), its client stats.",
+    )
+    stopped_early: StoppedEarly | None = Field(
+        default=None,
+        description="`load.stop_when` ended the load early: the run was judged on the window it ran (up to `at`); "
+        "null: the load ran its stages.",
     )
 
 

@@ -171,6 +171,9 @@ def build_summary(
     faults: list[dict[str, Any]] | None = None,
     models: dict[str, ModelStats] | None = None,
     request_kinds: dict[str, SliceStats] | None = None,
+    stopped_early: dict[str, Any] | None = None,
+    images: dict[str, Any] | None = None,
+    modalities: dict[str, SliceStats] | None = None,
 ) -> Summary:
     from harness.record.health import load_failure
 
@@ -184,6 +187,12 @@ def build_summary(
         verdict = "pass" if status == "completed" and verdicts and all(v.passed for v in verdicts) else "fail"
         if not verdicts:  # a gate that checks nothing must not pass (the CLI refuses such scenarios up front)
             warnings = ["no SLOs were judged: verdict fail (set measure_only to only measure)", *warnings]
+    if stopped_early is not None:  # judged on what it measured; the verdict line says it stopped
+        warnings = [
+            f"stopped early at {stopped_early['at_s']:.1f} s by load.stop_when.{stopped_early['trigger']}: "
+            f"{stopped_early['detail']}; verdict {verdict} on the {stopped_early['at_s']:.1f} s it ran",
+            *warnings,
+        ]
     return Summary(
         run_id=run_id,
         scenario=scenario,
@@ -203,4 +212,7 @@ def build_summary(
         faults=faults,
         models=models or {},
         request_kinds=request_kinds or {},
+        stopped_early=stopped_early,
+        images=images,
+        modalities=modalities or {},
     )

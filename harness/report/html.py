@@ -614,6 +614,12 @@ def render_html(
             f"{len(summary['slos'])} SLOs passed; status {escape(summary['status'])}"
             + (" — measure-only run: no SLOs judged" if summary.get("measure_only") else "")
             + (f" — the load failed: {escape(summary['load_failure'])}" if summary.get("load_failure") else "")
+            + (
+                f" — stopped early at {summary['stopped_early']['at_s']:.1f} s "
+                f"({escape(summary['stopped_early']['trigger'])}): {escape(summary['stopped_early']['detail'])}"
+                if summary.get("stopped_early")
+                else ""
+            )
             + "</p>"
         )
         if sc.get("description"):

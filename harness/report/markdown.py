@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.record.schema import ClientStats, DistStats, ModelStats, RunRecord, SliceStats, Summary
+from harness.record.schema import ClientStats, DistStats, ImageStats, ModelStats, RunRecord, SliceStats, Summary
 from harness.report.fmt import fmt_ms, fmt_value
 
 
@@ -23,7 +23,13 @@ def render_markdown(run: RunRecord, summary: Summary | None) -> str:
         f"**Verdict: {summary.verdict.upper()}** ({len(summary.slos) - len(failed)}/{len(summary.slos)} SLOs passed; "
         f"status {summary.status})"
         + (" — measure-only run: no SLOs judged" if summary.measure_only else "")
-        + (f" — the load failed: {summary.load_failure}" if summary.load_failure else ""),
+        + (f" — the load failed: {summary.load_failure}" if summary.load_failure else "")
+        + (
+            f" — stopped early at {summary.stopped_early.at_s:.1f} s ({summary.stopped_early.trigger}): "
+            f"{summary.stopped_early.detail}"
+            if summary.stopped_early
+            else ""
+        ),
         "",
     ]
     if sc.get("description"):
@@ -37,11 +43,17 @@ def render_markdown(run: RunRecord, summary: Summary | None) -> str:
     if summary.autoscaling:
         lines += ["", "## Autoscaling", ""] + autoscaling_lines(summary.autoscaling)
     lines += _client_lines(summary.client)
-    for slices, title in ((summary.models, "Per model"), (summary.request_kinds, "Per request kind")):
+    for slices, title in (
+        (summary.models, "Per model"),
+        (summary.request_kinds, "Per request kind"),
+        (summary.modalities, "Per modality"),
+    ):
         srows = slice_rows(slices)
         if srows:
             lines += ["", f"## {title} (raw samples, warmup excluded)", "", "| " + " | ".join(SLICE_HEAD) + " |"]
             lines += ["|" + "---|" * len(SLICE_HEAD)] + ["| " + " | ".join(r) + " |" for r in srows]
+    if summary.images:
+        lines += image_lines(summary.images)
     if summary.server:
         lines += [
             "",
@@ -277,3 +289,31 @@ def reconciliation_rows(rec: dict) -> list[tuple[str, str, str, str, str]]:
         else:
             rows.append((key, str(v.get("client", "")), str(v.get("server", "")), str(v.get("diff", "")), agrees))
     return rows
+
+
+def image_lines(im: ImageStats) -> list[str]:
+    """workload.images: text vs image requests, image tokens, TTFT by image count."""
+    tok = f"{im.image_tokens:.0f}" if im.image_tokens is not None else "not reported"
+    per = f" ({im.image_tokens_per_image:.1f} per image)" if im.image_tokens_per_image is not None else ""
+    b = im.request_bytes_mean
+
+    def kb(x: float | None) -> str:
+        return f"{x / 1024:.1f} KiB" if x is not None else "—"
+
+    lines = [
+        "",
+        "## Images (raw samples, warmup excluded)",
+        "",
+        f"{im.image_requests} image requests, {im.text_requests} text-only; {im.images_sent} images sent; "
+        f"image tokens (server usage): {tok}{per}; mean request body: image {kb(b.get('image'))}, "
+        f"text {kb(b.get('text'))}",
+        "",
+        "| images per request | requests | TTFT p50 | TTFT p95 | TTFT mean |",
+        "|---|---|---|---|---|",
+    ]
+    for c, d in im.ttft_ms_by_image_count.items():
+        lines.append(
+            f"| {c} | {d.get('count', 0):.0f} | {fmt_ms(d.get('p50'))} | {fmt_ms(d.get('p95'))} "
+            f"| {fmt_ms(d.get('mean'))} |"
+        )
+    return lines

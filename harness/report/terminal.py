@@ -119,5 +119,7 @@ def print_verdict(summary: dict | None, run_dir: Path, quiet: bool = False) -> N
     what = " — measure-only run: no SLOs judged" if summary.get("measure_only") else ""
     if summary.get("load_failure"):
         what += f" — the load failed: {summary['load_failure']}"
+    if se := summary.get("stopped_early"):
+        what += f" — stopped early at {se['at_s']:.1f} s ({se['trigger']})"
     color = "[green]" if verdict == "PASS" else "[red]" if verdict == "FAIL" else "[yellow]"
     console.print(f"verdict: {color}{verdict}[/] ({summary['status']}){escape(what)}  {run_dir}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.load.images import image_stats
 from harness.load.prepare import workload_server_stats
 from harness.load.runner import LoadResult
 from harness.metrics.scrape import ScrapeResult, Window
@@ -162,6 +163,13 @@ def evaluate_run(
     return RunEvaluation(verdicts, client, auto, scopes)
 
 
+def _modality(samples: pd.DataFrame) -> pd.DataFrame:
+    """`modality` per sample (text | image) for an image workload; unchanged without one."""
+    if "images" not in samples or samples["images"].isna().all():
+        return samples
+    return samples.assign(modality=samples["images"].map(lambda n: None if pd.isna(n) else ("image" if n else "text")))
+
+
 def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
     scenario, load, scraped, window = inp.scenario, inp.load, inp.scraped, inp.window
     samples = pd.read_parquet(load.samples_path)
@@ -225,5 +233,11 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
             for m, c in split_stats(samples, "model", client.duration_s or 0.0).items()
         },
         request_kinds={k: SliceStats.of(c) for k, c in split_stats(samples, "kind", client.duration_s or 0.0).items()},
+        stopped_early=load.stopped_early,
+        images=image_stats(samples),
+        modalities={
+            k: SliceStats.of(c)
+            for k, c in split_stats(_modality(samples), "modality", client.duration_s or 0.0).items()
+        },
     )
     return Evaluation(summary, fired, fault_results)

@@ -29,6 +29,8 @@ finishes with "tool_calls". `response_format` json_object / json_schema makes th
 # of the function Serve's ingress generates, where the string "Request" means nothing, so it became a required
 # query parameter and every request got HTTP 422 (ray-project/ray#64475).
 
+import base64
+import binascii
 import dataclasses
 import itertools
 import json
@@ -100,6 +102,50 @@ def completion_prompt_tokens(prompt: Any) -> int:
     raise ApiError(400, "`prompt` must be a non-empty string or a list of token ids", "prompt")
 
 
+def image_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, GIF or JPEG header (no imaging library on the replica); None if unknown."""
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
+        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if raw[:6] in (b"GIF87a", b"GIF89a") and len(raw) >= 10:
+        return int.from_bytes(raw[6:8], "little"), int.from_bytes(raw[8:10], "little")
+    if raw[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(raw):
+            if raw[i] != 0xFF:
+                return None
+            marker, seg = raw[i + 1], int.from_bytes(raw[i + 2 : i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: the image's size
+                return int.from_bytes(raw[i + 7 : i + 9], "big"), int.from_bytes(raw[i + 5 : i + 7], "big")
+            i += 2 + seg
+    return None
+
+
+def image_tokens(part: dict, patch_px: int) -> int:
+    """Prompt tokens of one `image_url` content part: ceil(width / patch_px) x ceil(height / patch_px), as vision
+    encoders emit one token per (merged) patch (patch_px 28: a 14 px ViT patch merged 2 x 2, as in Qwen2-VL).
+    Only data URLs: the sim fetches nothing."""
+    url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        raise ApiError(400, "image_url.url must be a base64 data URL (the sim engine fetches nothing)", "messages")
+    try:
+        raw = base64.b64decode(url.split(";base64,", 1)[1][:65536], validate=False)  # the header is near the start
+    except (ValueError, binascii.Error):
+        raise ApiError(400, "image_url.url: invalid base64 data", "messages") from None
+    size = image_size(raw)
+    if size is None or size[0] < 1 or size[1] < 1:
+        raise ApiError(400, "image_url.url: not a PNG, GIF or JPEG image", "messages")
+    return math.ceil(size[0] / patch_px) * math.ceil(size[1] / patch_px)
+
+
+def chat_image_tokens(messages: Any, patch_px: int) -> int:
+    n = 0
+    for m in messages if isinstance(messages, list) else []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, list):
+            n += sum(image_tokens(x, patch_px) for x in c if isinstance(x, dict) and x.get("type") == "image_url")
+    return n
+
+
 def chat_prompt_tokens(messages: Any) -> int:
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "`messages` must be a non-empty list", "messages")
@@ -162,6 +208,7 @@ class ParsedRequest:
     tool_choice: str | None = None  # auto | none | required | a tool's name (None: no tools)
     json_format: bool = False  # response_format json_object / json_schema: the content is one JSON object
     prefix_keys: list[int] = dataclasses.field(default_factory=list)  # filled when prefix caching is on
+    image_tokens: int = 0  # of prompt_tokens: the images' (image_url content parts)
 
 
 def _parse_tools(body: dict) -> tuple[list[tuple[str, str]], str | None]:
@@ -210,7 +257,13 @@ def _json_format(body: dict) -> bool:
 
 
 def parse_request(
-    body: Any, *, chat: bool, served_model: str, kv_capacity: int, served: tuple[str, ...] = ()
+    body: Any,
+    *,
+    chat: bool,
+    served_model: str,
+    kv_capacity: int,
+    served: tuple[str, ...] = (),
+    image_patch_px: int = 28,
 ) -> ParsedRequest:
     """`served`: every model id this app serves (default: only `served_model`, also the default model)."""
     if not isinstance(body, dict):
@@ -234,18 +287,30 @@ def parse_request(
 
     if chat:
         prompt_tokens = chat_prompt_tokens(body.get("messages"))
+        images = chat_image_tokens(body.get("messages"), image_patch_px)
+        prompt_tokens += images
         max_tokens = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens")
         if max_tokens is None:
             max_tokens = max(1, min(CHAT_DEFAULT_MAX_TOKENS, kv_capacity - prompt_tokens))
     else:
         prompt_tokens = completion_prompt_tokens(body.get("prompt"))
+        images = 0
         max_tokens = _int_field(body, "max_tokens") or COMPLETIONS_DEFAULT_MAX_TOKENS
     ignore_eos = body.get("ignore_eos", False)
     if not isinstance(ignore_eos, bool):
         raise ApiError(400, "`ignore_eos` must be a boolean", "ignore_eos")
     tools, choice = _parse_tools(body) if chat else ([], None)
     return ParsedRequest(
-        prompt_tokens, max_tokens, stream, include_usage, continuous, model, tools, choice, chat and _json_format(body)
+        prompt_tokens,
+        max_tokens,
+        stream,
+        include_usage,
+        continuous,
+        model,
+        tools,
+        choice,
+        chat and _json_format(body),
+        image_tokens=images,
     )
 
 
@@ -471,15 +536,28 @@ class SimLLM:
                 raise ApiError(400, "request body is not valid JSON") from None
             name = body.get("model", self.model) if isinstance(body, dict) else self.model
             m = self.served.get(name) if isinstance(name, str) else None
-            cap = (m or self.served[self._names[0]]).config.kv_capacity_tokens
-            p = parse_request(body, chat=chat, served_model=self.model, kv_capacity=cap, served=self._names)
+            cfg = (m or self.served[self._names[0]]).config
+            p = parse_request(
+                body,
+                chat=chat,
+                served_model=self.model,
+                kv_capacity=cfg.kv_capacity_tokens,
+                served=self._names,
+                image_patch_px=cfg.image_patch_px,
+            )
             m = self.served[p.model]
             plan = reply_plan(p, m.config, m.rng, chat)
             rid = f"{self.replica_id or 'sim'}-{next(self._ids)}"
             if m.config.prefix_caching:
                 p.prefix_keys = prefix_keys(prompt_text(body, chat=chat), m.config.block_size)
             try:
-                req = m.engine.submit(p.prompt_tokens, p.max_tokens, request_id=rid, prefix_keys=p.prefix_keys)
+                req = m.engine.submit(
+                    p.prompt_tokens,
+                    p.max_tokens,
+                    request_id=rid,
+                    prefix_keys=p.prefix_keys,
+                    image_tokens=p.image_tokens,
+                )
             except ValueError as e:
                 raise ApiError(400, str(e)) from None
             except InjectedFault as e:
@@ -511,6 +589,8 @@ class SimLLM:
             u["completion_tokens_details"] = {"reasoning_tokens": plan.reasoning_done(n)}
         if req is not None and (m.config if m is not None else self.config).prefix_caching:  # vLLM's field for hits
             u["prompt_tokens_details"] = {"cached_tokens": req.cached_tokens}
+        if p.image_tokens:  # not an OpenAI field: the share of prompt_tokens the images took (ground truth)
+            u.setdefault("prompt_tokens_details", {})["image_tokens"] = p.image_tokens
         return u
 
     async def _full(self, m: _Served, req: SimRequest, p: ParsedRequest, chat: bool, plan: ReplyPlan) -> JSONResponse:

@@ -59,6 +59,7 @@ class SimConfig:
     reasoning_tokens: int = 0  # chat replies: the first N tokens stream as reasoning_content
     tool_call_probability: float = 0.0  # chat requests with tools and tool_choice auto: share answered by a tool call
     prefix_caching: bool = False  # reuse prefilled prompt blocks seen before (see the module docstring)
+    image_patch_px: int = 28  # chat image inputs: one prompt token per patch_px x patch_px tile (app.image_tokens)
 
     def __post_init__(self) -> None:
         checks = [
@@ -74,6 +75,7 @@ class SimConfig:
             (0 <= self.error_rate <= 1, "error_rate must lie in [0, 1]"),
             (self.reasoning_tokens >= 0, "reasoning_tokens must be >= 0"),
             (0 <= self.tool_call_probability <= 1, "tool_call_probability must lie in [0, 1]"),
+            (self.image_patch_px >= 1, "image_patch_px must be >= 1"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -120,6 +122,7 @@ class SimRequest:
         "prompt_counted",
         "waiter",
         "cached_tokens",
+        "image_tokens",
     )
 
     def __init__(self, request_id: str, prompt_tokens: int, max_tokens: int, arrival: float) -> None:
@@ -139,6 +142,7 @@ class SimRequest:
         self.prompt_counted = False
         self.waiter: asyncio.Future | None = None
         self.cached_tokens = 0  # prompt tokens served from the prefix cache (not prefilled)
+        self.image_tokens = 0  # of prompt_tokens: the images' (chat image inputs), prefilled like text
 
     # ground-truth views (seconds)
     @property
@@ -169,6 +173,7 @@ class SimRequest:
             "finished_reason": self.finished_reason,
             "preemptions": self.preemptions,
             "cached_tokens": self.cached_tokens,
+            "image_tokens": self.image_tokens,
             "arrival": self.arrival + w,
             "scheduled": None if self.scheduled is None else self.scheduled + w,
             "first_token": None if self.first_token is None else self.first_token + w,
@@ -238,7 +243,12 @@ class SimLLMEngine:
     # ----- public API -----
 
     def submit(
-        self, prompt_tokens: int, max_tokens: int, request_id: str | None = None, prefix_keys: Sequence[int] = ()
+        self,
+        prompt_tokens: int,
+        max_tokens: int,
+        request_id: str | None = None,
+        prefix_keys: Sequence[int] = (),
+        image_tokens: int = 0,
     ) -> SimRequest:
         """Queue a request. Raises ValueError (bad sizes) or InjectedFault (seeded error injection).
         `prefix_keys`: chained hashes of the prompt's full blocks (used with `prefix_caching`)."""
@@ -259,6 +269,7 @@ class SimLLMEngine:
             raise InjectedFault("injected engine error (sim error_rate)")
         loop = self._ensure_started()
         req = SimRequest(request_id or f"sim-{next(self._ids)}", prompt_tokens, max_tokens, loop.time())
+        req.image_tokens = image_tokens
         if cfg.prefix_caching:
             req.cached_tokens = self._lookup_prefix(prompt_tokens, prefix_keys)
         self._waiting.append(req)

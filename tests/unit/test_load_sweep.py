@@ -65,3 +65,50 @@ def test_goodput_criteria_and_table():
     }
     t = render_table(doc)
     assert "| 2 | pass | 1.90 | 1.80 | 10.0 | 20.0 | 30.0 | - | - | 0.0% | - |" in t and "2 req/s" in t
+
+
+def test_sweep_stops_at_the_first_saturated_step(tmp_path, monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    import harness.commands.repeat as repeat_mod
+    import harness.run.pipeline as pipeline_mod
+    from harness.commands.sweep import run_sweep
+
+    tried = []
+
+    def fake_run(sc, opts, ui):
+        rate = sc.load.stages[0].rate_rps
+        tried.append(rate)
+        d = tmp_path / f"step-{rate:g}"
+        d.mkdir()
+        saturated = rate >= 4
+        summary = {
+            "verdict": "fail" if saturated else "pass",
+            "client": {"requests": 10, "requests_per_s": min(rate, 3.1)},
+            "slos": [],
+        }
+        if saturated:
+            summary["stopped_early"] = {
+                "trigger": "saturation",
+                "at_s": 9.5,
+                "evidence": {"capacity_rps": 3.1},
+                "detail": "x",
+            }
+        return SimpleNamespace(run_dir=d, exit_code=1 if saturated else 0, summary=summary)
+
+    monkeypatch.setattr(repeat_mod, "held_stack", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(pipeline_mod, "run", fake_run)
+    base = _base(
+        arrival={"process": "poisson"}, stages=[{"duration_s": 20, "rate_rps": 1}], stop_when={"saturation": True}
+    )
+    doc, _ = run_sweep(base, "rate", [1, 2, 4, 8, 16], results_dir=tmp_path, step_duration_s=20, refine=2, ui=None)
+    assert tried == [1, 2, 4]  # no larger rate, no bisection after the saturated step
+    assert doc["capacity"] == {
+        "saturated_at": 4.0,
+        "unit": "req/s",
+        "capacity_rps": 3.1,
+        "last_unsaturated": 2.0,
+        "stopped_at_s": 9.5,
+    }
+    assert doc["steps"][-1]["saturated"] and "capacity ~3.10 req/s" in render_table(doc)
