@@ -288,6 +288,14 @@ def state_file(project: str) -> Path:
     return state_root() / "docker" / f"{project}.json"
 
 
+def check_project(project: str) -> None:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", project):
+        raise StackError(
+            f"--project {project!r}: Compose project names are lowercase letters, digits, '-' and '_'",
+            fix="e.g. --project harness-ray259",
+        )
+
+
 def compose_up(
     images: Images | None,
     *,
@@ -296,6 +304,7 @@ def compose_up(
     alerting: bool = False,
     timeout_s: float = 300.0,
 ) -> ComposeStack:
+    check_project(project)
     check_docker()
     if state_file(project).exists() or _project_containers(project):
         raise StackError(
