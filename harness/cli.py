@@ -935,13 +935,25 @@ def sweep(
         1, "--repeat", min=1, help="Run each step N times (a repeat group); a step passes only if every repeat does."
     ),
     cache_reset: bool = typer.Option(True, "--cache-reset/--no-cache-reset", help=_CACHE_RESET_HELP),
+    dashboard_url: str | None = typer.Option(None, help="Existing cluster's Ray dashboard (as `run`)."),
+    prometheus_url: str | None = typer.Option(None, help="Existing Prometheus (with --dashboard-url)."),
+    endpoint_url: str | None = typer.Option(None, help="Where the existing cluster's Serve answers."),
 ) -> None:
     """Find the highest rate (or concurrency) meeting the scenario's SLOs; print the curve (exit 0 if one passed)."""
     from harness.commands.sweep import render_table, run_sweep
     from harness.run.ready import ready_scenario
+    from harness.urls import check_url
 
     if rates and concurrency:
         raise HarnessError("give --rates or --concurrency, not both")
+    for u, opt in (
+        (dashboard_url, "--dashboard-url"),
+        (prometheus_url, "--prometheus-url"),
+        (endpoint_url, "--endpoint-url"),
+    ):
+        check_url(u, opt)
+    if (dashboard_url is None) != (prometheus_url is None):
+        raise HarnessError("--dashboard-url and --prometheus-url go together", fix="pass both, or neither")
     sc, path = ready_scenario(scenario, need_slos=True)  # absolute inputs: a dataset next to the scenario works
     mode: Literal["rate", "concurrency"] = (
         "concurrency" if concurrency or (not rates and not sc.load.open_loop) else "rate"
@@ -958,6 +970,9 @@ def sweep(
         scenario_file=str(path),
         repeat=repeat,
         cache_reset=cache_reset,
+        attach={"dashboard_url": dashboard_url, "prometheus_url": prometheus_url, "endpoint_url": endpoint_url}
+        if dashboard_url
+        else None,
     )
     print(render_table(doc))  # plain: a Markdown table must not be wrapped
     console.print(f"wrote {out}/sweep.json and sweep.md; step runs in {out}/steps")

@@ -188,7 +188,9 @@ def run_sweep(
     max_steps: int = 12,
     repeat: int = 1,
     cache_reset: bool = True,
+    attach: dict[str, str | None] | None = None,
 ) -> tuple[dict, Path]:
+    """`attach`: an existing cluster (RunOptions' dashboard_url / prometheus_url / endpoint_url / ray_address)."""
     from harness.commands.repeat import held_stack, run_repeats
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
@@ -204,7 +206,16 @@ def run_sweep(
 
     results: dict[float, Step] = {}
     interrupted = False
-    opts = RunOptions(results_dir=steps_dir, keep_app=True, scenario_file=scenario_file, cache_reset=cache_reset)
+    at = attach or {}
+    opts = RunOptions(
+        results_dir=steps_dir,
+        keep_app=True,
+        scenario_file=scenario_file,
+        cache_reset=cache_reset,
+        dashboard_url=at.get("dashboard_url"),
+        prometheus_url=at.get("prometheus_url"),
+        endpoint_url=at.get("endpoint_url"),
+    )
     with held_stack(base, replace(opts, keep_app=False)):  # afterwards: the user's stack without our app
         while len(results) < max_steps:
             v = candidates(vals, results, refine)

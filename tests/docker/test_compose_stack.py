@@ -236,6 +236,53 @@ def test_same_named_foreign_app_is_refused_untouched(stack, foreign_app, tmp_pat
     assert snapshot(foreign_app) == before
 
 
+def test_repeat_and_sweep_against_the_attached_cluster(stack, foreign_app, tmp_path):
+    """`run --repeat` keeps its app between repeats (same replicas) and removes it after; `sweep` steps run there too."""
+    before = snapshot(foreign_app)
+    doc = yaml.safe_load(SMOKE.read_text())
+    doc["load"] = {"warmup_s": 1, "stages": [{"name": "s", "duration_s": 6, "users": 2, "spawn_rate": 2}]}
+    sc = tmp_path / "short.yaml"
+    sc.write_text(yaml.safe_dump(doc))
+    r = cli(
+        "run",
+        str(sc),
+        *attach_args(stack),
+        "--repeat",
+        "2",
+        "--results-dir",
+        str(tmp_path / "rep"),
+        "--json",
+        env=stack["env"],
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    (group,) = [p for p in (tmp_path / "rep").iterdir() if p.is_dir()]
+    runs = sorted(p for p in group.iterdir() if (p / "run.json").exists())
+    reps = [json.loads((p / "run.json").read_text())["deployment"]["details"] for p in runs]
+    assert [d["reused"] for d in reps] == [False, True] and reps[0]["replicas"] == reps[1]["replicas"], reps
+    r = cli(
+        "sweep",
+        str(sc),
+        "--concurrency",
+        "1,2",
+        "--step-duration-s",
+        "5",
+        "--refine",
+        "0",
+        "--dashboard-url",
+        stack["dashboard_url"],
+        "--prometheus-url",
+        stack["prometheus_url"],
+        "--endpoint-url",
+        stack["serve_url"],
+        "--results-dir",
+        str(tmp_path / "sw"),
+        env=stack["env"],
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert snapshot(foreign_app) == before
+    assert "llm" not in foreign_app.serve_details()["applications"]
+
+
 def test_replica_kill_fault_over_the_jobs_api(stack, tmp_path):
     doc = yaml.safe_load((ROOT / "scenarios" / "fault-replica-kill.yaml").read_text())
     doc["load"]["stages"] = [{"name": "steady", "duration_s": 20, "users": 4, "spawn_rate": 4}]
