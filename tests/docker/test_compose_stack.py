@@ -237,7 +237,7 @@ def test_same_named_foreign_app_is_refused_untouched(stack, foreign_app, tmp_pat
 
 
 def test_repeat_and_sweep_against_the_attached_cluster(stack, foreign_app, tmp_path):
-    """`run --repeat` keeps its app between repeats (same replicas) and removes it after; `sweep` steps run there too."""
+    """`run --repeat` keeps its app between repeats (same replicas), removes it after; `sweep` steps run there too."""
     before = snapshot(foreign_app)
     doc = yaml.safe_load(SMOKE.read_text())
     doc["load"] = {"warmup_s": 1, "stages": [{"name": "s", "duration_s": 6, "users": 2, "spawn_rate": 2}]}
