@@ -128,7 +128,7 @@ def deploy_rest(
         except DashboardError as e:
             raise DeployError(e.message, fix=e.fix) from None
     try:
-        wait_running(dash, target.app_name, timeout_s)
+        wait_running(dash, target.app_name, timeout_s, target.engine)
     except BaseException:  # a failed or interrupted deploy leaves nothing of ours behind (theirs untouched)
         try:
             undeploy_rest(dash, target.app_name, stop_serve=not serve_was_running)
@@ -164,7 +164,7 @@ def _same_app(deployed: dict | None, ours: dict) -> bool:
     return strip(deployed) == strip(ours)
 
 
-def wait_running(dash: Dashboard, name: str, timeout_s: float) -> None:
+def wait_running(dash: Dashboard, name: str, timeout_s: float, engine: str | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     status = "NOT_STARTED"
     while time.monotonic() < deadline:
@@ -173,10 +173,12 @@ def wait_running(dash: Dashboard, name: str, timeout_s: float) -> None:
         if status == "RUNNING":
             return
         if status == "DEPLOY_FAILED" and app is not None:
+            msg = str(app.get("message") or "")
+            shown = msg if len(msg) <= 2000 else f"{msg[:300]}\n  [...]\n{msg[-1700:]}"  # the cause is at the end
             raise DeployError(
-                f"Serve application {name!r} failed to deploy on the cluster: {str(app.get('message'))[:1500]}"
+                f"Serve application {name!r} failed to deploy on the cluster: {shown}"
                 + "".join(f"\n{line}" for line in _deployment_messages(app)),
-                fix=_failed_fix(str(app.get("message"))),
+                fix=_failed_fix(msg, engine),
             )
         time.sleep(POLL_S)
     raise DeployError(
@@ -195,11 +197,20 @@ def _deployment_messages(app: dict[str, Any], max_lines: int = 12) -> list[str]:
     return out
 
 
-def _failed_fix(message: str) -> str:
-    if "vllm" in message.lower() and ("No module named" in message or "ImportError" in message):
-        return "the cluster's image has no vLLM: use an image with vLLM (e.g. rayproject/ray-llm) for engine vllm"
-    if "No module named" in message or "ModuleNotFoundError" in message:
-        return "the import path is missing in the cluster's image: check target.engine and the image's packages"
+def _failed_fix(message: str, engine: str | None = None) -> str:
+    import re
+
+    missing = re.findall(r"No module named '([^']+)'", message)
+    if engine == "vllm" and (missing or "ImportError" in message):
+        what = f" (missing module {missing[-1]!r})" if missing else ""
+        return (
+            f"the cluster's image has no vLLM / Ray Serve LLM stack{what}: use an image with vLLM "
+            "(e.g. rayproject/ray-llm) for engine vllm"
+        )
+    if missing or "ModuleNotFoundError" in message:
+        return (
+            f"module {missing[-1]!r} is missing in the cluster's image" if missing else "a module is missing"
+        ) + ": check target.engine and the image's packages"
     return "read the cluster's message above (Ray dashboard, Serve tab, has the replica logs)"
 
 
