@@ -95,6 +95,13 @@ _STORE_HELP = (
 )
 
 
+_MLFLOW_HELP = (
+    "Log the finished run to this MLflow tracking server (http://HOST:PORT, file:///DIR, sqlite:///DB): params, "
+    "metrics, verdict tag, reports; experiment $MLFLOW_EXPERIMENT_NAME or the scenario name. Needs "
+    'pip install "harness[mlflow]". Unreachable: a warning, the run is not failed (log it later with `harness export`).'
+)
+
+
 _REPEAT_HELP = (
     "Run the scenario N times as one repeat group (same stack and deployment, prefix cache reset before each "
     "repeat); `harness compare` tests groups of >= 3 runs between runs."
@@ -152,10 +159,12 @@ def run(
     repeat: int = typer.Option(1, "--repeat", min=1, help=_REPEAT_HELP),
     repeat_until_width: float | None = typer.Option(None, "--repeat-until-width", help=_UNTIL_HELP),
     cache_reset: bool | None = typer.Option(None, "--cache-reset/--no-cache-reset", help=_CACHE_RESET_HELP),
+    mlflow: str | None = typer.Option(None, "--mlflow", help=_MLFLOW_HELP),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted).
 
     With --repeat N: N runs in one repeat group folder (exit 1 if any repeat failed an SLO)."""
+    from harness.commands.export import check_mlflow_option
     from harness.load.prepare import check_inputs
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
@@ -167,6 +176,7 @@ def run(
     check_ray_address(ray_address)  # malformed addresses are bad input before anything starts
     check_url(prometheus_url, "--prometheus-url")
     check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
+    check_mlflow_option(mlflow)
     path = resolve_scenario_path(scenario)
     sc = absolute_inputs(load_scenario(path), path)  # children run elsewhere: hand them absolute paths
     check_judgeable(sc, str(path), measure_only=measure_only)  # no SLOs: nothing to judge, unless asked
@@ -192,6 +202,7 @@ def run(
         labels=labels,
         store_url=store_url,
         cache_reset=bool(cache_reset),
+        mlflow_uri=mlflow,
     )
     if repeat > 1 or repeat_until_width is not None:
         if baseline:
@@ -283,6 +294,39 @@ def _kv(s: str) -> tuple[str, str]:
         raise HarnessError(f"--label {s!r}: expected key=value")
     k, v = s.split("=", 1)
     return k, v
+
+
+@app.command()
+@cli_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>)."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="br0.2: llm-d's Benchmark Report v0.2 (default when --mlflow is not given)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write here (.yaml/.yml: YAML, else JSON); default stdout."
+    ),
+    mlflow: str | None = typer.Option(
+        None, "--mlflow", help="Log the run to this MLflow tracking URI (exit 2 if not)."
+    ),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="MLflow experiment (default $MLFLOW_EXPERIMENT_NAME, else the scenario name)."
+    ),
+) -> None:
+    """Export a run folder's record: llm-d Benchmark Report v0.2 and/or an MLflow run (exit 2 on bad input)."""
+    from harness.commands.export import export as run_export
+
+    raise typer.Exit(
+        run_export(
+            run_dir,
+            fmt,
+            out,
+            mlflow,
+            experiment=experiment,
+            say=lambda s: console.print(s, highlight=False, soft_wrap=True),
+            emit=lambda t: print(t, end=""),
+        )
+    )
 
 
 @app.command()

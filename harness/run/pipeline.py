@@ -39,6 +39,7 @@ class RunOptions:
     repeat: RepeatGroup | None = None  # this run's place in a repeat group (harness/commands/repeat.py)
     reuse_app: bool = False  # keep the running app's replicas (a later repeat or sweep step of the same target)
     stay_connected: bool = False  # keep this driver's Ray connection for the next run (repeats)
+    mlflow_uri: str | None = None  # MLflow tracking URI the finished run is logged to (None: not logged)
 
 
 @dataclass
@@ -72,7 +73,20 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
                 f"results store unreachable, run not indexed: {indexed['error']}; "
                 f"`harness store sync` adds it later (the run folder is complete)"
             )
+        if opts.mlflow_uri:  # like the store: an unreachable MLflow warns, the folder can be exported later
+            _log_mlflow(rec.dir, opts.mlflow_uri, ui)
     return RunOutcome(rec.dir, ctx.exit_code if ctx.exit_code is not None else EXIT_BAD_INPUT, ctx.summary, indexed)
+
+
+def _log_mlflow(run_dir: Path, uri: str, ui: UI) -> None:
+    from harness.export.mlflow_log import log_run_dir
+
+    res = log_run_dir(run_dir, uri)
+    if not res["logged"]:
+        ui.warn(
+            f"MLflow {res['uri']} unreachable, run not logged: {res['error']}; "
+            f"`harness export --mlflow URI {run_dir}` logs it later (the run folder is complete)"
+        )
 
 
 def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> RunContext:
