@@ -10,6 +10,7 @@ from harness import deploy as deploy_stage
 from harness import stack as stack_stage
 from harness.deploy.cache import reset_prefix_cache
 from harness.errors import EXIT_BAD_INPUT
+from harness.load.correctness import run_probes
 from harness.load.runner import run_load
 from harness.metrics.scrape import ScrapeResult, Window, scrape_run
 from harness.record.environment import environment
@@ -111,6 +112,10 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             )
             if reset is not None:
                 rec.record_cache_reset(CacheReset(**reset))
+        probes = None  # workload.correctness: greedy probes before the load (their outputs are the gate's input)
+        if scenario.workload.correctness is not None:
+            probes = ctx.stage("correctness", lambda: run_probes(scenario, dep.base_url))
+            rec.record_correctness(probes)
         rec.record_environment(environment())
         if stack.targets_pending:  # a fresh local stack: Prometheus found Ray's targets while the app deployed
             ctx.stage("metrics_ready", lambda: stack_stage.wait_targets(stack))
@@ -149,6 +154,7 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             ctx.stage_errors.get("scrape"),
             faults=faults,
             alerts=alerts,
+            correctness=probes,
         )
         ev = ctx.stage("evaluate", lambda: evaluate_stage(inputs))
         rec.record_evaluation(ev.summary, ev.alerts, ev.faults)
