@@ -197,8 +197,12 @@ def test_compare_identical_outputs_exit_0_changed_exit_1_side_by_side(tmp_path: 
     assert "2 correctness probe(s), none changed" in r.output
     assert json.loads((tmp_path / "same.json").read_text())["comparisons"][0]["outputs"]["changed"] == []
     c = _with_outputs(tmp_path, "ray-2.59b", "c", ["Lyon", "1 2 3"])
-    r = CliRunner().invoke(app, ["compare", str(a), str(c), "--json", str(tmp_path / "diff.json")])
+    r = CliRunner().invoke(
+        app, ["compare", str(a), str(c), "--json", str(tmp_path / "diff.json"), "--md", str(tmp_path / "diff.md")]
+    )
     assert r.exit_code == 1, r.output
     assert "1 of 2 correctness probe(s) changed" in r.output and "Paris" in r.output and "Lyon" in r.output
     ch = json.loads((tmp_path / "diff.json").read_text())["comparisons"][0]["outputs"]["changed"]
     assert ch == [{"index": 0, "prompt": "q0", "base": "Paris", "new": "Lyon", "base_tokens": 2, "new_tokens": 2}]
+    md = (tmp_path / "diff.md").read_text()
+    assert "1 of 2 correctness probe(s) changed" in md and "| 0 | q0 | Paris | Lyon |" in md
