@@ -385,7 +385,12 @@ class RunRecord(_Strict):
         default_factory=dict, description="Load result (harness/load/runner.py LoadResult): counts, generator health."
     )
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
-    node_stats: dict[str, Any] = Field(default_factory=dict, description="Node-level signals per node.")
+    node_stats: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Node-level signals per node; `gpus`: per node and GPU index, utilisation (fraction), memory "
+        "used (bytes), power (W) and SM clock (MHz) from Ray's node series or the DCGM exporter's, with the series "
+        "that answered, or {no_data: why} (a CPU cluster has none).",
+    )
     alerts: list[dict[str, Any]] | None = Field(default=None, description="Alerts the local Alertmanager delivered.")
     faults: list[dict[str, Any]] | None = Field(
         default=None, description="Scenario `faults:`: what fired, the recovery."

@@ -166,10 +166,12 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
 
 def _node_stats(stack: stack_stage.Stack, scraped: ScrapeResult, window: Window) -> dict[str, Any]:
     """Node-level signals per node (harness/metrics/per_node.py); best effort, {} when Prometheus cannot say."""
-    from harness.metrics.per_node import per_node_stats
+    from harness.metrics.per_node import per_gpu_stats, per_node_stats
 
     try:
-        return per_node_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+        out = per_node_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+        out["gpus"] = per_gpu_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+        return out
     except Exception:  # noqa: BLE001 — a per-node view must never fail the run
         return {}
 
