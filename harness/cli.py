@@ -96,6 +96,13 @@ _STORE_HELP = (
 )
 
 
+_MLFLOW_HELP = (
+    "Log the finished run to this MLflow tracking server (http://HOST:PORT, file:///DIR, sqlite:///DB): params, "
+    "metrics, verdict tag, reports; experiment $MLFLOW_EXPERIMENT_NAME or the scenario name. Needs "
+    'pip install "harness[mlflow]". Unreachable: a warning, the run is not failed (log it later with `harness export`).'
+)
+
+
 _REPEAT_HELP = (
     "Run the scenario N times as one repeat group (same stack and deployment, prefix cache reset before each "
     "repeat); `harness compare` tests groups of >= 3 runs between runs."
@@ -169,10 +176,12 @@ def run(
         help=_UNTIL_HELP,
     ),
     cache_reset: bool | None = typer.Option(None, "--cache-reset/--no-cache-reset", help=_CACHE_RESET_HELP),
+    mlflow: str | None = typer.Option(None, "--mlflow", help=_MLFLOW_HELP),
 ) -> None:
     """Run a scenario end to end and gate on its SLOs (exit 0 pass, 1 SLO failed, 2 bad input, 130 interrupted).
 
     With --repeat N: N runs in one repeat group folder (exit 1 if any repeat failed an SLO)."""
+    from harness.commands.export import check_mlflow_option
     from harness.run.pipeline import RunOptions
     from harness.run.pipeline import run as run_pipeline
     from harness.run.ready import ready_scenario
@@ -184,6 +193,7 @@ def run(
     check_url(prometheus_url, "--prometheus-url")
     check_url(endpoint_url, "--endpoint-url", "http://127.0.0.1:8000")
     check_url(dashboard_url, "--dashboard-url", "http://127.0.0.1:8265")
+    check_mlflow_option(mlflow)
     sc, path = ready_scenario(scenario, measure_only=measure_only)
     labels = dict(_kv(kv) for kv in label)
     _check_gate_options(store, baseline, fail_on, repeat > 1 or repeat_until_width is not None)
@@ -209,6 +219,7 @@ def run(
         labels=labels,
         store_url=store_url,
         cache_reset=bool(cache_reset),
+        mlflow_uri=mlflow,
     )
     if repeat > 1 or repeat_until_width is not None:
         if baseline:
@@ -334,6 +345,39 @@ def _finite(v: float | None, opt: str) -> float | None:
     if v is not None and not math.isfinite(v):
         raise typer.BadParameter(f"{v} is not a finite number", param_hint=opt)
     return v
+
+
+@app.command()
+@cli_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run folder (results/<run-id>)."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="br0.2: llm-d's Benchmark Report v0.2 (default when --mlflow is not given)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write here (.yaml/.yml: YAML, else JSON); default stdout."
+    ),
+    mlflow: str | None = typer.Option(
+        None, "--mlflow", help="Log the run to this MLflow tracking URI (exit 2 if not)."
+    ),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="MLflow experiment (default $MLFLOW_EXPERIMENT_NAME, else the scenario name)."
+    ),
+) -> None:
+    """Export a run folder's record: llm-d Benchmark Report v0.2 and/or an MLflow run (exit 2 on bad input)."""
+    from harness.commands.export import export as run_export
+
+    raise typer.Exit(
+        run_export(
+            run_dir,
+            fmt,
+            out,
+            mlflow,
+            experiment=experiment,
+            say=lambda s: console.print(s, highlight=False, soft_wrap=True),
+            emit=lambda t: print(t, end=""),
+        )
+    )
 
 
 @app.command()

@@ -630,6 +630,12 @@ class Workload(_Model):
         description="Mix of chat request kinds by weight, e.g. [{kind: plain, weight: 3}, {kind: tools, "
         "tool_choice: required}]. Absent: plain requests only.",
     )
+    correctness: Correctness | None = Field(
+        None,
+        description="Output correctness probes: fixed prompts sent with greedy decoding (temperature 0, fixed seed) "
+        "before the load; run.json keeps each output, its digest and token count (SLOs `outputs.changed == 0` "
+        "against `baseline`, `outputs.empty == 0`).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Workload:
@@ -724,6 +730,34 @@ class Images(_Model):
         if self.sizes:
             return [(s.width, s.height, s.weight) for s in self.sizes]
         return [(int(self.width or 1), int(self.height or 1), 1.0)]
+
+
+class Correctness(_Model):
+    """Greedy probes whose outputs are recorded and compared (`{}` alone: the shipped default prompt set)."""
+
+    prompts: list[Annotated[str, Field(min_length=1, max_length=100_000)]] | None = Field(
+        None, min_length=1, max_length=1000, description="The prompts (<= 1000); or `prompts_file`."
+    )
+    prompts_file: str | None = Field(
+        None,
+        description="Text file, one prompt per line (blank lines and lines starting with # skipped); relative to "
+        "the current folder, the scenario file, or a shipped dataset. Neither this nor `prompts`: the shipped "
+        "default set (datasets/correctness-default.txt).",
+    )
+    max_tokens: int = Field(32, ge=1, le=4096, description="Tokens generated per prompt (<= 4096).")
+    seed: int = Field(0, ge=0, lt=2**63, description="Sampling seed sent with each probe (temperature is 0).")
+    baseline: str | None = Field(
+        None,
+        description="A run folder (or its run.json) whose recorded outputs are the reference for "
+        "`outputs.changed`; relative paths as for `prompts_file`.",
+    )
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="Per probe request (<= 1 h).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Correctness:
+        if self.prompts is not None and self.prompts_file is not None:
+            raise ValueError("give `prompts` or `prompts_file`, not both")
+        return self
 
 
 class Dataset(_Model):
@@ -1131,6 +1165,21 @@ class Scenario(_Model):
         "or more than half of the requests failed). Without it a scenario must have SLOs. Same as `harness run "
         "--measure-only`.",
     )
+
+    @model_validator(mode="after")
+    def _outputs_slos(self) -> Scenario:
+        for i, text in enumerate(self.slos):
+            if not text.strip().startswith("outputs."):
+                continue
+            c = self.workload.correctness
+            if c is None:
+                raise ValueError(f"slos[{i}]: {text!r} needs `workload.correctness` (the probes it judges)")
+            if text.strip().startswith("outputs.changed") and c.baseline is None:
+                raise ValueError(
+                    f"slos[{i}]: {text!r} needs a baseline: set `workload.correctness.baseline` to the run folder "
+                    "whose outputs are the reference (or compare two runs with `harness compare`)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _trace_load(self) -> Scenario:
@@ -1561,6 +1610,12 @@ def absolute_inputs(sc: Scenario, scenario_file: str | Path | None = None) -> Sc
         found = resolve_input(tr["path"], relative_to=base, asset="datasets")
         if found is not None:
             tr["path"] = str(found)
+    for key in ("prompts_file", "baseline"):  # workload.correctness
+        c = w.get("correctness") or {}
+        if c.get(key):
+            found = resolve_input(c[key], relative_to=base, asset="datasets" if key == "prompts_file" else None)
+            if found is not None:
+                c[key] = str(found)
     if w.get("tokenizer"):
         found = resolve_input(w["tokenizer"], relative_to=base)
         if found is not None:

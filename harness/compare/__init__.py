@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.compare import between, fingerprints, stats
+from harness.compare.outputs import outputs_diff
 from harness.compare.rules import DEFAULT_RULES, Rule, check_rules
 from harness.compare.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, diff_intervals, mann_whitney_p
 from harness.errors import EXIT_PASS, EXIT_SLO_FAILED, HarnessError
@@ -362,6 +363,15 @@ def _between_text(row: dict) -> str:
     )
 
 
+def _compare_outputs(pairs: list[dict], base: RunData, news: list[RunData]) -> None:
+    """workload.correctness probes: a changed answer is a regression, whatever the latencies say."""
+    for p, r in zip(pairs, news):
+        p["outputs"] = outputs_diff(base.run, r.run)
+        if p["outputs"] and p["outputs"]["changed"]:
+            n = len(p["outputs"]["changed"])
+            p["regressions"].append(f"outputs: {n} of {p['outputs']['compared']} correctness probe(s) changed")
+
+
 def compare_runs(
     paths: list[Path],
     *,
@@ -417,6 +427,7 @@ def compare_runs(
                 curves.append({"run_id": r.run_id, "label": r.label, **stats.cdf_points(v.values)})
         if curves:
             cdf[sig] = curves
+    _compare_outputs(pairs, runs[0], runs[1:])
     regressed = any(p["regressions"] for p in pairs)
     for p in pairs:
         p["method"] = method["kind"]
@@ -491,6 +502,7 @@ def _compare_between(
             fix="compare groups of the same scenario, load and workload, or pass --force",
         )
     method = _method("between-run", sides, paths)
+    _compare_outputs(pairs, sides[0][0], [side[0] for side in sides[1:]])  # the first run of each group
     for p in pairs:
         p["method"] = method["kind"]
         if force:

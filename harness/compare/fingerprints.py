@@ -37,6 +37,7 @@ def hardware(run: dict) -> dict:
     env = run.get("environment") or {}
     cl = env.get("cluster") or {}
     gpus = env.get("gpus_nvidia_smi") or []
+    inv = env.get("inventory") or {}
     return {
         "machine": env.get("machine"),
         "cpu_count": env.get("cpu_count"),
@@ -45,6 +46,10 @@ def hardware(run: dict) -> dict:
         "gpus": cl.get("gpus") if cl else len(gpus),
         "accelerators": cl.get("accelerators") or None,
         "gpu_models": sorted({g.get("name") for g in gpus}) or None,
+        # run.json environment.inventory (older records lack it: absent on both sides is no difference)
+        **{k: inv.get(k) for k in ("cpu_model", "memory_total_bytes", "gpu_driver", "cuda")},
+        "node_accelerators": [(n.get("accelerator_type"), n.get("gpus")) for n in inv.get("nodes") or []] or None,
+        "container_image": (inv.get("container") or {}).get("image"),
     }
 
 

@@ -358,6 +358,9 @@ def check_trace_models(sc: Scenario, rows: list[dict[str, Any]], source: str) ->
 
 def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
     """Fail before anything starts when a local file the scenario names is missing or unreadable."""
+    from harness.load.correctness import check_correctness_inputs
+
+    check_correctness_inputs(sc, source)  # workload.correctness: prompts file, baseline run
     ds = sc.workload.dataset
     if ds is not None:
         try:

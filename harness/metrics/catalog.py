@@ -53,6 +53,16 @@ def _vllm(name: str) -> tuple[str, ...]:
     return (f"ray_vllm_{name}", f"ray_vllm:{name}", f"vllm:{name}")
 
 
+# NVIDIA DCGM exporter, newest naming first: `DCGM_FI_DEV_*` (dcgm-exporter 2.x and later, field names of DCGM's
+# own field ids) and `dcgm_*` (the 1.x exporter). Same units in both: utilisation in percent, framebuffer in MiB,
+# power in W, SM clock in MHz. Labels: `gpu` (index), `UUID`, `modelName`, `Hostname` (no SessionName: the
+# session filter applies to ray_* series only). Ray's own node series come first where both exist.
+_DCGM_UTIL = ("DCGM_FI_DEV_GPU_UTIL", "dcgm_gpu_utilization")
+_DCGM_FB_USED = ("DCGM_FI_DEV_FB_USED", "dcgm_fb_used")
+_DCGM_POWER = ("DCGM_FI_DEV_POWER_USAGE", "dcgm_power_usage")
+_DCGM_SM_CLOCK = ("DCGM_FI_DEV_SM_CLOCK", "dcgm_sm_clock")
+
+
 class _Units(TypedDict):
     scale: float
     unit: str
@@ -177,7 +187,7 @@ CATALOG: dict[str, MetricSignal] = {
         MetricSignal(
             "gpu_utilization",
             "gauge",
-            ("ray_node_gpus_utilization",),
+            ("ray_node_gpus_utilization",) + _DCGM_UTIL,
             agg="max",
             scale=0.01,
             scope="cluster",
@@ -187,12 +197,15 @@ CATALOG: dict[str, MetricSignal] = {
         MetricSignal(
             "gpu_memory_used",
             "gauge",
-            ("ray_node_gram_used",),
+            ("ray_node_gram_used",) + _DCGM_FB_USED,
             scale=1024.0 * 1024.0,
             scope="cluster",
             hold_s=15.0,
             unit="bytes",
         ),
+        # DCGM exporter only (where Prometheus scrapes it): Ray exports no power or clock series
+        MetricSignal("gpu_power", "gauge", _DCGM_POWER, agg="max", scope="cluster", hold_s=15.0, unit="watts"),
+        MetricSignal("gpu_sm_clock", "gauge", _DCGM_SM_CLOCK, agg="max", scope="cluster", hold_s=15.0, unit="mhz"),
     ]
 }
 

@@ -180,6 +180,9 @@ class ServerStat(_Sparse):
     value_run: float | None = None
     hits: float | None = None
     queries: float | None = None
+    # output correctness probes (signal `outputs`; `total` = probes sent)
+    changed: float | None = Field(default=None, description="Outputs: probes whose output differs from the baseline.")
+    empty: float | None = Field(default=None, description="Outputs: probes that returned no text or failed.")
 
 
 class ScopeStats(_Strict):
@@ -359,6 +362,33 @@ class CacheReset(_Strict):
     duration_s: float | None = Field(default=None, description="Wall time of the reset call.")
 
 
+class Probe(_Strict):
+    prompt: str = Field(..., description="The prompt as sent (chat: one user message; completions: the prompt).")
+    output: str = Field(default="", description="The text the engine answered.")
+    sha256: str | None = Field(default=None, description="SHA-256 of the output text (UTF-8); null when it failed.")
+    output_tokens: int | None = Field(default=None, description="completion_tokens the engine reported.")
+    finish_reason: str | None = Field(default=None, description="The engine's finish_reason.")
+    error: str | None = Field(default=None, description="Why the probe failed (HTTP status and body), else null.")
+    latency_ms: float | None = Field(default=None, description="Wall time of the request.")
+
+
+class Correctness(_Strict):
+    """run.json `correctness`: what the greedy probes answered (compared by `harness compare` and `outputs.*`)."""
+
+    api: str = Field(..., description="chat | completions.")
+    model: str = Field(..., description="Model id the probes were sent to.")
+    max_tokens: int = Field(..., description="Tokens asked for per probe.")
+    seed: int = Field(..., description="Seed sent with each probe (temperature 0).")
+    source: str = Field(..., description="Where the prompts came from: inline, a file path, or the shipped default.")
+    probes: list[Probe] = Field(default_factory=list, description="One entry per prompt, in order.")
+    baseline: str | None = Field(default=None, description="Run folder whose outputs were the reference, if any.")
+    changed: list[int] = Field(
+        default_factory=list, description="Indexes of probes whose output differs from the baseline's (same prompt)."
+    )
+    started_at: float | None = Field(default=None, description="Epoch seconds the first probe was sent.")
+    duration_s: float | None = Field(default=None, description="Wall time of all probes.")
+
+
 class Owner(_Strict):
     pid: int | None = Field(default=None, description="Process that writes the folder.")
     host: str | None = Field(default=None, description="Host it runs on.")
@@ -398,7 +428,12 @@ class RunRecord(_Strict):
         default_factory=dict, description="Load result (harness/load/runner.py LoadResult): counts, generator health."
     )
     scrape: dict[str, Any] = Field(default_factory=dict, description="Resolved series, session, settle time, errors.")
-    node_stats: dict[str, Any] = Field(default_factory=dict, description="Node-level signals per node.")
+    node_stats: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Node-level signals per node; `gpus`: per node and GPU index, utilisation (fraction), memory "
+        "used (bytes), power (W) and SM clock (MHz) from Ray's node series or the DCGM exporter's, with the series "
+        "that answered, or {no_data: why} (a CPU cluster has none).",
+    )
     alerts: list[dict[str, Any]] | None = Field(default=None, description="Alerts the local Alertmanager delivered.")
     faults: list[dict[str, Any]] | None = Field(
         default=None, description="Scenario `faults:`: what fired, the recovery."
@@ -409,6 +444,9 @@ class RunRecord(_Strict):
     )
     cache_reset: CacheReset | None = Field(
         default=None, description="Prefix-cache reset before the load (sweep steps and repeats), else null (not asked)."
+    )
+    correctness: Correctness | None = Field(
+        default=None, description="Output correctness probes (scenario workload.correctness), else null."
     )
     unrecognized: dict[str, Any] | None = Field(
         default=None,

@@ -152,6 +152,7 @@ def render_compare_markdown(result: dict) -> str:
             lines += ["**Regressions:**", ""] + [f"- {x}" for x in c["regressions"]] + [""]
         else:
             lines += ["No regression.", ""]
+        lines += _outputs(c.get("outputs"))
         client = [r for r in c["rows"] if r["source"] == "client"]
         server = [r for r in c["rows"] if r["source"] == "server"]
         src = "per-run summaries" if c.get("method") == "between-run" else "raw samples"
@@ -165,3 +166,24 @@ def render_compare_markdown(result: dict) -> str:
         lines.append("")
     lines += ["---", footer(result)]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _outputs(out: dict | None) -> list[str]:
+    """workload.correctness probes: each changed output side by side."""
+    if not out:
+        return []
+    if not out["changed"]:
+        lines = [f"Outputs: {out['compared']} correctness probe(s), none changed.", ""]
+    else:
+        lines = [f"### Outputs: {len(out['changed'])} of {out['compared']} correctness probe(s) changed", ""]
+        lines += ["| # | prompt | base output | new output |", "|---|---|---|---|"]
+        lines += [
+            f"| {ch['index']} | {_cell(ch['prompt'])} | {_cell(ch['base'])} | {_cell(ch['new'])} |"
+            for ch in out["changed"]
+        ]
+        lines.append("")
+    return lines + [f"- {n}" for n in out["notes"]] + ([""] if out["notes"] else [])

@@ -21,6 +21,25 @@ from harness.report.compare_md import (
 )
 
 
+def print_outputs(out: dict, console: Console) -> None:
+    """workload.correctness probes: each changed output side by side (base | new)."""
+    if not out["changed"]:
+        console.print(f"outputs: {out['compared']} correctness probe(s), none changed", highlight=False)
+    else:
+        t = Table(
+            title=f"outputs: {len(out['changed'])} of {out['compared']} correctness probe(s) changed",
+            title_justify="left",
+            title_style="red",
+        )
+        for col in ("#", "prompt", "base output", "new output"):
+            t.add_column(col, overflow="fold")
+        for ch in out["changed"]:
+            t.add_row(str(ch["index"]), ch["prompt"], ch["base"], ch["new"])
+        console.print(t)
+    for n in out["notes"]:
+        console.print(f"[yellow]outputs:[/] {n}", highlight=False)
+
+
 def print_comparison(result: dict, console: Console) -> None:
     if not console.is_terminal and console.width < 140:  # CI logs and pipes: no wrapping of the table
         console = Console(width=140, highlight=False, file=console.file)
@@ -66,6 +85,8 @@ def print_comparison(result: dict, console: Console) -> None:
                 style=style,
             )
         console.print(t)
+        if c.get("outputs"):
+            print_outputs(c["outputs"], console)
         for n in c["notes"]:
             console.print(f"[dim]naming era: {n}[/]")
         for w in c["warnings"]:

@@ -83,6 +83,7 @@ def render_markdown(run: RunRecord, summary: Summary | None) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in rows]
+    lines += gpu_lines(run.node_stats.get("gpus"))
     if summary.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary.warnings]
     target = sc.get("target", {})
@@ -96,6 +97,33 @@ def render_markdown(run: RunRecord, summary: Summary | None) -> str:
         "- stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.stage_durations_s.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def gpu_lines(gpus: dict[str, Any] | None) -> list[str]:
+    """run.json node_stats.gpus: one table, a row per node and GPU (Ray's or DCGM's series), or the stated no data."""
+    if not gpus:
+        return []
+    if gpus.get("no_data"):
+        return ["", "## GPUs", "", f"No data: {gpus['no_data']}."]
+    lines = [
+        "",
+        "## GPUs (max / mean over the load)",
+        "",
+        "| node | GPU | utilisation | memory used | power | SM clock |",
+    ]
+    lines.append("|---|---|---|---|---|---|")
+
+    def cell(s: dict | None, scale: float, unit: str) -> str:
+        return f"{s['max'] * scale:.0f} / {s['mean'] * scale:.0f} {unit}" if s and "max" in s and "mean" in s else "—"
+
+    for node, per_gpu in gpus.get("nodes", {}).items():
+        for gpu, sig in per_gpu.items():
+            lines.append(
+                f"| {node} | {gpu} | {cell(sig.get('gpu_utilization'), 100, '%')} | "
+                f"{cell(sig.get('gpu_memory_used'), 1 / 2**30, 'GiB')} | {cell(sig.get('gpu_power'), 1, 'W')} | "
+                f"{cell(sig.get('gpu_sm_clock'), 1, 'MHz')} |"
+            )
+    return lines
 
 
 def _client_lines(c: ClientStats) -> list[str]:

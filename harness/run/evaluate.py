@@ -12,12 +12,14 @@ from typing import Any
 
 import pandas as pd
 
+from harness.load.correctness import outputs_signal
 from harness.load.images import image_stats
 from harness.load.prepare import workload_server_stats
 from harness.load.runner import LoadResult
 from harness.metrics.scrape import ScrapeResult, Window
 from harness.record.schema import (
     ClientStats,
+    Correctness,
     Goodput,
     ModelStats,
     ScopeStats,
@@ -56,6 +58,7 @@ class EvaluateInputs:
     scrape_error: str | None = None
     faults: FaultInjector | None = None  # scenario `faults:` running beside the load
     alerts: AlertReceiver | None = None  # local Alertmanager's receiver (None without one)
+    correctness: Correctness | None = None  # workload.correctness probes (None: none sent)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,15 @@ def evaluate_stage(inp: EvaluateInputs) -> Evaluation:
     fault_results = inp.faults.finish(samples, load) if inp.faults is not None else []  # [] without `faults:`
     server.update(recovery_signal(fault_results))
     series.update(recovery_series(fault_results))
+    outputs = outputs_signal(inp.correctness)  # `outputs.changed` / `outputs.empty`
+    server.update(outputs)
+    if inp.correctness is not None:
+        series["outputs"] = f"correctness probes: {len(inp.correctness.probes)} greedy prompt(s) before the load"
+        if inp.correctness.changed:
+            warnings.append(
+                f"outputs: {len(inp.correctness.changed)} of {len(inp.correctness.probes)} correctness probe(s) "
+                f"answered differently from the baseline {inp.correctness.baseline} (run.json correctness)"
+            )
     fired = None
     if inp.alerts is not None:  # live alerts (local stack with Alertmanager)
         from harness.stack.alerts import ALERT_SOURCE, alert_signals, wait_node_alerts

@@ -10,6 +10,7 @@ from harness import deploy as deploy_stage
 from harness import stack as stack_stage
 from harness.deploy.cache import reset_prefix_cache
 from harness.errors import EXIT_BAD_INPUT
+from harness.load.correctness import run_probes
 from harness.load.runner import run_load
 from harness.metrics.scrape import ScrapeResult, Window, scrape_run
 from harness.record.environment import environment
@@ -41,6 +42,7 @@ class RunOptions:
     repeat: RepeatGroup | None = None  # this run's place in a repeat group (harness/commands/repeat.py)
     reuse_app: bool = False  # keep the running app's replicas (a later repeat or sweep step of the same target)
     stay_connected: bool = False  # keep this driver's Ray connection for the next run (repeats)
+    mlflow_uri: str | None = None  # MLflow tracking URI the finished run is logged to (None: not logged)
 
 
 @dataclass
@@ -74,7 +76,20 @@ def run(scenario: Scenario, opts: RunOptions, ui: UI) -> RunOutcome:
                 f"results store unreachable, run not indexed: {indexed['error']}; "
                 f"`harness store sync` adds it later (the run folder is complete)"
             )
+        if opts.mlflow_uri:  # like the store: an unreachable MLflow warns, the folder can be exported later
+            _log_mlflow(rec.dir, opts.mlflow_uri, ui)
     return RunOutcome(rec.dir, ctx.exit_code if ctx.exit_code is not None else EXIT_BAD_INPUT, ctx.summary, indexed)
+
+
+def _log_mlflow(run_dir: Path, uri: str, ui: UI) -> None:
+    from harness.export.mlflow_log import log_run_dir
+
+    res = log_run_dir(run_dir, uri)
+    if not res["logged"]:
+        ui.warn(
+            f"MLflow {res['uri']} unreachable, run not logged: {res['error']}; "
+            f"`harness export --mlflow URI {run_dir}` logs it later (the run folder is complete)"
+        )
 
 
 def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> RunContext:
@@ -102,6 +117,10 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             )
             if reset is not None:
                 rec.record_cache_reset(CacheReset(**reset))
+        probes = None  # workload.correctness: greedy probes before the load (their outputs are the gate's input)
+        if scenario.workload.correctness is not None:
+            probes = ctx.stage("correctness", lambda: run_probes(scenario, dep.base_url))
+            rec.record_correctness(probes)
         rec.record_environment(environment(dep.details.get("nodes")))  # attached over HTTP: the dashboard's nodes
         if stack.targets_pending:  # a fresh local stack: Prometheus found Ray's targets while the app deployed
             ctx.stage("metrics_ready", lambda: stack_stage.wait_targets(stack))
@@ -142,6 +161,7 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
             ctx.stage_errors.get("scrape"),
             faults=faults,
             alerts=alerts,
+            correctness=probes,
         )
         ev = ctx.stage("evaluate", lambda: evaluate_stage(inputs))
         rec.record_evaluation(ev.summary, ev.alerts, ev.faults)
@@ -153,10 +173,12 @@ def _run_stages(scenario: Scenario, opts: RunOptions, ui: UI, rec: Recorder) -> 
 
 def _node_stats(stack: stack_stage.Stack, scraped: ScrapeResult, window: Window) -> dict[str, Any]:
     """Node-level signals per node (harness/metrics/per_node.py); best effort, {} when Prometheus cannot say."""
-    from harness.metrics.per_node import per_node_stats
+    from harness.metrics.per_node import per_gpu_stats, per_node_stats
 
     try:
-        return per_node_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+        out = per_node_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+        out["gpus"] = per_gpu_stats(stack.prometheus_url, scraped.resolved, scraped.session, window.start, window.end)
+        return out
     except Exception:  # noqa: BLE001 — a per-node view must never fail the run
         return {}
 

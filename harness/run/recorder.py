@@ -17,7 +17,7 @@ import pandas as pd
 from harness.deploy import Deployment
 from harness.load.runner import LoadResult
 from harness.metrics.scrape import ScrapeResult
-from harness.record.schema import CacheReset, Owner, RunRecord, RunStatus, Summary
+from harness.record.schema import CacheReset, Correctness, Owner, RunRecord, RunStatus, Summary
 from harness.record.store import RUN_FILE, SUMMARY_FILE, new_run_dir, owner_info, write_json
 from harness.stack import Stack
 
@@ -65,6 +65,10 @@ class Recorder:
 
     def record_cache_reset(self, reset: CacheReset) -> None:
         self.record.cache_reset = reset
+        self.save()
+
+    def record_correctness(self, probes: Correctness) -> None:
+        self.record.correctness = probes
         self.save()
 
     def record_environment(self, environment: dict[str, Any]) -> None:

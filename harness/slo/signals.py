@@ -204,6 +204,16 @@ SIGNALS: dict[str, Signal] = {
             "churn", "autoscaling", "count", ("value",), "value", "replica starts per minute of load", scopable=False
         ),
         Signal(
+            "outputs",
+            "server",
+            "count",
+            ("changed", "empty", "total"),
+            None,
+            "workload.correctness probes (greedy, before the load): outputs that differ from the baseline run's, "
+            "empty or failed outputs, probes sent",
+            scopable=False,
+        ),
+        Signal(
             "flaps",
             "autoscaling",
             "count",

@@ -32,6 +32,7 @@ finishes with "tool_calls". `response_format` json_object / json_schema makes th
 import base64
 import binascii
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -322,6 +323,7 @@ class ReplyPlan:
     reasoning: int = 0
     tool: tuple[str, str] | None = None  # (function name, argument key): the reply is a tool call
     json_key: str | None = None  # content (or tool arguments) is the JSON object {json_key: "<text>"}
+    offset: int = 0  # where in the vocabulary the reply starts: a function of (seed, prompt), see text_offset
 
     @property
     def plain(self) -> bool:
@@ -334,7 +336,7 @@ class ReplyPlan:
         return "t" if self.tool is not None else "c"
 
     def text(self, i: int) -> str:
-        piece = _VOCAB[i % len(_VOCAB)]
+        piece = _VOCAB[(self.offset + i) % len(_VOCAB)]
         if self.json_key is None or i < self.reasoning:
             return piece
         if i == self.reasoning:
@@ -347,10 +349,17 @@ class ReplyPlan:
         return min(self.reasoning, n)
 
 
-def reply_plan(p: ParsedRequest, cfg: SimConfig, rng: random.Random, chat: bool) -> ReplyPlan:
+def text_offset(seed: int, prompt: str) -> int:
+    """The reply's text is the vocabulary from this offset on: the same (seed, prompt) always gives the same reply
+    (what a greedy engine does), another seed or prompt usually another one (output-correctness checks see it)."""
+    h = hashlib.blake2b(f"{seed}\x00{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") % len(_VOCAB)
+
+
+def reply_plan(p: ParsedRequest, cfg: SimConfig, rng: random.Random, chat: bool, offset: int = 0) -> ReplyPlan:
     """Seeded decision of the reply's shape (see the module docstring)."""
     if not chat:
-        return ReplyPlan(p.max_tokens)
+        return ReplyPlan(p.max_tokens, offset=offset)
     tool = None
     if p.tools and p.tool_choice != "none":
         if p.tool_choice == "required":
@@ -362,7 +371,7 @@ def reply_plan(p: ParsedRequest, cfg: SimConfig, rng: random.Random, chat: bool)
             tool = next(t for t in p.tools if t[0] == p.tool_choice)
     reasoning = min(cfg.reasoning_tokens, p.max_tokens - (1 if tool else 0))
     key = tool[1] if tool else ("answer" if p.json_format else None)
-    return ReplyPlan(p.max_tokens, reasoning, tool, key)
+    return ReplyPlan(p.max_tokens, reasoning, tool, key, offset)
 
 
 def autoscaling_config(a: dict | None) -> dict:
@@ -546,7 +555,7 @@ class SimLLM:
                 image_patch_px=cfg.image_patch_px,
             )
             m = self.served[p.model]
-            plan = reply_plan(p, m.config, m.rng, chat)
+            plan = reply_plan(p, m.config, m.rng, chat, text_offset(m.config.seed, prompt_text(body, chat=chat)))
             rid = f"{self.replica_id or 'sim'}-{next(self._ids)}"
             if m.config.prefix_caching:
                 p.prefix_keys = prefix_keys(prompt_text(body, chat=chat), m.config.block_size)
@@ -690,7 +699,7 @@ class SimLLM:
                         i = j
                     yield "".join(out)
                 elif coalesce:  # one event carrying every token produced since the last write
-                    text = "".join(_VOCAB[i % len(_VOCAB)] for i in range(start, stop))
+                    text = "".join(_VOCAB[(plan.offset + i) % len(_VOCAB)] for i in range(start, stop))
                     yield (
                         (first if start == 0 else later)
                         + json.dumps(text)
@@ -698,7 +707,9 @@ class SimLLM:
                     )
                 else:  # everything already produced goes out as one write (several SSE events)
                     yield "".join(
-                        (first if i == 0 else later) + vocab[i % nv] + tail(last_tail if i == last else mid, i + 1)
+                        (first if i == 0 else later)
+                        + vocab[(plan.offset + i) % nv]
+                        + tail(last_tail if i == last else mid, i + 1)
                         for i in range(start, stop)
                     )
                 n = stop

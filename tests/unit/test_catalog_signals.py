@@ -50,6 +50,6 @@ def test_default_signals_and_base_signals():
 
 def test_units_are_canonical():
     for s in CATALOG.values():
-        assert s.unit in ("ms", "fraction", "bytes", "count"), s.name
+        assert s.unit in ("ms", "fraction", "bytes", "count", "watts", "mhz"), s.name  # W, MHz: GPU power, clock
         if s.kind == "histogram" and s.candidates[0].endswith("_seconds"):
             assert s.scale == 1000.0 and s.unit == "ms"

@@ -33,6 +33,9 @@ def _run(pytester, monkeypatch, ci: str | None):
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", ci)
+    # the inner run is part of this test, which already holds the outer run's box lock: an inner test taking it
+    # again waits behind an exclusive test of the other worker that waits for this one (a deadlock under -n 2)
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID", raising=False)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_x=TESTS, test_mod="import pytest\npytest.importorskip('no_such_module_xyz')\n")
     return pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "--continue-on-collection-errors")
