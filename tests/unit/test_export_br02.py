@@ -115,7 +115,7 @@ def test_cli_writes_json_or_yaml_and_rejects_unknown_formats(tmp_path: Path) -> 
     bad = shutil.copytree(src, tmp_path / "bad")
     (bad / "run.json").write_text("{not json")
     r = CliRunner().invoke(app, ["export", str(bad)])
-    assert r.exit_code == 2 and "cannot read the record" in r.output
+    assert r.exit_code == 2 and "run.json: not valid JSON" in r.output and "fix:" in r.output  # the one reader
 
 
 def test_a_run_without_summary_still_exports(tmp_path: Path) -> None:
