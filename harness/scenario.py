@@ -1246,8 +1246,11 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    if not p.exists():
+    from harness.paths import input_file_problem
+
+    p = Path(os.path.expanduser(str(path)))
+    bad = input_file_problem(p, allow_dir=True)  # stat only: a FIFO is refused before anything opens it
+    if bad is not None and bad[0].startswith("not found"):
         near = resolve_name(str(path))
         if near is None:
             import difflib
@@ -1260,6 +1263,8 @@ def load_scenario(path: str | Path) -> Scenario:
             else "give a path to a .yaml file, or a name from `harness scenarios list`"
         )
         raise ScenarioError(f"{p}: scenario file not found", fix=hint)
+    if bad is not None:
+        raise ScenarioError(f"{p}: {bad[0]}", fix=bad[1])
     if p.is_dir():
         raise ScenarioError(f"{p}: is a directory, not a scenario file", fix="give the path of a .yaml file")
     try:
@@ -1407,8 +1412,8 @@ def looks_like_path(arg: str) -> bool:
 def resolve_scenario_path(arg: str) -> Path:
     """An existing file; else a bare name of a shipped scenario (`smoke`). A missing *path* stays that path, so
     load_scenario reports it (with the shipped scenario as a hint): never a silent substitute."""
-    p = Path(arg)
-    if p.exists() or looks_like_path(arg):
+    p = Path(os.path.expanduser(arg))
+    if os.path.lexists(p) or looks_like_path(arg):
         return p
     return resolve_name(arg) or p
 
