@@ -137,8 +137,9 @@ def test_a_good_tokenizer_passes(runner, tmp_path):
 def test_unset_api_key_env_is_a_warning_line(runner, tmp_path, monkeypatch):
     p = tmp_path / "e.yaml"
     p.write_text(
-        SC.replace("engine: sim, model: m", "engine: external, model: m, url: 'http://127.0.0.1:9', api_key_env: K26")
-        .replace("workload: WORKLOAD\n", "")
+        SC.replace(
+            "engine: sim, model: m", "engine: external, model: m, url: 'http://127.0.0.1:9', api_key_env: K26"
+        ).replace("workload: WORKLOAD\n", "")
     )
     monkeypatch.delenv("K26", raising=False)
     out = _validate(runner, p, code=0, words=("warning:", "K26 is not set", "ok"))
