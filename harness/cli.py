@@ -627,6 +627,26 @@ def scenarios_validate(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+@scenarios_app.command("schema")
+@cli_errors
+def scenarios_schema(
+    out: Path | None = typer.Option(None, "--out", help="Write it to this file instead of printing it."),
+) -> None:
+    """Print the scenario file's JSON Schema (generated from the scenario model, descriptions included), for
+    editors: the shipped scenarios name the shipped copy, scenarios/scenario.schema.json, in their first line
+    (`# yaml-language-server: $schema=scenario.schema.json`)."""
+    from harness.paths import check_output
+    from harness.record.store import write_text
+    from harness.scenario import scenario_json_schema_text
+
+    target = check_output(out, "--out")
+    if target is None:
+        sys.stdout.write(scenario_json_schema_text())
+        return
+    write_text(target, scenario_json_schema_text())
+    console.print(f"wrote {target}", highlight=False)
+
+
 @scenarios_app.command("show")
 @cli_errors
 def scenarios_show(scenario: str = typer.Argument(..., help="Scenario file or shipped name.")) -> None:
