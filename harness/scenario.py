@@ -864,6 +864,27 @@ class Load(_Model):
         return self
 
     @model_validator(mode="after")
+    def _ramps_fit(self) -> Load:
+        """A closed-loop stage whose users cannot all be started (or stopped) at spawn_rate within the stage never
+        runs at its users: its load, and any gate on it, is not what the scenario says."""
+        if self.arrival is not None:
+            return self
+        prev = 0
+        for i, s in enumerate(self.stages):
+            if s.users is None:  # a trace replay: the stages give durations only
+                continue
+            ramp = abs(s.users - prev) / s.spawn_rate
+            if ramp > s.duration_s:
+                need = abs(s.users - prev) / s.duration_s
+                raise ValueError(
+                    f"stages[{i}] ({s.name}): at spawn_rate {s.spawn_rate:g}/s going from {prev} to {s.users} users "
+                    f"takes {ramp:g} s, longer than the stage ({s.duration_s:g} s), so it never runs at {s.users} "
+                    f"users; set spawn_rate >= {need:.3g} or duration_s >= {ramp:g}"
+                )
+            prev = s.users
+        return self
+
+    @model_validator(mode="after")
     def _honourable(self) -> Load:
         if self.duration_s > MAX_DURATION_S:
             raise ValueError(
@@ -1141,9 +1162,38 @@ class Scenario(_Model):
                     f"slos[{i}]: {text!r}: stage {slo.scope!r} starts at {starts[slo.scope]:g} s, inside "
                     f"load.cooldown_s (the last {self.load.cooldown_s:g} s): it has no measured requests"
                 )
+            if slo.scope == STEADY:
+                errs += self._steady_problems(i, text)
         if errs:
             raise ValueError("; ".join(errs))
         return self
+
+    def _steady_problems(self, i: int, text: str) -> list[str]:
+        """`@steady` is each stage after its user ramp (users / spawn_rate), after warmup and before cooldown: a
+        scenario where that is nowhere, or where a stage is named `steady` itself, gates nothing it means."""
+        from harness.slo.autoscaling import stage_windows, steady_windows
+        from harness.slo.parse import STEADY
+
+        named = [k for k, st in enumerate(self.load.stages) if st.name == STEADY]
+        if named:
+            return [
+                f"slos[{i}]: {text!r}: load.stages[{named[0]}] is named {STEADY!r}, but @{STEADY} always means the "
+                f"steady part of every stage, never that stage; rename the stage (e.g. {STEADY}-load) and scope "
+                f"to it with @<new name>, or drop the @{STEADY} scope"
+            ]
+        stats_end = self.load.duration_s - self.load.cooldown_s
+        spans = [
+            (a, min(b, stats_end))
+            for a, b in steady_windows(stage_windows(self.load.model_dump()["stages"], 0.0), self.load.warmup_s)
+            if a < min(b, stats_end)
+        ]
+        if spans:
+            return []
+        return [
+            f"slos[{i}]: {text!r}: no stage has a steady part: each one's ramp (users / spawn_rate) lasts to its end "
+            "or to the end of the warmup or into the cooldown, so @steady never has data; raise spawn_rate, "
+            "lengthen the stages or shorten load.warmup_s / cooldown_s"
+        ]
 
     @field_validator("slos")
     @classmethod
