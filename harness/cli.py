@@ -694,23 +694,59 @@ def scenarios_list() -> None:
 
 @scenarios_app.command("validate")
 @cli_errors
-def scenarios_validate(files: list[Path] = typer.Argument(..., help="Scenario files to check.")) -> None:
-    """Check scenario files; print every problem as FILE: path: what is wrong (exit 2 if any)."""
-    from harness.scenario import check_judgeable, load_scenario
+def scenarios_validate(
+    files: list[Path] = typer.Argument(..., help="Scenario files to check."),
+    no_files: bool = typer.Option(
+        False,
+        "--no-files",
+        help="Check the scenarios only, not the input files they name (to validate them away from their data).",
+    ),
+) -> None:
+    """Check scenario files and the input files they name, with the checks `run` makes before anything starts:
+    datasets and traces parsed in full, the tokenizer loaded, paths that are folders, FIFOs, devices or symlink
+    loops refused. Prints every problem as FILE: path: what is wrong (exit 2 if any). An unset
+    `target.api_key_env` is a warning line only (exit 0): a merge check in CI runs without the run's secrets,
+    and `run` refuses it where the key should be."""
+    from harness.load.prepare import api_key_problem
+    from harness.run.ready import ready_scenario
 
     bad = 0
     for f in files:
         try:
-            check_judgeable(load_scenario(f), str(f))
-            console.print(f"{f}: ok", highlight=False)
-        except ScenarioError as e:
+            sc, _ = ready_scenario(str(f), check_files=not no_files, check_env=False)
+        except HarnessError as e:
             bad += 1
             for line in e.problems or [e.message]:
                 sys.stderr.write(line + "\n")
             if e.fix and not e.problems:
                 sys.stderr.write(f"  fix: {e.fix}\n")
+            continue
+        unset = api_key_problem(sc, str(f))
+        if unset is not None:
+            sys.stderr.write(f"warning: {unset.message} here (`run` refuses that)\n  fix: {unset.fix}\n")
+        console.print(f"{f}: ok", highlight=False)
     if bad:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@scenarios_app.command("schema")
+@cli_errors
+def scenarios_schema(
+    out: Path | None = typer.Option(None, "--out", help="Write it to this file instead of printing it."),
+) -> None:
+    """Print the scenario file's JSON Schema (generated from the scenario model, descriptions included), for
+    editors: the shipped scenarios name the shipped copy, scenarios/scenario.schema.json, in their first line
+    (`# yaml-language-server: $schema=scenario.schema.json`)."""
+    from harness.paths import check_output
+    from harness.record.store import write_text
+    from harness.scenario import scenario_json_schema_text
+
+    target = check_output(out, "--out")
+    if target is None:
+        sys.stdout.write(scenario_json_schema_text())
+        return
+    write_text(target, scenario_json_schema_text())
+    console.print(f"wrote {target}", highlight=False)
 
 
 @scenarios_app.command("show")

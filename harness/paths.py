@@ -6,7 +6,9 @@ there); a checkout (editable install, or `PYTHONPATH=.`) has them at the reposit
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def resolve_input(path: str | Path, *, relative_to: Path | None = None, asset: s
     """
     p = Path(path).expanduser()
     if p.is_absolute():
-        return p if p.exists() else None
+        return p if os.path.lexists(p) else None
     cands = [Path.cwd() / p]
     if relative_to is not None:
         cands.append(relative_to / p)
@@ -48,8 +50,46 @@ def resolve_input(path: str | Path, *, relative_to: Path | None = None, asset: s
         base = asset_dir(asset)
         cands += [base / p, base.parent / p]  # `sharegpt-mini.jsonl` or `datasets/sharegpt-mini.jsonl`
     for c in cands:
-        if c.exists():
-            return c.resolve()
+        if os.path.lexists(c):  # a broken link or a loop is found too, so input_file_problem can name it
+            try:
+                return c.resolve(strict=True)
+            except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+                return c.absolute()
+    return None
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe): reading it would block until something writes to it",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def input_file_problem(path: str | Path, *, allow_dir: bool = False) -> tuple[str, str] | None:
+    """(what is wrong, the fix) for an input file, or None when it is a readable regular file (or, with
+    `allow_dir`, a readable directory). Only `stat` is used: a FIFO is refused before anything opens it."""
+    p = Path(os.path.expanduser(str(path)))
+    want = "a regular file" + (" or a folder" if allow_dir else "")
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symlink loop (the link points back at itself)", f"ls -l {p}; point the link at a real file"
+        if e.errno == errno.ENOENT and os.path.islink(p):
+            return f"is a broken symlink (to {os.readlink(p)})", "point the link at an existing file, or fix the path"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            text = str(path)
+            where = " (`~` is expanded only at the start of a path)" if "~" in text[1:] and text[0] != "~" else ""
+            return f"not found{where}", "give an absolute path, or one relative to the current directory"
+        return f"cannot be read ({e.strerror or e})", "check the path and its permissions"
+    if stat.S_ISDIR(st.st_mode) and not allow_dir:
+        return "is a folder, not a file", f"give the path of a file inside {p}"
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        return f"is {kind}, not {want}", f"give the path of {want} (copy the data to a file first)"
+    if not os.access(p, os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)):
+        return "is not readable", f"check its permissions (ls -l {p})"
     return None
 
 

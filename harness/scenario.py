@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -1051,6 +1052,27 @@ class Load(_Model):
         return self
 
     @model_validator(mode="after")
+    def _ramps_fit(self) -> Load:
+        """A closed-loop stage whose users cannot all be started (or stopped) at spawn_rate within the stage never
+        runs at its users: its load, and any gate on it, is not what the scenario says."""
+        if self.arrival is not None:
+            return self
+        prev = 0
+        for i, s in enumerate(self.stages):
+            if s.users is None:  # a trace replay: the stages give durations only
+                continue
+            ramp = abs(s.users - prev) / s.spawn_rate
+            if ramp > s.duration_s:
+                need = abs(s.users - prev) / s.duration_s
+                raise ValueError(
+                    f"stages[{i}] ({s.name}): at spawn_rate {s.spawn_rate:g}/s going from {prev} to {s.users} users "
+                    f"takes {ramp:g} s, longer than the stage ({s.duration_s:g} s), so it never runs at {s.users} "
+                    f"users; set spawn_rate >= {need:.3g} or duration_s >= {ramp:g}"
+                )
+            prev = s.users
+        return self
+
+    @model_validator(mode="after")
     def _honourable(self) -> Load:
         if self.duration_s > MAX_DURATION_S:
             raise ValueError(
@@ -1363,9 +1385,38 @@ class Scenario(_Model):
                     f"slos[{i}]: {text!r}: stage {slo.scope!r} starts at {starts[slo.scope]:g} s, inside "
                     f"load.cooldown_s (the last {self.load.cooldown_s:g} s): it has no measured requests"
                 )
+            if slo.scope == STEADY:
+                errs += self._steady_problems(i, text)
         if errs:
             raise ValueError("; ".join(errs))
         return self
+
+    def _steady_problems(self, i: int, text: str) -> list[str]:
+        """`@steady` is each stage after its user ramp (users / spawn_rate), after warmup and before cooldown: a
+        scenario where that is nowhere, or where a stage is named `steady` itself, gates nothing it means."""
+        from harness.slo.autoscaling import stage_windows, steady_windows
+        from harness.slo.parse import STEADY
+
+        named = [k for k, st in enumerate(self.load.stages) if st.name == STEADY]
+        if named:
+            return [
+                f"slos[{i}]: {text!r}: load.stages[{named[0]}] is named {STEADY!r}, but @{STEADY} always means the "
+                f"steady part of every stage, never that stage; rename the stage (e.g. {STEADY}-load) and scope "
+                f"to it with @<new name>, or drop the @{STEADY} scope"
+            ]
+        stats_end = self.load.duration_s - self.load.cooldown_s
+        spans = [
+            (a, min(b, stats_end))
+            for a, b in steady_windows(stage_windows(self.load.model_dump()["stages"], 0.0), self.load.warmup_s)
+            if a < min(b, stats_end)
+        ]
+        if spans:
+            return []
+        return [
+            f"slos[{i}]: {text!r}: no stage has a steady part: each one's ramp (users / spawn_rate) lasts to its end "
+            "or to the end of the warmup or into the cooldown, so @steady never has data; raise spawn_rate, "
+            "lengthen the stages or shorten load.warmup_s / cooldown_s"
+        ]
 
     @field_validator("slos")
     @classmethod
@@ -1469,8 +1520,11 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    if not p.exists():
+    from harness.paths import input_file_problem
+
+    p = Path(os.path.expanduser(str(path)))
+    bad = input_file_problem(p, allow_dir=True)  # stat only: a FIFO is refused before anything opens it
+    if bad is not None and bad[0].startswith("not found"):
         near = resolve_name(str(path))
         if near is None:
             import difflib
@@ -1483,6 +1537,8 @@ def load_scenario(path: str | Path) -> Scenario:
             else "give a path to a .yaml file, or a name from `harness scenarios list`"
         )
         raise ScenarioError(f"{p}: scenario file not found", fix=hint)
+    if bad is not None:
+        raise ScenarioError(f"{p}: {bad[0]}", fix=bad[1])
     if p.is_dir():
         raise ScenarioError(f"{p}: is a directory, not a scenario file", fix="give the path of a .yaml file")
     try:
@@ -1514,6 +1570,28 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 SCENARIO_DIR = asset_dir("scenarios")
+SCHEMA_FILE = SCENARIO_DIR / "scenario.schema.json"  # shipped; scenarios name it in a `yaml-language-server` comment
+SCHEMA_COMMENT = "# yaml-language-server: $schema="
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The scenario file's JSON Schema (draft 2020-12), generated from the pydantic model with every field's
+    description, for editors. Cross-field rules (and the SLO grammar) are checked by `harness scenarios validate`."""
+    schema = Scenario.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "harness scenario",
+        "description": "A harness scenario (`harness run SCENARIO`). Generated by `harness scenarios schema` from "
+        "the pydantic model; rules across fields, the SLO grammar and input files are checked by "
+        "`harness scenarios validate`.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+def scenario_json_schema_text() -> str:
+    return json.dumps(scenario_json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
 MAX_YAML_NODES = 100_000  # a scenario has a few hundred values; anchors/aliases can make billions ("YAML bomb")
 
 
@@ -1636,8 +1714,8 @@ def looks_like_path(arg: str) -> bool:
 def resolve_scenario_path(arg: str) -> Path:
     """An existing file; else a bare name of a shipped scenario (`smoke`). A missing *path* stays that path, so
     load_scenario reports it (with the shipped scenario as a hint): never a silent substitute."""
-    p = Path(arg)
-    if p.exists() or looks_like_path(arg):
+    p = Path(os.path.expanduser(arg))
+    if os.path.lexists(p) or looks_like_path(arg):
         return p
     return resolve_name(arg) or p
 

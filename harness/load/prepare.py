@@ -21,7 +21,7 @@ from typing import Any
 
 from harness.errors import HarnessError, ScenarioError
 from harness.load.workload import VOCAB, make_prompt, sample_length
-from harness.paths import asset_dir, resolve_input
+from harness.paths import asset_dir, input_file_problem, resolve_input
 from harness.scenario import Scenario
 
 REPO_ROOT = asset_dir("datasets").parent
@@ -47,10 +47,14 @@ def tokenizer_path(scenario: Scenario) -> Path | None:
     if w.tokenizer:
         p = Path(w.tokenizer).expanduser()
         f = p / "tokenizer.json" if p.is_dir() else p
-        if not f.is_file():
+        bad = input_file_problem(f)
+        if bad is not None:
+            what = "no tokenizer.json there" if bad[0].startswith("not found") else f"{f}: {bad[0]}"
             raise HarnessError(
-                f"workload.tokenizer: {w.tokenizer}: no tokenizer.json there",
-                fix="point it at a tokenizer.json file or a model directory holding one, or remove it",
+                f"workload.tokenizer: {w.tokenizer}: {what}",
+                fix="point it at a tokenizer.json file or a model directory holding one, or remove it"
+                if bad[0].startswith("not found")
+                else bad[1],
             )
         return f
     if t.engine == "vllm" and t.vllm is not None:
@@ -75,8 +79,12 @@ def load_tokenizer(path: Path | None) -> tuple[Callable[[str], int] | None, str]
         return None, f"`tokenizers` is not installed, so {path} was not used: lengths are word counts"
     try:
         tok = Tokenizer.from_file(str(path))
-    except Exception as e:  # a corrupt file: say so, measure with words
-        return None, f"cannot load {path} ({e.__class__.__name__}: {e}): lengths are word counts"
+    except Exception as e:  # a corrupt file: lengths would silently become word counts, so it is bad input
+        raise HarnessError(
+            f"tokenizer {path}: cannot be loaded ({e.__class__.__name__}: {str(e)[:200]})",
+            fix="replace it with the model's own tokenizer.json (Hugging Face `tokenizers` format), "
+            "or remove workload.tokenizer to count lengths in words",
+        ) from None
     return (lambda text: len(tok.encode(text, add_special_tokens=False).ids)), f"tokenizer {path}"
 
 
@@ -95,10 +103,17 @@ def single_token_vocab(count: Callable[[str], int], rng_seed: int = 0) -> list[s
 # ---------- datasets ----------
 
 
+def _checked(found: Path, field: str, path: str) -> Path:
+    bad = input_file_problem(found)
+    if bad is not None:
+        raise HarnessError(f"{field}: {path}: {bad[0]}" + ("" if str(found) == path else f" ({found})"), fix=bad[1])
+    return found
+
+
 def resolve_dataset(path: str, relative_to: Path | None = None) -> Path:
     found = resolve_input(path, relative_to=relative_to, asset="datasets")
-    if found is not None and found.is_file():
-        return found
+    if found is not None:
+        return _checked(found, "workload.dataset.path", path)
     raise HarnessError(
         f"workload.dataset.path: {path}: file not found",
         fix=f"give an absolute path, one relative to the current directory, or a shipped one "
@@ -169,21 +184,22 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
     rng = random.Random(f"harness-dataset:{scenario.workload.seed}")
     pool: list[dict[str, Any]] = []
     problems: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one bad line, not a crash
+        for i, raw in enumerate(f, 1):
             if ds.max_items is not None and len(pool) >= ds.max_items:
                 break
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw.decode("utf-8"))
                 turns = (
                     _sharegpt_turns(obj, count, ds.multi_turn)
                     if ds.format == "sharegpt"
                     else _prompt_turns(obj, count, w, rng)
                 )
-            except ValueError as e:  # JSONDecodeError is a ValueError
-                problems.append(f"{path}:{i}: {e}")
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+                why = "JSON nested too deeply" if isinstance(e, RecursionError) else str(e)
+                problems.append(f"{path}:{i}: {why}")
                 if len(problems) >= 10:
                     break
                 continue
@@ -214,8 +230,8 @@ def load_dataset(scenario: Scenario, count: Callable[[str], int]) -> tuple[list[
 
 def resolve_trace(path: str) -> Path:
     found = resolve_input(path, asset="datasets")
-    if found is not None and found.is_file():
-        return found
+    if found is not None:
+        return _checked(found, "workload.trace.path", path)
     shipped = sorted((REPO_ROOT / "datasets").glob("trace-*"))
     raise HarnessError(
         f"workload.trace.path: {path}: file not found",
@@ -356,18 +372,30 @@ def check_trace_models(sc: Scenario, rows: list[dict[str, Any]], source: str) ->
             )
 
 
-def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
-    """Fail before anything starts when a local file the scenario names is missing or unreadable."""
+def api_key_problem(sc: Scenario, source: str = "<scenario>") -> ScenarioError | None:
+    """The error for a `target.api_key_env` that is not set in this environment, or None."""
+    if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
+        return ScenarioError(
+            f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
+            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env",
+        )
+    return None
+
+
+def check_inputs(sc: Scenario, source: str = "<scenario>", *, env: bool = True) -> None:
+    """Fail before anything starts when a local file the scenario names is missing, unreadable or malformed:
+    datasets and traces are parsed in full, the tokenizer is loaded. With `env`, an unset `api_key_env` fails too
+    (`scenarios validate` reports it as a warning instead: a merge check does not hold the run's secrets)."""
     from harness.load.correctness import check_correctness_inputs
 
     check_correctness_inputs(sc, source)  # workload.correctness: prompts file, baseline run
     ds = sc.workload.dataset
     if ds is not None:
         try:
-            with open(resolve_dataset(ds.path), "rb") as f:
-                f.read(1)
+            load_dataset(sc, lambda text: len(text.split()))  # every line parsed, as the run will
         except HarnessError as e:
-            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
+            problems = [f"{source}: workload.dataset: {p}" for p in e.problems]
+            raise ScenarioError(f"{source}: {e.message}", problems=problems, fix=e.fix) from None
         except OSError as e:
             raise ScenarioError(
                 f"{source}: workload.dataset.path: {ds.path}: cannot read ({e.strerror or e})",
@@ -397,16 +425,13 @@ def check_inputs(sc: Scenario, source: str = "<scenario>") -> None:
             build_pool(im, sc.workload.seed)  # opens every file: a folder without images or a non-image fails here
         except HarnessError as e:
             raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
-    if sc.workload.tokenizer:
-        try:
-            tokenizer_path(sc)
-        except HarnessError as e:
-            raise ScenarioError(f"{source}: {e.message}", fix=e.fix) from None
-    if sc.target.api_key_env and not os.environ.get(sc.target.api_key_env):
-        raise ScenarioError(
-            f"{source}: target.api_key_env: the environment variable {sc.target.api_key_env} is not set",
-            fix=f"export {sc.target.api_key_env}=<key> (sent as a Bearer token, never recorded), or remove api_key_env",
-        )
+    try:
+        load_tokenizer(tokenizer_path(sc))  # a corrupt tokenizer is bad input, not a silent switch to word counts
+    except HarnessError as e:
+        where = "" if e.message.startswith("workload.") else "workload.tokenizer: " if sc.workload.tokenizer else ""
+        raise ScenarioError(f"{source}: {where}{e.message}", fix=e.fix) from None
+    if env and (unset := api_key_problem(sc, source)) is not None:
+        raise unset
     v = sc.target.vllm
     if v is not None and v.model_source.startswith((".", "/", "~")):
         p = Path(v.model_source).expanduser()

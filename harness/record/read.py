@@ -126,8 +126,9 @@ def read_record(run_dir: Path):
     return run, (read_doc(sp, Summary) if sp.exists() else None)
 
 
-_NEEDED = ("t_start_s", "e2e_ms", "ok")  # after upgrade_samples; every reader of samples needs these
-_LATENCY = ("ttft_ms", "e2e_ms", "tpot_ms", "itl_mean_ms", "t_start_s")
+# after upgrade_samples: every layout the harness ever wrote has these, and readers of samples use them
+_NEEDED = ("t_start_s", "ttft_ms", "e2e_ms", "itl_ms", "output_tokens", "ok")
+_LATENCY = ("ttft_ms", "e2e_ms", "tpot_ms", "itl_mean_ms", "t_start_s", "output_tokens")
 
 
 def read_samples(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
@@ -149,6 +150,9 @@ def read_samples(path: Path, columns: list[str] | None = None) -> pd.DataFrame |
     for c in [c for c in _LATENCY if c in df.columns]:
         if not pd.api.types.is_numeric_dtype(df[c]):
             raise bad(path, f"column {c} holds {df[c].dtype}, not numbers")
+    for c in [c for c in ("itl_ms", "chunk_gap_ms") if c in df.columns]:  # per-request lists of gaps
+        if not df[c].map(lambda x: x is None or isinstance(x, (list, np.ndarray))).all():
+            raise bad(path, f"column {c} holds {df[c].dtype} values, not a list of gaps per request")
     ok = df[df["ok"].astype(bool)] if "ok" in df.columns else df
     for c in ("t_start_s", "e2e_ms"):  # every finished request has both
         if c in ok.columns and len(ok) and not np.isfinite(ok[c].to_numpy(dtype=float)).any():

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from harness.record.store import SCHEMA_VERSION
 
@@ -394,6 +402,58 @@ class Owner(_Strict):
     host: str | None = Field(default=None, description="Host it runs on.")
 
 
+class _Kept(BaseModel):
+    """A recorded scenario's parts that readers (reports, compare, history) use, typed; everything else is kept as
+    written. Not the Scenario model: an old record stays readable after the scenario rules grow."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _RecordedAutoscaling(_Kept):
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_ongoing_requests: float | None = None
+
+
+class _RecordedTarget(_Kept):
+    engine: str | None = None
+    model: str | None = None
+    autoscaling: _RecordedAutoscaling | None = None
+
+
+class _RecordedStage(_Kept):
+    name: str | None = None
+    duration_s: float
+    users: int | None = None
+    spawn_rate: float | None = None
+    rate_rps: float | None = None
+    ramp_to_rps: float | None = None
+
+
+class _RecordedLoad(_Kept):
+    warmup_s: float = 0.0
+    cooldown_s: float = 0.0
+    stages: list[_RecordedStage] = []
+
+
+class _RecordedScenario(_Kept):  # sections may be absent (not null): readers use .get(key, {})
+    name: str = ""
+    description: str = ""
+    target: _RecordedTarget = _RecordedTarget()
+    workload: dict[str, Any] = {}
+    load: _RecordedLoad = _RecordedLoad()
+    slos: list[str] = []
+
+
+class _RecordedLoadResult(_Kept):
+    started_at: float | None = None
+    warmup_end: float | None = None
+    stats_end: float | None = None
+    ended_at: float | None = None
+    workload: dict[str, Any] = {}
+    generator: dict[str, Any] = {}
+
+
 class RunRecord(_Strict):
     _omit_if_none = frozenset({"alerts", "faults", "unrecognized"})
 
@@ -407,6 +467,19 @@ class RunRecord(_Strict):
     git_commit: str | None = Field(default=None, description="harness git commit (-dirty when modified).")
     scenario_file: str | None = Field(default=None, description="Path the scenario was loaded from.")
     scenario: dict[str, Any] = Field(..., description="The fully resolved scenario (defaults filled in).")
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_shape(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _RecordedScenario.model_validate(v)  # a damaged field fails here (exit 2 naming run.json), not in a renderer
+        return v
+
+    @field_validator("load")
+    @classmethod
+    def _load_shape(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _RecordedLoadResult.model_validate(v)  # the stats window compare and reports cut the samples by
+        return v
+
     labels: dict[str, str] = Field(default_factory=dict, description="`--label k=v`: what the run is (e.g. ray=2.60).")
     owner: Owner = Field(default_factory=Owner, description="Who writes the folder: tells a live run from a dead one.")
     origin: dict[str, str | None] = Field(

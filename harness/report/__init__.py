@@ -24,9 +24,19 @@ def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
         return None
 
 
+def _read_samples(path: Path) -> pd.DataFrame | None:
+    from harness.errors import HarnessError
+    from harness.record.read import read_samples
+
+    try:
+        return read_samples(path)  # upgraded to the current columns and checked, as every reader of samples
+    except HarnessError:  # a damaged samples file must not stop the text reports (`report` names it first)
+        return None
+
+
 def load_data(run_dir: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """(samples, series) of a run folder, None where missing; samples without prompt-side columns."""
-    return _read(run_dir / SAMPLES_FILE), _read(run_dir / SERIES_FILE)
+    """(samples, series) of a run folder, None where missing or damaged."""
+    return _read_samples(run_dir / SAMPLES_FILE), _read(run_dir / SERIES_FILE)
 
 
 def render_all(

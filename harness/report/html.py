@@ -19,6 +19,9 @@ from harness.report.markdown import SLICE_HEAD, reconciliation_rows, slice_rows
 from harness.report.plot import FAIL, PASS, STAGE, Chart
 
 BIN_S = 5.0
+MAX_BINS = (
+    20_000  # bins per time chart at most (5 s bins up to ~28 h): a stray timestamp widens them, never loops for ever
+)
 MAX_DOTS = 6000  # per-request dots drawn; above this every k-th request (the caption says so)
 TIME_X = "time since load start (s)"
 
@@ -127,8 +130,11 @@ def _ok(samples: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _binned(t: np.ndarray, v: np.ndarray, q: float, width: float = BIN_S) -> tuple[list[float], list[float]]:
+    keep = np.isfinite(t)
+    t, v = t[keep], v[keep]
     if not len(t):
         return [], []
+    width = max(width, float(t.max() - t.min()) / MAX_BINS)
     xs, ys = [], []
     for a in np.arange(np.floor(t.min() / width) * width, t.max() + width, width):
         m = (t >= a) & (t < a + width)
@@ -296,13 +302,18 @@ def throughput_charts(run: dict, summary: dict | None, samples: pd.DataFrame | N
     end = samples["t_start_s"].to_numpy(float) + np.nan_to_num(samples["e2e_ms"].to_numpy(float)) / 1000.0 - t0
     ok = samples["ok"].to_numpy(bool)
     toks = np.nan_to_num(samples["output_tokens"].to_numpy(float))
+    fin = np.isfinite(end)
+    end, ok, toks = end[fin], ok[fin], toks[fin]
+    if not len(end):
+        return []
+    width = max(BIN_S, float(end.max()) / MAX_BINS)
     mids, req, err, tok = [], [], [], []
-    for a in np.arange(0.0, max(end.max(), BIN_S) + BIN_S, BIN_S):
-        m = (end >= a) & (end < a + BIN_S)
-        mids.append(float(a + BIN_S / 2))
-        req.append(float((m & ok).sum()) / BIN_S)
-        err.append(float((m & ~ok).sum()) / BIN_S)
-        tok.append(float(toks[m & ok].sum()) / BIN_S)
+    for a in np.arange(0.0, max(end.max(), width) + width, width):
+        m = (end >= a) & (end < a + width)
+        mids.append(float(a + width / 2))
+        req.append(float((m & ok).sum()) / width)
+        err.append(float((m & ~ok).sum()) / width)
+        tok.append(float(toks[m & ok].sum()) / width)
     f1 = plot.figure(TIME_X, "requests per second")
     f1.add_trace(
         go.Scatter(

@@ -10,11 +10,17 @@ from harness.scenario import Scenario
 
 
 def ready_scenario(
-    arg: str | Path, *, measure_only: bool = False, need_slos: bool = False, check_files: bool = True
+    arg: str | Path,
+    *,
+    measure_only: bool = False,
+    need_slos: bool = False,
+    check_files: bool = True,
+    check_env: bool = True,
 ) -> tuple[Scenario, Path]:
     """(scenario with absolute input paths, the scenario file's absolute path). Raises ScenarioError/HarnessError
-    (exit 2) for a missing or invalid file, nothing to judge, or an input file that is missing or unreadable."""
-    from harness.load.prepare import check_inputs
+    (exit 2) for a missing or invalid file, nothing to judge, or an input file that is missing, unreadable or
+    malformed (`check_files`), or an unset `target.api_key_env` (`check_env`)."""
+    from harness.load.prepare import api_key_problem, check_inputs
     from harness.scenario import absolute_inputs, check_judgeable, load_scenario, resolve_scenario_path
 
     path = resolve_scenario_path(str(arg))
@@ -23,5 +29,7 @@ def ready_scenario(
     sc.measure_only = sc.measure_only or measure_only  # recorded in run.json's scenario
     path = path.absolute()
     if check_files:
-        check_inputs(sc, str(path))  # dataset, trace, model dir: fail before anything starts
+        check_inputs(sc, str(path), env=check_env)  # dataset, trace, tokenizer, model dir: fail before anything starts
+    elif check_env and (unset := api_key_problem(sc, str(path))) is not None:
+        raise unset
     return sc, path

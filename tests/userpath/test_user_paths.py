@@ -93,6 +93,7 @@ def test_wheel_carries_package_data_and_every_package(wheel):
     for shipped in (
         "harness/_data/scenarios/smoke.yaml",
         "harness/_data/scenarios/gpu/llama-8b-steady.yaml",
+        "harness/_data/scenarios/scenario.schema.json",  # the scenarios' `$schema=` comment names it
         "harness/_data/datasets/sharegpt-mini.jsonl",
         "harness/_data/docker/prometheus/rules/alerts.yml",
         "serve_apps/sim/app.py",
