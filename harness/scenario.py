@@ -1721,12 +1721,13 @@ def resolve_scenario_path(arg: str) -> Path:
 
 
 def _replica_bound(signal: str, op: str, threshold: float, most: int) -> str | None:
-    """Why a replica-count bound can never fail under `max_replicas`, or None. (One that can never pass is kept:
-    the shipped autoscale-capped scenario gates `replicas.max >= 3` under a cap of 2 to show a failing gate.)"""
+    """Why a replica-count bound can never fail or never pass under `max_replicas`, or None."""
     if signal not in ("replicas", "desired_replicas", "target_replicas"):
         return None
     if (op == "<=" and threshold >= most) or (op == "<" and threshold > most):
         return "so the gate can never fail; give a bound below it (or drop the SLO)"
+    if (op == ">=" and threshold > most) or (op == ">" and threshold >= most):
+        return "so the gate can never pass; raise target.autoscaling.max_replicas or lower the bound"
     return None
 
 

@@ -27,7 +27,7 @@ from harness.scenario import (
 
 ROOT = Path(__file__).resolve().parents[2]
 # Left as it is for now by the lead's decision (its replica-bound gate is under discussion): no schema comment yet.
-UNTOUCHED = {"autoscale-capped.yaml"}
+UNTOUCHED: set[str] = set()
 SHIPPED = [p for p in list_scenarios() if p.name not in UNTOUCHED]
 
 

@@ -23,6 +23,8 @@ CASES = [
     ("kv_cache_usage.max > 1", "can never pass"),
     ("replica_starts.total == 2.5", "whole number"),
     ("replicas.max <= 2", "can never fail"),
+    ("replicas.max >= 3", "can never pass"),
+    ("replicas.max > 2", "can never pass"),
     ("recovery_time.max <= 10s", "needs a fault"),
     ("node_down_alert_delay.max <= 10s", "kill_node"),
     ("ttft.p95 <= 1s @b", "inside load.cooldown_s"),
@@ -40,7 +42,15 @@ def test_gate_that_checks_nothing_is_refused(tmp_path, slo, words):
 
 
 @pytest.mark.parametrize(
-    "slo", ["ttft.p95 >= 1ms", "ttft.p95 <= 0ms", "error_rate < 100%", "replicas.max <= 1", "ttft.p95 <= 1s @a"]
+    "slo",
+    [
+        "ttft.p95 >= 1ms",
+        "ttft.p95 <= 0ms",
+        "error_rate < 100%",
+        "replicas.max <= 1",
+        "replicas.max >= 2",
+        "ttft.p95 <= 1s @a",
+    ],
 )
 def test_gates_that_can_go_either_way_stay(tmp_path, slo):
     p = tmp_path / "s.yaml"
