@@ -240,6 +240,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def runner():
+    """Typer's CliRunner with stderr kept apart from stdout (click < 8.2 needs mix_stderr=False; 8.2+ always does)."""
+    from typer.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:
+        return CliRunner()
+
+
+@pytest.fixture
 def write(tmp_path):
     def _write(name: str, text: str) -> Path:
         p = tmp_path / name

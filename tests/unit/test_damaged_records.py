@@ -11,19 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from harness.cli import app
 
 CMP = Path(__file__).resolve().parents[1] / "fixtures" / "records" / "compare"
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always separates stderr
-        return CliRunner()
 
 
 def _out(res) -> str:

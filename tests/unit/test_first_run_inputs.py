@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.record.health import MAX_ERROR_RATE, load_failure
@@ -22,14 +21,6 @@ load:
 slos: [ttft.p95 <= 500ms]
 """
 NO_SLOS = GOOD.replace("slos: [ttft.p95 <= 500ms]\n", "")
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always separates stderr
-        return CliRunner()
 
 
 def _out(res) -> str:

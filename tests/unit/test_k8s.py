@@ -20,7 +20,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.deploy import k8s
@@ -360,14 +359,6 @@ def test_apps_zip_layout_for_remote_working_dir(tmp_path):
     # Ray strips a remote zip's single top-level folder: serve_apps/ must be one level down
     assert {n.split("/")[0] for n in names} == {"harness-serve-apps"}
     assert "harness-serve-apps/serve_apps/sim/app.py" in names
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always separates stderr
-        return CliRunner()
 
 
 def _err(res) -> str:

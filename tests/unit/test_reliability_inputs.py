@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-from typer.testing import CliRunner
 
 from harness.cli import app
 
@@ -57,14 +56,6 @@ def _assert_clean(res, *words):
     assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), repr(res.exception)
     for w in words:
         assert w in out, (w, out)
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always separates stderr
-        return CliRunner()
 
 
 @pytest.mark.parametrize("case,text,words", BAD_SCENARIOS, ids=[c[0] for c in BAD_SCENARIOS])

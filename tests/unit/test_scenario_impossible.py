@@ -4,7 +4,6 @@ the path in the scenario, what is wrong and how to fix it, and no traceback. Not
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
 from harness.cli import app
 
@@ -191,14 +190,6 @@ IMPOSSIBLE = [
         ["slos[0]", "goodput:"],
     ),
 ]
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always separates stderr
-        return CliRunner()
 
 
 @pytest.mark.parametrize("case,text,words", IMPOSSIBLE, ids=[c[0] for c in IMPOSSIBLE])

@@ -11,7 +11,6 @@ import signal
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import HarnessError
@@ -23,14 +22,6 @@ load: {stages: [{duration_s: 5, users: 1}]}
 slos: ["ttft.p95 <= 1s"]
 """
 TURN = [{"from": "human", "value": "hello there"}, {"from": "gpt", "value": "hi"}]
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always separates stderr
-        return CliRunner()
 
 
 class Blocked(BaseException):  # not an OSError: no handler in the code under test may turn it into a message
