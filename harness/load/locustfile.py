@@ -105,7 +105,8 @@ class _SampleWriter:
 _writer = _SampleWriter()
 _done = AppendCounter(_LOCUST_DIR / "done.cnt")
 _tickets = AppendCounter(_LOCUST_DIR / "tickets.cnt")
-_sent = AppendCounter(_LOCUST_DIR / "sent.cnt")  # offered load, for load.stop_when (harness/load/stop.py)
+# offered load, for load.stop_when (harness/load/stop.py); a syscall per request, so only when a detector reads it
+_sent = AppendCounter(_LOCUST_DIR / "sent.cnt") if CFG.get("count_sent") else None
 _dropped = AppendCounter(_LOCUST_DIR / "dropped.cnt")  # open-loop arrivals still queued at the cap when stages ended
 _OPEN_END_S = sum(float(s["duration_s"]) for s in CFG["stages"])
 _user_seq = itertools.count()
@@ -181,7 +182,7 @@ class _LLMBase(User):
         """One request (`pick`: model, request kind, the kind's body fields); writes its sample; returns the output
         tokens received."""
         stream = bool(_W["stream"])
-        if sched is None:  # an open-loop arrival was counted when it was due (it may wait at max_concurrency)
+        if sched is None and _sent is not None:  # an open-loop arrival was counted when it was due
             _sent.bump()
         model, kind, extra = pick
         urls = pick_images(self.rng, _IMAGES, _W["images"]) if _IMAGES else []
@@ -371,7 +372,8 @@ class ArrivalUser(_LLMBase):
             delay = p0 + off - _perf()
             if delay > 0:
                 gevent.sleep(delay)
-            _sent.bump()
+            if _sent is not None:
+                _sent.bump()
             group.spawn(self._one, (p0 + off, e0 + off), sem, p0 + _OPEN_END_S, getattr(off, "row", None))
         group.join(timeout=float(_W["request_timeout_s"]) + 5.0)
 

@@ -102,6 +102,7 @@ def build_config(scenario: Scenario, run_dir: Path, prepared: Prepared | None = 
     return {
         "trace_path": str(trace_path) if trace_path else None,
         "images_path": str(images_path) if images_path else None,
+        "count_sent": ld.stop_when is not None,  # sent.cnt is read only by load.stop_when's detector
         "trace_block_tokens": w.trace.block_tokens if w.trace is not None else None,
         "open_loop": open_loop,
         "workers": ld.workers,
